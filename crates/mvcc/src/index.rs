@@ -1,0 +1,73 @@
+//! All keys' histories, ordered by key: answers which keys (and which of their revisions) a
+//! read at some revision sees.
+
+use crate::key_index::{KeyAt, KeyIndex};
+use crate::{KeyRange, Revision};
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+
+#[derive(Debug, Default)]
+pub struct TreeIndex {
+    keys: BTreeMap<Vec<u8>, KeyIndex>,
+}
+
+impl TreeIndex {
+    pub fn put(&mut self, key: &[u8], rev: Revision) {
+        self.keys.entry(key.to_vec()).or_default().put(rev);
+    }
+
+    pub fn restore(&mut self, key: &[u8], created: Revision, modified: Revision, version: i64) {
+        self.keys
+            .entry(key.to_vec())
+            .or_default()
+            .restore(created, modified, version);
+    }
+
+    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
+        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+    }
+
+    pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
+        self.keys.get(key)?.get(at)
+    }
+
+    /// Live keys of `range` at revision `at`, in key order.
+    pub fn range<'a>(
+        &'a self,
+        range: &'a KeyRange,
+        at: i64,
+    ) -> impl Iterator<Item = (&'a [u8], KeyAt)> + 'a {
+        let iter: Box<dyn Iterator<Item = (&Vec<u8>, &KeyIndex)>> = match range {
+            KeyRange::Single(k) => Box::new(self.keys.get_key_value(k).into_iter()),
+            KeyRange::FromKey(k) => Box::new(
+                self.keys
+                    .range::<[u8], _>((Bound::Included(&k[..]), Bound::Unbounded)),
+            ),
+            KeyRange::Between(k, end) => {
+                if k >= end {
+                    Box::new(std::iter::empty())
+                } else {
+                    Box::new(
+                        self.keys
+                            .range::<[u8], _>((Bound::Included(&k[..]), Bound::Excluded(&end[..]))),
+                    )
+                }
+            }
+        };
+        iter.filter_map(move |(k, ki)| ki.get(at).map(|at| (k.as_slice(), at)))
+    }
+
+    /// Compacts every key's history at `at`; returns the revisions still reachable.
+    pub fn compact(&mut self, at: i64) -> HashSet<Revision> {
+        let mut keep = HashSet::new();
+        self.keys.retain(|_, ki| {
+            ki.compact(at, &mut keep);
+            !ki.is_empty()
+        });
+        keep
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+}

@@ -1,0 +1,196 @@
+//! The history of one key: generations of revisions, each generation running from a creation
+//! to a deletion (tombstone), as etcd's keyIndex.
+
+use crate::Revision;
+use std::collections::HashSet;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Generation {
+    version: i64,
+    created: Revision,
+    revs: Vec<Revision>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyIndex {
+    modified: Revision,
+    generations: Vec<Generation>,
+}
+
+/// What a read at some revision sees of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyAt {
+    pub modified: Revision,
+    pub created: Revision,
+    pub version: i64,
+}
+
+impl KeyIndex {
+    pub fn put(&mut self, rev: Revision) {
+        if self.generations.is_empty() {
+            self.generations.push(Generation::default());
+        }
+        let g = self.generations.last_mut().expect("a generation exists");
+        if g.revs.is_empty() {
+            g.created = rev;
+        }
+        g.revs.push(rev);
+        g.version += 1;
+        self.modified = rev;
+    }
+
+    /// Records the restore of an existing revision (startup), keeping the creation revision
+    /// and version the stored key-value carries.
+    pub fn restore(&mut self, created: Revision, modified: Revision, version: i64) {
+        if self.generations.is_empty() {
+            self.generations.push(Generation::default());
+        }
+        let g = self.generations.last_mut().expect("a generation exists");
+        if g.revs.is_empty() {
+            g.created = created;
+        }
+        g.revs.push(modified);
+        g.version = version;
+        self.modified = modified;
+    }
+
+    /// Ends the current generation at `rev`. Returns false when the key is not live.
+    pub fn tombstone(&mut self, rev: Revision) -> bool {
+        match self.generations.last() {
+            Some(g) if !g.revs.is_empty() => {}
+            _ => return false,
+        }
+        self.put(rev);
+        self.generations.push(Generation::default());
+        true
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.generations.iter().all(|g| g.revs.is_empty())
+    }
+
+    fn generation_at(&self, at: i64) -> Option<&Generation> {
+        let last = self.generations.len().checked_sub(1)?;
+        for (i, g) in self.generations.iter().enumerate().rev() {
+            let (Some(first), Some(final_rev)) = (g.revs.first(), g.revs.last()) else {
+                continue;
+            };
+            if i != last && final_rev.main <= at {
+                // The generation ended with a tombstone at or before `at`.
+                return None;
+            }
+            if first.main <= at {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    /// The key as a read at revision `at` sees it, if it is live there.
+    pub fn get(&self, at: i64) -> Option<KeyAt> {
+        let g = self.generation_at(at)?;
+        let n = g.revs.iter().rposition(|r| r.main <= at)?;
+        Some(KeyAt {
+            modified: g.revs[n],
+            created: g.created,
+            version: g.version - (g.revs.len() - n - 1) as i64,
+        })
+    }
+
+    /// Drops history a read at `at` or later can no longer see. The revisions that stay
+    /// reachable at `at` are added to `keep`.
+    pub fn compact(&mut self, at: i64, keep: &mut HashSet<Revision>) {
+        if self.generations.is_empty() {
+            return;
+        }
+        let mut gi = 0;
+        while gi + 1 < self.generations.len() {
+            let ended = self.generations[gi].revs.last().map_or(0, |r| r.main);
+            if ended > at {
+                break;
+            }
+            gi += 1;
+        }
+        let last = self.generations.len() - 1;
+        let g = &mut self.generations[gi];
+        if !g.revs.is_empty() {
+            if let Some(n) = g.revs.iter().rposition(|r| r.main <= at) {
+                keep.insert(g.revs[n]);
+                g.revs.drain(..n);
+            }
+            if g.revs.len() == 1 && gi != last {
+                // Only the tombstone is left: the whole generation is gone.
+                keep.remove(&g.revs[0]);
+                gi += 1;
+            }
+        }
+        self.generations.drain(..gi);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(m: i64) -> Revision {
+        Revision::new(m, 0)
+    }
+
+    #[test]
+    fn get_sees_generations_and_tombstones() {
+        let mut ki = KeyIndex::default();
+        ki.put(r(2));
+        ki.put(r(4));
+        assert!(ki.tombstone(r(6)));
+        ki.put(r(8));
+        assert_eq!(ki.get(1), None);
+        assert_eq!(
+            ki.get(3)
+                .map(|k| (k.modified.main, k.created.main, k.version)),
+            Some((2, 2, 1))
+        );
+        assert_eq!(
+            ki.get(5).map(|k| (k.modified.main, k.version)),
+            Some((4, 2))
+        );
+        assert_eq!(ki.get(6), None);
+        assert_eq!(ki.get(7), None);
+        assert_eq!(
+            ki.get(9)
+                .map(|k| (k.modified.main, k.created.main, k.version)),
+            Some((8, 8, 1))
+        );
+        assert!(!KeyIndex::default().tombstone(r(1)));
+    }
+
+    #[test]
+    fn compact_keeps_what_reads_can_reach() {
+        let mut ki = KeyIndex::default();
+        ki.put(r(2));
+        ki.put(r(4));
+        ki.tombstone(r(6));
+        ki.put(r(8));
+        let mut keep = HashSet::new();
+        ki.compact(5, &mut keep);
+        assert!(keep.contains(&r(4)));
+        assert_eq!(ki.get(5).map(|k| k.modified.main), Some(4));
+        let mut keep = HashSet::new();
+        ki.compact(7, &mut keep);
+        assert!(keep.is_empty());
+        assert_eq!(ki.get(9).map(|k| k.modified.main), Some(8));
+        let mut keep = HashSet::new();
+        ki.compact(9, &mut keep);
+        assert!(keep.contains(&r(8)));
+    }
+
+    #[test]
+    fn compacting_a_deleted_key_empties_it() {
+        let mut ki = KeyIndex::default();
+        ki.put(r(2));
+        ki.tombstone(r(3));
+        let mut keep = HashSet::new();
+        ki.compact(3, &mut keep);
+        assert!(ki.is_empty());
+        assert!(keep.is_empty());
+    }
+}

@@ -1,0 +1,234 @@
+//! The store: reads at the published revision from any thread, writes in batches from the
+//! single apply thread, each batch one backend transaction carrying the applied raft index.
+
+use crate::backend::{self, BackendError, KV, META, META_COMPACTED};
+use crate::index::TreeIndex;
+use crate::txn::TxnWriter;
+use crate::Revision;
+use oxcd_api::etcdserverpb::{
+    CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use oxcd_api::EtcdError;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::RwLock;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The request is refused; nothing was changed.
+    #[error(transparent)]
+    Request(#[from] EtcdError),
+    /// The disk failed us; the node must not go on applying.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+pub(crate) fn backend_err<E: Into<BackendError>>(e: E) -> StoreError {
+    StoreError::Backend(e.into())
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    pub(crate) index: RwLock<TreeIndex>,
+    /// The newest revision whose batch is committed, hence visible to readers.
+    current: AtomicI64,
+    pub(crate) compacted: AtomicI64,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, BackendError> {
+        let db = Database::create(path).map_err(|source| BackendError::Database {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let tx = db.begin_write()?;
+        tx.open_table(KV)?;
+        tx.open_table(META)?;
+        tx.commit()?;
+
+        let mut index = TreeIndex::default();
+        let mut current = 0;
+        let compacted;
+        {
+            let rx = db.begin_read()?;
+            let kv = rx.open_table(KV)?;
+            for item in kv.iter()? {
+                let (k, v) = item?;
+                let rev = Revision::from_backend_key(k.value());
+                let rec = backend::decode_record(rev, v.value())?;
+                if rec.tombstone {
+                    index.tombstone(&rec.kv.key, rev);
+                } else {
+                    index.restore(
+                        &rec.kv.key,
+                        Revision::new(rec.kv.create_revision, 0),
+                        rev,
+                        rec.kv.version,
+                    );
+                }
+                current = rev.main;
+            }
+            let meta = rx.open_table(META)?;
+            compacted = meta.get(META_COMPACTED)?.map_or(0, |g| g.value() as i64);
+        }
+        current = current.max(compacted).max(1);
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+            index: RwLock::new(index),
+            current: AtomicI64::new(current),
+            compacted: AtomicI64::new(compacted),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.current.load(Ordering::Acquire)
+    }
+
+    pub fn compacted_revision(&self) -> i64 {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    pub fn meta(&self, name: &str) -> Result<Option<u64>, BackendError> {
+        let rx = self.db.begin_read()?;
+        let meta = rx.open_table(META)?;
+        Ok(meta.get(name)?.map(|g| g.value()))
+    }
+
+    /// Size of the backend file in bytes.
+    pub fn db_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.index.read().map_or(0, |i| i.key_count())
+    }
+
+    /// A read at `req.revision` (0: the newest), served from the published state.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        let current = self.current_revision();
+        let rx = self.db.begin_read().map_err(backend_err)?;
+        let table = rx.open_table(KV).map_err(backend_err)?;
+        let index = self.index.read().map_err(|_| poisoned())?;
+        crate::txn::range(&table, &index, req, current, self.compacted_revision())
+    }
+
+    pub fn begin_write(&self) -> Result<WriteBatch<'_>, StoreError> {
+        let tx = self.db.begin_write().map_err(backend_err)?;
+        Ok(WriteBatch {
+            rev: self.current_revision(),
+            store: self,
+            tx,
+        })
+    }
+}
+
+pub(crate) fn poisoned() -> StoreError {
+    StoreError::Request(EtcdError::Internal("mvcc index lock poisoned".into()))
+}
+
+/// Changes applied together, published to readers and persisted on `commit`.
+pub struct WriteBatch<'s> {
+    store: &'s Store,
+    tx: WriteTransaction,
+    rev: i64,
+}
+
+impl WriteBatch<'_> {
+    pub fn revision(&self) -> i64 {
+        self.rev
+    }
+
+    fn with_writer<T>(
+        &mut self,
+        f: impl FnOnce(&mut TxnWriter<'_, '_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut table = self.tx.open_table(KV).map_err(backend_err)?;
+        let mut index = self.store.index.write().map_err(|_| poisoned())?;
+        let mut w = TxnWriter::new(
+            &mut table,
+            &mut index,
+            self.rev,
+            self.store.compacted_revision(),
+        );
+        let out = f(&mut w)?;
+        self.rev = w.rev();
+        Ok(out)
+    }
+
+    pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse, StoreError> {
+        self.with_writer(|w| w.put_request(req))
+    }
+
+    pub fn delete_range(
+        &mut self,
+        req: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, StoreError> {
+        self.with_writer(|w| w.delete_request(req))
+    }
+
+    pub fn txn(&mut self, req: &TxnRequest) -> Result<TxnResponse, StoreError> {
+        self.with_writer(|w| w.txn_request(req))
+    }
+
+    /// Physically drops history no read at or after `req.revision` can reach.
+    pub fn compact(&mut self, req: &CompactionRequest) -> Result<i64, StoreError> {
+        let at = req.revision;
+        if at <= self.store.compacted_revision() {
+            return Err(EtcdError::Compacted.into());
+        }
+        if at > self.rev {
+            return Err(EtcdError::FutureRev.into());
+        }
+        let keep = {
+            let mut index = self.store.index.write().map_err(|_| poisoned())?;
+            self.store.compacted.store(at, Ordering::Release);
+            index.compact(at)
+        };
+        let mut table = self.tx.open_table(KV).map_err(backend_err)?;
+        let upto = Revision::new(at, i64::MAX).to_backend_key();
+        let mut doomed = Vec::new();
+        for item in table.range(..=upto).map_err(backend_err)? {
+            let (k, _) = item.map_err(backend_err)?;
+            let key = k.value();
+            if !keep.contains(&Revision::from_backend_key(key)) {
+                doomed.push(key);
+            }
+        }
+        for k in doomed {
+            table.remove(k).map_err(backend_err)?;
+        }
+        let mut meta = self.tx.open_table(META).map_err(backend_err)?;
+        meta.insert(META_COMPACTED, at as u64)
+            .map_err(backend_err)?;
+        Ok(self.rev)
+    }
+
+    pub fn set_meta(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
+        let mut meta = self.tx.open_table(META).map_err(backend_err)?;
+        meta.insert(name, value).map_err(backend_err)?;
+        Ok(())
+    }
+
+    /// Makes the batch visible to readers. With `durable` false the commit is not fsynced:
+    /// a crash may lose it, and restart replays it from the raft log.
+    pub fn commit(mut self, durable: bool) -> Result<(), StoreError> {
+        self.tx
+            .set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })
+            .map_err(backend_err)?;
+        self.tx.commit().map_err(backend_err)?;
+        self.store.current.store(self.rev, Ordering::Release);
+        Ok(())
+    }
+}

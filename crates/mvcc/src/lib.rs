@@ -1,0 +1,33 @@
+//! etcd's MVCC model: every write transaction gets one cluster-wide revision, keys keep their
+//! history until compaction, and reads can be served at any retained revision.
+
+mod backend;
+mod index;
+mod key_index;
+mod kvstore;
+mod revision;
+mod txn;
+pub mod validate;
+
+pub use backend::{BackendError, META_APPLIED_INDEX, META_APPLIED_TERM};
+pub use kvstore::{Store, StoreError, WriteBatch};
+pub use revision::Revision;
+
+/// The keys a request names, from its `key` and `range_end` as etcd reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRange {
+    Single(Vec<u8>),
+    /// `range_end` is "\0": every key from `key` on.
+    FromKey(Vec<u8>),
+    Between(Vec<u8>, Vec<u8>),
+}
+
+impl KeyRange {
+    pub fn new(key: &[u8], range_end: &[u8]) -> Self {
+        match range_end {
+            [] => KeyRange::Single(key.to_vec()),
+            [0] => KeyRange::FromKey(key.to_vec()),
+            end => KeyRange::Between(key.to_vec(), end.to_vec()),
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! One write transaction inside a batch (put, delete, txn with compares and nested ops) and
+//! the read path shared by plain reads and reads inside a transaction.
+
+use crate::backend;
+use crate::index::TreeIndex;
+use crate::kvstore::{backend_err, StoreError};
+use crate::{KeyRange, Revision};
+use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
+use oxcd_api::etcdserverpb::{
+    request_op, response_op, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
+    TxnResponse,
+};
+use oxcd_api::mvccpb::KeyValue;
+use oxcd_api::EtcdError;
+use redb::{ReadableTable, Table};
+use std::cmp::Ordering;
+
+fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    })
+}
+
+/// Serves `req` at its revision against `current`, the newest revision the caller sees.
+pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
+    table: &T,
+    index: &TreeIndex,
+    req: &RangeRequest,
+    current: i64,
+    compacted: i64,
+) -> Result<RangeResponse, StoreError> {
+    if req.revision > current {
+        return Err(EtcdError::FutureRev.into());
+    }
+    let rev = if req.revision <= 0 {
+        current
+    } else {
+        req.revision
+    };
+    if rev < compacted {
+        return Err(EtcdError::Compacted.into());
+    }
+    let keys = KeyRange::new(&req.key, &req.range_end);
+    let filtered = req.min_mod_revision != 0
+        || req.max_mod_revision != 0
+        || req.min_create_revision != 0
+        || req.max_create_revision != 0;
+    let mut order = req.sort_order();
+    let target = req.sort_target();
+    if target != SortTarget::Key && order == SortOrder::None {
+        order = SortOrder::Ascend;
+    }
+    let fetch = if order != SortOrder::None || filtered || req.limit <= 0 {
+        usize::MAX
+    } else {
+        req.limit as usize + 1
+    };
+
+    let mut count = 0i64;
+    let mut kvs = Vec::new();
+    for (_, at) in index.range(&keys, rev) {
+        count += 1;
+        if !req.count_only && kvs.len() < fetch {
+            kvs.push(backend::load(table, at.modified).map_err(StoreError::from)?);
+        }
+    }
+    kvs.retain(|kv| {
+        (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
+            && (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
+            && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
+            && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
+    });
+    if order != SortOrder::None {
+        let cmp = |a: &KeyValue, b: &KeyValue| -> Ordering {
+            match target {
+                SortTarget::Key => a.key.cmp(&b.key),
+                SortTarget::Version => a.version.cmp(&b.version),
+                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+                SortTarget::Value => a.value.cmp(&b.value),
+            }
+        };
+        if order == SortOrder::Descend {
+            kvs.sort_by(|a, b| cmp(b, a));
+        } else {
+            kvs.sort_by(cmp);
+        }
+    }
+    let mut more = false;
+    if req.limit > 0 && kvs.len() > req.limit as usize {
+        kvs.truncate(req.limit as usize);
+        more = true;
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value.clear();
+        }
+    }
+    Ok(RangeResponse {
+        header: header(rev),
+        kvs,
+        more,
+        count,
+    })
+}
+
+/// Writes of one transaction: all its changes share revision `begin + 1`.
+pub(crate) struct TxnWriter<'t, 'i> {
+    table: &'t mut Table<'i, u128, &'static [u8]>,
+    index: &'t mut TreeIndex,
+    begin: i64,
+    compacted: i64,
+    changes: i64,
+}
+
+impl<'t, 'i> TxnWriter<'t, 'i> {
+    pub(crate) fn new(
+        table: &'t mut Table<'i, u128, &'static [u8]>,
+        index: &'t mut TreeIndex,
+        begin: i64,
+        compacted: i64,
+    ) -> Self {
+        TxnWriter {
+            table,
+            index,
+            begin,
+            compacted,
+            changes: 0,
+        }
+    }
+
+    /// The revision reads inside this transaction see, and the store's revision after it.
+    pub(crate) fn rev(&self) -> i64 {
+        if self.changes > 0 {
+            self.begin + 1
+        } else {
+            self.begin
+        }
+    }
+
+    fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        range(&*self.table, self.index, req, self.rev(), self.compacted)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
+        match self.index.get(key, self.rev()) {
+            Some(at) => Ok(Some(backend::load(&*self.table, at.modified)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write_put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<i64, StoreError> {
+        let rev = self.begin + 1;
+        let (create_revision, version) = match self.index.get(key, rev) {
+            Some(at) => (at.created.main, at.version + 1),
+            None => (rev, 1),
+        };
+        let idx_rev = Revision::new(rev, self.changes);
+        let kv = KeyValue {
+            key: key.to_vec(),
+            create_revision,
+            mod_revision: rev,
+            version,
+            value,
+            lease,
+        };
+        self.table
+            .insert(
+                idx_rev.to_backend_key(),
+                backend::encode_record(&kv, false).as_slice(),
+            )
+            .map_err(backend_err)?;
+        self.index.put(key, idx_rev);
+        self.changes += 1;
+        Ok(rev)
+    }
+
+    fn write_delete(&mut self, keys: &KeyRange) -> Result<i64, StoreError> {
+        let rev = self.begin + 1;
+        let doomed: Vec<Vec<u8>> = self
+            .index
+            .range(keys, self.rev())
+            .map(|(k, _)| k.to_vec())
+            .collect();
+        for key in &doomed {
+            let idx_rev = Revision::new(rev, self.changes);
+            let kv = KeyValue {
+                key: key.clone(),
+                ..Default::default()
+            };
+            self.table
+                .insert(
+                    idx_rev.to_backend_key(),
+                    backend::encode_record(&kv, true).as_slice(),
+                )
+                .map_err(backend_err)?;
+            self.index.tombstone(key, idx_rev);
+            self.changes += 1;
+        }
+        Ok(doomed.len() as i64)
+    }
+
+    /// Refusals a put can meet; checked before anything is written.
+    fn check_put(&self, req: &PutRequest) -> Result<(), StoreError> {
+        if req.lease != 0 {
+            // Leases do not exist yet in this store, so no lease ID can be found.
+            return Err(EtcdError::LeaseNotFound.into());
+        }
+        if (req.ignore_value || req.ignore_lease) && self.get(&req.key)?.is_none() {
+            return Err(EtcdError::KeyNotFound.into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn put_request(&mut self, req: &PutRequest) -> Result<PutResponse, StoreError> {
+        self.check_put(req)?;
+        self.put_unchecked(req)
+    }
+
+    fn put_unchecked(&mut self, req: &PutRequest) -> Result<PutResponse, StoreError> {
+        let prev = if req.ignore_value || req.ignore_lease || req.prev_kv {
+            self.get(&req.key)?
+        } else {
+            None
+        };
+        let value = match (&prev, req.ignore_value) {
+            (Some(p), true) => p.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match (&prev, req.ignore_lease) {
+            (Some(p), true) => p.lease,
+            _ => req.lease,
+        };
+        let rev = self.write_put(&req.key, value, lease)?;
+        Ok(PutResponse {
+            header: header(rev),
+            prev_kv: if req.prev_kv { prev } else { None },
+        })
+    }
+
+    pub(crate) fn delete_request(
+        &mut self,
+        req: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, StoreError> {
+        let keys = KeyRange::new(&req.key, &req.range_end);
+        let prev_kvs = if req.prev_kv {
+            self.range(&RangeRequest {
+                key: req.key.clone(),
+                range_end: req.range_end.clone(),
+                ..Default::default()
+            })?
+            .kvs
+        } else {
+            Vec::new()
+        };
+        let deleted = self.write_delete(&keys)?;
+        Ok(DeleteRangeResponse {
+            header: header(self.rev()),
+            deleted,
+            prev_kvs,
+        })
+    }
+
+    pub(crate) fn txn_request(&mut self, req: &TxnRequest) -> Result<TxnResponse, StoreError> {
+        // Choose every branch first (compares read the state before the txn), then check the
+        // chosen ops, so that a refused txn changes nothing.
+        let mut path = Vec::new();
+        self.choose_path(req, &mut path)?;
+        let mut cursor = path.iter();
+        self.check_chosen(req, &mut cursor)?;
+        let mut cursor = path.iter();
+        let mut resp = self.execute(req, &mut cursor)?;
+        resp.header = header(self.rev());
+        Ok(resp)
+    }
+
+    fn choose_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<(), StoreError> {
+        let mut ok = true;
+        for c in &req.compare {
+            if !self.compare(c)? {
+                ok = false;
+                break;
+            }
+        }
+        path.push(ok);
+        for op in if ok { &req.success } else { &req.failure } {
+            if let Some(request_op::Request::RequestTxn(t)) = &op.request {
+                self.choose_path(t, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_chosen<'p>(
+        &self,
+        req: &TxnRequest,
+        path: &mut impl Iterator<Item = &'p bool>,
+    ) -> Result<(), StoreError> {
+        let ok = *path.next().unwrap_or(&true);
+        for op in branch(req, ok) {
+            match &op.request {
+                Some(request_op::Request::RequestPut(p)) => self.check_put(p)?,
+                Some(request_op::Request::RequestRange(r)) => {
+                    if r.revision > self.begin {
+                        return Err(EtcdError::FutureRev.into());
+                    }
+                    if r.revision > 0 && r.revision < self.compacted {
+                        return Err(EtcdError::Compacted.into());
+                    }
+                }
+                Some(request_op::Request::RequestTxn(t)) => self.check_chosen(t, path)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn execute<'p>(
+        &mut self,
+        req: &TxnRequest,
+        path: &mut impl Iterator<Item = &'p bool>,
+    ) -> Result<TxnResponse, StoreError> {
+        let ok = *path.next().unwrap_or(&true);
+        let mut responses = Vec::new();
+        for op in branch(req, ok) {
+            let response = match &op.request {
+                Some(request_op::Request::RequestRange(r)) => {
+                    Some(response_op::Response::ResponseRange(self.range(r)?))
+                }
+                Some(request_op::Request::RequestPut(p)) => {
+                    Some(response_op::Response::ResponsePut(self.put_unchecked(p)?))
+                }
+                Some(request_op::Request::RequestDeleteRange(d)) => Some(
+                    response_op::Response::ResponseDeleteRange(self.delete_request(d)?),
+                ),
+                Some(request_op::Request::RequestTxn(t)) => {
+                    let mut inner = self.execute(t, path)?;
+                    inner.header = header(self.rev());
+                    Some(response_op::Response::ResponseTxn(inner))
+                }
+                None => None,
+            };
+            responses.push(ResponseOp { response });
+        }
+        Ok(TxnResponse {
+            header: None,
+            succeeded: ok,
+            responses,
+        })
+    }
+
+    fn compare(&self, c: &Compare) -> Result<bool, StoreError> {
+        let kvs = self
+            .range(&RangeRequest {
+                key: c.key.clone(),
+                range_end: c.range_end.clone(),
+                ..Default::default()
+            })?
+            .kvs;
+        if kvs.is_empty() {
+            if c.target() == CompareTarget::Value {
+                // A missing key has no value to compare with.
+                return Ok(false);
+            }
+            return Ok(compare_kv(c, &KeyValue::default()));
+        }
+        Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
+    }
+}
+
+fn branch(req: &TxnRequest, ok: bool) -> &[RequestOp] {
+    if ok {
+        &req.success
+    } else {
+        &req.failure
+    }
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    let ord = match c.target() {
+        CompareTarget::Value => {
+            let want: &[u8] = match &c.target_union {
+                Some(TargetUnion::Value(v)) => v,
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(want)
+        }
+        CompareTarget::Version => kv.version.cmp(&int_target(c, |t| match t {
+            TargetUnion::Version(v) => Some(*v),
+            _ => None,
+        })),
+        CompareTarget::Create => kv.create_revision.cmp(&int_target(c, |t| match t {
+            TargetUnion::CreateRevision(v) => Some(*v),
+            _ => None,
+        })),
+        CompareTarget::Mod => kv.mod_revision.cmp(&int_target(c, |t| match t {
+            TargetUnion::ModRevision(v) => Some(*v),
+            _ => None,
+        })),
+        CompareTarget::Lease => kv.lease.cmp(&int_target(c, |t| match t {
+            TargetUnion::Lease(v) => Some(*v),
+            _ => None,
+        })),
+    };
+    match c.result() {
+        CompareResult::Equal => ord == Ordering::Equal,
+        CompareResult::NotEqual => ord != Ordering::Equal,
+        CompareResult::Greater => ord == Ordering::Greater,
+        CompareResult::Less => ord == Ordering::Less,
+    }
+}
+
+fn int_target(c: &Compare, pick: impl Fn(&TargetUnion) -> Option<i64>) -> i64 {
+    c.target_union.as_ref().and_then(pick).unwrap_or(0)
+}
