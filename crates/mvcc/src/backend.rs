@@ -9,6 +9,8 @@ use redb::{ReadableTable, TableDefinition};
 /// revision → flag byte (0 put, 1 tombstone) + encoded KeyValue.
 pub(crate) const KV: TableDefinition<u128, &[u8]> = TableDefinition::new("kv");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Cluster-level records the server keeps beside the keyspace (members, identity).
+pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 
 pub const META_APPLIED_INDEX: &str = "applied_index";
 pub const META_APPLIED_TERM: &str = "applied_term";

@@ -1,7 +1,7 @@
 //! The store: reads at the published revision from any thread, writes in batches from the
 //! single apply thread, each batch one backend transaction carrying the applied raft index.
 
-use crate::backend::{self, BackendError, KV, META, META_COMPACTED};
+use crate::backend::{self, BackendError, CLUSTER, KV, META, META_COMPACTED};
 use crate::index::TreeIndex;
 use crate::txn::TxnWriter;
 use crate::Revision;
@@ -47,6 +47,7 @@ impl Store {
         let tx = db.begin_write()?;
         tx.open_table(KV)?;
         tx.open_table(META)?;
+        tx.open_table(CLUSTER)?;
         tx.commit()?;
 
         let mut index = TreeIndex::default();
@@ -100,6 +101,12 @@ impl Store {
         let rx = self.db.begin_read()?;
         let meta = rx.open_table(META)?;
         Ok(meta.get(name)?.map(|g| g.value()))
+    }
+
+    pub fn cluster_record(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let rx = self.db.begin_read()?;
+        let t = rx.open_table(CLUSTER)?;
+        Ok(t.get(name)?.map(|g| g.value().to_vec()))
     }
 
     /// Size of the backend file in bytes.
@@ -214,6 +221,21 @@ impl WriteBatch<'_> {
     pub fn set_meta(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
         let mut meta = self.tx.open_table(META).map_err(backend_err)?;
         meta.insert(name, value).map_err(backend_err)?;
+        Ok(())
+    }
+
+    pub fn cluster_record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.tx.open_table(CLUSTER).map_err(backend_err)?;
+        let v = t
+            .get(name)
+            .map_err(backend_err)?
+            .map(|g| g.value().to_vec());
+        Ok(v)
+    }
+
+    pub fn set_cluster_record(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut t = self.tx.open_table(CLUSTER).map_err(backend_err)?;
+        t.insert(name, value).map_err(backend_err)?;
         Ok(())
     }
 

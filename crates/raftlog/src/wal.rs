@@ -214,6 +214,16 @@ impl RaftLog {
         Ok(())
     }
 
+    /// Entries up to `applied` were applied, hence committed, even if the hard state written
+    /// before a crash says less (commit is written lazily).
+    pub fn raise_commit_to(&mut self, applied: u64) {
+        let mut core = self.storage.wl();
+        let target = applied.min(core.last_index());
+        if core.hard_state.commit < target {
+            core.hard_state.commit = target;
+        }
+    }
+
     pub fn first_index(&self) -> u64 {
         self.storage.rl().first_index()
     }

@@ -1,1 +1,44 @@
-fn main() {}
+use oxcd_server::config::{self, Parsed};
+use std::collections::BTreeMap;
+
+fn main() {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let parsed = match config::parse(std::env::args().collect(), &env) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}", e.message);
+            if e.usage {
+                eprintln!("Run 'oxcd --help' for usage.");
+                std::process::exit(2);
+            }
+            std::process::exit(1);
+        }
+    };
+    let (config, warnings) = match parsed {
+        Parsed::Version => {
+            println!("oxcd Version: {}", env!("CARGO_PKG_VERSION"));
+            println!("API version: 3.5");
+            return;
+        }
+        Parsed::Run { config, warnings } => (config, warnings),
+    };
+    oxcd_server::logging::init(&config.log_level);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(oxcd_server::run(config)) {
+        tracing::error!(error = %e, "oxcd stopped");
+        eprintln!("oxcd: {e}");
+        std::process::exit(1);
+    }
+}

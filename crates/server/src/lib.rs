@@ -1,0 +1,379 @@
+//! The oxcd node: flags, bootstrap, the raft driver and apply threads, and the etcd v3 gRPC
+//! services on the client URLs.
+
+pub mod apply;
+pub mod config;
+pub mod ids;
+pub mod logging;
+pub mod node;
+pub mod server;
+pub mod services;
+
+use crate::apply::{Applier, CLUSTER_RECORD};
+use crate::config::{ClusterState, Config};
+use crate::ids::{ClusterId, MemberId};
+use crate::node::{Node, RaftStatus};
+use crate::server::{EtcdServer, Waiters};
+use oxcd_api::etcdserverpb::{
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    Member,
+};
+use oxcd_api::oxcdpb::{internal_request::Request as Internal, ClusterRecord, MemberAttributes};
+use oxcd_mvcc::{Store, META_APPLIED_INDEX};
+use oxcd_raftlog::RaftLog;
+use prost::Message;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const META_MEMBER_ID: &str = "member_id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Backend(#[from] oxcd_mvcc::BackendError),
+    #[error(transparent)]
+    Store(#[from] oxcd_mvcc::StoreError),
+    #[error(transparent)]
+    RaftLog(#[from] oxcd_raftlog::RaftLogError),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {url}: {source}")]
+    Listen { url: String, source: std::io::Error },
+}
+
+fn mkdir(path: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| StartError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn normalized(urls: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = urls
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Writes a new member's identity and membership before its first raft entry exists.
+fn bootstrap(
+    config: &Config,
+    store: &Store,
+    log: &mut RaftLog,
+) -> Result<(MemberId, ClusterId), StartError> {
+    if config.initial_cluster_state == ClusterState::Existing {
+        return Err(StartError::Config(
+            "--initial-cluster-state=existing (joining a running cluster) needs membership changes, which oxcd does not have yet".into(),
+        ));
+    }
+    let own_urls = config.initial_cluster.get(&config.name).ok_or_else(|| {
+        StartError::Config(format!(
+            "couldn't find local name {:?} in the initial cluster configuration",
+            config.name
+        ))
+    })?;
+    let advertised: Vec<String> = config
+        .initial_advertise_peer_urls
+        .iter()
+        .map(|u| u.to_string())
+        .collect();
+    if normalized(own_urls) != normalized(&advertised) {
+        return Err(StartError::Config(format!(
+            "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={}",
+            config.name,
+            own_urls.join(","),
+            advertised
+                .join(",")
+                .replace("/,", ",")
+                .trim_end_matches('/')
+        )));
+    }
+    if config.initial_cluster.len() > 1 {
+        return Err(StartError::Config(
+            "--initial-cluster names more than one member: oxcd runs one-member clusters until multi-member support lands".into(),
+        ));
+    }
+    let members: Vec<Member> = config
+        .initial_cluster
+        .iter()
+        .map(|(name, urls)| Member {
+            id: MemberId::derive(&normalized(urls), &config.initial_cluster_token).0,
+            name: if name == &config.name {
+                name.clone()
+            } else {
+                String::new()
+            },
+            peer_ur_ls: normalized(urls),
+            client_ur_ls: vec![],
+            is_learner: false,
+        })
+        .collect();
+    let member_id = MemberId::derive(&normalized(own_urls), &config.initial_cluster_token);
+    let ids: Vec<MemberId> = members.iter().map(|m| MemberId(m.id)).collect();
+    let cluster_id = ClusterId::derive(&ids);
+    let record = ClusterRecord {
+        cluster_id: cluster_id.0,
+        members,
+    };
+    let mut wb = store.begin_write()?;
+    wb.set_cluster_record(CLUSTER_RECORD, &record.encode_to_vec())?;
+    wb.set_meta(META_MEMBER_ID, member_id.0)?;
+    wb.commit(true)?;
+    let mut cs = raft::eraftpb::ConfState::default();
+    cs.voters = ids.iter().map(|m| m.0).collect();
+    log.set_conf_state(&cs);
+    log.sync()?;
+    tracing::info!(local_member_id = %member_id, cluster_id = %cluster_id, "added member");
+    Ok((member_id, cluster_id))
+}
+
+async fn bind(url: &url::Url) -> Result<tokio::net::TcpListener, StartError> {
+    let err = |source| StartError::Listen {
+        url: url.to_string(),
+        source,
+    };
+    if url.scheme() == "https" {
+        return Err(StartError::Config(format!(
+            "{url}: TLS client URLs are not supported yet (use http:// on loopback)"
+        )));
+    }
+    let host = url
+        .host_str()
+        .unwrap_or("localhost")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = url.port().unwrap_or(2379);
+    tokio::net::TcpListener::bind((host, port))
+        .await
+        .map_err(err)
+}
+
+/// Runs the node until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let data_dir = PathBuf::from(&config.data_dir);
+    let snap_dir = data_dir.join("member").join("snap");
+    let wal_dir = config
+        .wal_dir
+        .as_ref()
+        .map_or_else(|| data_dir.join("member").join("wal"), PathBuf::from);
+    mkdir(&snap_dir)?;
+    mkdir(&wal_dir)?;
+    tracing::info!(name = %config.name, data_dir = %config.data_dir, "starting an etcd server");
+    let store = Arc::new(Store::open(&snap_dir.join("db"))?);
+    tracing::info!(path = %snap_dir.join("db").display(), "opened backend db");
+    let mut log = RaftLog::open(&wal_dir)?;
+
+    let (member_id, cluster_id) = match store.cluster_record(CLUSTER_RECORD)? {
+        None if log.is_fresh() => bootstrap(&config, &store, &mut log)?,
+        None => {
+            return Err(StartError::Config(format!(
+                "{} has a raft log but {} has no cluster record: the data dir is damaged",
+                wal_dir.display(),
+                snap_dir.join("db").display()
+            )))
+        }
+        Some(bytes) => {
+            let record = ClusterRecord::decode(&bytes[..])
+                .map_err(|e| StartError::Config(format!("cluster record: {e}")))?;
+            let member = store.meta(META_MEMBER_ID)?.unwrap_or_default();
+            (MemberId(member), ClusterId(record.cluster_id))
+        }
+    };
+    let applied = store.meta(META_APPLIED_INDEX)?.unwrap_or(0);
+    log.raise_commit_to(applied);
+    tracing::info!(local_member_id = %member_id, cluster_id = %cluster_id, applied_index = applied, "starting local member");
+
+    let raft_config = raft::Config {
+        id: member_id.0,
+        election_tick: (config.election_timeout_ms / config.heartbeat_interval_ms) as usize,
+        heartbeat_tick: 1,
+        applied,
+        pre_vote: config.pre_vote,
+        check_quorum: true,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 512,
+        ..Default::default()
+    };
+    raft_config.validate()?;
+    let mut raw = raft::RawNode::new(&raft_config, log.storage(), &logging::raft_logger())?;
+    if raw.raft.prs().conf().voters().ids().len() == 1 {
+        tracing::info!("started as single-node; fast-forwarding election ticks");
+        raw.campaign()?;
+    }
+
+    let (node_tx, node_rx) = std::sync::mpsc::channel();
+    let (apply_tx, apply_rx) = std::sync::mpsc::channel();
+    let (applied_tx, applied_rx) = tokio::sync::watch::channel(applied);
+    let waiters = Arc::new(Waiters::default());
+    let status = Arc::new(RaftStatus::default());
+    let node = Node {
+        raw,
+        log,
+        inbox: node_rx,
+        apply: apply_tx,
+        waiters: waiters.clone(),
+        status: status.clone(),
+        tick: Duration::from_millis(config.heartbeat_interval_ms),
+    };
+    let applier = Applier {
+        store: store.clone(),
+        inbox: apply_rx,
+        node: node_tx.clone(),
+        waiters: waiters.clone(),
+        applied: applied_tx,
+        snapshot_count: config.snapshot_count,
+    };
+    std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || node.run())
+        .map_err(|source| StartError::Io {
+            path: wal_dir.clone(),
+            source,
+        })?;
+    std::thread::Builder::new()
+        .name("apply".into())
+        .spawn(move || applier.run())
+        .map_err(|source| StartError::Io {
+            path: snap_dir.clone(),
+            source,
+        })?;
+
+    let server = Arc::new(EtcdServer::new(
+        member_id,
+        cluster_id,
+        store.clone(),
+        status,
+        applied_rx,
+        node_tx,
+        waiters,
+        &config,
+    ));
+
+    let mut listeners = Vec::new();
+    for url in &config.listen_client_urls {
+        listeners.push((url.clone(), bind(url).await?));
+    }
+
+    // Like etcd, serve clients once this member is published through raft.
+    let client_urls: Vec<String> = config
+        .advertise_client_urls
+        .iter()
+        .map(|u| u.as_str().trim_end_matches('/').to_string())
+        .collect();
+    let attrs = MemberAttributes {
+        id: member_id.0,
+        name: config.name.clone(),
+        client_urls: client_urls.clone(),
+    };
+    loop {
+        match server.propose(Internal::Publish(attrs.clone())).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "failed to publish local member to cluster through raft; retrying");
+                tokio::time::sleep(Duration::from_millis(config.heartbeat_interval_ms)).await;
+            }
+        }
+    }
+    tracing::info!(
+        local_member_id = %member_id,
+        local_member_attributes = %format!("{{Name:{} ClientURLs:[{}]}}", config.name, client_urls.join(" ")),
+        cluster_id = %cluster_id,
+        "published local member to cluster through raft"
+    );
+    tracing::info!(
+        cluster_version = "3.5",
+        "enabled capabilities for version 3.5"
+    );
+
+    let limit = config.max_request_bytes as usize + 512 * 1024;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for (url, listener) in listeners {
+        let s = server.clone();
+        let mut stop = stop_rx.clone();
+        let router = tonic::transport::Server::builder()
+            .add_service(
+                KvServer::new(services::kv::KvService { server: s.clone() })
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                WatchServer::new(services::later::WatchService).max_decoding_message_size(limit),
+            )
+            .add_service(
+                LeaseServer::new(services::later::LeaseService).max_decoding_message_size(limit),
+            )
+            .add_service(
+                ClusterServer::new(services::cluster::ClusterService { server: s.clone() })
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                MaintenanceServer::new(services::maintenance::MaintenanceService {
+                    server: s.clone(),
+                })
+                .max_decoding_message_size(limit),
+            )
+            .add_service(
+                AuthServer::new(services::later::AuthService).max_decoding_message_size(limit),
+            );
+        tracing::info!(address = %url.as_str().trim_end_matches('/'), "ready to serve client requests");
+        tracing::warn!(address = %url.as_str().trim_end_matches('/'), "serving client traffic insecurely; this is strongly discouraged!");
+        tasks.push(tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+            {
+                tracing::error!(error = %e, address = %url, "client listener failed");
+            }
+        }));
+    }
+
+    wait_for_signal().await;
+    tracing::info!("received signal; shutting down");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
+    // Leave the backend durable so a restart replays nothing.
+    if let Ok(wb) = store.begin_write() {
+        let _ = wb.commit(true);
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

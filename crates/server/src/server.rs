@@ -1,0 +1,168 @@
+//! The node as the gRPC services see it: propose a write and wait for its result, wait for a
+//! linearizable read point, fill response headers.
+
+use crate::ids::{ClusterId, MemberId};
+use crate::node::{NodeMsg, RaftStatus};
+use oxcd_api::etcdserverpb::{DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse};
+use oxcd_api::oxcdpb::{internal_request::Request, InternalRequest};
+use oxcd_api::EtcdError;
+use oxcd_mvcc::Store;
+use prost::Message;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+/// What applying a request produced.
+#[derive(Debug)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    /// Compaction done; the store's revision then.
+    Compacted(i64),
+    Published,
+}
+
+type Reply = oneshot::Sender<Result<Applied, EtcdError>>;
+
+/// Proposers waiting for their entry to be applied, by request ID.
+#[derive(Default)]
+pub struct Waiters {
+    waiting: Mutex<HashMap<u64, Reply>>,
+}
+
+impl Waiters {
+    fn register(&self, id: u64) -> oneshot::Receiver<Result<Applied, EtcdError>> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut w) = self.waiting.lock() {
+            w.insert(id, tx);
+        }
+        rx
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.remove(&id);
+        }
+    }
+
+    pub fn finish(&self, id: u64, result: Result<Applied, EtcdError>) {
+        let reply = self.waiting.lock().ok().and_then(|mut w| w.remove(&id));
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+pub struct EtcdServer {
+    pub member_id: MemberId,
+    pub cluster_id: ClusterId,
+    pub store: Arc<Store>,
+    pub raft: Arc<RaftStatus>,
+    pub applied: watch::Receiver<u64>,
+    pub max_request_bytes: u64,
+    pub max_txn_ops: u64,
+    pub request_timeout: Duration,
+    pub(crate) node: Mutex<Sender<NodeMsg>>,
+    pub(crate) waiters: Arc<Waiters>,
+    next_id: AtomicU64,
+}
+
+impl EtcdServer {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        member_id: MemberId,
+        cluster_id: ClusterId,
+        store: Arc<Store>,
+        raft: Arc<RaftStatus>,
+        applied: watch::Receiver<u64>,
+        node: Sender<NodeMsg>,
+        waiters: Arc<Waiters>,
+        config: &crate::config::Config,
+    ) -> Self {
+        // Request IDs only need to be unique among this process's proposals and those it may
+        // find replayed from the log: start from the clock, as etcd does.
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        EtcdServer {
+            member_id,
+            cluster_id,
+            store,
+            raft,
+            applied,
+            max_request_bytes: config.max_request_bytes,
+            max_txn_ops: config.max_txn_ops,
+            request_timeout: Duration::from_secs(5)
+                + Duration::from_millis(2 * config.election_timeout_ms),
+            node: Mutex::new(node),
+            waiters,
+            next_id: AtomicU64::new(start << 20),
+        }
+    }
+
+    fn send(&self, msg: NodeMsg) -> Result<(), EtcdError> {
+        self.node
+            .lock()
+            .map_err(|_| EtcdError::Stopped)?
+            .send(msg)
+            .map_err(|_| EtcdError::Stopped)
+    }
+
+    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+        Some(ResponseHeader {
+            cluster_id: self.cluster_id.0,
+            member_id: self.member_id.0,
+            revision,
+            raft_term: self.raft.term.load(Ordering::Acquire),
+        })
+    }
+
+    /// Replicates `request` through raft and waits for the result of applying it.
+    pub async fn propose(&self, request: Request) -> Result<Applied, EtcdError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let data = InternalRequest {
+            id,
+            request: Some(request),
+        }
+        .encode_to_vec();
+        if data.len() as u64 > self.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let rx = self.waiters.register(id);
+        if let Err(e) = self.send(NodeMsg::Propose { id, data }) {
+            self.waiters.forget(id);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.request_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => {
+                self.waiters.forget(id);
+                Err(EtcdError::Timeout)
+            }
+        }
+    }
+
+    /// Waits until this member has applied everything committed when the read arrived
+    /// (raft ReadIndex), so a read after it sees every write acknowledged before it.
+    pub async fn linearizable_read_barrier(&self) -> Result<(), EtcdError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(NodeMsg::ReadIndex { reply: tx })?;
+        let wait = async {
+            let index = rx.await.map_err(|_| EtcdError::NoLeader)?;
+            let mut applied = self.applied.clone();
+            applied
+                .wait_for(|a| *a >= index)
+                .await
+                .map_err(|_| EtcdError::Stopped)?;
+            Ok(())
+        };
+        tokio::time::timeout(self.request_timeout, wait)
+            .await
+            .map_err(|_| EtcdError::Timeout)?
+    }
+}

@@ -1,0 +1,95 @@
+//! etcd's KV service: checks a request as etcd does, then reads locally (after a ReadIndex
+//! barrier unless serializable) or proposes it through raft.
+
+use crate::server::{Applied, EtcdServer};
+use oxcd_api::etcdserverpb::kv_server::Kv;
+use oxcd_api::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use oxcd_api::oxcdpb::internal_request::Request as Internal;
+use oxcd_mvcc::{validate, StoreError};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct KvService {
+    pub server: Arc<EtcdServer>,
+}
+
+pub(crate) fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::Request(e) => e.into(),
+        StoreError::Backend(e) => Status::internal(e.to_string()),
+    }
+}
+
+fn unexpected(what: &Applied) -> Status {
+    Status::internal(format!("oxcd: unexpected apply result {what:?}"))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let req = req.into_inner();
+        validate::check_range(&req)?;
+        if !req.serializable {
+            self.server.linearizable_read_barrier().await?;
+        }
+        let mut resp = self.server.store.range(&req).map_err(store_status)?;
+        resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = req.into_inner();
+        validate::check_put(&req)?;
+        match self.server.propose(Internal::Put(req)).await? {
+            Applied::Put(mut resp) => {
+                resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = req.into_inner();
+        validate::check_delete(&req)?;
+        match self.server.propose(Internal::DeleteRange(req)).await? {
+            Applied::DeleteRange(mut resp) => {
+                resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = req.into_inner();
+        validate::check_txn(&req, self.server.max_txn_ops as usize)?;
+        // Read-only txns go through raft too: linearizable, if slower than etcd's local path.
+        match self.server.propose(Internal::Txn(req)).await? {
+            Applied::Txn(mut resp) => {
+                resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let req = req.into_inner();
+        match self.server.propose(Internal::Compaction(req)).await? {
+            Applied::Compacted(rev) => Ok(Response::new(CompactionResponse {
+                header: self.server.header(rev),
+            })),
+            other => Err(unexpected(&other)),
+        }
+    }
+}

@@ -1,0 +1,4 @@
+pub mod cluster;
+pub mod kv;
+pub mod later;
+pub mod maintenance;
