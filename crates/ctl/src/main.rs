@@ -1,1 +1,760 @@
-fn main() {}
+//! oxcdctl: etcdctl v3's command tree, flags, `ETCDCTL_*` variables and output.
+
+mod client;
+mod gofmt;
+mod printer;
+mod txn;
+
+use clap::{Arg, ArgMatches, Command};
+use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
+use oxcd_api::etcdserverpb::{
+    request_op, AlarmRequest, AuthenticateRequest, CompactionRequest, DeleteRangeRequest,
+    MemberListRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
+};
+use printer::{EndpointHealth, EndpointStatus, Format, Out, Printer};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+const EXIT_ERROR: i32 = 1;
+const EXIT_INVALID_INPUT: i32 = 3;
+const EXIT_BAD_FEATURE: i32 = 4;
+const EXIT_BAD_ARGS: i32 = 128;
+
+/// A failed command: etcdctl's message and exit code.
+struct CtlError {
+    code: i32,
+    msg: String,
+}
+
+fn fail<T>(code: i32, msg: impl Into<String>) -> Result<T, CtlError> {
+    Err(CtlError {
+        code,
+        msg: msg.into(),
+    })
+}
+
+fn err(msg: String) -> CtlError {
+    CtlError {
+        code: EXIT_ERROR,
+        msg,
+    }
+}
+
+fn bool_flag(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name)
+        .num_args(0..=1)
+        .require_equals(true)
+        .default_missing_value("true")
+        .default_value("false")
+        .value_parser(clap::builder::BoolishValueParser::new())
+        .help(help)
+}
+
+fn global(name: &'static str, default: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name)
+        .global(true)
+        .default_value(default)
+        .env(env_name(name))
+        .help(help)
+}
+
+fn env_name(flag: &str) -> String {
+    format!("ETCDCTL_{}", flag.to_uppercase().replace('-', "_"))
+}
+
+fn get_cmd() -> Command {
+    Command::new("get")
+        .about("Gets the key or a range of keys")
+        .arg(Arg::new("args").num_args(0..))
+        .arg(
+            Arg::new("consistency")
+                .long("consistency")
+                .default_value("l")
+                .help("Linearizable(l) or Serializable(s)"),
+        )
+        .arg(
+            Arg::new("order")
+                .long("order")
+                .default_value("")
+                .help("Order of results; ASCEND or DESCEND (ASCEND by default)"),
+        )
+        .arg(
+            Arg::new("sort-by")
+                .long("sort-by")
+                .default_value("")
+                .help("Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION"),
+        )
+        .arg(
+            Arg::new("limit")
+                .long("limit")
+                .default_value("0")
+                .value_parser(clap::value_parser!(i64))
+                .help("Maximum number of results"),
+        )
+        .arg(bool_flag("prefix", "Get keys with matching prefix"))
+        .arg(bool_flag(
+            "from-key",
+            "Get keys that are greater than or equal to the given key using byte compare",
+        ))
+        .arg(
+            Arg::new("rev")
+                .long("rev")
+                .default_value("0")
+                .value_parser(clap::value_parser!(i64))
+                .help("Specify the kv revision"),
+        )
+        .arg(bool_flag("keys-only", "Get only the keys"))
+        .arg(bool_flag("count-only", "Get only the count"))
+        .arg(bool_flag(
+            "print-value-only",
+            "Only write values when using the \"simple\" output format",
+        ))
+}
+
+fn put_cmd() -> Command {
+    Command::new("put")
+        .about("Puts the given key into the store")
+        .arg(Arg::new("args").num_args(0..))
+        .arg(
+            Arg::new("lease")
+                .long("lease")
+                .default_value("0")
+                .help("lease ID (in hexadecimal) to attach to the key"),
+        )
+        .arg(bool_flag(
+            "prev-kv",
+            "return the previous key-value pair before modification",
+        ))
+        .arg(bool_flag(
+            "ignore-value",
+            "updates the key using its current value",
+        ))
+        .arg(bool_flag(
+            "ignore-lease",
+            "updates the key using its current lease",
+        ))
+}
+
+fn del_cmd() -> Command {
+    Command::new("del")
+        .about("Removes the specified key or range of keys [key, range_end)")
+        .arg(Arg::new("args").num_args(0..))
+        .arg(bool_flag("prefix", "delete keys with matching prefix"))
+        .arg(bool_flag("prev-kv", "return deleted key-value pairs"))
+        .arg(bool_flag(
+            "from-key",
+            "delete keys that are greater than or equal to the given key using byte compare",
+        ))
+}
+
+fn root() -> Command {
+    let endpoint = Command::new("endpoint")
+        .about("Endpoint related commands")
+        .subcommand_required(true)
+        .arg(bool_flag("cluster", "use all endpoints from the cluster member list").global(true))
+        .subcommand(
+            Command::new("health")
+                .about("Checks the healthiness of endpoints specified in `--endpoints` flag"),
+        )
+        .subcommand(
+            Command::new("status")
+                .about("Prints out the status of endpoints specified in `--endpoints` flag"),
+        );
+    Command::new("oxcdctl")
+        .about("A simple command line client for etcd3 (and oxcd).")
+        .subcommand_required(true)
+        .disable_version_flag(true)
+        .arg(global("endpoints", "127.0.0.1:2379", "gRPC endpoints").value_delimiter(','))
+        .arg(global("dial-timeout", "2s", "dial timeout for client connections"))
+        .arg(global("command-timeout", "5s", "timeout for short running command (excluding dial timeout)"))
+        .arg(global("keepalive-time", "2s", "keepalive time for client connections"))
+        .arg(global("keepalive-timeout", "6s", "keepalive timeout for client connections"))
+        .arg(global("write-out", "simple", "set the output format (fields, json, protobuf, simple, table)").short('w'))
+        .arg(bool_flag("hex", "print byte strings as hex encoded strings").global(true).env("ETCDCTL_HEX"))
+        .arg(bool_flag("debug", "enable client-side debug logging").global(true).env("ETCDCTL_DEBUG"))
+        .arg(bool_flag("insecure-transport", "disable transport security for client connections").global(true).default_value("true").env("ETCDCTL_INSECURE_TRANSPORT"))
+        .arg(bool_flag("insecure-discovery", "accept insecure SRV records describing cluster endpoints").global(true).default_value("true").env("ETCDCTL_INSECURE_DISCOVERY"))
+        .arg(bool_flag("insecure-skip-tls-verify", "skip server certificate verification").global(true).env("ETCDCTL_INSECURE_SKIP_TLS_VERIFY"))
+        .arg(global("cert", "", "identify secure client using this TLS certificate file"))
+        .arg(global("key", "", "identify secure client using this TLS key file"))
+        .arg(global("cacert", "", "verify certificates of TLS-enabled secure servers using this CA bundle"))
+        .arg(global("user", "", "username[:password] for authentication (prompt if password is not supplied)"))
+        .arg(global("password", "", "password for authentication (if this option is used, --user option shouldn't include password)"))
+        .arg(global("discovery-srv", "", "domain name to query for SRV records describing cluster endpoints").short('d'))
+        .arg(global("discovery-srv-name", "", "service name to query when using DNS discovery"))
+        .subcommand(get_cmd())
+        .subcommand(put_cmd())
+        .subcommand(del_cmd())
+        .subcommand(
+            Command::new("txn")
+                .about("Txn processes all the requests in one transaction")
+                .arg(Arg::new("args").num_args(0..))
+                .arg(bool_flag("interactive", "Input transaction in interactive mode").short('i')),
+        )
+        .subcommand(
+            Command::new("compaction")
+                .about("Compacts the event history in etcd")
+                .arg(Arg::new("args").num_args(0..))
+                .arg(bool_flag("physical", "'true' to wait for compaction to physically remove all old revisions")),
+        )
+        .subcommand(Command::new("version").about("Prints the version of etcdctl"))
+        .subcommand(endpoint)
+        .subcommand(
+            Command::new("member")
+                .about("Membership related commands")
+                .subcommand_required(true)
+                .subcommand(Command::new("list").about("Lists all members in the cluster")),
+        )
+}
+
+fn args_of(m: &ArgMatches) -> Vec<String> {
+    m.get_many::<String>("args")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default()
+}
+
+fn flag(m: &ArgMatches, name: &str) -> bool {
+    m.get_one::<bool>(name).copied().unwrap_or(false)
+}
+
+fn string(m: &ArgMatches, name: &str) -> String {
+    m.get_one::<String>(name).cloned().unwrap_or_default()
+}
+
+/// The end of the range of keys starting with `key`.
+fn prefix_end(key: &[u8]) -> Vec<u8> {
+    let mut end = key.to_vec();
+    while let Some(last) = end.last_mut() {
+        if *last < 0xff {
+            *last += 1;
+            return end;
+        }
+        end.pop();
+    }
+    vec![0]
+}
+
+/// Key and range end for get/del's `--prefix`, `--from-key` and second argument.
+fn key_range(
+    args: &[String],
+    prefix: bool,
+    from_key: bool,
+) -> Result<(Vec<u8>, Vec<u8>), CtlError> {
+    if prefix && from_key {
+        return fail(
+            EXIT_BAD_ARGS,
+            "`--prefix` and `--from-key` cannot be set at the same time, choose one",
+        );
+    }
+    let mut key = args[0].as_bytes().to_vec();
+    let mut end = Vec::new();
+    if args.len() > 1 {
+        if prefix || from_key {
+            return fail(EXIT_BAD_ARGS, "too many arguments, only accept one argument when `--prefix` or `--from-key` is set");
+        }
+        end = args[1].as_bytes().to_vec();
+    }
+    if prefix {
+        if key.is_empty() {
+            key = vec![0];
+            end = vec![0];
+        } else {
+            end = prefix_end(&key);
+        }
+    }
+    if from_key {
+        if key.is_empty() {
+            key = vec![0];
+        }
+        end = vec![0];
+    }
+    Ok((key, end))
+}
+
+fn get_request(m: &ArgMatches, format: Format) -> Result<RangeRequest, CtlError> {
+    let args = args_of(m);
+    if args.is_empty() {
+        return fail(
+            EXIT_BAD_ARGS,
+            "get command needs one argument as key and an optional argument as range_end",
+        );
+    }
+    let serializable = match string(m, "consistency").as_str() {
+        "s" => true,
+        "l" => false,
+        other => {
+            return fail(
+                EXIT_BAD_FEATURE,
+                format!(
+                    "unknown consistency flag {}",
+                    gofmt::quote(other.as_bytes())
+                ),
+            )
+        }
+    };
+    let (key, range_end) = key_range(&args, flag(m, "prefix"), flag(m, "from-key"))?;
+    let mut order = match string(m, "order").to_uppercase().as_str() {
+        "ASCEND" => SortOrder::Ascend,
+        "DESCEND" => SortOrder::Descend,
+        "" => SortOrder::None,
+        _ => {
+            return fail(
+                EXIT_BAD_FEATURE,
+                format!("bad sort order {}", string(m, "order")),
+            )
+        }
+    };
+    let target = match string(m, "sort-by").to_uppercase().as_str() {
+        "CREATE" => SortTarget::Create,
+        "KEY" | "" => SortTarget::Key,
+        "MODIFY" => SortTarget::Mod,
+        "VALUE" => SortTarget::Value,
+        "VERSION" => SortTarget::Version,
+        _ => {
+            return fail(
+                EXIT_BAD_FEATURE,
+                format!("bad sort target {}", string(m, "sort-by")),
+            )
+        }
+    };
+    if target == SortTarget::Key && order == SortOrder::Ascend {
+        // Keys already come in ascending order; asking would make the server sort everything.
+        order = SortOrder::None;
+    }
+    let count_only = flag(m, "count-only");
+    if count_only && format != Format::Fields {
+        return fail(
+            EXIT_BAD_ARGS,
+            "--count-only is only for `--write-out=fields`",
+        );
+    }
+    Ok(RangeRequest {
+        key,
+        range_end,
+        limit: m.get_one::<i64>("limit").copied().unwrap_or(0),
+        revision: m.get_one::<i64>("rev").copied().unwrap_or(0).max(0),
+        sort_order: order as i32,
+        sort_target: target as i32,
+        serializable,
+        keys_only: flag(m, "keys-only"),
+        count_only,
+        ..Default::default()
+    })
+}
+
+fn go_parse_int_error(s: &str) -> String {
+    format!(
+        "strconv.ParseInt: parsing {}: invalid syntax",
+        gofmt::quote(s.as_bytes())
+    )
+}
+
+fn put_request(m: &ArgMatches, stdin: &mut dyn Read) -> Result<PutRequest, CtlError> {
+    let args = args_of(m);
+    let usage = "put command needs 1 argument and input from stdin or 2 arguments";
+    if args.is_empty() {
+        return fail(EXIT_BAD_ARGS, usage);
+    }
+    let ignore_value = flag(m, "ignore-value");
+    if ignore_value && args.len() > 1 {
+        return fail(
+            EXIT_BAD_ARGS,
+            "put command needs only 1 argument when 'ignore-value' is set",
+        );
+    }
+    let value = if ignore_value {
+        Vec::new()
+    } else if let Some(v) = args.get(1) {
+        v.as_bytes().to_vec()
+    } else {
+        let mut buf = Vec::new();
+        if stdin.read_to_end(&mut buf).is_err() || buf.is_empty() {
+            return fail(EXIT_BAD_ARGS, usage);
+        }
+        buf
+    };
+    let lease_text = string(m, "lease");
+    let lease = i64::from_str_radix(&lease_text, 16).map_err(|_| CtlError {
+        code: EXIT_BAD_ARGS,
+        msg: format!(
+            "bad lease ID ({}), expecting ID in Hex",
+            go_parse_int_error(&lease_text)
+        ),
+    })?;
+    Ok(PutRequest {
+        key: args[0].as_bytes().to_vec(),
+        value,
+        lease,
+        prev_kv: flag(m, "prev-kv"),
+        ignore_value,
+        ignore_lease: flag(m, "ignore-lease"),
+    })
+}
+
+fn del_request(m: &ArgMatches) -> Result<DeleteRangeRequest, CtlError> {
+    let args = args_of(m);
+    if args.is_empty() || args.len() > 2 {
+        return fail(
+            EXIT_BAD_ARGS,
+            "del command needs one argument as key and an optional argument as range_end",
+        );
+    }
+    let (key, range_end) = key_range(&args, flag(m, "prefix"), flag(m, "from-key"))?;
+    Ok(DeleteRangeRequest {
+        key,
+        range_end,
+        prev_kv: flag(m, "prev-kv"),
+    })
+}
+
+/// One line of txn input, parsed like the get/put/del command line.
+fn txn_op(words: &[String]) -> Result<RequestOp, String> {
+    let cmd = Command::new("txn-op")
+        .no_binary_name(true)
+        .subcommand(get_cmd())
+        .subcommand(put_cmd())
+        .subcommand(del_cmd());
+    let m = cmd.try_get_matches_from(words).map_err(|e| e.to_string())?;
+    let wrap = |e: CtlError| e.msg;
+    let request = match m.subcommand() {
+        Some(("get", sm)) => {
+            request_op::Request::RequestRange(get_request(sm, Format::Simple).map_err(wrap)?)
+        }
+        Some(("put", sm)) => {
+            request_op::Request::RequestPut(put_request(sm, &mut std::io::empty()).map_err(wrap)?)
+        }
+        Some(("del", sm)) => {
+            request_op::Request::RequestDeleteRange(del_request(sm).map_err(wrap)?)
+        }
+        _ => return Err("unknown op".into()),
+    };
+    Ok(RequestOp {
+        request: Some(request),
+    })
+}
+
+struct Globals {
+    endpoints: Vec<String>,
+    dial_timeout: Duration,
+    command_timeout: Duration,
+    printer: Printer,
+    user: String,
+    password: String,
+}
+
+fn globals(m: &ArgMatches) -> Result<Globals, CtlError> {
+    let dur = |name: &str| {
+        gofmt::parse_duration(&string(m, name)).map_err(|e| CtlError {
+            code: EXIT_BAD_ARGS,
+            msg: format!(
+                "invalid argument {} for \"--{name}\" flag: {e}",
+                gofmt::quote(string(m, name).as_bytes())
+            ),
+        })
+    };
+    let w = string(m, "write-out");
+    let format = Format::parse(&w).ok_or_else(|| CtlError {
+        code: EXIT_BAD_FEATURE,
+        msg: format!("unknown output format {w}"),
+    })?;
+    Ok(Globals {
+        endpoints: m
+            .get_many::<String>("endpoints")
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default(),
+        dial_timeout: dur("dial-timeout")?,
+        command_timeout: dur("command-timeout")?,
+        printer: Printer {
+            format,
+            hex: flag(m, "hex"),
+            value_only: false,
+        },
+        user: string(m, "user"),
+        password: string(m, "password"),
+    })
+}
+
+async fn connect(g: &Globals) -> Result<client::Client, CtlError> {
+    let c = client::connect(&g.endpoints, g.dial_timeout)
+        .await
+        .map_err(err)?;
+    if !g.user.is_empty() {
+        let (name, password) = match g.user.split_once(':') {
+            Some((n, p)) if g.password.is_empty() => (n.to_string(), p.to_string()),
+            _ => (g.user.clone(), g.password.clone()),
+        };
+        let mut auth = oxcd_api::etcdserverpb::auth_client::AuthClient::new(c.channel.clone());
+        client::with_timeout(
+            g.command_timeout,
+            auth.authenticate(AuthenticateRequest { name, password }),
+        )
+        .await
+        .map_err(err)?;
+    }
+    Ok(c)
+}
+
+fn printed(r: Result<(), String>) -> Result<(), CtlError> {
+    r.map_err(|msg| CtlError {
+        code: EXIT_BAD_FEATURE,
+        msg,
+    })
+}
+
+async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
+    let mut g = globals(m)?;
+    let (name, sm) = m.subcommand().ok_or_else(|| err("no command".into()))?;
+    match name {
+        "version" => {
+            out.stdout.push_str(&format!(
+                "etcdctl version: 3.5.0 (oxcdctl {})\nAPI version: 3.5\n",
+                env!("CARGO_PKG_VERSION")
+            ));
+            Ok(())
+        }
+        "get" => {
+            let req = get_request(sm, g.printer.format)?;
+            if flag(sm, "print-value-only") {
+                if g.printer.format != Format::Simple {
+                    return fail(
+                        EXIT_BAD_ARGS,
+                        "print-value-only is only for `--write-out=simple`",
+                    );
+                }
+                g.printer.value_only = true;
+            }
+            let c = connect(&g).await?;
+            let resp = client::with_timeout(g.command_timeout, c.kv().range(req))
+                .await
+                .map_err(err)?;
+            printed(g.printer.get(out, &resp))
+        }
+        "put" => {
+            let req = put_request(sm, &mut std::io::stdin())?;
+            let c = connect(&g).await?;
+            let resp = client::with_timeout(g.command_timeout, c.kv().put(req))
+                .await
+                .map_err(err)?;
+            printed(g.printer.put(out, &resp))
+        }
+        "del" => {
+            let req = del_request(sm)?;
+            let c = connect(&g).await?;
+            let resp = client::with_timeout(g.command_timeout, c.kv().delete_range(req))
+                .await
+                .map_err(err)?;
+            printed(g.printer.del(out, &resp))
+        }
+        "txn" => {
+            if !args_of(sm).is_empty() {
+                return fail(EXIT_BAD_ARGS, "txn command does not accept argument");
+            }
+            let c = connect(&g).await?;
+            let stdin = std::io::stdin();
+            let mut lock = stdin.lock();
+            let req = txn::read_txn(&mut lock, flag(sm, "interactive"), &txn_op).map_err(
+                |txn::TxnInputError::Invalid(msg)| CtlError {
+                    code: EXIT_INVALID_INPUT,
+                    msg,
+                },
+            )?;
+            let resp = client::with_timeout(g.command_timeout, c.kv().txn(req))
+                .await
+                .map_err(err)?;
+            printed(g.printer.txn(out, &resp))
+        }
+        "compaction" => {
+            let args = args_of(sm);
+            if args.len() != 1 {
+                return fail(EXIT_BAD_ARGS, "compaction command needs 1 argument");
+            }
+            let rev: i64 = args[0]
+                .parse()
+                .map_err(|_| err(go_parse_int_error(&args[0])))?;
+            let c = connect(&g).await?;
+            let req = CompactionRequest {
+                revision: rev,
+                physical: flag(sm, "physical"),
+            };
+            client::with_timeout(g.command_timeout, c.kv().compact(req))
+                .await
+                .map_err(err)?;
+            out.stdout.push_str(&format!("compacted revision {rev}\n"));
+            Ok(())
+        }
+        "endpoint" => endpoint(&g, sm, out).await,
+        "member" => {
+            let c = connect(&g).await?;
+            let resp = client::with_timeout(
+                g.command_timeout,
+                c.cluster().member_list(MemberListRequest {
+                    linearizable: false,
+                }),
+            )
+            .await
+            .map_err(err)?;
+            printed(g.printer.member_list(out, &resp.header, &resp.members))
+        }
+        other => fail(EXIT_BAD_ARGS, format!("unknown command {other:?}")),
+    }
+}
+
+async fn cluster_endpoints(g: &Globals, m: &ArgMatches) -> Result<Vec<String>, CtlError> {
+    if !flag(m, "cluster") {
+        return Ok(g.endpoints.clone());
+    }
+    let c = client::connect(&g.endpoints, g.dial_timeout)
+        .await
+        .map_err(err)?;
+    let resp = client::with_timeout(
+        g.command_timeout,
+        c.cluster().member_list(MemberListRequest {
+            linearizable: false,
+        }),
+    )
+    .await
+    .map_err(|e| {
+        err(format!(
+            "failed to fetch endpoints from etcd cluster member list: {e}"
+        ))
+    })?;
+    Ok(resp
+        .members
+        .into_iter()
+        .flat_map(|m| m.client_ur_ls)
+        .collect())
+}
+
+async fn endpoint(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
+    let (sub, _) = m.subcommand().ok_or_else(|| err("no command".into()))?;
+    let eps = cluster_endpoints(g, m).await?;
+    match sub {
+        "health" => {
+            let checks = eps.iter().map(|ep| async move {
+                let start = Instant::now();
+                let result = async {
+                    let c = client::connect_one(ep, g.dial_timeout).await?;
+                    let req = RangeRequest {
+                        key: b"health".to_vec(),
+                        ..Default::default()
+                    };
+                    client::with_timeout(g.command_timeout, c.kv().range(req)).await?;
+                    let alarms = client::with_timeout(
+                        g.command_timeout,
+                        c.maintenance().alarm(AlarmRequest::default()),
+                    )
+                    .await?;
+                    if !alarms.alarms.is_empty() {
+                        let names: Vec<String> = alarms
+                            .alarms
+                            .iter()
+                            .map(|a| format!("{:?}", a.alarm()))
+                            .collect();
+                        return Err(format!(
+                            "Active Alarm(s): {}",
+                            names.join(" ").to_uppercase()
+                        ));
+                    }
+                    Ok(())
+                }
+                .await;
+                let took = client::took(start.elapsed());
+                match result {
+                    Ok(()) => EndpointHealth {
+                        endpoint: ep.clone(),
+                        health: true,
+                        took,
+                        error: String::new(),
+                    },
+                    Err(error) => EndpointHealth {
+                        endpoint: ep.clone(),
+                        health: false,
+                        took,
+                        error,
+                    },
+                }
+            });
+            let hs = futures_join(checks).await;
+            printed(g.printer.endpoint_health(out, &hs))?;
+            if hs.iter().any(|h| !h.error.is_empty()) {
+                return fail(EXIT_ERROR, "unhealthy cluster");
+            }
+            Ok(())
+        }
+        "status" => {
+            let mut list = Vec::new();
+            let mut failed = false;
+            for ep in &eps {
+                let status = async {
+                    let c = client::connect_one(ep, g.dial_timeout).await?;
+                    client::with_timeout(
+                        g.command_timeout,
+                        c.maintenance().status(StatusRequest {}),
+                    )
+                    .await
+                }
+                .await;
+                match status {
+                    Ok(status) => list.push(EndpointStatus {
+                        endpoint: ep.clone(),
+                        status,
+                    }),
+                    Err(e) => {
+                        failed = true;
+                        out.stderr.push_str(&format!(
+                            "Failed to get the status of endpoint {ep} ({e})\n"
+                        ));
+                    }
+                }
+            }
+            printed(g.printer.endpoint_status(out, &list))?;
+            if failed {
+                return fail(EXIT_ERROR, String::new());
+            }
+            Ok(())
+        }
+        other => fail(EXIT_BAD_ARGS, format!("unknown command {other:?}")),
+    }
+}
+
+/// Runs the futures concurrently and returns their results in order.
+async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futs.collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await);
+    }
+    out
+}
+
+fn main() {
+    let matches = match root().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { EXIT_BAD_ARGS } else { 0 });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(EXIT_ERROR);
+        }
+    };
+    let mut out = Out::default();
+    let result = runtime.block_on(run(&matches, &mut out));
+    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+    if let Err(e) = result {
+        if !e.msg.is_empty() {
+            eprintln!("Error: {}", e.msg);
+        }
+        std::process::exit(e.code);
+    }
+}
