@@ -1,1 +1,247 @@
+//! Helpers for tests that run oxcd and real etcd as processes on loopback: free ports,
+//! processes stopped by PID, readiness waited for with a deadline.
 
+use oxcd_api::etcdserverpb::kv_client::KvClient;
+use oxcd_api::etcdserverpb::RangeRequest;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// A free TCP port on 127.0.0.1, chosen by the kernel.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Directory holding this workspace's built binaries (target/debug or target/release).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("OXCD_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/it-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --bins` first",
+        p.display()
+    );
+    p
+}
+
+/// A program the tests need from the system (real etcd, etcdctl).
+pub fn system_bin(name: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: run ./scripts/test.sh, which installs Debian's etcd-server and etcd-client");
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Oxcd,
+    Etcd,
+}
+
+/// A server process with its own data dir; killed (by PID) when dropped.
+pub struct Server {
+    pub kind: Kind,
+    pub child: Option<Child>,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub extra: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn start(kind: Kind, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Server {
+            kind,
+            child: None,
+            client_port: free_port(),
+            peer_port: free_port(),
+            data_dir: dir.path().join("data"),
+            log_path: dir.path().join("server.log"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            _dir: Some(dir),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let client = self.url();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut a = vec![
+            "--name".into(),
+            "default".into(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--listen-client-urls".into(),
+            client.clone(),
+            "--advertise-client-urls".into(),
+            client,
+            "--listen-peer-urls".into(),
+            peer.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer.clone(),
+            "--initial-cluster".into(),
+            format!("default={peer}"),
+        ];
+        if self.kind == Kind::Etcd {
+            a.push("--logger=zap".into());
+        }
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// Starts the process (again) on the same data dir and ports.
+    pub fn spawn(&mut self) {
+        let program = match self.kind {
+            Kind::Oxcd => bin("oxcd"),
+            Kind::Etcd => system_bin("etcd"),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let child = Command::new(program)
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn server");
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// kill -9 by PID, then reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM by PID and wait (bounded) for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The process's exit status if it has exited by the deadline.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        let c = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// A client once the server answers a serializable read, within 30 s.
+    pub async fn ready(&self) -> KvClient<Channel> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(ch) = Channel::from_shared(self.url())
+                .expect("uri")
+                .connect()
+                .await
+            {
+                let mut kv = KvClient::new(ch);
+                let probe = RangeRequest {
+                    key: b"ready-probe".to_vec(),
+                    serializable: true,
+                    ..Default::default()
+                };
+                if kv.range(probe).await.is_ok() {
+                    return kv;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} not ready within 30s; log:\n{}",
+                self.kind,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs a command line tool and returns (stdout, stderr, exit code).
+pub fn run_tool(program: &Path, args: &[String], stdin: Option<&str>) -> (String, String, i32) {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .env("ETCDCTL_API", "3")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tool");
+    if let Some(mut sin) = child.stdin.take() {
+        if let Some(text) = stdin {
+            let _ = sin.write_all(text.as_bytes());
+        }
+    }
+    let out = child.wait_with_output().expect("tool output");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}

@@ -100,7 +100,8 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
         }
     }
     Ok(RangeResponse {
-        header: header(rev),
+        // etcd answers with the store's revision, not the one read at.
+        header: header(current),
         kvs,
         more,
         count,
@@ -338,7 +339,8 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
                 ),
                 Some(request_op::Request::RequestTxn(t)) => {
                     let mut inner = self.execute(t, path)?;
-                    inner.header = header(self.rev());
+                    // etcd leaves a nested txn's header empty.
+                    inner.header = Some(ResponseHeader::default());
                     Some(response_op::Response::ResponseTxn(inner))
                 }
                 None => None,
