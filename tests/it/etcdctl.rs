@@ -1,1 +1,300 @@
+//! The real etcdctl against oxcd, and oxcdctl against oxcd, give etcdctl-against-etcd's
+//! output for the same commands on the same data (IDs and raft term masked).
 
+use oxcd_tests::{bin, run_tool, system_bin, Kind, Server};
+use regex::Regex;
+
+/// (command line, stdin)
+const SCRIPT: &[(&str, Option<&str>)] = &[
+    ("put foo bar", None),
+    ("put foo2 x --prev-kv", None),
+    ("put foo baz --prev-kv -w json", None),
+    ("put foo3 from-stdin", None),
+    ("put stdin-key", Some("piped value")),
+    ("get foo -w fields", None),
+    ("get f --prefix", None),
+    ("get f --prefix --keys-only", None),
+    ("get f --prefix --print-value-only", None),
+    ("get --from-key a -w json", None),
+    ("get f --prefix --limit 1 -w json", None),
+    ("get f --prefix --limit 1 -w fields", None),
+    ("get f --prefix --sort-by=VERSION --order=DESCEND", None),
+    ("get f --prefix --sort-by=MODIFY", None),
+    (
+        "get f --prefix --sort-by=CREATE --order=ASCEND -w json",
+        None,
+    ),
+    ("get f --prefix --sort-by=VALUE --order=DESCEND", None),
+    ("get foo foo3", None),
+    ("get foo --rev 2 --print-value-only", None),
+    ("get foo --hex", None),
+    ("get foo --consistency=s", None),
+    ("get foo --consistency=x", None),
+    ("get foo -w table", None),
+    ("get foo --prefix --from-key", None),
+    ("get", None),
+    ("put", None),
+    ("put k --ignore-value", None),
+    ("put k v --ignore-value", None),
+    ("put k v --lease=zz", None),
+    ("put k v --lease=1234", None),
+    ("get foo --rev 99", None),
+    (
+        "txn",
+        Some("value(\"foo\") = \"baz\"\n\nput foo ok\nget foo\n\ndel foo2\n\n"),
+    ),
+    (
+        "txn -w json",
+        Some("mod(\"foo\") > \"100\"\n\nput foo ok\n\nget foo --prefix\ndel foo2 --prev-kv\n\n"),
+    ),
+    (
+        "txn -w fields",
+        Some("ver(\"foo\") = \"3\"\n\nput foo v4\n\n\n"),
+    ),
+    (
+        "txn",
+        Some("mod(\"foo\") > \"100\"\n\nput foo ok\n\nput a 1\nput a 2\n\n"),
+    ),
+    (
+        "txn",
+        Some("create(\"nope\") = \"0\"\n\nput created 1\n\n\n"),
+    ),
+    ("txn", Some("bogus\n\n\n\n")),
+    ("txn", Some("value(\"foo\") = \"x\"\n")),
+    ("del foo --prev-kv -w fields", None),
+    ("del foo3 --prev-kv", None),
+    ("del a z", None),
+    ("compaction 3", None),
+    ("compaction 3", None),
+    ("compaction 999", None),
+    ("compaction x", None),
+    ("get foo --rev 2", None),
+    ("get foo --rev 3", None),
+    ("del \"\" --prefix", None),
+    ("get \"\" --prefix -w json", None),
+    ("member list -w json", None),
+];
+
+fn mask(text: &str) -> String {
+    let rules = [
+        (r#""(cluster_id|member_id|raft_term|ID)":\d+"#, r#""$1":N"#),
+        (r#""(ClusterID|MemberID|RaftTerm|ID)" : \d+"#, r#""$1" : N"#),
+        (r"\n?[^\n]*retry_interceptor[^\n]*", ""),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:PORT"),
+    ];
+    let mut out = text.to_string();
+    for (pat, rep) in rules {
+        out = Regex::new(pat)
+            .expect("regex")
+            .replace_all(&out, rep)
+            .into_owned();
+    }
+    out
+}
+
+fn words(line: &str) -> Vec<String> {
+    // The script has no quoting beyond "" for an empty argument.
+    line.split_whitespace()
+        .map(|w| {
+            if w == "\"\"" {
+                String::new()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
+fn transcript(tool: &std::path::Path, endpoint: &str) -> Vec<String> {
+    SCRIPT
+        .iter()
+        .map(|(line, stdin)| {
+            let mut args = vec!["--endpoints".to_string(), endpoint.to_string()];
+            args.extend(words(line));
+            let (out, err, code) = run_tool(tool, &args, Some(stdin.unwrap_or("")));
+            mask(&format!("$ {line}\n{out}{err}exit {code}\n"))
+        })
+        .collect()
+}
+
+/// etcdctl 3.4 prints a usage screen for some refusals and oxcdctl a shorter one; the first
+/// line (the error) and the exit code must still agree.
+fn comparable(step: &str) -> String {
+    if step.contains("Error: unknown flag") || step.contains("USAGE:") {
+        let first: Vec<&str> = step.lines().take(2).collect();
+        let code = step.lines().last().unwrap_or_default();
+        return format!("{}\n{code}", first.join("\n"));
+    }
+    step.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_and_oxcdctl_output_matches_etcd() {
+    let etcd = Server::start(Kind::Etcd, &[]);
+    let oxcd_a = Server::start(Kind::Oxcd, &[]);
+    let oxcd_b = Server::start(Kind::Oxcd, &[]);
+    etcd.ready().await;
+    oxcd_a.ready().await;
+    oxcd_b.ready().await;
+    let etcdctl = system_bin("etcdctl");
+    let oxcdctl = bin("oxcdctl");
+    let want = transcript(&etcdctl, &etcd.endpoint());
+    let real_client = transcript(&etcdctl, &oxcd_a.endpoint());
+    let our_client = transcript(&oxcdctl, &oxcd_b.endpoint());
+    for ((w, r), o) in want.iter().zip(&real_client).zip(&our_client) {
+        assert_eq!(
+            r, w,
+            "real etcdctl against oxcd (left) vs against etcd (right)"
+        );
+        assert_eq!(
+            comparable(o),
+            comparable(w),
+            "oxcdctl against oxcd (left) vs etcdctl against etcd (right)"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_health_and_status_work_with_both_clients() {
+    let oxcd = Server::start(Kind::Oxcd, &[]);
+    oxcd.ready().await;
+    let ep = oxcd.endpoint();
+    for tool in [system_bin("etcdctl"), bin("oxcdctl")] {
+        let args = |extra: &[&str]| {
+            let mut a = vec!["--endpoints".to_string(), ep.clone()];
+            a.extend(extra.iter().map(|s| s.to_string()));
+            a
+        };
+        let (out, _, code) = run_tool(&tool, &args(&["member", "list"]), None);
+        assert_eq!(code, 0);
+        let id = out.split(',').next().unwrap_or_default().to_string();
+        assert!(
+            !id.is_empty() && id.len() <= 16 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "{out}"
+        );
+        assert_eq!(
+            out,
+            format!(
+                "{id}, started, default, http://127.0.0.1:{}, {}, false\n",
+                oxcd.peer_port,
+                oxcd.url()
+            )
+        );
+
+        let (_, err, code) = run_tool(&tool, &args(&["endpoint", "health"]), None);
+        assert_eq!(code, 0, "{}: {err}", tool.display());
+        assert!(
+            err.starts_with(&format!(
+                "{ep} is healthy: successfully committed proposal: took = "
+            )),
+            "{err}"
+        );
+
+        let (out, err, code) = run_tool(&tool, &args(&["endpoint", "status", "-w", "table"]), None);
+        assert_eq!(code, 0, "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 5, "{out}");
+        assert!(
+            lines[1].contains("ENDPOINT") && lines[1].contains("RAFT APPLIED INDEX"),
+            "{out}"
+        );
+        assert!(
+            lines[3].contains(&ep) && lines[3].contains(&id) && lines[3].contains("true"),
+            "{out}"
+        );
+
+        let (out, _, code) = run_tool(&tool, &args(&["endpoint", "status", "-w", "json"]), None);
+        assert_eq!(code, 0);
+        assert!(
+            out.starts_with(&format!(
+                "[{{\"Endpoint\":\"{ep}\",\"Status\":{{\"header\":{{\"cluster_id\":"
+            )),
+            "{out}"
+        );
+        assert!(out.contains("\"version\":\"3.5.0\""), "{out}");
+
+        // etcdctl 3.4 sends a whole URL as the HTTP/2 :authority for `--cluster` (and for
+        // URL-form endpoints); the h2 crate refuses it. Known gap, in README's table.
+        if tool == bin("oxcdctl") {
+            let (out, _, code) = run_tool(&tool, &args(&["endpoint", "status", "--cluster"]), None);
+            assert_eq!(code, 0);
+            assert!(
+                out.starts_with(&format!("{}, {id}, 3.5.0, ", oxcd.url())),
+                "{out}"
+            );
+        }
+    }
+    let dead = format!("127.0.0.1:{}", oxcd_tests::free_port());
+    let (_, err, code) = run_tool(
+        &bin("oxcdctl"),
+        &[
+            "--endpoints".into(),
+            dead.clone(),
+            "--dial-timeout=300ms".into(),
+            "endpoint".into(),
+            "health".into(),
+        ],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("{dead} is unhealthy: failed to commit proposal: "))
+            && err.ends_with("Error: unhealthy cluster\n"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_only_is_for_fields_output_as_in_etcdctl_3_5() {
+    let oxcd = Server::start(Kind::Oxcd, &[]);
+    oxcd.ready().await;
+    let ctl = bin("oxcdctl");
+    let ep = oxcd.endpoint();
+    for k in ["a1", "a2", "b1"] {
+        let (_, _, code) = run_tool(
+            &ctl,
+            &[
+                "--endpoints".into(),
+                ep.clone(),
+                "put".into(),
+                k.into(),
+                "v".into(),
+            ],
+            None,
+        );
+        assert_eq!(code, 0);
+    }
+    let (out, _, code) = run_tool(
+        &ctl,
+        &[
+            "--endpoints".into(),
+            ep.clone(),
+            "get".into(),
+            "a".into(),
+            "--prefix".into(),
+            "--count-only".into(),
+            "-w".into(),
+            "fields".into(),
+        ],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(out.ends_with("\"More\" : false\n\"Count\" : 2\n"), "{out}");
+    assert!(!out.contains("\"Key\""), "{out}");
+    let (_, err, code) = run_tool(
+        &ctl,
+        &[
+            "--endpoints".into(),
+            ep,
+            "get".into(),
+            "a".into(),
+            "--count-only".into(),
+        ],
+        None,
+    );
+    assert_eq!(code, 128);
+    assert_eq!(
+        err,
+        "Error: --count-only is only for `--write-out=fields`\n"
+    );
+}

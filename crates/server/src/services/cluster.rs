@@ -57,7 +57,8 @@ impl Cluster for ClusterService {
         let record =
             ClusterRecord::decode(&bytes[..]).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(MemberListResponse {
-            header: self.server.header(self.server.store.current_revision()),
+            // etcd's cluster responses carry no revision.
+            header: self.server.header(0),
             members: record.members,
         }))
     }
