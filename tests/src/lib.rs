@@ -66,6 +66,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
     pub extra: Vec<String>,
+    pub env: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -79,6 +80,10 @@ impl Server {
     }
 
     pub fn start(kind: Kind, extra: &[&str]) -> Server {
+        Self::start_with_env(kind, extra, &[])
+    }
+
+    pub fn start_with_env(kind: Kind, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = Server {
             kind,
@@ -88,6 +93,10 @@ impl Server {
             data_dir: dir.path().join("data"),
             log_path: dir.path().join("server.log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _dir: Some(dir),
         };
         s.spawn();
@@ -133,6 +142,7 @@ impl Server {
             .expect("log file");
         let child = Command::new(program)
             .args(self.args())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -184,6 +194,29 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Waits (bounded) until the log contains `text`.
+    pub async fn wait_for_log(&self, text: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.log().contains(text) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// The raft log files in the data dir.
+    pub fn wal_files(&self) -> Vec<PathBuf> {
+        let dir = self.data_dir.join("member").join("wal");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "wal"));
+        files.sort();
+        files
     }
 
     /// A client once the server answers a serializable read, within 30 s.

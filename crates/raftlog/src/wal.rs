@@ -1,5 +1,5 @@
 //! The write-ahead log file. A record is `len u32 | crc32 u32 | kind u8 | payload` (little
-//! endian; the CRC covers kind and payload). Compaction writes a new generation file that
+//! endian; the CRC covers the length, kind and payload). Compaction writes a new generation file that
 //! starts from a snapshot record, then removes the older ones.
 
 use crate::storage::{Core, LogStorage};
@@ -73,14 +73,36 @@ fn sync_dir(dir: &Path) -> Result<(), RaftLogError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
-fn encode(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+fn checksum(len: u32, body: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    h.update(&[kind]);
-    h.update(payload);
-    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&h.finalize().to_le_bytes());
-    buf.push(kind);
-    buf.extend_from_slice(payload);
+    h.update(&len.to_le_bytes());
+    h.update(body);
+    h.finalize()
+}
+
+fn encode(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+    let len = payload.len() as u32;
+    let mut body = Vec::with_capacity(1 + payload.len());
+    body.push(kind);
+    body.extend_from_slice(payload);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&checksum(len, &body).to_le_bytes());
+    buf.extend_from_slice(&body);
+}
+
+/// A record header at `at` whose length fits and whose checksum holds.
+fn valid_record_at(data: &[u8], at: usize) -> Option<usize> {
+    let header = data.get(at..at + HEADER)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let end = at.checked_add(8 + 1 + len as usize)?;
+    let body = data.get(at + 8..end)?;
+    (checksum(len, body) == crc).then_some(end)
+}
+
+/// A damaged record is a torn tail only if nothing valid follows it.
+fn valid_record_after(data: &[u8], from: usize) -> bool {
+    (from..data.len().saturating_sub(HEADER - 1)).any(|p| valid_record_at(data, p).is_some())
 }
 
 fn pb<M: Message>(m: &M) -> Vec<u8> {
@@ -254,15 +276,15 @@ fn replay(path: &Path, core: &mut Core) -> Result<u64, RaftLogError> {
             u32::from_le_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
         let crc = u32::from_le_bytes([data[off + 4], data[off + 5], data[off + 6], data[off + 7]]);
         let end = off + HEADER + len;
-        if len > MAX_RECORD {
-            return Err(corrupt(off, "impossible record length"));
-        }
-        if end > data.len() {
+        if len > MAX_RECORD || end > data.len() {
+            if valid_record_after(&data, off + 1) {
+                return Err(corrupt(off, "record length runs past valid records"));
+            }
             return Ok(off as u64); // torn payload at the end
         }
         let body = &data[off + 8..end];
-        if crc32fast::hash(body) != crc {
-            if end == data.len() {
+        if checksum(len as u32, body) != crc {
+            if !valid_record_after(&data, off + 1) {
                 return Ok(off as u64); // the last record was cut mid-write
             }
             return Err(corrupt(off, "checksum mismatch"));
@@ -353,6 +375,17 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
         assert!(msg.contains("checksum mismatch"), "{msg}");
+    }
+
+    #[test]
+    fn a_damaged_length_in_the_middle_is_not_taken_for_a_torn_tail() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = write_some(d.path(), 5);
+        let mut data = fs::read(&path).expect("read");
+        data[3] = 0x7f; // the first record now claims to run past the end of the file
+        fs::write(&path, &data).expect("write");
+        let err = RaftLog::open(d.path()).err().expect("must refuse");
+        assert!(err.to_string().contains("runs past valid records"), "{err}");
     }
 
     #[test]
