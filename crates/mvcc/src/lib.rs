@@ -31,3 +31,6 @@ impl KeyRange {
         }
     }
 }
+
+#[cfg(test)]
+mod model_tests;
