@@ -1,1 +1,135 @@
-fn main() {}
+//! oxcd-bench: put and range loads with N clients over M connections against any
+//! etcd-compatible endpoint, and `compare`, which runs the same loads against oxcd and real
+//! etcd started side by side on loopback and prints the ratios.
+
+mod load;
+mod servers;
+
+use clap::{Args, Parser, Subcommand};
+use load::{LoadSpec, Op, Report};
+
+#[derive(Parser)]
+#[command(
+    name = "oxcd-bench",
+    about = "Benchmarks etcd-compatible servers (oxcd, etcd)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// gRPC endpoints, comma separated (the first is used)
+    #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',')]
+    endpoints: Vec<String>,
+    /// gRPC connections shared by the clients
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    /// concurrent clients
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// total requests
+    #[arg(long, default_value_t = 10_000)]
+    total: usize,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Puts `total` keys.
+    Put {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 8)]
+        key_size: usize,
+        #[arg(long, default_value_t = 8)]
+        val_size: usize,
+        /// Keys cycle through this many distinct keys (0: every put a new key).
+        #[arg(long, default_value_t = 0)]
+        key_space_size: usize,
+    },
+    /// Reads KEY (or [KEY, END)) `total` times.
+    Range {
+        #[command(flatten)]
+        common: Common,
+        key: String,
+        end: Option<String>,
+        /// l (linearizable) or s (serializable)
+        #[arg(long, default_value = "l")]
+        consistency: String,
+    },
+    /// Starts oxcd and etcd (one member each, same flags), runs the standard loads against
+    /// both and prints each figure with the ratio oxcd/etcd.
+    Compare {
+        #[arg(long, default_value = "target/release/oxcd")]
+        oxcd: String,
+        #[arg(long, default_value = "/usr/bin/etcd")]
+        etcd: String,
+        /// Requests per put load.
+        #[arg(long, default_value_t = 20_000)]
+        total: usize,
+        /// Keys loaded before measuring peak memory.
+        #[arg(long, default_value_t = 100_000)]
+        load_keys: usize,
+    },
+}
+
+fn print_report(r: &Report) {
+    println!("{}", r.render());
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Put {
+            common,
+            key_size,
+            val_size,
+            key_space_size,
+        } => {
+            let spec = LoadSpec {
+                endpoint: common.endpoints[0].clone(),
+                conns: common.conns,
+                clients: common.clients,
+                total: common.total,
+                op: Op::Put {
+                    key_size,
+                    val_size,
+                    key_space_size,
+                    prefix: String::new(),
+                },
+            };
+            load::run(&spec).await.map(|r| print_report(&r))
+        }
+        Cmd::Range {
+            common,
+            key,
+            end,
+            consistency,
+        } => {
+            let spec = LoadSpec {
+                endpoint: common.endpoints[0].clone(),
+                conns: common.conns,
+                clients: common.clients,
+                total: common.total,
+                op: Op::Range {
+                    key: key.into_bytes(),
+                    end: end.map(String::into_bytes).unwrap_or_default(),
+                    serializable: consistency == "s",
+                },
+            };
+            load::run(&spec).await.map(|r| print_report(&r))
+        }
+        Cmd::Compare {
+            oxcd,
+            etcd,
+            total,
+            load_keys,
+        } => servers::compare(&oxcd, &etcd, total, load_keys).await,
+    };
+    if let Err(e) = result {
+        eprintln!("oxcd-bench: {e}");
+        std::process::exit(1);
+    }
+}

@@ -334,7 +334,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tracing::info!(address = %url.as_str().trim_end_matches('/'), "ready to serve client requests");
         tracing::warn!(address = %url.as_str().trim_end_matches('/'), "serving client traffic insecurely; this is strongly discouraged!");
         tasks.push(tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // Small gRPC frames must not wait for Nagle's algorithm.
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                |conn| {
+                    conn.inspect(|s| {
+                        let _ = s.set_nodelay(true);
+                    })
+                },
+            );
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
