@@ -303,7 +303,7 @@ impl Printer {
     }
 
     fn hdr_fields(out: &mut Out, h: &Option<ResponseHeader>) {
-        let h = h.clone().unwrap_or_default();
+        let h = (*h).unwrap_or_default();
         out.line(format!("\"ClusterID\" : {}", h.cluster_id));
         out.line(format!("\"MemberID\" : {}", h.member_id));
         out.line(format!("\"Revision\" : {}", h.revision));

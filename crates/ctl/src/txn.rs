@@ -197,11 +197,11 @@ mod tests {
 
     #[test]
     fn compares_parse_like_etcdctl() {
-        let c = parse_compare(r#"mod("key1") > "0""#).ok().expect("parse");
+        let c = parse_compare(r#"mod("key1") > "0""#).expect("parse");
         assert_eq!(c.key, b"key1");
         assert_eq!(c.result(), CompareResult::Greater);
         assert_eq!(c.target_union, Some(TargetUnion::ModRevision(0)));
-        let c = parse_compare(r#"value("k") = "a b""#).ok().expect("parse");
+        let c = parse_compare(r#"value("k") = "a b""#).expect("parse");
         assert_eq!(c.target_union, Some(TargetUnion::Value(b"a b".to_vec())));
         assert!(parse_compare("bogus").is_err());
         assert!(parse_compare(r#"ver("k") = "x""#).is_err());

@@ -209,9 +209,11 @@ impl RaftLog {
         {
             let mut core = self.storage.wl();
             core.compact(index)?;
-            let mut meta = SnapshotMetadata::default();
-            meta.index = core.snap_index;
-            meta.term = core.snap_term;
+            let mut meta = SnapshotMetadata {
+                index: core.snap_index,
+                term: core.snap_term,
+                ..Default::default()
+            };
             meta.set_conf_state(core.conf_state.clone());
             encode(&mut buf, SNAPSHOT, &pb(&meta));
             encode(&mut buf, HARD_STATE, &pb(&core.hard_state));
@@ -320,11 +322,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.to_vec().into();
-        e
+        Entry {
+            index,
+            term,
+            data: data.to_vec().into(),
+            ..Default::default()
+        }
     }
 
     fn write_some(dir: &Path, n: u64) -> PathBuf {
@@ -371,7 +374,9 @@ mod tests {
         let mut data = fs::read(&path).expect("read");
         data[HEADER + 2] ^= 0xff;
         fs::write(&path, &data).expect("write");
-        let err = RaftLog::open(d.path()).err().expect("must refuse");
+        let Err(err) = RaftLog::open(d.path()) else {
+            panic!("must refuse")
+        };
         let msg = err.to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
         assert!(msg.contains("checksum mismatch"), "{msg}");
@@ -384,7 +389,9 @@ mod tests {
         let mut data = fs::read(&path).expect("read");
         data[3] = 0x7f; // the first record now claims to run past the end of the file
         fs::write(&path, &data).expect("write");
-        let err = RaftLog::open(d.path()).err().expect("must refuse");
+        let Err(err) = RaftLog::open(d.path()) else {
+            panic!("must refuse")
+        };
         assert!(err.to_string().contains("runs past valid records"), "{err}");
     }
 

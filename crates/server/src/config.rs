@@ -250,7 +250,7 @@ fn verify_err(message: String) -> ConfigError {
 pub enum Parsed {
     Version,
     Run {
-        config: Config,
+        config: Box<Config>,
         warnings: Vec<String>,
     },
 }
@@ -379,7 +379,10 @@ pub fn parse(args: Vec<String>, env: &BTreeMap<String, String>) -> Result<Parsed
         }
     }
     let config = build(&matches)?;
-    Ok(Parsed::Run { config, warnings })
+    Ok(Parsed::Run {
+        config: Box::new(config),
+        warnings,
+    })
 }
 
 fn yaml_args(path: &str) -> Result<Vec<String>, ConfigError> {
@@ -553,7 +556,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         match parse(argv, &env)? {
-            Parsed::Run { config, warnings } => Ok((config, warnings)),
+            Parsed::Run { config, warnings } => Ok((*config, warnings)),
             Parsed::Version => panic!("unexpected --version"),
         }
     }
@@ -590,21 +593,16 @@ mod tests {
 
     #[test]
     fn bad_values_get_etcds_messages() {
-        let e = run(&["--heartbeat-interval=abc"], &[])
-            .err()
-            .expect("must fail");
+        let e = run(&["--heartbeat-interval=abc"], &[]).expect_err("must fail");
         assert_eq!(
             e.message,
             "invalid value \"abc\" for flag -heartbeat-interval: parse error"
         );
         assert!(e.usage);
         let e = run(&["--election-timeout=100", "--heartbeat-interval=100"], &[])
-            .err()
-            .expect("must fail");
+            .expect_err("must fail");
         assert!(e.message.contains("--election-timeout[100ms] should be at least as 5 times as --heartbeat-interval[100ms]"));
-        let e = run(&["--initial-cluster-state=bogus"], &[])
-            .err()
-            .expect("must fail");
+        let e = run(&["--initial-cluster-state=bogus"], &[]).expect_err("must fail");
         assert!(e.message.contains("valid values are \"new\", \"existing\""));
     }
 

@@ -135,8 +135,10 @@ fn bootstrap(
     wb.set_cluster_record(CLUSTER_RECORD, &record.encode_to_vec())?;
     wb.set_meta(META_MEMBER_ID, member_id.0)?;
     wb.commit(true)?;
-    let mut cs = raft::eraftpb::ConfState::default();
-    cs.voters = ids.iter().map(|m| m.0).collect();
+    let cs = raft::eraftpb::ConfState {
+        voters: ids.iter().map(|m| m.0).collect(),
+        ..Default::default()
+    };
     log.set_conf_state(&cs);
     log.sync()?;
     tracing::info!(local_member_id = %member_id, cluster_id = %cluster_id, "added member");

@@ -36,7 +36,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(oxcd_server::run(config)) {
+    if let Err(e) = runtime.block_on(oxcd_server::run(*config)) {
         tracing::error!(error = %e, "oxcd stopped");
         eprintln!("oxcd: {e}");
         std::process::exit(1);
