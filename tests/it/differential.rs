@@ -15,22 +15,10 @@ fn key(rng: &mut StdRng) -> Vec<u8> {
     KEYS[rng.gen_range(0..KEYS.len())].as_bytes().to_vec()
 }
 
-fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.last_mut() {
-        if *last < 0xff {
-            *last += 1;
-            return end;
-        }
-        end.pop();
-    }
-    vec![0]
-}
-
 fn range_end(rng: &mut StdRng, k: &[u8]) -> Vec<u8> {
     match rng.gen_range(0..5) {
         0 | 1 => vec![],
-        2 => prefix_end(k),
+        2 => oxcd_api::prefix_end(k),
         3 => vec![0],
         _ => key(rng), // may sort before `k`: an empty range
     }
@@ -120,7 +108,7 @@ fn gen_compare(rng: &mut StdRng, rev: i64) -> Compare {
         result: rng.gen_range(0..4),
         target,
         range_end: if rng.gen_bool(0.2) {
-            prefix_end(&k)
+            oxcd_api::prefix_end(&k)
         } else {
             vec![]
         },
@@ -178,54 +166,48 @@ fn scrub(h: &mut Option<ResponseHeader>) {
 
 type Outcome = Result<String, (tonic::Code, String)>;
 
+/// Responses that carry a header to mask.
+trait Headed: std::fmt::Debug {
+    fn header(&mut self) -> &mut Option<ResponseHeader>;
+}
+
+macro_rules! headed {
+    ($($t:ty),*) => {$(
+        impl Headed for $t {
+            fn header(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        }
+    )*};
+}
+headed!(
+    RangeResponse,
+    PutResponse,
+    DeleteRangeResponse,
+    TxnResponse,
+    CompactionResponse
+);
+
+/// The response with IDs and term masked, and the revision it reported.
+fn outcome<T: Headed>(r: Result<tonic::Response<T>, tonic::Status>) -> (Outcome, Option<i64>) {
+    match r {
+        Ok(r) => {
+            let mut r = r.into_inner();
+            let rev = r.header().as_ref().map(|h| h.revision);
+            scrub(r.header());
+            (Ok(format!("{r:?}")), rev)
+        }
+        Err(s) => (Err((s.code(), s.message().to_string())), None),
+    }
+}
+
 async fn apply(kv: &mut KvClient<Channel>, op: &Op) -> (Outcome, Option<i64>) {
-    let err = |s: tonic::Status| (s.code(), s.message().to_string());
     match op.clone() {
-        Op::Range(r) => match kv.range(r).await {
-            Ok(r) => {
-                let mut r = r.into_inner();
-                let rev = r.header.as_ref().map(|h| h.revision);
-                scrub(&mut r.header);
-                (Ok(format!("{r:?}")), rev)
-            }
-            Err(s) => (Err(err(s)), None),
-        },
-        Op::Put(r) => match kv.put(r).await {
-            Ok(r) => {
-                let mut r = r.into_inner();
-                let rev = r.header.as_ref().map(|h| h.revision);
-                scrub(&mut r.header);
-                (Ok(format!("{r:?}")), rev)
-            }
-            Err(s) => (Err(err(s)), None),
-        },
-        Op::Delete(r) => match kv.delete_range(r).await {
-            Ok(r) => {
-                let mut r = r.into_inner();
-                let rev = r.header.as_ref().map(|h| h.revision);
-                scrub(&mut r.header);
-                (Ok(format!("{r:?}")), rev)
-            }
-            Err(s) => (Err(err(s)), None),
-        },
-        Op::Txn(r) => match kv.txn(r).await {
-            Ok(r) => {
-                let mut r = r.into_inner();
-                let rev = r.header.as_ref().map(|h| h.revision);
-                scrub(&mut r.header);
-                (Ok(format!("{r:?}")), rev)
-            }
-            Err(s) => (Err(err(s)), None),
-        },
-        Op::Compact(r) => match kv.compact(r).await {
-            Ok(r) => {
-                let mut r = r.into_inner();
-                let rev = r.header.as_ref().map(|h| h.revision);
-                scrub(&mut r.header);
-                (Ok(format!("{r:?}")), rev)
-            }
-            Err(s) => (Err(err(s)), None),
-        },
+        Op::Range(r) => outcome(kv.range(r).await),
+        Op::Put(r) => outcome(kv.put(r).await),
+        Op::Delete(r) => outcome(kv.delete_range(r).await),
+        Op::Txn(r) => outcome(kv.txn(r).await),
+        Op::Compact(r) => outcome(kv.compact(r).await),
     }
 }
 

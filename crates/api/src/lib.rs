@@ -16,3 +16,17 @@ pub mod oxcdpb {
 
 pub mod error;
 pub use error::EtcdError;
+
+/// The end of the key range holding every key that starts with `prefix` (etcd's
+/// `GetPrefixRangeEnd`); "\0", meaning no end, when no such bound exists.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.last_mut() {
+        if *last < 0xff {
+            *last += 1;
+            return end;
+        }
+        end.pop();
+    }
+    vec![0]
+}

@@ -78,6 +78,16 @@ fn print_report(r: &Report) {
     println!("{}", r.render());
 }
 
+fn spec(common: Common, op: Op) -> LoadSpec {
+    LoadSpec {
+        endpoint: common.endpoints[0].clone(),
+        conns: common.conns,
+        clients: common.clients,
+        total: common.total,
+        op,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -88,18 +98,15 @@ async fn main() {
             val_size,
             key_space_size,
         } => {
-            let spec = LoadSpec {
-                endpoint: common.endpoints[0].clone(),
-                conns: common.conns,
-                clients: common.clients,
-                total: common.total,
-                op: Op::Put {
+            let spec = spec(
+                common,
+                Op::Put {
                     key_size,
                     val_size,
                     key_space_size,
                     prefix: String::new(),
                 },
-            };
+            );
             load::run(&spec).await.map(|r| print_report(&r))
         }
         Cmd::Range {
@@ -108,17 +115,14 @@ async fn main() {
             end,
             consistency,
         } => {
-            let spec = LoadSpec {
-                endpoint: common.endpoints[0].clone(),
-                conns: common.conns,
-                clients: common.clients,
-                total: common.total,
-                op: Op::Range {
+            let spec = spec(
+                common,
+                Op::Range {
                     key: key.into_bytes(),
                     end: end.map(String::into_bytes).unwrap_or_default(),
                     serializable: consistency == "s",
                 },
-            };
+            );
             load::run(&spec).await.map(|r| print_report(&r))
         }
         Cmd::Compare {

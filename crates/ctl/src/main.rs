@@ -223,19 +223,6 @@ fn string(m: &ArgMatches, name: &str) -> String {
     m.get_one::<String>(name).cloned().unwrap_or_default()
 }
 
-/// The end of the range of keys starting with `key`.
-fn prefix_end(key: &[u8]) -> Vec<u8> {
-    let mut end = key.to_vec();
-    while let Some(last) = end.last_mut() {
-        if *last < 0xff {
-            *last += 1;
-            return end;
-        }
-        end.pop();
-    }
-    vec![0]
-}
-
 /// Key and range end for get/del's `--prefix`, `--from-key` and second argument.
 fn key_range(
     args: &[String],
@@ -261,7 +248,7 @@ fn key_range(
             key = vec![0];
             end = vec![0];
         } else {
-            end = prefix_end(&key);
+            end = oxcd_api::prefix_end(&key);
         }
     }
     if from_key {

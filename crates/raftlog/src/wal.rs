@@ -191,12 +191,20 @@ impl RaftLog {
     /// Writes what was appended since the last sync and makes it durable (one fsync for all
     /// the proposals in a raft Ready).
     pub fn sync(&mut self) -> Result<(), RaftLogError> {
+        self.write(true)
+    }
+
+    /// Writes what was appended, fsyncing only when `durable`: a hard state that only moved
+    /// the commit index need not wait for the disk (raft re-learns it), as in etcd.
+    pub fn write(&mut self, durable: bool) -> Result<(), RaftLogError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let path = self.path();
         self.file.write_all(&self.pending).map_err(io(&path))?;
-        self.file.sync_data().map_err(io(&path))?;
+        if durable {
+            self.file.sync_data().map_err(io(&path))?;
+        }
         self.pending.clear();
         Ok(())
     }

@@ -119,7 +119,8 @@ impl Node {
         if let Some(hs) = rd.hs() {
             self.log.set_hard_state(hs);
         }
-        self.log.sync()?;
+        // New entries, term or vote must be on disk before anyone hears of them.
+        self.log.write(rd.must_sync())?;
         for rs in rd.take_read_states() {
             let mut ctx = [0u8; 8];
             if rs.request_ctx.len() == 8 {
