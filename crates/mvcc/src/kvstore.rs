@@ -29,6 +29,10 @@ pub(crate) fn backend_err<E: Into<BackendError>>(e: E) -> StoreError {
     StoreError::Backend(e.into())
 }
 
+/// redb's own page cache. The file also sits in the OS page cache (all bbolt relies on), so
+/// redb's 1 GiB default mostly caches twice; measured: peak RSS 157 → 128 MiB at 100k keys.
+const BACKEND_CACHE_BYTES: usize = 32 << 20;
+
 pub struct Store {
     db: Database,
     path: PathBuf,
@@ -40,10 +44,13 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, BackendError> {
-        let db = Database::create(path).map_err(|source| BackendError::Database {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let db = Database::builder()
+            .set_cache_size(BACKEND_CACHE_BYTES)
+            .create(path)
+            .map_err(|source| BackendError::Database {
+                path: path.display().to_string(),
+                source,
+            })?;
         let tx = db.begin_write()?;
         tx.open_table(KV)?;
         tx.open_table(META)?;

@@ -256,6 +256,15 @@ impl RaftLog {
         }
     }
 
+    /// Drops in-memory entries up to `index` (applied already) without touching the file:
+    /// the file keeps them until `compact`, for replay after a crash.
+    pub fn release_memory(&mut self, index: u64) -> Result<(), RaftLogError> {
+        let mut core = self.storage.wl();
+        let upto = index.min(core.last_index());
+        core.compact(upto)?;
+        Ok(())
+    }
+
     pub fn first_index(&self) -> u64 {
         self.storage.rl().first_index()
     }
@@ -418,5 +427,17 @@ mod tests {
         assert_eq!(st.last_index().ok(), Some(11));
         assert_eq!(st.term(7).ok(), Some(1));
         assert_eq!(generations(d.path()).expect("gens").len(), 1);
+    }
+
+    #[test]
+    fn released_memory_is_still_replayed_from_the_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write_some(d.path(), 10);
+        let mut log = RaftLog::open(d.path()).expect("reopen");
+        log.release_memory(8).expect("release");
+        assert_eq!(log.first_index(), 9);
+        drop(log);
+        let log = RaftLog::open(d.path()).expect("reopen");
+        assert_eq!((log.first_index(), log.last_index()), (1, 10));
     }
 }

@@ -16,9 +16,12 @@ use tokio::sync::watch;
 
 pub const CLUSTER_RECORD: &str = "cluster";
 /// Entries kept in the raft log behind a snapshot, as etcd's catch-up tail.
-const CATCH_UP_ENTRIES: u64 = 5000;
-/// The longest a batch of applied writes stays only in the OS cache; the raft log covers them.
-const DURABLE_EVERY: Duration = Duration::from_secs(1);
+pub const CATCH_UP_ENTRIES: u64 = 5000;
+/// How often (in applied entries) the in-memory raft log drops what is applied.
+const RELEASE_EVERY: u64 = 10_000;
+/// The longest a run of applied writes stays out of a durable backend commit (etcd's batch
+/// interval). The raft log covers them meanwhile, and redb reuses freed pages only after one.
+const DURABLE_EVERY: Duration = Duration::from_millis(100);
 
 pub struct Applier {
     pub store: Arc<Store>,
@@ -33,6 +36,7 @@ impl Applier {
     pub fn run(self) {
         let mut applied = *self.applied.borrow();
         let mut last_snapshot = applied;
+        let mut last_release = applied;
         let mut last_durable = Instant::now();
         while let Ok(first) = self.inbox.recv() {
             let mut entries = first;
@@ -45,6 +49,12 @@ impl Applier {
                 &mut last_snapshot,
                 &mut last_durable,
             ) {
+                Ok(()) if applied - last_release >= RELEASE_EVERY => {
+                    last_release = applied;
+                    let _ = self.node.send(NodeMsg::ReleaseApplied {
+                        index: applied.saturating_sub(CATCH_UP_ENTRIES),
+                    });
+                }
                 Ok(()) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "failed to apply committed entries; stopping");

@@ -199,6 +199,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let applied = store.meta(META_APPLIED_INDEX)?.unwrap_or(0);
     log.raise_commit_to(applied);
+    // Replay brought the whole log file into memory; only a catch-up tail is worth keeping.
+    log.release_memory(applied.saturating_sub(apply::CATCH_UP_ENTRIES))?;
     tracing::info!(local_member_id = %member_id, cluster_id = %cluster_id, applied_index = applied, "starting local member");
 
     let raft_config = raft::Config {

@@ -25,6 +25,10 @@ pub enum NodeMsg {
     CompactLog {
         index: u64,
     },
+    /// Entries up to `index` are applied; the in-memory copy of older ones can go.
+    ReleaseApplied {
+        index: u64,
+    },
 }
 
 /// What the rest of the server may know of raft without asking the raft thread.
@@ -91,6 +95,14 @@ impl Node {
                 }
             }
             NodeMsg::ReadIndex { reply } => reads.push(reply),
+            NodeMsg::ReleaseApplied { index } => {
+                let index = index.min(self.raw.raft.raft_log.applied);
+                if index > self.log.first_index() {
+                    if let Err(e) = self.log.release_memory(index) {
+                        tracing::warn!(error = %e, "failed to release applied raft entries");
+                    }
+                }
+            }
             NodeMsg::CompactLog { index } => {
                 let index = index.min(self.raw.raft.raft_log.applied);
                 if index > self.log.first_index() {
