@@ -1,7 +1,7 @@
 //! The real etcdctl against oxcd, and oxcdctl against oxcd, give etcdctl-against-etcd's
 //! output for the same commands on the same data (IDs and raft term masked).
 
-use oxcd_tests::{bin, run_tool, system_bin, Kind, Server};
+use oxcd_tests::{bin, run_tool, run_tool_env, system_bin, Kind, Server};
 use regex::Regex;
 
 /// (command line, stdin)
@@ -296,5 +296,39 @@ async fn count_only_is_for_fields_output_as_in_etcdctl_3_5() {
     assert_eq!(
         err,
         "Error: --count-only is only for `--write-out=fields`\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_variables_configure_oxcdctl_and_flags_win() {
+    let oxcd = Server::start(Kind::Oxcd, &[]);
+    oxcd.ready().await;
+    let ctl = bin("oxcdctl");
+    let ep = oxcd.endpoint();
+    let env = [
+        ("ETCDCTL_ENDPOINTS", ep.as_str()),
+        ("ETCDCTL_WRITE_OUT", "json"),
+        ("ETCDCTL_COMMAND_TIMEOUT", "3s"),
+    ];
+    let (out, err, code) = run_tool_env(&ctl, &["put".into(), "k".into(), "v".into()], None, &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("{\"header\":{\"cluster_id\":"), "{out}");
+    let (out, _, code) = run_tool_env(
+        &ctl,
+        &["get".into(), "k".into(), "-w".into(), "simple".into()],
+        None,
+        &env,
+    );
+    assert_eq!((out.as_str(), code), ("k\nv\n", 0));
+    let (_, err, code) = run_tool_env(
+        &ctl,
+        &["get".into(), "k".into()],
+        None,
+        &[("ETCDCTL_DIAL_TIMEOUT", "bogus")],
+    );
+    assert_eq!(code, 128, "{err}");
+    assert!(
+        err.contains("invalid argument \"bogus\" for \"--dial-timeout\" flag"),
+        "{err}"
     );
 }

@@ -257,10 +257,21 @@ impl Drop for Server {
 
 /// Runs a command line tool and returns (stdout, stderr, exit code).
 pub fn run_tool(program: &Path, args: &[String], stdin: Option<&str>) -> (String, String, i32) {
+    run_tool_env(program, args, stdin, &[])
+}
+
+/// `run_tool` with extra environment variables.
+pub fn run_tool_env(
+    program: &Path,
+    args: &[String],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> (String, String, i32) {
     use std::io::Write;
     let mut child = Command::new(program)
         .args(args)
         .env("ETCDCTL_API", "3")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

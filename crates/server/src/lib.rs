@@ -160,6 +160,12 @@ async fn bind(url: &url::Url) -> Result<tokio::net::TcpListener, StartError> {
         .unwrap_or("localhost")
         .trim_start_matches('[')
         .trim_end_matches(']');
+    // As etcd: "localhost" means the IPv4 loopback, whatever order the resolver prefers.
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
     let port = url.port().unwrap_or(2379);
     tokio::net::TcpListener::bind((host, port))
         .await
