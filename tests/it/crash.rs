@@ -207,3 +207,53 @@ async fn snapshot_count_compacts_the_log_and_restart_keeps_everything() {
     assert_eq!(resp.count, 32 * 250);
     assert!(resp.kvs.iter().all(|kv| kv.key == kv.value));
 }
+
+/// Offset of the last entry record in a raft log file (records: len u32 | crc u32 | kind u8
+/// | payload; kind 1 is an entry).
+fn last_entry_offset(data: &[u8]) -> Option<usize> {
+    let (mut off, mut last) = (0, None);
+    while off + 9 <= data.len() {
+        let len =
+            u32::from_le_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
+        if data[off + 8] == 1 {
+            last = Some(off);
+        }
+        off += 9 + len;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_ahead_of_a_cut_log_restarts_from_the_backend() {
+    let mut server = Server::start(Kind::Oxcd, &[]);
+    write_keys(&server, 20).await;
+    // A clean stop leaves the backend durable at the last applied entry; then the log loses
+    // that entry.
+    server.stop();
+    let wal = server.wal_files().pop().expect("a wal file");
+    let data = std::fs::read(&wal).expect("read");
+    let cut = last_entry_offset(&data).expect("an entry record") + 3;
+    std::fs::write(&wal, &data[..cut]).expect("write");
+    server.spawn();
+    let mut kv = server.ready().await;
+    assert!(
+        server
+            .log()
+            .contains("continuing from the backend as a snapshot"),
+        "{}",
+        server.log()
+    );
+    let resp = kv
+        .range(prefix_range("k"))
+        .await
+        .expect("range")
+        .into_inner();
+    assert_eq!(resp.count, 20, "the backend had applied every put");
+    kv.put(PutRequest {
+        key: b"after".to_vec(),
+        value: b"ok".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .expect("writes go on");
+}

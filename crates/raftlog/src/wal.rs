@@ -213,10 +213,32 @@ impl RaftLog {
     /// rewrites the log as a new generation holding only what is left.
     pub fn compact(&mut self, index: u64) -> Result<(), RaftLogError> {
         self.sync()?;
-        let mut buf = Vec::new();
+        self.storage.wl().compact(index)?;
+        self.rewrite()
+    }
+
+    /// The state machine holds everything up to `index` (of `term`) but the log ends before
+    /// it, e.g. after its fsynced tail was lost: continue from the state machine as from a
+    /// snapshot, as a restored member does.
+    pub fn restart_from(&mut self, index: u64, term: u64) -> Result<(), RaftLogError> {
+        self.sync()?;
         {
             let mut core = self.storage.wl();
-            core.compact(index)?;
+            core.entries.clear();
+            core.snap_index = index;
+            core.snap_term = term;
+            core.hard_state.commit = core.hard_state.commit.max(index);
+            core.hard_state.term = core.hard_state.term.max(term);
+        }
+        self.rewrite()
+    }
+
+    /// Writes the in-memory log as a new generation file (snapshot record, hard state,
+    /// entries), then removes the old one.
+    fn rewrite(&mut self) -> Result<(), RaftLogError> {
+        let mut buf = Vec::new();
+        {
+            let core = self.storage.rl();
             let mut meta = SnapshotMetadata {
                 index: core.snap_index,
                 term: core.snap_term,
@@ -427,6 +449,20 @@ mod tests {
         assert_eq!(st.last_index().ok(), Some(11));
         assert_eq!(st.term(7).ok(), Some(1));
         assert_eq!(generations(d.path()).expect("gens").len(), 1);
+    }
+
+    #[test]
+    fn restart_from_a_state_machine_ahead_of_the_log() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write_some(d.path(), 5);
+        let mut log = RaftLog::open(d.path()).expect("reopen");
+        log.restart_from(8, 3).expect("restart");
+        drop(log);
+        let log = RaftLog::open(d.path()).expect("reopen");
+        let st = log.storage();
+        assert_eq!((log.first_index(), log.last_index()), (9, 8));
+        assert_eq!(st.term(8).ok(), Some(3));
+        assert_eq!(st.rl().hard_state.commit, 8);
     }
 
     #[test]

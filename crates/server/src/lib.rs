@@ -20,7 +20,7 @@ use oxcd_api::etcdserverpb::{
     Member,
 };
 use oxcd_api::oxcdpb::{internal_request::Request as Internal, ClusterRecord, MemberAttributes};
-use oxcd_mvcc::{Store, META_APPLIED_INDEX};
+use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM};
 use oxcd_raftlog::RaftLog;
 use prost::Message;
 use std::path::{Path, PathBuf};
@@ -204,6 +204,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     };
     let applied = store.meta(META_APPLIED_INDEX)?.unwrap_or(0);
+    if applied > log.last_index() {
+        tracing::warn!(
+            applied_index = applied,
+            last_log_index = log.last_index(),
+            "raft log ends before the backend's applied index; continuing from the backend as a snapshot"
+        );
+        log.restart_from(applied, store.meta(META_APPLIED_TERM)?.unwrap_or(0))?;
+    }
     log.raise_commit_to(applied);
     // Replay brought the whole log file into memory; only a catch-up tail is worth keeping.
     log.release_memory(applied.saturating_sub(apply::CATCH_UP_ENTRIES))?;
