@@ -213,16 +213,23 @@ async fn endpoint_health_and_status_work_with_both_clients() {
         );
         assert!(out.contains("\"version\":\"3.5.0\""), "{out}");
 
-        // etcdctl 3.4 sends a whole URL as the HTTP/2 :authority for `--cluster` (and for
-        // URL-form endpoints); the h2 crate refuses it. Known gap, in README's table.
-        if tool == bin("oxcdctl") {
-            let (out, _, code) = run_tool(&tool, &args(&["endpoint", "status", "--cluster"]), None);
-            assert_eq!(code, 0);
-            assert!(
-                out.starts_with(&format!("{}, {id}, 3.5.0, ", oxcd.url())),
-                "{out}"
-            );
-        }
+        // etcdctl 3.4 dials a single endpoint with the whole URL as the HTTP/2 :authority
+        // (`--cluster`, URL-form endpoints); oxcd must accept it as etcd does.
+        let (out, err, code) = run_tool(&tool, &args(&["endpoint", "status", "--cluster"]), None);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.starts_with(&format!("{}, {id}, 3.5.0, ", oxcd.url())),
+            "{out}"
+        );
+        let url_args = vec![
+            "--endpoints".to_string(),
+            oxcd.url(),
+            "endpoint".into(),
+            "status".into(),
+        ];
+        let (out, err, code) = run_tool(&tool, &url_args, None);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with(&format!("{}, {id}, ", oxcd.url())), "{out}");
     }
     let dead = format!("127.0.0.1:{}", oxcd_tests::free_port());
     let (_, err, code) = run_tool(

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod config;
+pub mod h2_authority;
 pub mod ids;
 pub mod logging;
 pub mod node;
@@ -356,8 +357,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             let incoming = tokio_stream::StreamExt::map(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
                 |conn| {
-                    conn.inspect(|s| {
+                    conn.map(|s| {
                         let _ = s.set_nodelay(true);
+                        h2_authority::AuthorityFix::new(s)
                     })
                 },
             );
