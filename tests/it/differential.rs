@@ -93,6 +93,17 @@ fn gen_delete(rng: &mut StdRng) -> DeleteRangeRequest {
     }
 }
 
+/// A delete inside a txn never runs to the end of the keyspace ("\0"): etcd 3.4's
+/// duplicate-key check takes such a range as empty, and a later ignore_lease/ignore_value
+/// put of a key it deleted then panics etcd ("unexpected error during txn").
+fn gen_txn_delete(rng: &mut StdRng) -> DeleteRangeRequest {
+    let mut d = gen_delete(rng);
+    if d.range_end == [0] {
+        d.range_end.clear();
+    }
+    d
+}
+
 fn gen_compare(rng: &mut StdRng, rev: i64) -> Compare {
     let target = rng.gen_range(0..5);
     let n = rng.gen_range(0..=rev + 1);
@@ -121,7 +132,7 @@ fn gen_request_op(rng: &mut StdRng, rev: i64, depth: u32) -> RequestOp {
     let request = match rng.gen_range(0..if depth < 1 { 4 } else { 3 }) {
         0 => request_op::Request::RequestRange(gen_range(rng, rev)),
         1 => request_op::Request::RequestPut(gen_put(rng)),
-        2 => request_op::Request::RequestDeleteRange(gen_delete(rng)),
+        2 => request_op::Request::RequestDeleteRange(gen_txn_delete(rng)),
         _ => request_op::Request::RequestTxn(gen_txn(rng, rev, depth + 1)),
     };
     RequestOp {
@@ -143,12 +154,31 @@ fn gen_txn(rng: &mut StdRng, rev: i64, depth: u32) -> TxnRequest {
     }
 }
 
+/// Only ranges in both branches: etcd serves these without raft.
+fn gen_read_only_txn(rng: &mut StdRng, rev: i64) -> TxnRequest {
+    let ranges = |rng: &mut StdRng| -> Vec<RequestOp> {
+        (0..rng.gen_range(0..3))
+            .map(|_| RequestOp {
+                request: Some(request_op::Request::RequestRange(gen_range(rng, rev))),
+            })
+            .collect()
+    };
+    TxnRequest {
+        compare: (0..rng.gen_range(0..3))
+            .map(|_| gen_compare(rng, rev))
+            .collect(),
+        success: ranges(rng),
+        failure: ranges(rng),
+    }
+}
+
 fn gen_op(rng: &mut StdRng, rev: i64) -> Op {
     match rng.gen_range(0..100) {
         0..=29 => Op::Put(gen_put(rng)),
         30..=44 => Op::Delete(gen_delete(rng)),
         45..=74 => Op::Range(gen_range(rng, rev)),
-        75..=96 => Op::Txn(gen_txn(rng, rev, 0)),
+        75..=86 => Op::Txn(gen_txn(rng, rev, 0)),
+        87..=96 => Op::Txn(gen_read_only_txn(rng, rev)),
         _ => Op::Compact(CompactionRequest {
             revision: rng.gen_range(1..=rev + 1),
             physical: rng.gen_bool(0.5),

@@ -134,6 +134,15 @@ impl Store {
         crate::txn::range(&table, &index, req, current, self.compacted_revision())
     }
 
+    /// A txn whose every op is a range (see `is_read_only`), served from the published state.
+    pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, StoreError> {
+        let current = self.current_revision();
+        let rx = self.db.begin_read().map_err(backend_err)?;
+        let table = rx.open_table(KV).map_err(backend_err)?;
+        let index = self.index.read().map_err(|_| poisoned())?;
+        crate::txn::read_only_txn(&table, &index, req, current, self.compacted_revision())
+    }
+
     pub fn begin_write(&self) -> Result<WriteBatch<'_>, StoreError> {
         let tx = self.db.begin_write().map_err(backend_err)?;
         Ok(WriteBatch {

@@ -12,6 +12,7 @@ pub mod validate;
 pub use backend::{BackendError, META_APPLIED_INDEX, META_APPLIED_TERM};
 pub use kvstore::{Store, StoreError, WriteBatch};
 pub use revision::Revision;
+pub use txn::is_read_only;
 
 /// The keys a request names, from its `key` and `range_end` as etcd reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,7 +53,9 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
     if target != SortTarget::Key && order == SortOrder::None {
         order = SortOrder::Ascend;
     }
-    let fetch = if order != SortOrder::None || filtered || req.limit <= 0 {
+    // As etcd, whether to fetch everything depends on the order asked for, not the default:
+    // a sort target with no order sorts only the first `limit + 1` keys.
+    let fetch = if req.sort_order() != SortOrder::None || filtered || req.limit <= 0 {
         usize::MAX
     } else {
         req.limit as usize + 1
@@ -270,8 +272,9 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
         // chosen ops, so that a refused txn changes nothing.
         let mut path = Vec::new();
         self.choose_path(req, &mut path)?;
-        let mut cursor = path.iter();
-        self.check_chosen(req, &mut cursor)?;
+        // As etcd: every put on the chosen path is checked, then every range.
+        self.check_chosen(req, &mut path.iter(), Check::Puts)?;
+        self.check_chosen(req, &mut path.iter(), Check::Ranges)?;
         let mut cursor = path.iter();
         let mut resp = self.execute(req, &mut cursor)?;
         resp.header = header(self.rev());
@@ -299,12 +302,15 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
         &self,
         req: &TxnRequest,
         path: &mut impl Iterator<Item = &'p bool>,
+        check: Check,
     ) -> Result<(), StoreError> {
         let ok = *path.next().unwrap_or(&true);
         for op in branch(req, ok) {
             match &op.request {
-                Some(request_op::Request::RequestPut(p)) => self.check_put(p)?,
-                Some(request_op::Request::RequestRange(r)) => {
+                Some(request_op::Request::RequestPut(p)) if check == Check::Puts => {
+                    self.check_put(p)?
+                }
+                Some(request_op::Request::RequestRange(r)) if check == Check::Ranges => {
                     if r.revision > self.begin {
                         return Err(EtcdError::FutureRev.into());
                     }
@@ -312,7 +318,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
                         return Err(EtcdError::Compacted.into());
                     }
                 }
-                Some(request_op::Request::RequestTxn(t)) => self.check_chosen(t, path)?,
+                Some(request_op::Request::RequestTxn(t)) => self.check_chosen(t, path, check)?,
                 _ => {}
             }
         }
@@ -355,22 +361,85 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
     }
 
     fn compare(&self, c: &Compare) -> Result<bool, StoreError> {
-        let kvs = self
-            .range(&RangeRequest {
-                key: c.key.clone(),
-                range_end: c.range_end.clone(),
-                ..Default::default()
-            })?
-            .kvs;
-        if kvs.is_empty() {
-            if c.target() == CompareTarget::Value {
-                // A missing key has no value to compare with.
-                return Ok(false);
-            }
-            return Ok(compare_kv(c, &KeyValue::default()));
-        }
-        Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
+        compare(c, &|r| self.range(r))
     }
+}
+
+/// Whether `c` holds for every key it names, read through `read`.
+fn compare(
+    c: &Compare,
+    read: &dyn Fn(&RangeRequest) -> Result<RangeResponse, StoreError>,
+) -> Result<bool, StoreError> {
+    let kvs = read(&RangeRequest {
+        key: c.key.clone(),
+        range_end: c.range_end.clone(),
+        ..Default::default()
+    })?
+    .kvs;
+    if kvs.is_empty() {
+        if c.target() == CompareTarget::Value {
+            // A missing key has no value to compare with.
+            return Ok(false);
+        }
+        return Ok(compare_kv(c, &KeyValue::default()));
+    }
+    Ok(kvs.iter().all(|kv| compare_kv(c, kv)))
+}
+
+/// etcd's read-only txn: every op of both branches is a range (a nested txn is not).
+pub fn is_read_only(req: &TxnRequest) -> bool {
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| matches!(op.request, Some(request_op::Request::RequestRange(_))))
+}
+
+/// A read-only txn served from a read view at `current`, without a write transaction.
+pub(crate) fn read_only_txn<T: ReadableTable<u128, &'static [u8]>>(
+    table: &T,
+    index: &TreeIndex,
+    req: &TxnRequest,
+    current: i64,
+    compacted: i64,
+) -> Result<TxnResponse, StoreError> {
+    let read = |r: &RangeRequest| range(table, index, r, current, compacted);
+    let mut ok = true;
+    for c in &req.compare {
+        if !compare(c, &read)? {
+            ok = false;
+            break;
+        }
+    }
+    let ranges = branch(req, ok).iter().filter_map(|op| match &op.request {
+        Some(request_op::Request::RequestRange(r)) => Some(r),
+        _ => None,
+    });
+    // Refusals first, so that a refused txn answers nothing but the error.
+    for r in ranges.clone() {
+        if r.revision > current {
+            return Err(EtcdError::FutureRev.into());
+        }
+        if r.revision > 0 && r.revision < compacted {
+            return Err(EtcdError::Compacted.into());
+        }
+    }
+    let mut responses = Vec::new();
+    for r in ranges {
+        responses.push(ResponseOp {
+            response: Some(response_op::Response::ResponseRange(read(r)?)),
+        });
+    }
+    Ok(TxnResponse {
+        header: header(current),
+        succeeded: ok,
+        responses,
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Puts,
+    Ranges,
 }
 
 fn branch(req: &TxnRequest, ok: bool) -> &[RequestOp] {

@@ -4,8 +4,8 @@
 use crate::server::{Applied, EtcdServer};
 use oxcd_api::etcdserverpb::kv_server::Kv;
 use oxcd_api::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_mvcc::{validate, StoreError};
@@ -70,7 +70,23 @@ impl Kv for KvService {
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = req.into_inner();
         validate::check_txn(&req, self.server.max_txn_ops as usize)?;
-        // Read-only txns go through raft too: linearizable, if slower than etcd's local path.
+        if oxcd_mvcc::is_read_only(&req) {
+            // As etcd: served locally, after a ReadIndex barrier unless every range is
+            // serializable.
+            let serializable = req.success.iter().chain(&req.failure).all(|op| {
+                matches!(&op.request, Some(request_op::Request::RequestRange(r)) if r.serializable)
+            });
+            if !serializable {
+                self.server.linearizable_read_barrier().await?;
+            }
+            let mut resp = self
+                .server
+                .store
+                .read_only_txn(&req)
+                .map_err(store_status)?;
+            resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
+            return Ok(Response::new(resp));
+        }
         match self.server.propose(Internal::Txn(req)).await? {
             Applied::Txn(mut resp) => {
                 resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
