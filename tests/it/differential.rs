@@ -289,3 +289,13 @@ async fn random_operations_match_etcd_seed_2() {
 async fn random_operations_match_etcd_seed_3() {
     run_seed(3, 600).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_operations_match_etcd_seed_24() {
+    run_seed(24, 600).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_operations_match_etcd_seed_28() {
+    run_seed(28, 600).await;
+}
