@@ -59,7 +59,10 @@ const SCRIPT: &[(&str, Option<&str>)] = &[
         "txn",
         Some("create(\"nope\") = \"0\"\n\nput created 1\n\n\n"),
     ),
-    ("txn -i", Some("value(\"foo\") = \"ok\"\n\nget foo\n\nput foo other\n\n")),
+    (
+        "txn -i",
+        Some("value(\"foo\") = \"ok\"\n\nget foo\n\nput foo other\n\n"),
+    ),
     ("txn --interactive -w json", Some("\nget foo\n\n\n")),
     ("txn", Some("bogus\n\n\n\n")),
     ("txn", Some("value(\"foo\") = \"x\"\n")),
