@@ -66,8 +66,4 @@ impl TreeIndex {
         });
         keep
     }
-
-    pub fn key_count(&self) -> usize {
-        self.keys.len()
-    }
 }

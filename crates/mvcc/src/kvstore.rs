@@ -10,7 +10,9 @@ use oxcd_api::etcdserverpb::{
     RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use oxcd_api::EtcdError;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, WriteTransaction,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
@@ -92,10 +94,6 @@ impl Store {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn current_revision(&self) -> i64 {
         self.current.load(Ordering::Acquire)
     }
@@ -121,26 +119,36 @@ impl Store {
         std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
-    pub fn key_count(&self) -> usize {
-        self.index.read().map_or(0, |i| i.key_count())
+    /// Runs `read` against the published state: the committed backend and the key index,
+    /// with the revision readers may see and the compaction point.
+    fn read_view<T>(
+        &self,
+        read: impl FnOnce(
+            &ReadOnlyTable<u128, &'static [u8]>,
+            &TreeIndex,
+            i64,
+            i64,
+        ) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let current = self.current_revision();
+        let rx = self.db.begin_read().map_err(backend_err)?;
+        let table = rx.open_table(KV).map_err(backend_err)?;
+        let index = self.index.read().map_err(|_| poisoned())?;
+        read(&table, &index, current, self.compacted_revision())
     }
 
     /// A read at `req.revision` (0: the newest), served from the published state.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
-        let current = self.current_revision();
-        let rx = self.db.begin_read().map_err(backend_err)?;
-        let table = rx.open_table(KV).map_err(backend_err)?;
-        let index = self.index.read().map_err(|_| poisoned())?;
-        crate::txn::range(&table, &index, req, current, self.compacted_revision())
+        self.read_view(|table, index, current, compacted| {
+            crate::txn::range(table, index, req, current, compacted)
+        })
     }
 
     /// A txn whose every op is a range (see `is_read_only`), served from the published state.
     pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, StoreError> {
-        let current = self.current_revision();
-        let rx = self.db.begin_read().map_err(backend_err)?;
-        let table = rx.open_table(KV).map_err(backend_err)?;
-        let index = self.index.read().map_err(|_| poisoned())?;
-        crate::txn::read_only_txn(&table, &index, req, current, self.compacted_revision())
+        self.read_view(|table, index, current, compacted| {
+            crate::txn::read_only_txn(table, index, req, current, compacted)
+        })
     }
 
     pub fn begin_write(&self) -> Result<WriteBatch<'_>, StoreError> {
@@ -165,10 +173,6 @@ pub struct WriteBatch<'s> {
 }
 
 impl WriteBatch<'_> {
-    pub fn revision(&self) -> i64 {
-        self.rev
-    }
-
     fn with_writer<T>(
         &mut self,
         f: impl FnOnce(&mut TxnWriter<'_, '_>) -> Result<T, StoreError>,

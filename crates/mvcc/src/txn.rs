@@ -282,15 +282,9 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
     }
 
     fn choose_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<(), StoreError> {
-        let mut ok = true;
-        for c in &req.compare {
-            if !self.compare(c)? {
-                ok = false;
-                break;
-            }
-        }
+        let ok = compares_hold(req, &|r| self.range(r))?;
         path.push(ok);
-        for op in if ok { &req.success } else { &req.failure } {
+        for op in branch(req, ok) {
             if let Some(request_op::Request::RequestTxn(t)) = &op.request {
                 self.choose_path(t, path)?;
             }
@@ -311,12 +305,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
                     self.check_put(p)?
                 }
                 Some(request_op::Request::RequestRange(r)) if check == Check::Ranges => {
-                    if r.revision > self.begin {
-                        return Err(EtcdError::FutureRev.into());
-                    }
-                    if r.revision > 0 && r.revision < self.compacted {
-                        return Err(EtcdError::Compacted.into());
-                    }
+                    check_range_revision(r, self.begin, self.compacted)?
                 }
                 Some(request_op::Request::RequestTxn(t)) => self.check_chosen(t, path, check)?,
                 _ => {}
@@ -359,17 +348,33 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
             responses,
         })
     }
+}
 
-    fn compare(&self, c: &Compare) -> Result<bool, StoreError> {
-        compare(c, &|r| self.range(r))
+type Read<'a> = dyn Fn(&RangeRequest) -> Result<RangeResponse, StoreError> + 'a;
+
+/// Whether every compare of `req` holds, read through `read`.
+fn compares_hold(req: &TxnRequest, read: &Read<'_>) -> Result<bool, StoreError> {
+    for c in &req.compare {
+        if !compare(c, read)? {
+            return Ok(false);
+        }
     }
+    Ok(true)
+}
+
+/// etcd's refusal of a range inside a txn at a revision it cannot serve.
+fn check_range_revision(r: &RangeRequest, current: i64, compacted: i64) -> Result<(), StoreError> {
+    if r.revision > current {
+        return Err(EtcdError::FutureRev.into());
+    }
+    if r.revision > 0 && r.revision < compacted {
+        return Err(EtcdError::Compacted.into());
+    }
+    Ok(())
 }
 
 /// Whether `c` holds for every key it names, read through `read`.
-fn compare(
-    c: &Compare,
-    read: &dyn Fn(&RangeRequest) -> Result<RangeResponse, StoreError>,
-) -> Result<bool, StoreError> {
+fn compare(c: &Compare, read: &Read<'_>) -> Result<bool, StoreError> {
     let kvs = read(&RangeRequest {
         key: c.key.clone(),
         range_end: c.range_end.clone(),
@@ -403,25 +408,14 @@ pub(crate) fn read_only_txn<T: ReadableTable<u128, &'static [u8]>>(
     compacted: i64,
 ) -> Result<TxnResponse, StoreError> {
     let read = |r: &RangeRequest| range(table, index, r, current, compacted);
-    let mut ok = true;
-    for c in &req.compare {
-        if !compare(c, &read)? {
-            ok = false;
-            break;
-        }
-    }
+    let ok = compares_hold(req, &read)?;
     let ranges = branch(req, ok).iter().filter_map(|op| match &op.request {
         Some(request_op::Request::RequestRange(r)) => Some(r),
         _ => None,
     });
     // Refusals first, so that a refused txn answers nothing but the error.
     for r in ranges.clone() {
-        if r.revision > current {
-            return Err(EtcdError::FutureRev.into());
-        }
-        if r.revision > 0 && r.revision < compacted {
-            return Err(EtcdError::Compacted.into());
-        }
+        check_range_revision(r, current, compacted)?;
     }
     let mut responses = Vec::new();
     for r in ranges {
