@@ -48,6 +48,8 @@ pub struct RaftLog {
     pending: Vec<u8>,
     storage: LogStorage,
     fresh: bool,
+    /// Where the current file starts: entries up to here are only in the state machine.
+    file_snap_index: u64,
 }
 
 fn generation_path(dir: &Path, generation: u64) -> PathBuf {
@@ -145,6 +147,7 @@ impl RaftLog {
         if fresh {
             sync_dir(dir)?;
         }
+        let file_snap_index = storage.rl().snap_index;
         Ok(RaftLog {
             dir: dir.to_path_buf(),
             generation,
@@ -152,6 +155,7 @@ impl RaftLog {
             pending: Vec::new(),
             storage,
             fresh,
+            file_snap_index,
         })
     }
 
@@ -211,10 +215,15 @@ impl RaftLog {
 
     /// Drops entries up to `index` (already applied and persisted in the state machine) and
     /// rewrites the log as a new generation holding only what is left.
-    pub fn compact(&mut self, index: u64) -> Result<(), RaftLogError> {
+    /// Returns whether the file was rewritten (nothing to drop below its start otherwise).
+    pub fn compact(&mut self, index: u64) -> Result<bool, RaftLogError> {
+        if index <= self.file_snap_index {
+            return Ok(false);
+        }
         self.sync()?;
         self.storage.wl().compact(index)?;
-        self.rewrite()
+        self.rewrite()?;
+        Ok(true)
     }
 
     /// The state machine holds everything up to `index` (of `term`) but the log ends before
@@ -264,6 +273,7 @@ impl RaftLog {
             .open(&next)
             .map_err(io(&next))?;
         self.generation += 1;
+        self.file_snap_index = self.storage.rl().snap_index;
         fs::remove_file(&old).map_err(io(&old))?;
         Ok(())
     }
@@ -439,7 +449,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         write_some(d.path(), 10);
         let mut log = RaftLog::open(d.path()).expect("reopen");
-        log.compact(7).expect("compact");
+        assert!(log.compact(7).expect("compact"));
         log.append(&[entry(11, 1, b"after")]).expect("append");
         log.sync().expect("sync");
         drop(log);
@@ -463,6 +473,19 @@ mod tests {
         assert_eq!((log.first_index(), log.last_index()), (9, 8));
         assert_eq!(st.term(8).ok(), Some(3));
         assert_eq!(st.rl().hard_state.commit, 8);
+    }
+
+    #[test]
+    fn compaction_after_a_memory_release_still_shrinks_the_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write_some(d.path(), 10);
+        let mut log = RaftLog::open(d.path()).expect("reopen");
+        log.release_memory(8).expect("release");
+        assert!(log.compact(5).expect("compact"));
+        assert!(!log.compact(5).expect("compact again"));
+        drop(log);
+        let log = RaftLog::open(d.path()).expect("reopen");
+        assert_eq!((log.first_index(), log.last_index()), (9, 10));
     }
 
     #[test]

@@ -97,19 +97,16 @@ impl Node {
             NodeMsg::ReadIndex { reply } => reads.push(reply),
             NodeMsg::ReleaseApplied { index } => {
                 let index = index.min(self.raw.raft.raft_log.applied);
-                if index > self.log.first_index() {
-                    if let Err(e) = self.log.release_memory(index) {
-                        tracing::warn!(error = %e, "failed to release applied raft entries");
-                    }
+                if let Err(e) = self.log.release_memory(index) {
+                    tracing::warn!(error = %e, "failed to release applied raft entries");
                 }
             }
             NodeMsg::CompactLog { index } => {
                 let index = index.min(self.raw.raft.raft_log.applied);
-                if index > self.log.first_index() {
-                    match self.log.compact(index) {
-                        Ok(()) => tracing::info!(index, "compacted raft log"),
-                        Err(e) => tracing::warn!(error = %e, "failed to compact raft log"),
-                    }
+                match self.log.compact(index) {
+                    Ok(true) => tracing::info!(index, "compacted raft log"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "failed to compact raft log"),
                 }
             }
         }
