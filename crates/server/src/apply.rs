@@ -2,9 +2,10 @@
 //! shares one backend transaction, which also records the applied index, and only after it
 //! commits are proposers woken, so that what they were told is what readers see.
 
+use crate::membership;
 use crate::node::NodeMsg;
 use crate::server::{Applied, Waiters};
-use oxcd_api::oxcdpb::{internal_request::Request, ClusterRecord, InternalRequest};
+use oxcd_api::oxcdpb::{internal_request::Request, InternalRequest};
 use oxcd_api::EtcdError;
 use oxcd_mvcc::{Store, StoreError, WriteBatch, META_APPLIED_INDEX, META_APPLIED_TERM};
 use prost::Message;
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-pub const CLUSTER_RECORD: &str = "cluster";
 /// Entries kept in the raft log behind a snapshot, as etcd's catch-up tail.
 pub const CATCH_UP_ENTRIES: u64 = 5000;
 /// How often (in applied entries) the in-memory raft log drops what is applied.
@@ -32,54 +32,41 @@ pub struct Applier {
     pub snapshot_count: u64,
 }
 
+/// Where applying stands, and when the periodic follow-ups last ran.
+struct Progress {
+    applied: u64,
+    last_snapshot: u64,
+    last_release: u64,
+    last_durable: Instant,
+}
+
 impl Applier {
     pub fn run(self) {
-        let mut applied = *self.applied.borrow();
-        let mut last_snapshot = applied;
-        let mut last_release = applied;
-        let mut last_durable = Instant::now();
+        let applied = *self.applied.borrow();
+        let mut progress = Progress {
+            applied,
+            last_snapshot: applied,
+            last_release: applied,
+            last_durable: Instant::now(),
+        };
         while let Ok(first) = self.inbox.recv() {
             let mut entries = first;
             while let Ok(more) = self.inbox.try_recv() {
                 entries.extend(more);
             }
-            match self.apply_batch(
-                &entries,
-                &mut applied,
-                &mut last_snapshot,
-                &mut last_durable,
-            ) {
-                Ok(()) if applied - last_release >= RELEASE_EVERY => {
-                    last_release = applied;
-                    let _ = self.node.send(NodeMsg::ReleaseApplied {
-                        index: applied.saturating_sub(CATCH_UP_ENTRIES),
-                    });
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "failed to apply committed entries; stopping");
-                    std::process::exit(1);
-                }
+            if let Err(e) = self.apply_batch(&entries, &mut progress) {
+                tracing::error!(error = %e, "failed to apply committed entries; stopping");
+                std::process::exit(1);
             }
-        }
-        // Shutting down: leave the backend durable so restart replays nothing.
-        if let Ok(wb) = self.store.begin_write() {
-            let _ = wb.commit(true);
         }
     }
 
-    fn apply_batch(
-        &self,
-        entries: &[Entry],
-        applied: &mut u64,
-        last_snapshot: &mut u64,
-        last_durable: &mut Instant,
-    ) -> Result<(), StoreError> {
+    fn apply_batch(&self, entries: &[Entry], p: &mut Progress) -> Result<(), StoreError> {
         let mut wb = self.store.begin_write()?;
         let mut replies = Vec::new();
         let mut term = 0;
         for e in entries {
-            if e.index <= *applied {
+            if e.index <= p.applied {
                 continue;
             }
             if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
@@ -90,30 +77,33 @@ impl Applier {
                     }
                 }
             }
-            *applied = e.index;
+            p.applied = e.index;
             term = e.term;
         }
         if term == 0 {
             return Ok(());
         }
-        wb.set_meta(META_APPLIED_INDEX, *applied)?;
+        wb.set_meta(META_APPLIED_INDEX, p.applied)?;
         wb.set_meta(META_APPLIED_TERM, term)?;
-        let snapshot_due = *applied - *last_snapshot >= self.snapshot_count.max(1);
-        let durable = snapshot_due || last_durable.elapsed() >= DURABLE_EVERY;
+        let snapshot_due = p.applied - p.last_snapshot >= self.snapshot_count.max(1);
+        let durable = snapshot_due || p.last_durable.elapsed() >= DURABLE_EVERY;
         wb.commit(durable)?;
         if durable {
-            *last_durable = Instant::now();
+            p.last_durable = Instant::now();
         }
-        self.applied.send_replace(*applied);
+        self.applied.send_replace(p.applied);
         for (id, result) in replies {
             self.waiters.finish(id, result);
         }
+        let keep_from = p.applied.saturating_sub(CATCH_UP_ENTRIES);
         if snapshot_due {
-            *last_snapshot = *applied;
-            tracing::info!(applied_index = *applied, "triggering snapshot");
-            let _ = self.node.send(NodeMsg::CompactLog {
-                index: applied.saturating_sub(CATCH_UP_ENTRIES),
-            });
+            p.last_snapshot = p.applied;
+            tracing::info!(applied_index = p.applied, "triggering snapshot");
+            let _ = self.node.send(NodeMsg::CompactLog { index: keep_from });
+        }
+        if p.applied - p.last_release >= RELEASE_EVERY {
+            p.last_release = p.applied;
+            let _ = self.node.send(NodeMsg::ReleaseApplied { index: keep_from });
         }
         Ok(())
     }
@@ -144,16 +134,10 @@ fn publish(
     wb: &mut WriteBatch<'_>,
     attrs: oxcd_api::oxcdpb::MemberAttributes,
 ) -> Result<(), StoreError> {
-    let mut record = wb_cluster(wb)?;
+    let mut record = membership::load_in(wb)?;
     if let Some(m) = record.members.iter_mut().find(|m| m.id == attrs.id) {
         m.name = attrs.name;
         m.client_ur_ls = attrs.client_urls;
     }
-    wb.set_cluster_record(CLUSTER_RECORD, &record.encode_to_vec())
-}
-
-fn wb_cluster(wb: &WriteBatch<'_>) -> Result<ClusterRecord, StoreError> {
-    let bytes = wb.cluster_record(CLUSTER_RECORD)?.unwrap_or_default();
-    ClusterRecord::decode(&bytes[..])
-        .map_err(|e| StoreError::Request(EtcdError::Internal(format!("cluster record: {e}"))))
+    membership::save(wb, &record)
 }

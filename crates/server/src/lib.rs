@@ -6,11 +6,12 @@ pub mod config;
 pub mod h2_authority;
 pub mod ids;
 pub mod logging;
+pub mod membership;
 pub mod node;
 pub mod server;
 pub mod services;
 
-use crate::apply::{Applier, CLUSTER_RECORD};
+use crate::apply::Applier;
 use crate::config::{ClusterState, Config};
 use crate::ids::{ClusterId, MemberId};
 use crate::node::{Node, RaftStatus};
@@ -23,7 +24,6 @@ use oxcd_api::etcdserverpb::{
 use oxcd_api::oxcdpb::{internal_request::Request as Internal, ClusterRecord, MemberAttributes};
 use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM};
 use oxcd_raftlog::RaftLog;
-use prost::Message;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,7 +133,7 @@ fn bootstrap(
         members,
     };
     let mut wb = store.begin_write()?;
-    wb.set_cluster_record(CLUSTER_RECORD, &record.encode_to_vec())?;
+    membership::save(&mut wb, &record)?;
     wb.set_meta(META_MEMBER_ID, member_id.0)?;
     wb.commit(true)?;
     let cs = raft::eraftpb::ConfState {
@@ -184,22 +184,21 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     mkdir(&snap_dir)?;
     mkdir(&wal_dir)?;
     tracing::info!(name = %config.name, data_dir = %config.data_dir, "starting an etcd server");
-    let store = Arc::new(Store::open(&snap_dir.join("db"))?);
-    tracing::info!(path = %snap_dir.join("db").display(), "opened backend db");
+    let db_path = snap_dir.join("db");
+    let store = Arc::new(Store::open(&db_path)?);
+    tracing::info!(path = %db_path.display(), "opened backend db");
     let mut log = RaftLog::open(&wal_dir)?;
 
-    let (member_id, cluster_id) = match store.cluster_record(CLUSTER_RECORD)? {
+    let (member_id, cluster_id) = match membership::load(&store)? {
         None if log.is_fresh() => bootstrap(&config, &store, &mut log)?,
         None => {
             return Err(StartError::Config(format!(
                 "{} has a raft log but {} has no cluster record: the data dir is damaged",
                 wal_dir.display(),
-                snap_dir.join("db").display()
+                db_path.display()
             )))
         }
-        Some(bytes) => {
-            let record = ClusterRecord::decode(&bytes[..])
-                .map_err(|e| StartError::Config(format!("cluster record: {e}")))?;
+        Some(record) => {
             let member = store.meta(META_MEMBER_ID)?.unwrap_or_default();
             (MemberId(member), ClusterId(record.cluster_id))
         }

@@ -66,7 +66,7 @@ pub struct EtcdServer {
     pub max_request_bytes: u64,
     pub max_txn_ops: u64,
     pub request_timeout: Duration,
-    pub(crate) node: Mutex<Sender<NodeMsg>>,
+    pub(crate) node: Sender<NodeMsg>,
     pub(crate) waiters: Arc<Waiters>,
     next_id: AtomicU64,
 }
@@ -98,18 +98,14 @@ impl EtcdServer {
             max_txn_ops: config.max_txn_ops,
             request_timeout: Duration::from_secs(5)
                 + Duration::from_millis(2 * config.election_timeout_ms),
-            node: Mutex::new(node),
+            node,
             waiters,
             next_id: AtomicU64::new(start << 20),
         }
     }
 
     fn send(&self, msg: NodeMsg) -> Result<(), EtcdError> {
-        self.node
-            .lock()
-            .map_err(|_| EtcdError::Stopped)?
-            .send(msg)
-            .map_err(|_| EtcdError::Stopped)
+        self.node.send(msg).map_err(|_| EtcdError::Stopped)
     }
 
     pub fn header(&self, revision: i64) -> Option<ResponseHeader> {

@@ -1,12 +1,11 @@
 //! etcd's Cluster service: the member list now; membership changes with the clusters issue.
 
-use crate::apply::CLUSTER_RECORD;
+use crate::membership;
 use crate::server::EtcdServer;
+use crate::services::kv::store_status;
 use crate::services::maintenance::not_yet;
 use oxcd_api::etcdserverpb::cluster_server::Cluster;
 use oxcd_api::etcdserverpb::*;
-use oxcd_api::oxcdpb::ClusterRecord;
-use prost::Message;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -48,14 +47,9 @@ impl Cluster for ClusterService {
         if req.into_inner().linearizable {
             self.server.linearizable_read_barrier().await?;
         }
-        let bytes = self
-            .server
-            .store
-            .cluster_record(CLUSTER_RECORD)
-            .map_err(|e| Status::internal(e.to_string()))?
+        let record = membership::load(&self.server.store)
+            .map_err(store_status)?
             .unwrap_or_default();
-        let record =
-            ClusterRecord::decode(&bytes[..]).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(MemberListResponse {
             // etcd's cluster responses carry no revision.
             header: self.server.header(0),
