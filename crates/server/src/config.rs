@@ -276,7 +276,9 @@ fn command() -> Command {
                 .help("Path to the server configuration file (etcd's YAML keys)."),
         );
     for spec in FLAGS {
-        let mut arg = Arg::new(spec.name).long(spec.name);
+        let mut arg = Arg::new(spec.name)
+            .long(spec.name)
+            .default_value(spec.default);
         arg = match spec.kind {
             Bool => arg
                 .num_args(0..=1)
@@ -291,9 +293,8 @@ fn command() -> Command {
             arg = arg.hide(true);
         }
         cmd = cmd.arg(arg.help(format!(
-            "etcd's --{} (default {:?}, env {})",
+            "etcd's --{} (env {})",
             spec.name,
-            spec.default,
             env_name(spec.name)
         )));
     }
@@ -417,32 +418,17 @@ fn yaml_args(path: &str) -> Result<Vec<String>, ConfigError> {
     Ok(out)
 }
 
+// Every flag has its etcd default in clap, so a value is always there.
 fn get_str(m: &ArgMatches, name: &str) -> String {
-    m.get_one::<String>(name).cloned().unwrap_or_else(|| {
-        FLAGS
-            .iter()
-            .find(|s| s.name == name)
-            .map_or(String::new(), |s| s.default.to_string())
-    })
+    m.get_one::<String>(name).cloned().unwrap_or_default()
 }
 
 fn get_u64(m: &ArgMatches, name: &str) -> u64 {
-    m.get_one::<u64>(name).copied().unwrap_or_else(|| {
-        FLAGS
-            .iter()
-            .find(|s| s.name == name)
-            .and_then(|s| s.default.parse().ok())
-            .unwrap_or(0)
-    })
+    m.get_one::<u64>(name).copied().unwrap_or_default()
 }
 
 fn get_bool(m: &ArgMatches, name: &str) -> bool {
-    m.get_one::<bool>(name).copied().unwrap_or_else(|| {
-        FLAGS
-            .iter()
-            .find(|s| s.name == name)
-            .is_some_and(|s| s.default == "true")
-    })
+    m.get_one::<bool>(name).copied().unwrap_or_default()
 }
 
 fn urls(m: &ArgMatches, name: &str) -> Result<Vec<url::Url>, ConfigError> {
