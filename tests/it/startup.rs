@@ -63,6 +63,12 @@ fn bad_flag_values_get_etcds_messages_and_exit_codes() {
         err.starts_with("flag provided but not defined: -no-such-flag"),
         "{err}"
     );
+    let (out, err, code) = run_tool(&oxcd, &["--help".into()], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("--initial-cluster-token") && err.is_empty(),
+        "{out}{err}"
+    );
     let (out, _, code) = run_tool(&oxcd, &["--version".into()], None);
     assert_eq!(code, 0);
     assert!(out.starts_with("oxcd Version: "), "{out}");

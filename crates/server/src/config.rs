@@ -249,6 +249,8 @@ fn verify_err(message: String) -> ConfigError {
 /// What parsing decided beyond the config: `--version`, and warnings to log once logging is up.
 pub enum Parsed {
     Version,
+    /// `--help`: the text to print on stdout.
+    Help(String),
     Run {
         config: Box<Config>,
         warnings: Vec<String>,
@@ -321,7 +323,6 @@ fn clap_to_etcd(e: clap::Error) -> ConfigError {
             ctx(ContextKind::InvalidValue)
         )),
         ErrorKind::UnknownArgument => usage_err(format!("flag provided but not defined: -{flag}")),
-        ErrorKind::DisplayHelp => usage_err(e.to_string()),
         _ => usage_err(e.to_string()),
     }
 }
@@ -330,9 +331,13 @@ fn clap_to_etcd(e: clap::Error) -> ConfigError {
 /// or only the config file when `--config-file` is given, as etcd does.
 pub fn parse(args: Vec<String>, env: &BTreeMap<String, String>) -> Result<Parsed, ConfigError> {
     let mut warnings = Vec::new();
-    let first = command()
-        .try_get_matches_from(&args)
-        .map_err(clap_to_etcd)?;
+    let first = match command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            return Ok(Parsed::Help(e.render().to_string()))
+        }
+        Err(e) => return Err(clap_to_etcd(e)),
+    };
     if first.get_flag("version") {
         return Ok(Parsed::Version);
     }
@@ -543,7 +548,7 @@ mod tests {
             .collect();
         match parse(argv, &env)? {
             Parsed::Run { config, warnings } => Ok((*config, warnings)),
-            Parsed::Version => panic!("unexpected --version"),
+            Parsed::Version | Parsed::Help(_) => panic!("unexpected --version or --help"),
         }
     }
 

@@ -15,6 +15,10 @@ fn main() {
         }
     };
     let (config, warnings) = match parsed {
+        Parsed::Help(text) => {
+            print!("{text}");
+            return;
+        }
         Parsed::Version => {
             println!("oxcd Version: {}", env!("CARGO_PKG_VERSION"));
             println!("API version: 3.5");
