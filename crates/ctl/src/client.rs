@@ -1,7 +1,6 @@
 //! Connections to the endpoints, as etcd's client makes them: the first endpoint that answers
 //! within the dial timeout serves the command.
 
-use crate::gofmt;
 use oxcd_api::etcdserverpb::{
     cluster_client::ClusterClient, kv_client::KvClient, maintenance_client::MaintenanceClient,
 };
@@ -81,8 +80,4 @@ pub async fn with_timeout<T>(
         Ok(Err(status)) => Err(describe(&status)),
         Err(_) => Err("context deadline exceeded".into()),
     }
-}
-
-pub fn took(d: Duration) -> String {
-    gofmt::duration(d)
 }

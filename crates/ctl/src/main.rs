@@ -647,7 +647,7 @@ async fn endpoint(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                     Ok(())
                 }
                 .await;
-                let took = client::took(start.elapsed());
+                let took = gofmt::duration(start.elapsed());
                 match result {
                     Ok(()) => EndpointHealth {
                         endpoint: ep.clone(),
@@ -663,7 +663,8 @@ async fn endpoint(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                     },
                 }
             });
-            let hs = futures_join(checks).await;
+            // Every endpoint is checked at once, as etcdctl does; results keep the given order.
+            let hs = futures::future::join_all(checks).await;
             printed(g.printer.endpoint_health(out, &hs))?;
             if hs.iter().any(|h| !h.error.is_empty()) {
                 return fail(EXIT_ERROR, "unhealthy cluster");
@@ -704,16 +705,6 @@ async fn endpoint(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
         }
         other => fail(EXIT_BAD_ARGS, format!("unknown command {other:?}")),
     }
-}
-
-/// Runs the futures concurrently and returns their results in order.
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futs.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await);
-    }
-    out
 }
 
 fn main() {
