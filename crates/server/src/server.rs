@@ -117,6 +117,11 @@ impl EtcdServer {
         })
     }
 
+    /// Completes a header the store made (revision only) with this member's identity.
+    pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
+        *header = self.header(header.map_or(0, |h| h.revision));
+    }
+
     /// Replicates `request` through raft and waits for the result of applying it.
     pub async fn propose(&self, request: Request) -> Result<Applied, EtcdError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -36,7 +36,7 @@ impl Kv for KvService {
             self.server.linearizable_read_barrier().await?;
         }
         let mut resp = self.server.store.range(&req).map_err(store_status)?;
-        resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
+        self.server.fill_header(&mut resp.header);
         Ok(Response::new(resp))
     }
 
@@ -45,7 +45,7 @@ impl Kv for KvService {
         validate::check_put(&req)?;
         match self.server.propose(Internal::Put(req)).await? {
             Applied::Put(mut resp) => {
-                resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
+                self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
             other => Err(unexpected(&other)),
@@ -60,7 +60,7 @@ impl Kv for KvService {
         validate::check_delete(&req)?;
         match self.server.propose(Internal::DeleteRange(req)).await? {
             Applied::DeleteRange(mut resp) => {
-                resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
+                self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
             other => Err(unexpected(&other)),
@@ -84,12 +84,12 @@ impl Kv for KvService {
                 .store
                 .read_only_txn(&req)
                 .map_err(store_status)?;
-            resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
+            self.server.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
         match self.server.propose(Internal::Txn(req)).await? {
             Applied::Txn(mut resp) => {
-                resp.header = self.server.header(resp.header.map_or(0, |h| h.revision));
+                self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
             other => Err(unexpected(&other)),
