@@ -1,22 +1,22 @@
 //! kill -9 at any moment loses no acknowledged write; a torn log tail is cut off; corruption
 //! elsewhere stops the member with a message naming the file.
 
-use oxcd_api::etcdserverpb::{PutRequest, RangeRequest};
+use oxcd_api::etcdserverpb::kv_client::KvClient;
+use oxcd_api::etcdserverpb::{PutRequest, RangeRequest, RangeResponse};
 use oxcd_tests::{Kind, Server};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tonic::transport::Channel;
 
-fn prefix_range(p: &str) -> RangeRequest {
-    let mut end = p.as_bytes().to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    RangeRequest {
-        key: p.as_bytes().to_vec(),
-        range_end: end,
+/// Every key under `prefix`, read linearizably.
+async fn read_prefix(kv: &mut KvClient<Channel>, prefix: &str) -> RangeResponse {
+    let req = RangeRequest {
+        key: prefix.as_bytes().to_vec(),
+        range_end: oxcd_api::prefix_end(prefix.as_bytes()),
         ..Default::default()
-    }
+    };
+    kv.range(req).await.expect("range").into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,11 +62,7 @@ async fn kill9_under_concurrent_writes_keeps_every_acknowledged_write() {
 
     server.spawn();
     let mut kv = server.ready().await;
-    let resp = kv
-        .range(prefix_range("w/"))
-        .await
-        .expect("range")
-        .into_inner();
+    let resp = read_prefix(&mut kv, "w/").await;
     let current = resp.header.map_or(0, |h| h.revision);
     let found: BTreeMap<String, (i64, Vec<u8>)> = resp
         .kvs
@@ -125,11 +121,7 @@ async fn torn_last_record_is_truncated_and_the_member_starts() {
         "{}",
         server.log()
     );
-    let resp = kv
-        .range(prefix_range("k"))
-        .await
-        .expect("range")
-        .into_inner();
+    let resp = read_prefix(&mut kv, "k").await;
     // The cut record may have been the last put; everything before it is there.
     assert!(resp.count >= 19, "count {}", resp.count);
     for i in 0..19 {
@@ -199,11 +191,7 @@ async fn snapshot_count_compacts_the_log_and_restart_keeps_everything() {
     server.kill9();
     server.spawn();
     let mut kv = server.ready().await;
-    let resp = kv
-        .range(prefix_range("s/"))
-        .await
-        .expect("range")
-        .into_inner();
+    let resp = read_prefix(&mut kv, "s/").await;
     assert_eq!(resp.count, 32 * 250);
     assert!(resp.kvs.iter().all(|kv| kv.key == kv.value));
 }
@@ -243,11 +231,7 @@ async fn a_backend_ahead_of_a_cut_log_restarts_from_the_backend() {
         "{}",
         server.log()
     );
-    let resp = kv
-        .range(prefix_range("k"))
-        .await
-        .expect("range")
-        .into_inner();
+    let resp = read_prefix(&mut kv, "k").await;
     assert_eq!(resp.count, 20, "the backend had applied every put");
     kv.put(PutRequest {
         key: b"after".to_vec(),
