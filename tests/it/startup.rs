@@ -139,3 +139,104 @@ async fn identity_and_data_survive_a_restart() {
             >= 2
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_filters_what_is_logged() {
+    let server = Server::start(Kind::Oxcd, &["--log-level=warn"]);
+    server.ready().await;
+    assert!(
+        server
+            .wait_for_log("serving client traffic insecurely", Duration::from_secs(10))
+            .await
+    );
+    let log = server.log();
+    assert!(
+        !log.contains("\"level\":\"info\""),
+        "info lines under --log-level=warn:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_of_later_issues_answer_unimplemented_by_name() {
+    use oxcd_api::etcdserverpb::{
+        auth_client::AuthClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
+        AuthEnableRequest, DefragmentRequest, LeaseGrantRequest,
+    };
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let ch = tonic::transport::Channel::from_shared(server.url())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let lease = LeaseClient::new(ch.clone())
+        .lease_grant(LeaseGrantRequest { ttl: 5, id: 0 })
+        .await;
+    let auth = AuthClient::new(ch.clone())
+        .auth_enable(AuthEnableRequest {})
+        .await;
+    let defrag = MaintenanceClient::new(ch)
+        .defragment(DefragmentRequest {})
+        .await;
+    for (name, status) in [
+        ("Lease.LeaseGrant", lease.expect_err("not yet")),
+        ("Auth.AuthEnable", auth.expect_err("not yet")),
+        ("Maintenance.Defragment", defrag.expect_err("not yet")),
+    ] {
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{name}");
+        assert!(
+            status.message().contains(name),
+            "{name}: {}",
+            status.message()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oxcd_bench_runs_put_and_range_loads() {
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let bench = bin("oxcd-bench");
+    let ep = server.endpoint();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--endpoints".to_string(),
+            ep.clone(),
+            "--clients".into(),
+            "4".into(),
+            "--total".into(),
+            "200".into(),
+        ]);
+        a
+    };
+    let (out, err, code) = run_tool(&bench, &args(&["put", "--val-size", "16"]), None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Requests:\t200 (0 errors)") && out.contains("p99:"),
+        "{out}"
+    );
+    let (out, err, code) = run_tool(
+        &bench,
+        &args(&["range", "00000000", "--consistency", "s"]),
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Requests:\t200 (0 errors)"), "{out}");
+    let mut kv = server.ready().await;
+    let written = kv
+        .range(RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            count_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    assert!(
+        written.count >= 200,
+        "the put load wrote {} keys",
+        written.count
+    );
+}
