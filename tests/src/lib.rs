@@ -9,12 +9,28 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-/// A free TCP port on 127.0.0.1, chosen by the kernel.
+/// A free TCP port on 127.0.0.1 that no earlier call in this process returned.
+///
+/// Ports come from below the kernel's ephemeral range, so neither outgoing connections nor
+/// another `bind(0)` can take them between this call and the server binding them; the kernel's
+/// own `bind(0)` may hand the same port out twice in a row, which broke a CI run.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    use rand::Rng;
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static HANDED_OUT: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let handed_out = HANDED_OUT.get_or_init(|| Mutex::new(HashSet::new()));
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(20_000..32_000);
+        let mut taken = handed_out.lock().unwrap_or_else(|e| e.into_inner());
+        if taken.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        taken.insert(port);
+        return port;
+    }
+    panic!("no free loopback port in 20000..32000")
 }
 
 /// Directory holding this workspace's built binaries (target/debug or target/release).

@@ -19,16 +19,19 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
+/// Two distinct free loopback ports: both listeners are held at once, so the kernel cannot
+/// hand the same port out twice.
+fn two_free_ports() -> Result<(u16, u16), String> {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string());
+    let (a, b) = (bind()?, bind()?);
+    let port =
+        |l: &std::net::TcpListener| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string());
+    Ok((port(&a)?, port(&b)?))
 }
 
 async fn start(name: &'static str, program: &str) -> Result<Proc, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (cp, pp) = (free_port()?, free_port()?);
+    let (cp, pp) = two_free_ports()?;
     let client = format!("http://127.0.0.1:{cp}");
     let peer = format!("http://127.0.0.1:{pp}");
     let mut cmd = Command::new(program);
