@@ -35,6 +35,30 @@ pub enum EtcdError {
     Timeout,
     #[error("etcdserver: corrupt cluster")]
     Corrupt,
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    MemberNotEnoughStarted,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
     #[error("{0}")]
     Unimplemented(String),
     #[error("{0}")]
@@ -50,7 +74,19 @@ impl EtcdError {
             Compacted | FutureRev => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound => Code::NotFound,
-            NoLeader | Stopped | Timeout => Code::Unavailable,
+            NoLeader | Stopped | Timeout | LeaderChanged | NotSupportedForLearner => {
+                Code::Unavailable
+            }
+            MemberExist
+            | PeerUrlExist
+            | MemberNotEnoughStarted
+            | MemberNotLearner
+            | LearnerNotReady
+            | TooManyLearners
+            | NotLeader
+            | BadLeaderTransferee => Code::FailedPrecondition,
+            MemberBadUrls => Code::InvalidArgument,
+            MemberNotFound => Code::NotFound,
             Corrupt => Code::DataLoss,
             Unimplemented(_) => Code::Unimplemented,
             Internal(_) => Code::Internal,
@@ -77,6 +113,18 @@ impl EtcdError {
             Stopped,
             Timeout,
             Corrupt,
+            MemberExist,
+            PeerUrlExist,
+            MemberNotEnoughStarted,
+            MemberBadUrls,
+            MemberNotFound,
+            MemberNotLearner,
+            LearnerNotReady,
+            TooManyLearners,
+            NotLeader,
+            LeaderChanged,
+            NotSupportedForLearner,
+            BadLeaderTransferee,
         ]
         .into_iter()
         .find(|e| e.code() == status.code() && e.to_string() == status.message())

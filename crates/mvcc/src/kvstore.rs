@@ -36,7 +36,7 @@ pub(crate) fn backend_err<E: Into<BackendError>>(e: E) -> StoreError {
 const BACKEND_CACHE_BYTES: usize = 32 << 20;
 
 pub struct Store {
-    db: Database,
+    pub(crate) db: Database,
     path: PathBuf,
     pub(crate) index: RwLock<TreeIndex>,
     /// The newest revision whose batch is committed, hence visible to readers.
@@ -59,39 +59,20 @@ impl Store {
         tx.open_table(CLUSTER)?;
         tx.commit()?;
 
-        let mut index = TreeIndex::default();
-        let mut current = 0;
-        let compacted;
-        {
-            let rx = db.begin_read()?;
-            let kv = rx.open_table(KV)?;
-            for item in kv.iter()? {
-                let (k, v) = item?;
-                let rev = Revision::from_backend_key(k.value());
-                let rec = backend::decode_record(rev, v.value())?;
-                if rec.tombstone {
-                    index.tombstone(&rec.kv.key, rev);
-                } else {
-                    index.restore(
-                        &rec.kv.key,
-                        Revision::new(rec.kv.create_revision, 0),
-                        rev,
-                        rec.kv.version,
-                    );
-                }
-                current = rev.main;
-            }
-            let meta = rx.open_table(META)?;
-            compacted = meta.get(META_COMPACTED)?.map_or(0, |g| g.value() as i64);
-        }
-        current = current.max(compacted).max(1);
+        let loaded = load_index(&db)?;
         Ok(Store {
             db,
             path: path.to_path_buf(),
-            index: RwLock::new(index),
-            current: AtomicI64::new(current),
-            compacted: AtomicI64::new(compacted),
+            index: RwLock::new(loaded.index),
+            current: AtomicI64::new(loaded.current),
+            compacted: AtomicI64::new(loaded.compacted),
         })
+    }
+
+    /// Publishes a state loaded from the backend (after a snapshot replaced it).
+    pub(crate) fn publish_loaded(&self, current: i64, compacted: i64) {
+        self.compacted.store(compacted, Ordering::Release);
+        self.current.store(current, Ordering::Release);
     }
 
     pub fn current_revision(&self) -> i64 {
@@ -159,6 +140,43 @@ impl Store {
             tx,
         })
     }
+}
+
+pub(crate) struct Loaded {
+    pub index: TreeIndex,
+    pub current: i64,
+    pub compacted: i64,
+}
+
+/// The key index and revisions, rebuilt from every record in the backend.
+pub(crate) fn load_index(db: &Database) -> Result<Loaded, BackendError> {
+    let mut index = TreeIndex::default();
+    let mut current = 0;
+    let rx = db.begin_read()?;
+    let kv = rx.open_table(KV)?;
+    for item in kv.iter()? {
+        let (k, v) = item?;
+        let rev = Revision::from_backend_key(k.value());
+        let rec = backend::decode_record(rev, v.value())?;
+        if rec.tombstone {
+            index.tombstone(&rec.kv.key, rev);
+        } else {
+            index.restore(
+                &rec.kv.key,
+                Revision::new(rec.kv.create_revision, 0),
+                rev,
+                rec.kv.version,
+            );
+        }
+        current = rev.main;
+    }
+    let meta = rx.open_table(META)?;
+    let compacted = meta.get(META_COMPACTED)?.map_or(0, |g| g.value() as i64);
+    Ok(Loaded {
+        index,
+        current: current.max(compacted).max(1),
+        compacted,
+    })
 }
 
 pub(crate) fn poisoned() -> StoreError {

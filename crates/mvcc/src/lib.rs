@@ -6,12 +6,14 @@ mod index;
 mod key_index;
 mod kvstore;
 mod revision;
+mod snapshot;
 mod txn;
 pub mod validate;
 
 pub use backend::{BackendError, META_APPLIED_INDEX, META_APPLIED_TERM};
 pub use kvstore::{Store, StoreError, WriteBatch};
 pub use revision::Revision;
+pub use snapshot::{SnapshotError, SnapshotPoint};
 pub use txn::is_read_only;
 
 /// The keys a request names, from its `key` and `range_end` as etcd reads them.
