@@ -59,6 +59,10 @@ pub enum EtcdError {
     NotSupportedForLearner,
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     #[error("{0}")]
     Unimplemented(String),
     #[error("{0}")]
@@ -74,9 +78,13 @@ impl EtcdError {
             Compacted | FutureRev => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound => Code::NotFound,
-            NoLeader | Stopped | Timeout | LeaderChanged | NotSupportedForLearner => {
-                Code::Unavailable
-            }
+            NoLeader
+            | Stopped
+            | Timeout
+            | LeaderChanged
+            | NotSupportedForLearner
+            | LeaderTransferTimeout
+            | Unhealthy => Code::Unavailable,
             MemberExist
             | PeerUrlExist
             | MemberNotEnoughStarted
@@ -125,6 +133,8 @@ impl EtcdError {
             LeaderChanged,
             NotSupportedForLearner,
             BadLeaderTransferee,
+            LeaderTransferTimeout,
+            Unhealthy,
         ]
         .into_iter()
         .find(|e| e.code() == status.code() && e.to_string() == status.message())

@@ -15,6 +15,8 @@ pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("c
 pub const META_APPLIED_INDEX: &str = "applied_index";
 pub const META_APPLIED_TERM: &str = "applied_term";
 pub(crate) const META_COMPACTED: &str = "compacted_revision";
+/// This member's own ID: kept out of snapshots, and kept when one is restored.
+pub const META_MEMBER_ID: &str = "member_id";
 
 const PUT: u8 = 0;
 const TOMBSTONE: u8 = 1;

@@ -10,7 +10,7 @@ mod snapshot;
 mod txn;
 pub mod validate;
 
-pub use backend::{BackendError, META_APPLIED_INDEX, META_APPLIED_TERM};
+pub use backend::{BackendError, META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
 pub use kvstore::{Store, StoreError, WriteBatch};
 pub use revision::Revision;
 pub use snapshot::{SnapshotError, SnapshotPoint};

@@ -2,7 +2,7 @@
 //! records from one read transaction, checked by a trailing CRC. Also the keyspace hash
 //! members compare (HashKV).
 
-use crate::backend::{BackendError, CLUSTER, KV, META};
+use crate::backend::{BackendError, CLUSTER, KV, META, META_MEMBER_ID};
 use crate::kvstore::{backend_err, Store, StoreError};
 use crate::Revision;
 use oxcd_api::EtcdError;
@@ -93,6 +93,9 @@ impl Store {
         let meta = rx.open_table(META).map_err(redb_err)?;
         for item in meta.iter().map_err(redb_err)? {
             let (k, v) = item.map_err(redb_err)?;
+            if k.value() == META_MEMBER_ID {
+                continue;
+            }
             w.record(TAG_META, k.value().as_bytes(), &v.value().to_le_bytes())?;
             point.meta.push((k.value().to_string(), v.value()));
         }
@@ -121,6 +124,12 @@ impl Store {
             return Err(SnapshotError::Corrupt("bad magic"));
         }
         let mut tx = self.db.begin_write().map_err(redb_err)?;
+        let member_id = tx
+            .open_table(META)
+            .map_err(redb_err)?
+            .get(META_MEMBER_ID)
+            .map_err(redb_err)?
+            .map(|g| g.value());
         tx.delete_table(KV).map_err(redb_err)?;
         tx.delete_table(META).map_err(redb_err)?;
         tx.delete_table(CLUSTER).map_err(redb_err)?;
@@ -129,6 +138,9 @@ impl Store {
             let mut kv = tx.open_table(KV).map_err(redb_err)?;
             let mut meta = tx.open_table(META).map_err(redb_err)?;
             let mut cluster = tx.open_table(CLUSTER).map_err(redb_err)?;
+            if let Some(id) = member_id {
+                meta.insert(META_MEMBER_ID, id).map_err(redb_err)?;
+            }
             let mut crc = crc32fast::Hasher::new();
             loop {
                 let mut tag = [0u8; 1];
@@ -258,14 +270,23 @@ mod tests {
         })
         .expect("compact");
         wb.set_cluster_record("members", b"abc").expect("cluster");
+        wb.set_meta(crate::META_MEMBER_ID, 1).expect("own id");
         wb.commit(true).expect("commit");
 
         let b = Store::open(&dir.path().join("b")).expect("open b");
         put(&b, "stale", "gone after restore");
+        let mut wb = b.begin_write().expect("write");
+        wb.set_meta(crate::META_MEMBER_ID, 2).expect("own id");
+        wb.commit(true).expect("commit");
         let mut stream = Vec::new();
         let written = a.write_snapshot(&mut stream).expect("dump");
         let restored = b.restore_snapshot(&stream[..]).expect("restore");
         assert_eq!(written.meta, restored.meta);
+        assert_eq!(
+            b.meta(crate::META_MEMBER_ID).expect("meta"),
+            Some(2),
+            "own ID kept"
+        );
         assert_eq!(restored.cluster("members"), Some(&b"abc"[..]));
         assert_eq!(b.current_revision(), a.current_revision());
         assert_eq!(b.compacted_revision(), 20);

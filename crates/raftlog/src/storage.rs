@@ -126,11 +126,20 @@ impl raft::Storage for LogStorage {
         Ok(self.rl().last_index())
     }
 
+    /// Only the metadata: the transport streams the state machine itself beside the message
+    /// and sets the metadata to the point that stream stands for.
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Shipping the state machine to a lagging follower comes with multi-member clusters
-        // (issue 3); a one-member cluster never asks for it.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+        let c = self.rl();
+        if c.snap_index == 0 {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snap = Snapshot::default();
+        let meta = snap.mut_metadata();
+        meta.index = c.snap_index;
+        meta.term = c.snap_term;
+        meta.set_conf_state(c.conf_state.clone());
+        Ok(snap)
     }
 }

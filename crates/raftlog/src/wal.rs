@@ -242,6 +242,26 @@ impl RaftLog {
         self.rewrite()
     }
 
+    /// Installs a snapshot from the leader, whose state the state machine already holds: the
+    /// log restarts right after it, with its membership.
+    pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata) -> Result<(), RaftLogError> {
+        self.sync()?;
+        {
+            let mut core = self.storage.wl();
+            core.entries.clear();
+            core.snap_index = meta.index;
+            core.snap_term = meta.term;
+            core.conf_state = meta.get_conf_state().clone();
+            core.hard_state.commit = core.hard_state.commit.max(meta.index);
+            core.hard_state.term = core.hard_state.term.max(meta.term);
+        }
+        self.rewrite()
+    }
+
+    pub fn conf_state(&self) -> ConfState {
+        self.storage.rl().conf_state.clone()
+    }
+
     /// Writes the in-memory log as a new generation file (snapshot record, hard state,
     /// entries), then removes the old one.
     fn rewrite(&mut self) -> Result<(), RaftLogError> {

@@ -2,14 +2,20 @@
 //! shares one backend transaction, which also records the applied index, and only after it
 //! commits are proposers woken, so that what they were told is what readers see.
 
+use crate::ids::MemberId;
 use crate::membership;
 use crate::node::NodeMsg;
 use crate::server::{Applied, Waiters};
-use oxcd_api::oxcdpb::{internal_request::Request, InternalRequest};
+use crate::transport::CONF_STATE_KEY;
+use oxcd_api::oxcdpb::{
+    internal_request::Request, ClusterRecord, ConfChangeContext, InternalRequest,
+};
 use oxcd_api::EtcdError;
 use oxcd_mvcc::{Store, StoreError, WriteBatch, META_APPLIED_INDEX, META_APPLIED_TERM};
 use prost::Message;
-use raft::eraftpb::{Entry, EntryType};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Snapshot};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,9 +29,17 @@ const RELEASE_EVERY: u64 = 10_000;
 /// interval). The raft log covers them meanwhile, and redb reuses freed pages only after one.
 const DURABLE_EVERY: Duration = Duration::from_millis(100);
 
+pub enum ApplyMsg {
+    Entries(Vec<Entry>),
+    /// The raft log now starts after this snapshot; its data names the received file.
+    Snapshot(Snapshot),
+}
+
 pub struct Applier {
+    pub me: MemberId,
     pub store: Arc<Store>,
-    pub inbox: Receiver<Vec<Entry>>,
+    pub inbox: Receiver<ApplyMsg>,
+    pub members: watch::Sender<ClusterRecord>,
     pub node: Sender<NodeMsg>,
     pub waiters: Arc<Waiters>,
     pub applied: watch::Sender<u64>,
@@ -50,32 +64,85 @@ impl Applier {
             last_durable: Instant::now(),
         };
         while let Ok(first) = self.inbox.recv() {
-            let mut entries = first;
-            while let Ok(more) = self.inbox.try_recv() {
-                entries.extend(more);
+            let mut entries = Vec::new();
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    ApplyMsg::Entries(more) => entries.extend(more),
+                    ApplyMsg::Snapshot(snap) => {
+                        self.apply_or_exit(&std::mem::take(&mut entries), &mut progress);
+                        if let Err(e) = self.restore(&snap, &mut progress) {
+                            tracing::error!(error = %e, "failed to load the leader's snapshot; stopping");
+                            std::process::exit(1);
+                        }
+                    }
+                }
+                next = self.inbox.try_recv().ok();
             }
-            if let Err(e) = self.apply_batch(&entries, &mut progress) {
-                tracing::error!(error = %e, "failed to apply committed entries; stopping");
-                std::process::exit(1);
-            }
+            self.apply_or_exit(&entries, &mut progress);
         }
+    }
+
+    fn apply_or_exit(&self, entries: &[Entry], progress: &mut Progress) {
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(e) = self.apply_batch(entries, progress) {
+            tracing::error!(error = %e, "failed to apply committed entries; stopping");
+            std::process::exit(1);
+        }
+    }
+
+    /// Replaces the state machine with the snapshot's, durably, then drops the file.
+    fn restore(&self, snap: &Snapshot, p: &mut Progress) -> Result<(), String> {
+        let path = PathBuf::from(String::from_utf8_lossy(snap.get_data()).into_owned());
+        let applied = restore_snapshot_file(&self.store, &path)?;
+        p.applied = applied;
+        p.last_snapshot = applied;
+        p.last_release = applied;
+        self.applied.send_replace(applied);
+        let record = membership::load(&self.store)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        self.members.send_replace(record);
+        Ok(())
     }
 
     fn apply_batch(&self, entries: &[Entry], p: &mut Progress) -> Result<(), StoreError> {
         let mut wb = self.store.begin_write()?;
         let mut replies = Vec::new();
         let mut term = 0;
+        let mut members_changed = false;
+        let mut removed_self = false;
         for e in entries {
             if e.index <= p.applied {
                 continue;
             }
-            if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
-                match InternalRequest::decode(&e.data[..]) {
-                    Ok(req) => replies.push((req.id, apply_one(&mut wb, req.request)?)),
-                    Err(err) => {
-                        tracing::error!(index = e.index, error = %err, "skipping undecodable raft entry")
+            match e.get_entry_type() {
+                EntryType::EntryNormal if !e.data.is_empty() => {
+                    match InternalRequest::decode(&e.data[..]) {
+                        Ok(req) => {
+                            let publish = matches!(
+                                req.request,
+                                Some(Request::Publish(_) | Request::UpdateMember(_))
+                            );
+                            replies.push((req.id, apply_one(&mut wb, req.request)?));
+                            members_changed |= publish;
+                        }
+                        Err(err) => {
+                            tracing::error!(index = e.index, error = %err, "skipping undecodable raft entry")
+                        }
                     }
                 }
+                EntryType::EntryConfChange => {
+                    let (id, result) = self.apply_conf_change(&mut wb, e)?;
+                    if let Ok(Applied::Members { removed, .. }) = &result {
+                        removed_self |= *removed == Some(self.me.0);
+                    }
+                    members_changed = true;
+                    replies.push((id, result));
+                }
+                _ => {}
             }
             p.applied = e.index;
             term = e.term;
@@ -92,6 +159,16 @@ impl Applier {
             p.last_durable = Instant::now();
         }
         self.applied.send_replace(p.applied);
+        if members_changed {
+            let record = membership::load(&self.store)?.unwrap_or_default();
+            self.members.send_replace(record);
+        }
+        if removed_self {
+            // Durable before going: a restart must not find itself still a member.
+            self.store.begin_write()?.commit(true)?;
+            tracing::error!(local_member_id = %self.me, "the member has been permanently removed from the cluster; stopping");
+            std::process::exit(0);
+        }
         for (id, result) in replies {
             self.waiters.finish(id, result);
         }
@@ -109,6 +186,94 @@ impl Applier {
     }
 }
 
+impl Applier {
+    /// A committed membership change: checked against the members as they are now (two
+    /// changes proposed at once may conflict), taken on by raft, recorded with the new
+    /// configuration in the same batch.
+    fn apply_conf_change(
+        &self,
+        wb: &mut WriteBatch<'_>,
+        e: &Entry,
+    ) -> Result<(u64, Result<Applied, EtcdError>), StoreError> {
+        let bad = |what: String| StoreError::Request(EtcdError::Internal(what));
+        let cc = ConfChange::parse_from_bytes(&e.data)
+            .map_err(|err| bad(format!("conf change at {}: {err}", e.index)))?;
+        let ctx = ConfChangeContext::decode(cc.get_context())
+            .map_err(|err| bad(format!("conf change context at {}: {err}", e.index)))?;
+        let mut record = membership::load_in(wb)?;
+        let id = cc.node_id;
+        let existing = record.members.iter().position(|m| m.id == id);
+        let check = match cc.get_change_type() {
+            ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => match existing {
+                Some(i)
+                    if cc.get_change_type() == ConfChangeType::AddNode
+                        && record.members[i].is_learner =>
+                {
+                    Ok(())
+                }
+                Some(_) => Err(EtcdError::MemberExist),
+                None if record.removed.contains(&id) => Err(EtcdError::MemberExist),
+                None => Ok(()),
+            },
+            ConfChangeType::RemoveNode => existing.map(|_| ()).ok_or(EtcdError::MemberNotFound),
+        };
+        if let Err(err) = check {
+            return Ok((ctx.request_id, Err(err)));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = self.node.send(NodeMsg::ApplyConfChange {
+            change: cc.clone(),
+            reply: tx,
+        });
+        let cs = rx.recv().map_err(|_| bad("raft thread is gone".into()))?;
+        let mut removed = None;
+        match (cc.get_change_type(), existing) {
+            (ConfChangeType::RemoveNode, Some(i)) => {
+                record.members.remove(i);
+                record.removed.push(id);
+                removed = Some(id);
+            }
+            (ConfChangeType::AddNode, Some(i)) => record.members[i].is_learner = false,
+            (_, _) => {
+                let mut m = ctx.member.unwrap_or_default();
+                m.id = id;
+                m.is_learner = cc.get_change_type() == ConfChangeType::AddLearnerNode;
+                record.members.push(m);
+            }
+        }
+        let cs_bytes = cs
+            .write_to_bytes()
+            .map_err(|err| bad(format!("conf state: {err}")))?;
+        wb.set_cluster_record(CONF_STATE_KEY, &cs_bytes)?;
+        membership::save(wb, &record)?;
+        let member = record.members.iter().find(|m| m.id == id).cloned();
+        tracing::info!(member_id = %MemberId(id), change = ?cc.get_change_type(), "applied a membership change");
+        Ok((
+            ctx.request_id,
+            Ok(Applied::Members {
+                member,
+                members: record.members,
+                removed,
+            }),
+        ))
+    }
+}
+
+/// Loads a snapshot file into the store durably, removes it, and returns the raft index the
+/// state stands for.
+pub fn restore_snapshot_file(store: &Store, path: &std::path::Path) -> Result<u64, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let point = store
+        .restore_snapshot(file)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let applied = point.meta(META_APPLIED_INDEX).unwrap_or(0);
+    tracing::info!(path = %path.display(), applied_index = applied, "restored the backend from a snapshot");
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), error = %e, "failed to remove applied snapshot file");
+    }
+    Ok(applied)
+}
+
 /// One request's effect. Refusals (`Err(EtcdError)`) go back to the proposer; disk failures
 /// stop the node.
 fn apply_one(
@@ -121,6 +286,7 @@ fn apply_one(
         Some(Request::Txn(r)) => wb.txn(&r).map(Applied::Txn),
         Some(Request::Compaction(r)) => wb.compact(&r).map(Applied::Compacted),
         Some(Request::Publish(attrs)) => publish(wb, attrs).map(|_| Applied::Published),
+        Some(Request::UpdateMember(m)) => update_member(wb, m),
         None => Ok(Applied::Published),
     };
     match out {
@@ -140,4 +306,22 @@ fn publish(
         m.client_ur_ls = attrs.client_urls;
     }
     membership::save(wb, &record)
+}
+
+fn update_member(
+    wb: &mut WriteBatch<'_>,
+    update: oxcd_api::etcdserverpb::Member,
+) -> Result<Applied, StoreError> {
+    let mut record = membership::load_in(wb)?;
+    let Some(m) = record.members.iter_mut().find(|m| m.id == update.id) else {
+        return Err(EtcdError::MemberNotFound.into());
+    };
+    m.peer_ur_ls = update.peer_ur_ls;
+    let member = Some(m.clone());
+    membership::save(wb, &record)?;
+    Ok(Applied::Members {
+        member,
+        members: record.members,
+        removed: None,
+    })
 }

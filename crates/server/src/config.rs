@@ -73,7 +73,7 @@ const FLAGS: &[FlagSpec] = &[
     f("discovery-proxy", "", Str, false),
     f("discovery-srv", "", Str, false),
     f("discovery-srv-name", "", Str, false),
-    f("strict-reconfig-check", "true", Bool, false),
+    f("strict-reconfig-check", "true", Bool, true),
     f("pre-vote", "true", Bool, true),
     f("auto-compaction-retention", "0", Str, false),
     f("auto-compaction-mode", "periodic", Str, false),
@@ -148,7 +148,7 @@ const FLAGS: &[FlagSpec] = &[
         false,
     ),
     f("experimental-memory-mlock", "false", Bool, false),
-    f("experimental-max-learners", "1", Int, false),
+    f("experimental-max-learners", "1", Int, true),
     f("experimental-snapshot-catchup-entries", "5000", Uint, false),
     f("experimental-downgrade-check-time", "5s", Str, false),
     f(
@@ -222,6 +222,8 @@ pub struct Config {
     pub max_txn_ops: u64,
     pub log_level: String,
     pub pre_vote: bool,
+    pub strict_reconfig_check: bool,
+    pub max_learners: usize,
 }
 
 /// What went wrong reading the flags: the text etcd prints, and whether it is a usage error
@@ -532,6 +534,12 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
         max_txn_ops: get_u64(m, "max-txn-ops"),
         log_level,
         pre_vote: get_bool(m, "pre-vote"),
+        strict_reconfig_check: get_bool(m, "strict-reconfig-check"),
+        max_learners: m
+            .get_one::<i64>("experimental-max-learners")
+            .copied()
+            .unwrap_or(1)
+            .max(0) as usize,
     })
 }
 

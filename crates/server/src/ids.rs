@@ -30,6 +30,12 @@ fn first_u64(bytes: &[u8]) -> u64 {
 impl MemberId {
     /// An initial member's ID: SHA-1 of its sorted peer URLs followed by the cluster token.
     pub fn derive(peer_urls: &[String], token: &str) -> MemberId {
+        Self::derive_at(peer_urls, token, None)
+    }
+
+    /// A member added at runtime: the same digest plus the Unix time of the addition, so a
+    /// member re-added with the same URLs gets a new ID.
+    pub fn derive_at(peer_urls: &[String], token: &str, unix_secs: Option<i64>) -> MemberId {
         let mut urls = peer_urls.to_vec();
         urls.sort();
         let mut h = Sha1::new();
@@ -37,6 +43,9 @@ impl MemberId {
             h.update(u.as_bytes());
         }
         h.update(token.as_bytes());
+        if let Some(t) = unix_secs {
+            h.update(t.to_string().as_bytes());
+        }
         MemberId(first_u64(&h.finalize()))
     }
 }

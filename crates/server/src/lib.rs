@@ -10,6 +10,7 @@ pub mod membership;
 pub mod node;
 pub mod server;
 pub mod services;
+pub mod transport;
 
 use crate::apply::Applier;
 use crate::config::{ClusterState, Config};
@@ -22,13 +23,11 @@ use oxcd_api::etcdserverpb::{
     Member,
 };
 use oxcd_api::oxcdpb::{internal_request::Request as Internal, ClusterRecord, MemberAttributes};
-use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM};
+use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
 use oxcd_raftlog::RaftLog;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-const META_MEMBER_ID: &str = "member_id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -72,17 +71,8 @@ fn normalized(urls: &[String]) -> Vec<String> {
     v
 }
 
-/// Writes a new member's identity and membership before its first raft entry exists.
-fn bootstrap(
-    config: &Config,
-    store: &Store,
-    log: &mut RaftLog,
-) -> Result<(MemberId, ClusterId), StartError> {
-    if config.initial_cluster_state == ClusterState::Existing {
-        return Err(StartError::Config(
-            "--initial-cluster-state=existing (joining a running cluster) needs membership changes, which oxcd does not have yet".into(),
-        ));
-    }
+/// The initial members named by --initial-cluster, with their IDs.
+fn initial_members(config: &Config) -> Result<(MemberId, Vec<Member>), StartError> {
     let own_urls = config.initial_cluster.get(&config.name).ok_or_else(|| {
         StartError::Config(format!(
             "couldn't find local name {:?} in the initial cluster configuration",
@@ -105,11 +95,6 @@ fn bootstrap(
                 .trim_end_matches('/')
         )));
     }
-    if config.initial_cluster.len() > 1 {
-        return Err(StartError::Config(
-            "--initial-cluster names more than one member: oxcd runs one-member clusters until multi-member support lands".into(),
-        ));
-    }
     let members: Vec<Member> = config
         .initial_cluster
         .iter()
@@ -126,24 +111,148 @@ fn bootstrap(
         })
         .collect();
     let member_id = MemberId::derive(&normalized(own_urls), &config.initial_cluster_token);
+    Ok((member_id, members))
+}
+
+/// Writes a new cluster's identity and membership before its first raft entry exists. The
+/// log starts after a snapshot at index 1 holding the initial members, so a member joining
+/// later always starts from a leader's snapshot, membership included.
+fn bootstrap(
+    config: &Config,
+    store: &Store,
+    log: &mut RaftLog,
+) -> Result<(MemberId, ClusterId), StartError> {
+    let (member_id, members) = initial_members(config)?;
     let ids: Vec<MemberId> = members.iter().map(|m| MemberId(m.id)).collect();
     let cluster_id = ClusterId::derive(&ids);
     let record = ClusterRecord {
         cluster_id: cluster_id.0,
         members,
+        removed: vec![],
     };
-    let mut wb = store.begin_write()?;
-    membership::save(&mut wb, &record)?;
-    wb.set_meta(META_MEMBER_ID, member_id.0)?;
-    wb.commit(true)?;
     let cs = raft::eraftpb::ConfState {
         voters: ids.iter().map(|m| m.0).collect(),
         ..Default::default()
     };
+    let mut wb = store.begin_write()?;
+    membership::save(&mut wb, &record)?;
+    wb.set_meta(META_MEMBER_ID, member_id.0)?;
+    wb.set_meta(META_APPLIED_INDEX, 1)?;
+    wb.set_meta(META_APPLIED_TERM, 1)?;
+    wb.set_cluster_record(
+        transport::CONF_STATE_KEY,
+        &protobuf::Message::write_to_bytes(&cs)
+            .map_err(|e| StartError::Config(format!("conf state: {e}")))?,
+    )?;
+    wb.commit(true)?;
     log.set_conf_state(&cs);
-    log.sync()?;
-    tracing::info!(local_member_id = %member_id, cluster_id = %cluster_id, "added member");
+    log.restart_from(1, 1)?;
+    for id in &ids {
+        tracing::info!(local_member_id = %member_id, added_peer_id = %id, cluster_id = %cluster_id, "added member");
+    }
     Ok((member_id, cluster_id))
+}
+
+/// A member joining a running cluster (--initial-cluster-state existing): learns the cluster
+/// from a peer, finds itself there (added by `member add`), and waits for the leader's
+/// snapshot.
+async fn join(config: &Config, store: &Store) -> Result<(MemberId, ClusterId), StartError> {
+    let (_, initial) = initial_members(config)?;
+    let own: Vec<String> = normalized(
+        &config
+            .initial_advertise_peer_urls
+            .iter()
+            .map(|u| u.to_string())
+            .collect::<Vec<_>>(),
+    );
+    let peers: Vec<String> = initial
+        .iter()
+        .filter(|m| m.peer_ur_ls != own)
+        .flat_map(|m| m.peer_ur_ls.clone())
+        .collect();
+    let mut last_error = String::from("no other member in --initial-cluster");
+    let mut record = None;
+    'attempts: for _ in 0..10 {
+        for url in &peers {
+            match fetch_members(url).await {
+                Ok(r) => {
+                    record = Some(r);
+                    break 'attempts;
+                }
+                Err(e) => last_error = format!("{url}: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let record = record.ok_or_else(|| {
+        StartError::Config(format!(
+            "cannot fetch cluster info from peer urls: {last_error}"
+        ))
+    })?;
+    let me = record
+        .members
+        .iter()
+        .find(|m| normalized(&m.peer_ur_ls) == own)
+        .ok_or_else(|| {
+            StartError::Config(format!(
+                "member with peer URLs {} is not in the running cluster {:x}: add it first with 'member add'",
+                own.join(","),
+                record.cluster_id
+            ))
+        })?;
+    let member_id = MemberId(me.id);
+    let cluster_id = ClusterId(record.cluster_id);
+    let mut wb = store.begin_write()?;
+    membership::save(&mut wb, &record)?;
+    wb.set_meta(META_MEMBER_ID, member_id.0)?;
+    wb.commit(true)?;
+    tracing::info!(local_member_id = %member_id, cluster_id = %cluster_id, "joining a running cluster");
+    Ok((member_id, cluster_id))
+}
+
+async fn fetch_members(url: &str) -> Result<ClusterRecord, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2));
+    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    let mut client = oxcd_api::oxcdpb::raft_client::RaftClient::new(channel);
+    client
+        .members(oxcd_api::oxcdpb::PeerAck {})
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|e| e.message().to_string())
+}
+
+/// A snapshot file received but not yet loaded when the node stopped: load it now, before
+/// the log (which already starts after it) is replayed.
+fn recover_snapshot_file(store: &Store, snap_dir: &Path) -> Result<(), StartError> {
+    let applied = store.meta(META_APPLIED_INDEX)?.unwrap_or(0);
+    let mut newest: Option<(u64, PathBuf)> = None;
+    let entries = std::fs::read_dir(snap_dir).map_err(|source| StartError::Io {
+        path: snap_dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".snap.part") {
+            let _ = std::fs::remove_file(&path);
+        } else if let Some(index) = name
+            .strip_suffix(".snap")
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+        {
+            if index > applied && newest.as_ref().is_none_or(|(i, _)| index > *i) {
+                newest = Some((index, path));
+            } else {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    if let Some((_, path)) = newest {
+        apply::restore_snapshot_file(store, &path).map_err(StartError::Config)?;
+    }
+    Ok(())
 }
 
 async fn bind(url: &url::Url) -> Result<tokio::net::TcpListener, StartError> {
@@ -188,8 +297,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let store = Arc::new(Store::open(&db_path)?);
     tracing::info!(path = %db_path.display(), "opened backend db");
     let mut log = RaftLog::open(&wal_dir)?;
+    recover_snapshot_file(&store, &snap_dir)?;
 
     let (member_id, cluster_id) = match membership::load(&store)? {
+        None if log.is_fresh() && config.initial_cluster_state == ClusterState::Existing => {
+            join(&config, &store).await?
+        }
         None if log.is_fresh() => bootstrap(&config, &store, &mut log)?,
         None => {
             return Err(StartError::Config(format!(
@@ -230,12 +343,76 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     raft_config.validate()?;
     let mut raw = raft::RawNode::new(&raft_config, log.storage(), &logging::raft_logger())?;
-    if raw.raft.prs().conf().voters().ids().len() == 1 {
+    let voters = raw.raft.prs().conf().voters().ids();
+    if voters.len() == 1 && voters.contains(member_id.0) {
         tracing::info!("started as single-node; fast-forwarding election ticks");
         raw.campaign()?;
     }
 
+    let record = membership::load(&store)?.unwrap_or_default();
+    let (members_tx, members_rx) = tokio::sync::watch::channel(record);
     let (node_tx, node_rx) = std::sync::mpsc::channel();
+    let source_ip = config.listen_peer_urls.first().and_then(|u| {
+        let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
+        let host = if host == "localhost" {
+            "127.0.0.1"
+        } else {
+            host
+        };
+        host.parse::<std::net::IpAddr>()
+            .ok()
+            .filter(|ip| !ip.is_unspecified())
+    });
+    let transport = transport::Transport::new(
+        member_id,
+        cluster_id,
+        node_tx.clone(),
+        store.clone(),
+        source_ip,
+        Duration::from_millis(config.heartbeat_interval_ms.max(100)),
+    );
+    transport.set_members(&members_rx.borrow().members);
+    {
+        let transport = transport.clone();
+        let mut members = members_rx.clone();
+        tokio::spawn(async move {
+            while members.changed().await.is_ok() {
+                let current = members.borrow_and_update().members.clone();
+                transport.set_members(&current);
+            }
+        });
+    }
+    let mut peer_tasks = Vec::new();
+    for url in &config.listen_peer_urls {
+        let listener = bind(url).await?;
+        let service = oxcd_api::oxcdpb::raft_server::RaftServer::new(transport::PeerService {
+            cluster_id,
+            node: node_tx.clone(),
+            store: store.clone(),
+            snap_dir: snap_dir.clone(),
+        })
+        .max_decoding_message_size(transport::MAX_PEER_MESSAGE)
+        .max_encoding_message_size(transport::MAX_PEER_MESSAGE);
+        tracing::info!(address = %url.as_str().trim_end_matches('/'), "serving peer traffic");
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |conn| {
+                conn.inspect(|s| {
+                    let _ = s.set_nodelay(true);
+                })
+            },
+        );
+        let url = url.clone();
+        peer_tasks.push(tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                tracing::error!(error = %e, address = %url, "peer listener failed");
+            }
+        }));
+    }
     let (apply_tx, apply_rx) = std::sync::mpsc::channel();
     let (applied_tx, applied_rx) = tokio::sync::watch::channel(applied);
     let waiters = Arc::new(Waiters::default());
@@ -247,10 +424,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         apply: apply_tx,
         waiters: waiters.clone(),
         status: status.clone(),
+        transport: transport.clone(),
         tick: Duration::from_millis(config.heartbeat_interval_ms),
+        read_timeout: Duration::from_secs(5)
+            + Duration::from_millis(2 * config.election_timeout_ms),
     };
     let applier = Applier {
+        me: member_id,
         store: store.clone(),
+        members: members_tx,
         inbox: apply_rx,
         node: node_tx.clone(),
         waiters: waiters.clone(),
@@ -280,6 +462,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         applied_rx,
         node_tx,
         waiters,
+        members_rx,
+        transport,
         &config,
     ));
 
@@ -379,6 +563,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+    }
+    for t in peer_tasks {
+        t.abort();
     }
     // Leave the backend durable so a restart replays nothing.
     if let Ok(wb) = store.begin_write() {

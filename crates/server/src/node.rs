@@ -1,13 +1,16 @@
 //! The raft driver: one thread that ticks, steps, takes each Ready, persists it (one fsync
-//! for every proposal in it), and hands committed entries to the apply thread in order.
+//! for every proposal in it), sends messages to peers, and hands committed entries to the
+//! apply thread in order.
 
+use crate::apply::ApplyMsg;
 use crate::server::Waiters;
+use crate::transport::Transport;
 use oxcd_api::EtcdError;
 use oxcd_raftlog::RaftLog;
-use raft::eraftpb::Entry;
-use raft::{RawNode, StateRole};
+use raft::eraftpb::{ConfChange, ConfState, Entry, Message, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,8 +21,34 @@ pub enum NodeMsg {
         id: u64,
         data: Vec<u8>,
     },
+    ProposeConfChange {
+        id: u64,
+        change: ConfChange,
+    },
     ReadIndex {
         reply: oneshot::Sender<u64>,
+    },
+    /// A message from a peer.
+    Step(Box<Message>),
+    Unreachable {
+        id: u64,
+    },
+    SnapshotSent {
+        id: u64,
+        ok: bool,
+    },
+    /// A committed membership change the apply thread accepted: raft takes it on, persists
+    /// the new configuration, and answers with it.
+    ApplyConfChange {
+        change: ConfChange,
+        reply: std::sync::mpsc::Sender<ConfState>,
+    },
+    TransferLeader {
+        to: u64,
+    },
+    /// The leader's view of how far each member's log matches its own (empty elsewhere).
+    Progress {
+        reply: oneshot::Sender<HashMap<u64, u64>>,
     },
     /// The state machine durably holds everything up to `index`; drop older log entries.
     CompactLog {
@@ -37,23 +66,32 @@ pub struct RaftStatus {
     pub term: AtomicU64,
     pub leader: AtomicU64,
     pub commit: AtomicU64,
+    pub is_leader: AtomicBool,
 }
 
 pub struct Node {
     pub raw: RawNode<oxcd_raftlog::LogStorage>,
     pub log: RaftLog,
     pub inbox: Receiver<NodeMsg>,
-    pub apply: Sender<Vec<Entry>>,
+    pub apply: Sender<ApplyMsg>,
     pub waiters: Arc<Waiters>,
     pub status: Arc<RaftStatus>,
+    pub transport: Arc<Transport>,
     pub tick: Duration,
+    /// How long a read waits for its ReadIndex before it is given up.
+    pub read_timeout: Duration,
+}
+
+struct PendingRead {
+    since: Instant,
+    replies: Vec<oneshot::Sender<u64>>,
 }
 
 impl Node {
     pub fn run(mut self) {
         let mut last_tick = Instant::now();
         let mut reads: Vec<oneshot::Sender<u64>> = Vec::new();
-        let mut pending_reads: HashMap<u64, Vec<oneshot::Sender<u64>>> = HashMap::new();
+        let mut pending_reads: HashMap<u64, PendingRead> = HashMap::new();
         let mut next_read: u64 = 0;
         loop {
             let wait = self.tick.saturating_sub(last_tick.elapsed());
@@ -69,12 +107,21 @@ impl Node {
             if last_tick.elapsed() >= self.tick {
                 self.raw.tick();
                 last_tick = Instant::now();
+                // Reads whose ReadIndex was lost (leader gone) fail instead of leaking.
+                let timeout = self.read_timeout;
+                pending_reads.retain(|_, r| r.since.elapsed() < timeout);
             }
             if !reads.is_empty() {
-                if self.raw.raft.state == StateRole::Leader || self.raw.raft.leader_id != 0 {
+                if self.raw.raft.leader_id != 0 {
                     next_read += 1;
                     self.raw.read_index(next_read.to_be_bytes().to_vec());
-                    pending_reads.insert(next_read, std::mem::take(&mut reads));
+                    pending_reads.insert(
+                        next_read,
+                        PendingRead {
+                            since: Instant::now(),
+                            replies: std::mem::take(&mut reads),
+                        },
+                    );
                 } else {
                     // No leader: dropping the senders tells the readers at once.
                     reads.clear();
@@ -94,7 +141,51 @@ impl Node {
                     self.waiters.finish(id, Err(EtcdError::NoLeader));
                 }
             }
+            NodeMsg::ProposeConfChange { id, change } => {
+                if self.raw.propose_conf_change(vec![], change).is_err() {
+                    self.waiters.finish(id, Err(EtcdError::NoLeader));
+                }
+            }
             NodeMsg::ReadIndex { reply } => reads.push(reply),
+            NodeMsg::Step(m) => {
+                // Messages from members raft does not know (yet, or any more) are dropped.
+                let _ = self.raw.step(*m);
+            }
+            NodeMsg::Unreachable { id } => self.raw.report_unreachable(id),
+            NodeMsg::SnapshotSent { id, ok } => {
+                let status = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(id, status);
+            }
+            NodeMsg::ApplyConfChange { change, reply } => {
+                match self.raw.apply_conf_change(&change) {
+                    Ok(cs) => {
+                        self.log.set_conf_state(&cs);
+                        if let Err(e) = self.log.sync() {
+                            tracing::error!(error = %e, "failed to persist membership; stopping");
+                            std::process::exit(1);
+                        }
+                        let _ = reply.send(cs);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "raft refused a committed membership change");
+                        let _ = reply.send(self.log.conf_state());
+                    }
+                }
+            }
+            NodeMsg::TransferLeader { to } => self.raw.transfer_leader(to),
+            NodeMsg::Progress { reply } => {
+                let mut out = HashMap::new();
+                if self.raw.raft.state == StateRole::Leader {
+                    for (id, pr) in self.raw.raft.prs().iter() {
+                        out.insert(*id, pr.matched);
+                    }
+                }
+                let _ = reply.send(out);
+            }
             NodeMsg::ReleaseApplied { index } => {
                 let index = index.min(self.raw.raft.raft_log.applied);
                 if let Err(e) = self.log.release_memory(index) {
@@ -114,13 +205,17 @@ impl Node {
 
     fn on_ready(
         &mut self,
-        pending_reads: &mut HashMap<u64, Vec<oneshot::Sender<u64>>>,
+        pending_reads: &mut HashMap<u64, PendingRead>,
     ) -> Result<(), oxcd_raftlog::RaftLogError> {
         if !self.raw.has_ready() {
             return Ok(());
         }
         let mut rd = self.raw.ready();
-        // One member: there is nobody to send rd.messages() to yet.
+        // A leader may send while it persists (raft's thesis, 10.2.1); followers may not.
+        self.transport.send(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            self.install_snapshot(rd.snapshot().clone())?;
+        }
         self.hand_off(rd.take_committed_entries());
         if !rd.entries().is_empty() {
             self.log.append(rd.entries())?;
@@ -130,16 +225,16 @@ impl Node {
         }
         // New entries, term or vote must be on disk before anyone hears of them.
         self.log.write(rd.must_sync())?;
+        self.transport.send(rd.take_persisted_messages());
         for rs in rd.take_read_states() {
             let mut ctx = [0u8; 8];
             if rs.request_ctx.len() == 8 {
                 ctx.copy_from_slice(&rs.request_ctx);
             }
-            for reply in pending_reads
-                .remove(&u64::from_be_bytes(ctx))
-                .unwrap_or_default()
-            {
-                let _ = reply.send(rs.index);
+            if let Some(read) = pending_reads.remove(&u64::from_be_bytes(ctx)) {
+                for reply in read.replies {
+                    let _ = reply.send(rs.index);
+                }
             }
         }
         let mut light = self.raw.advance(rd);
@@ -149,22 +244,39 @@ impl Node {
             // Written with the next sync; a restart raises commit to the applied index anyway.
             self.log.set_hard_state(&hs);
         }
+        self.transport.send(light.take_messages());
         self.hand_off(light.take_committed_entries());
         self.raw.advance_apply();
-        self.status
-            .term
-            .store(self.raw.raft.term, Ordering::Release);
-        self.status
-            .leader
-            .store(self.raw.raft.leader_id, Ordering::Release);
+        let raft = &self.raw.raft;
+        self.status.term.store(raft.term, Ordering::Release);
+        self.status.leader.store(raft.leader_id, Ordering::Release);
         self.status
             .commit
-            .store(self.raw.raft.raft_log.committed, Ordering::Release);
+            .store(raft.raft_log.committed, Ordering::Release);
+        self.status
+            .is_leader
+            .store(raft.state == StateRole::Leader, Ordering::Release);
+        Ok(())
+    }
+
+    /// The log restarts after the leader's snapshot, then the apply thread loads the state
+    /// it carries. The file stays until the state machine holds it durably, so a crash in
+    /// between finds it again on restart.
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), oxcd_raftlog::RaftLogError> {
+        self.log.apply_snapshot(snap.get_metadata())?;
+        tracing::info!(
+            snapshot_index = snap.get_metadata().index,
+            "applied incoming snapshot to the raft log"
+        );
+        if self.apply.send(ApplyMsg::Snapshot(snap)).is_err() {
+            tracing::error!("apply thread is gone; stopping");
+            std::process::exit(1);
+        }
         Ok(())
     }
 
     fn hand_off(&self, entries: Vec<Entry>) {
-        if !entries.is_empty() && self.apply.send(entries).is_err() {
+        if !entries.is_empty() && self.apply.send(ApplyMsg::Entries(entries)).is_err() {
             tracing::error!("apply thread is gone; stopping");
             std::process::exit(1);
         }

@@ -3,11 +3,17 @@
 
 use crate::ids::{ClusterId, MemberId};
 use crate::node::{NodeMsg, RaftStatus};
-use oxcd_api::etcdserverpb::{DeleteRangeResponse, PutResponse, ResponseHeader, TxnResponse};
-use oxcd_api::oxcdpb::{internal_request::Request, InternalRequest};
+use crate::transport::Transport;
+use oxcd_api::etcdserverpb::{
+    DeleteRangeResponse, Member, PutResponse, ResponseHeader, TxnResponse,
+};
+use oxcd_api::oxcdpb::{
+    internal_request::Request, ClusterRecord, ConfChangeContext, InternalRequest,
+};
 use oxcd_api::EtcdError;
 use oxcd_mvcc::Store;
 use prost::Message;
+use raft::eraftpb::{ConfChange, ConfChangeType};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -24,6 +30,12 @@ pub enum Applied {
     /// Compaction done; the store's revision then.
     Compacted(i64),
     Published,
+    /// A membership change: the member it concerned (gone if removed), everyone after it.
+    Members {
+        member: Option<Member>,
+        members: Vec<Member>,
+        removed: Option<u64>,
+    },
 }
 
 type Reply = oneshot::Sender<Result<Applied, EtcdError>>;
@@ -66,6 +78,12 @@ pub struct EtcdServer {
     pub max_request_bytes: u64,
     pub max_txn_ops: u64,
     pub request_timeout: Duration,
+    pub election_timeout: Duration,
+    pub cluster_token: String,
+    pub strict_reconfig_check: bool,
+    pub max_learners: usize,
+    pub members: watch::Receiver<ClusterRecord>,
+    pub transport: Arc<Transport>,
     pub(crate) node: Sender<NodeMsg>,
     pub(crate) waiters: Arc<Waiters>,
     next_id: AtomicU64,
@@ -81,13 +99,16 @@ impl EtcdServer {
         applied: watch::Receiver<u64>,
         node: Sender<NodeMsg>,
         waiters: Arc<Waiters>,
+        members: watch::Receiver<ClusterRecord>,
+        transport: Arc<Transport>,
         config: &crate::config::Config,
     ) -> Self {
-        // Request IDs only need to be unique among this process's proposals and those it may
-        // find replayed from the log: start from the clock, as etcd does.
-        let start = std::time::SystemTime::now()
+        // Every member wakes waiters by request ID, so IDs must differ across members and
+        // restarts: the member's low 16 bits, then the clock in ms, as etcd's generator.
+        let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let start = ((member_id.0 & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8);
         EtcdServer {
             member_id,
             cluster_id,
@@ -98,9 +119,15 @@ impl EtcdServer {
             max_txn_ops: config.max_txn_ops,
             request_timeout: Duration::from_secs(5)
                 + Duration::from_millis(2 * config.election_timeout_ms),
+            election_timeout: Duration::from_millis(config.election_timeout_ms),
+            cluster_token: config.initial_cluster_token.clone(),
+            strict_reconfig_check: config.strict_reconfig_check,
+            max_learners: config.max_learners,
+            members,
+            transport,
             node,
             waiters,
-            next_id: AtomicU64::new(start << 20),
+            next_id: AtomicU64::new(start),
         }
     }
 
@@ -122,6 +149,22 @@ impl EtcdServer {
         *header = self.header(header.map_or(0, |h| h.revision));
     }
 
+    pub fn is_learner(&self) -> bool {
+        self.members
+            .borrow()
+            .members
+            .iter()
+            .any(|m| m.id == self.member_id.0 && m.is_learner)
+    }
+
+    /// Learners serve only what they can answer alone (etcd's rule).
+    pub fn refuse_learner(&self) -> Result<(), EtcdError> {
+        if self.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner);
+        }
+        Ok(())
+    }
+
     /// Replicates `request` through raft and waits for the result of applying it.
     pub async fn propose(&self, request: Request) -> Result<Applied, EtcdError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -133,8 +176,47 @@ impl EtcdServer {
         if data.len() as u64 > self.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
+        self.submit(id, NodeMsg::Propose { id, data }).await
+    }
+
+    /// Replicates a membership change and waits for it to be applied.
+    pub async fn propose_conf_change(
+        &self,
+        change_type: ConfChangeType,
+        node_id: u64,
+        member: Option<Member>,
+    ) -> Result<Applied, EtcdError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut change = ConfChange::default();
+        change.set_change_type(change_type);
+        change.node_id = node_id;
+        change.context = ConfChangeContext {
+            request_id: id,
+            member,
+        }
+        .encode_to_vec()
+        .into();
+        self.submit(id, NodeMsg::ProposeConfChange { id, change })
+            .await
+    }
+
+    /// Asks the raft thread something and waits for the answer.
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> NodeMsg,
+    ) -> Result<T, EtcdError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| EtcdError::Stopped)
+    }
+
+    pub fn transfer_leader(&self, to: u64) -> Result<(), EtcdError> {
+        self.send(NodeMsg::TransferLeader { to })
+    }
+
+    async fn submit(&self, id: u64, msg: NodeMsg) -> Result<Applied, EtcdError> {
         let rx = self.waiters.register(id);
-        if let Err(e) = self.send(NodeMsg::Propose { id, data }) {
+        if let Err(e) = self.send(msg) {
             self.waiters.forget(id);
             return Err(e);
         }
@@ -151,6 +233,7 @@ impl EtcdServer {
     /// Waits until this member has applied everything committed when the read arrived
     /// (raft ReadIndex), so a read after it sees every write acknowledged before it.
     pub async fn linearizable_read_barrier(&self) -> Result<(), EtcdError> {
+        self.refuse_learner()?;
         let (tx, rx) = oneshot::channel();
         self.send(NodeMsg::ReadIndex { reply: tx })?;
         let wait = async {

@@ -43,6 +43,7 @@ impl Kv for KvService {
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = req.into_inner();
         validate::check_put(&req)?;
+        self.server.refuse_learner()?;
         match self.server.propose(Internal::Put(req)).await? {
             Applied::Put(mut resp) => {
                 self.server.fill_header(&mut resp.header);
@@ -58,6 +59,7 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = req.into_inner();
         validate::check_delete(&req)?;
+        self.server.refuse_learner()?;
         match self.server.propose(Internal::DeleteRange(req)).await? {
             Applied::DeleteRange(mut resp) => {
                 self.server.fill_header(&mut resp.header);
@@ -87,6 +89,7 @@ impl Kv for KvService {
             self.server.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
+        self.server.refuse_learner()?;
         match self.server.propose(Internal::Txn(req)).await? {
             Applied::Txn(mut resp) => {
                 self.server.fill_header(&mut resp.header);
@@ -101,6 +104,7 @@ impl Kv for KvService {
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let req = req.into_inner();
+        self.server.refuse_learner()?;
         match self.server.propose(Internal::Compaction(req)).await? {
             Applied::Compacted(rev) => Ok(Response::new(CompactionResponse {
                 header: self.server.header(rev),

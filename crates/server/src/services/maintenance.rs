@@ -4,6 +4,7 @@ use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::*;
+use oxcd_api::EtcdError;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -56,7 +57,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: *s.applied.borrow(),
             errors,
             db_size_in_use: db_size,
-            is_learner: false,
+            is_learner: s.is_learner(),
         }))
     }
 
@@ -71,11 +72,18 @@ impl Maintenance for MaintenanceService {
         Err(not_yet("Maintenance.Hash", "operations issue"))
     }
 
-    async fn hash_kv(
-        &self,
-        _r: Request<HashKvRequest>,
-    ) -> Result<Response<HashKvResponse>, Status> {
-        Err(not_yet("Maintenance.HashKV", "clusters issue"))
+    async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let s = &self.server;
+        let (hash, compact_revision, hash_revision) = s
+            .store
+            .hash_kv(r.into_inner().revision)
+            .map_err(crate::services::kv::store_status)?;
+        Ok(Response::new(HashKvResponse {
+            header: s.header(s.store.current_revision()),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
     }
 
     type SnapshotStream = futures::stream::Empty<Result<SnapshotResponse, Status>>;
@@ -89,9 +97,36 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _r: Request<MoveLeaderRequest>,
+        r: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(not_yet("Maintenance.MoveLeader", "clusters issue"))
+        let s = &self.server;
+        let target = r.into_inner().target_id;
+        if !s.raft.is_leader.load(Ordering::Acquire) {
+            return Err(EtcdError::NotLeader.into());
+        }
+        let is_voter = s
+            .members
+            .borrow()
+            .members
+            .iter()
+            .any(|m| m.id == target && !m.is_learner);
+        if !is_voter {
+            return Err(EtcdError::BadLeaderTransferee.into());
+        }
+        if target != s.member_id.0 {
+            tracing::info!(from = %s.member_id, to = %crate::ids::MemberId(target), "leadership transfer starting");
+            s.transfer_leader(target)?;
+            let deadline = tokio::time::Instant::now() + s.request_timeout;
+            while s.raft.leader.load(Ordering::Acquire) != target {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(EtcdError::LeaderTransferTimeout.into());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        Ok(Response::new(MoveLeaderResponse {
+            header: s.header(s.store.current_revision()),
+        }))
     }
 
     async fn downgrade(

@@ -1,0 +1,504 @@
+//! Peer transport: raft messages to the other members over one long-lived gRPC stream per
+//! peer, batched; reconnects with backoff; a MsgSnapshot travels on its own stream after the
+//! state machine it stands for. Also the receiving side (the `Raft` service on peer URLs).
+
+use crate::ids::{ClusterId, MemberId};
+use crate::membership;
+use crate::node::NodeMsg;
+use oxcd_api::etcdserverpb::Member;
+use oxcd_api::oxcdpb::raft_client::RaftClient;
+use oxcd_api::oxcdpb::raft_server::Raft;
+use oxcd_api::oxcdpb::{ClusterRecord, PeerAck, RaftBatch, SnapshotChunk};
+use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Message, MessageType};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status, Streaming};
+
+/// The key under which the cluster table keeps raft's membership (voters, learners).
+pub const CONF_STATE_KEY: &str = "conf_state";
+const QUEUE: usize = 4096;
+const BATCH: usize = 512;
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// Peer messages may carry up to a whole raft batch of max-size requests.
+pub const MAX_PEER_MESSAGE: usize = 256 << 20;
+const REMOVED: &str = "the member has been permanently removed from the cluster";
+
+struct Peer {
+    urls: Vec<String>,
+    queue: mpsc::Sender<Message>,
+    connected: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub struct Transport {
+    me: MemberId,
+    cluster_id: ClusterId,
+    node: Sender<NodeMsg>,
+    store: Arc<Store>,
+    /// Outgoing connections start from this address (the peer listen address), if any.
+    source_ip: Option<IpAddr>,
+    keepalive: Duration,
+    peers: Mutex<HashMap<u64, Peer>>,
+    rt: tokio::runtime::Handle,
+}
+
+impl Transport {
+    pub fn new(
+        me: MemberId,
+        cluster_id: ClusterId,
+        node: Sender<NodeMsg>,
+        store: Arc<Store>,
+        source_ip: Option<IpAddr>,
+        keepalive: Duration,
+    ) -> Arc<Transport> {
+        Arc::new(Transport {
+            me,
+            cluster_id,
+            node,
+            store,
+            source_ip,
+            keepalive,
+            peers: Mutex::new(HashMap::new()),
+            rt: tokio::runtime::Handle::current(),
+        })
+    }
+
+    fn peers(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Peer>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues messages for their peers; never blocks the raft thread. A full queue or an
+    /// unknown peer tells raft the peer is unreachable, and raft sends again later.
+    pub fn send(&self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let peers = self.peers();
+        for m in msgs {
+            let to = m.to;
+            let queued = peers.get(&to).is_some_and(|p| p.queue.try_send(m).is_ok());
+            if !queued {
+                let _ = self.node.send(NodeMsg::Unreachable { id: to });
+            }
+        }
+    }
+
+    /// Whether the stream to `id` is up (self counts as up).
+    pub fn is_active(&self, id: u64) -> bool {
+        id == self.me.0
+            || self
+                .peers()
+                .get(&id)
+                .is_some_and(|p| p.connected.load(Ordering::Acquire))
+    }
+
+    /// Connects to members that appeared, drops those that left, reconnects moved ones.
+    pub fn set_members(self: &Arc<Self>, members: &[Member]) {
+        let mut peers = self.peers();
+        peers.retain(|id, p| {
+            let keep = members
+                .iter()
+                .any(|m| m.id == *id && m.peer_ur_ls == p.urls);
+            if !keep {
+                p.task.abort();
+            }
+            keep
+        });
+        for m in members {
+            if m.id == self.me.0 || peers.contains_key(&m.id) || m.peer_ur_ls.is_empty() {
+                continue;
+            }
+            let (queue, rx) = mpsc::channel(QUEUE);
+            let connected = Arc::new(AtomicBool::new(false));
+            let task = self.rt.spawn(self.clone().run_peer(
+                m.id,
+                m.peer_ur_ls.clone(),
+                rx,
+                connected.clone(),
+            ));
+            peers.insert(
+                m.id,
+                Peer {
+                    urls: m.peer_ur_ls.clone(),
+                    queue,
+                    connected,
+                    task,
+                },
+            );
+        }
+    }
+
+    async fn connect(&self, url: &str) -> Result<Channel, tonic::transport::Error> {
+        let source = self.source_ip;
+        let endpoint = Endpoint::from_shared(url.to_string())?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(self.keepalive)
+            .keep_alive_timeout(self.keepalive * 3)
+            .keep_alive_while_idle(true);
+        endpoint
+            .connect_with_connector(tower::service_fn(move |uri: tonic::codegen::http::Uri| {
+                connect_tcp(uri, source)
+            }))
+            .await
+    }
+
+    async fn run_peer(
+        self: Arc<Self>,
+        id: u64,
+        urls: Vec<String>,
+        mut queue: mpsc::Receiver<Message>,
+        connected: Arc<AtomicBool>,
+    ) {
+        let peer = MemberId(id);
+        let mut backoff = Duration::from_millis(50);
+        let mut attempt = 0usize;
+        loop {
+            let url = &urls[attempt % urls.len()];
+            attempt += 1;
+            let channel = match self.connect(url).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(remote_peer_id = %peer, error = %e, "peer unreachable");
+                    self.idle_while_down(id, &mut queue, backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(50);
+            let mut client = RaftClient::new(channel.clone())
+                .max_encoding_message_size(MAX_PEER_MESSAGE)
+                .max_decoding_message_size(MAX_PEER_MESSAGE);
+            let (tx, rx) = mpsc::channel::<RaftBatch>(64);
+            let mut call = Box::pin(client.send(tokio_stream::wrappers::ReceiverStream::new(rx)));
+            connected.store(true, Ordering::Release);
+            tracing::info!(remote_peer_id = %peer, "established TCP streaming connection with remote peer");
+            loop {
+                tokio::select! {
+                    res = &mut call => {
+                        if let Err(status) = res {
+                            self.on_refused(peer, &status);
+                        }
+                        break;
+                    }
+                    m = queue.recv() => {
+                        let Some(m) = m else { return };
+                        let mut batch = vec![m];
+                        while batch.len() < BATCH {
+                            match queue.try_recv() {
+                                Ok(m) => batch.push(m),
+                                Err(_) => break,
+                            }
+                        }
+                        let mut messages = Vec::with_capacity(batch.len());
+                        for m in batch {
+                            if m.get_msg_type() == MessageType::MsgSnapshot {
+                                tokio::spawn(self.clone().send_snapshot(channel.clone(), m));
+                            } else if let Ok(b) = m.write_to_bytes() {
+                                messages.push(b);
+                            }
+                        }
+                        if messages.is_empty() {
+                            continue;
+                        }
+                        let batch = RaftBatch { cluster_id: self.cluster_id.0, from: self.me.0, messages };
+                        if tx.send(batch).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            connected.store(false, Ordering::Release);
+            tracing::warn!(remote_peer_id = %peer, "lost TCP streaming connection with remote peer");
+            let _ = self.node.send(NodeMsg::Unreachable { id });
+            self.idle_while_down(id, &mut queue, backoff).await;
+        }
+    }
+
+    /// Waits out a backoff while the peer is down, dropping what raft queues for it meanwhile
+    /// (raft resends once the peer answers again).
+    async fn idle_while_down(&self, id: u64, queue: &mut mpsc::Receiver<Message>, wait: Duration) {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut told = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return,
+                m = queue.recv() => {
+                    let Some(m) = m else { return };
+                    if m.get_msg_type() == MessageType::MsgSnapshot {
+                        let _ = self.node.send(NodeMsg::SnapshotSent { id, ok: false });
+                    }
+                    if !told {
+                        told = true;
+                        let _ = self.node.send(NodeMsg::Unreachable { id });
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_refused(&self, peer: MemberId, status: &Status) {
+        if status.message().contains(REMOVED) {
+            tracing::error!(
+                remote_peer_id = %peer,
+                "{REMOVED}; stopping"
+            );
+            std::process::exit(1);
+        }
+        if status.message().contains("cluster ID mismatch") {
+            tracing::error!(remote_peer_id = %peer, local_member_cluster_id = %self.cluster_id, error = %status.message(), "request sent was ignored due to cluster ID mismatch");
+        } else {
+            tracing::warn!(remote_peer_id = %peer, error = %status.message(), "peer stream ended");
+        }
+    }
+
+    /// Streams the whole state machine to `msg.to`, then the MsgSnapshot with its metadata
+    /// set to the point the stream stands for.
+    async fn send_snapshot(self: Arc<Self>, channel: Channel, mut msg: Message) {
+        let to = msg.to;
+        let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
+        let store = self.store.clone();
+        let (cluster_id, from) = (self.cluster_id.0, self.me.0);
+        let producer = tokio::task::spawn_blocking(move || {
+            let mut w = ChunkWriter {
+                tx: tx.clone(),
+                buf: Vec::with_capacity(SNAPSHOT_CHUNK),
+                cluster_id,
+                from,
+            };
+            let point = store.write_snapshot(&mut w)?;
+            let conf = point
+                .cluster(CONF_STATE_KEY)
+                .map(ConfState::parse_from_bytes)
+                .transpose()
+                .map_err(|e| std::io::Error::other(e.to_string()))?
+                .unwrap_or_default();
+            let meta = msg.mut_snapshot().mut_metadata();
+            meta.index = point.meta(META_APPLIED_INDEX).unwrap_or(0);
+            meta.term = point.meta(META_APPLIED_TERM).unwrap_or(0);
+            meta.set_conf_state(conf);
+            let index = meta.index;
+            let message = msg
+                .write_to_bytes()
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            tx.blocking_send(SnapshotChunk {
+                cluster_id,
+                from,
+                message,
+                data: Vec::new(),
+            })
+            .map_err(|_| std::io::Error::other("snapshot stream closed"))?;
+            Ok::<u64, oxcd_mvcc::SnapshotError>(index)
+        });
+        let mut client = RaftClient::new(channel)
+            .max_encoding_message_size(MAX_PEER_MESSAGE)
+            .max_decoding_message_size(MAX_PEER_MESSAGE);
+        let sent = client
+            .snapshot(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await;
+        let produced = producer.await;
+        let ok = match (&sent, &produced) {
+            (Ok(_), Ok(Ok(index))) => {
+                tracing::info!(remote_peer_id = %MemberId(to), snapshot_index = index, "sent database snapshot to remote peer");
+                true
+            }
+            _ => {
+                tracing::warn!(remote_peer_id = %MemberId(to), send = ?sent.err(), produce = ?produced.map(|r| r.err()), "failed to send database snapshot");
+                false
+            }
+        };
+        let _ = self.node.send(NodeMsg::SnapshotSent { id: to, ok });
+    }
+}
+
+struct ChunkWriter {
+    tx: mpsc::Sender<SnapshotChunk>,
+    buf: Vec<u8>,
+    cluster_id: u64,
+    from: u64,
+}
+
+impl ChunkWriter {
+    fn ship(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(SNAPSHOT_CHUNK));
+        self.tx
+            .blocking_send(SnapshotChunk {
+                cluster_id: self.cluster_id,
+                from: self.from,
+                message: Vec::new(),
+                data,
+            })
+            .map_err(|_| std::io::Error::other("snapshot stream closed"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SNAPSHOT_CHUNK {
+            self.ship()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.ship()
+    }
+}
+
+/// A TCP connection to `uri`, from `source` when it is the same kind of address (loopback to
+/// loopback, other to other).
+async fn connect_tcp(
+    uri: tonic::codegen::http::Uri,
+    source: Option<IpAddr>,
+) -> std::io::Result<hyper_util::rt::TokioIo<tokio::net::TcpStream>> {
+    let host = uri.host().unwrap_or("127.0.0.1");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let port = uri.port_u16().unwrap_or(2380);
+    let addr: SocketAddr = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await?
+            .next()
+            .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?,
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(src) = source {
+        if src.is_ipv4() == addr.is_ipv4() && src.is_loopback() == addr.ip().is_loopback() {
+            socket.bind(SocketAddr::new(src, 0))?;
+        }
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(hyper_util::rt::TokioIo::new(stream))
+}
+
+/// The receiving side, served on the peer URLs.
+pub struct PeerService {
+    pub cluster_id: ClusterId,
+    pub node: Sender<NodeMsg>,
+    pub store: Arc<Store>,
+    pub snap_dir: PathBuf,
+}
+
+impl PeerService {
+    fn check_sender(&self, cluster_id: u64, from: u64) -> Result<(), Status> {
+        if cluster_id != self.cluster_id.0 {
+            tracing::warn!(local_member_cluster_id = %self.cluster_id, remote_peer_cluster_id = %ClusterId(cluster_id), remote_peer_id = %MemberId(from), "request cluster ID mismatch");
+            return Err(Status::failed_precondition(format!(
+                "cluster ID mismatch: local {}, remote {}",
+                self.cluster_id,
+                ClusterId(cluster_id)
+            )));
+        }
+        let removed = membership::load(&self.store)
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.removed.contains(&from));
+        if removed {
+            return Err(Status::failed_precondition(REMOVED));
+        }
+        Ok(())
+    }
+
+    fn step(&self, msg: Message) -> Result<(), Status> {
+        self.node
+            .send(NodeMsg::Step(Box::new(msg)))
+            .map_err(|_| Status::unavailable("etcdserver: server stopped"))
+    }
+}
+
+#[tonic::async_trait]
+impl Raft for PeerService {
+    async fn send(
+        &self,
+        request: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<PeerAck>, Status> {
+        let mut stream = request.into_inner();
+        let mut checked = false;
+        while let Some(batch) = stream.message().await? {
+            if !checked {
+                self.check_sender(batch.cluster_id, batch.from)?;
+                checked = true;
+            }
+            for bytes in batch.messages {
+                match Message::parse_from_bytes(&bytes) {
+                    Ok(m) => self.step(m)?,
+                    Err(e) => tracing::warn!(error = %e, "dropping undecodable raft message"),
+                }
+            }
+        }
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<PeerAck>, Status> {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = request.into_inner();
+        let part = self.snap_dir.join(format!(
+            "{:x}.snap.part",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let io_err = |e: std::io::Error| Status::internal(format!("snapshot: {e}"));
+        let mut file = tokio::fs::File::create(&part).await.map_err(io_err)?;
+        let mut message = None;
+        let mut checked = false;
+        while let Some(chunk) = stream.message().await? {
+            if !checked {
+                self.check_sender(chunk.cluster_id, chunk.from)?;
+                checked = true;
+            }
+            file.write_all(&chunk.data).await.map_err(io_err)?;
+            if !chunk.message.is_empty() {
+                message = Some(chunk.message);
+            }
+        }
+        file.sync_all().await.map_err(io_err)?;
+        drop(file);
+        let Some(bytes) = message else {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(Status::invalid_argument("snapshot stream ended early"));
+        };
+        let mut msg = Message::parse_from_bytes(&bytes)
+            .map_err(|e| Status::invalid_argument(format!("snapshot message: {e}")))?;
+        let index = msg.get_snapshot().get_metadata().index;
+        let path = self.snap_dir.join(format!("{index:016x}.snap"));
+        tokio::fs::rename(&part, &path).await.map_err(io_err)?;
+        tracing::info!(remote_peer_id = %MemberId(msg.from), snapshot_index = index, "received database snapshot from remote peer");
+        msg.mut_snapshot().data = path.to_string_lossy().as_bytes().to_vec().into();
+        self.step(msg)?;
+        Ok(Response::new(PeerAck {}))
+    }
+
+    async fn members(&self, _request: Request<PeerAck>) -> Result<Response<ClusterRecord>, Status> {
+        let record = membership::load(&self.store)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .unwrap_or_default();
+        Ok(Response::new(record))
+    }
+}
