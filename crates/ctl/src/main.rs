@@ -9,9 +9,10 @@ use clap::{Arg, ArgMatches, Command};
 use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxcd_api::etcdserverpb::{
     request_op, AlarmRequest, AuthenticateRequest, CompactionRequest, DeleteRangeRequest,
-    MemberListRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
+    HashKvRequest, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
+    MemberUpdateRequest, MoveLeaderRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
 };
-use printer::{EndpointHealth, EndpointStatus, Format, Out, Printer};
+use printer::{EndpointHashKv, EndpointHealth, EndpointStatus, Format, Out, Printer};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -161,6 +162,39 @@ fn root() -> Command {
         .subcommand(
             Command::new("status")
                 .about("Prints out the status of endpoints specified in `--endpoints` flag"),
+        )
+        .subcommand(
+            Command::new("hashkv")
+                .about("Prints the KV history hash for each endpoint in --endpoints")
+                .arg(Arg::new("rev").long("rev").default_value("0").help("maximum revision to hash (default: all revisions)")),
+        );
+    let peer_urls = || Arg::new("peer-urls").long("peer-urls").default_value("");
+    let member = Command::new("member")
+        .about("Membership related commands")
+        .subcommand_required(true)
+        .subcommand(
+            Command::new("add")
+                .about("Adds a member into the cluster")
+                .arg(Arg::new("args").num_args(0..))
+                .arg(peer_urls().help("comma separated peer URLs for the new member."))
+                .arg(bool_flag("learner", "indicates if the new member is raft learner")),
+        )
+        .subcommand(
+            Command::new("remove")
+                .about("Removes a member from the cluster")
+                .arg(Arg::new("args").num_args(0..)),
+        )
+        .subcommand(
+            Command::new("update")
+                .about("Updates a member in the cluster")
+                .arg(Arg::new("args").num_args(0..))
+                .arg(peer_urls().help("comma separated peer URLs for the updated member.")),
+        )
+        .subcommand(Command::new("list").about("Lists all members in the cluster"))
+        .subcommand(
+            Command::new("promote")
+                .about("Promotes a non-voting member in the cluster")
+                .arg(Arg::new("args").num_args(0..)),
         );
     Command::new("oxcdctl")
         .about("A simple command line client for etcd3 (and oxcd).")
@@ -201,11 +235,11 @@ fn root() -> Command {
         )
         .subcommand(Command::new("version").about("Prints the version of etcdctl"))
         .subcommand(endpoint)
+        .subcommand(member)
         .subcommand(
-            Command::new("member")
-                .about("Membership related commands")
-                .subcommand_required(true)
-                .subcommand(Command::new("list").about("Lists all members in the cluster")),
+            Command::new("move-leader")
+                .about("Transfers leadership to another etcd cluster member.")
+                .arg(Arg::new("args").num_args(0..)),
         )
 }
 
@@ -572,8 +606,49 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
             Ok(())
         }
         "endpoint" => endpoint(&g, sm, out).await,
-        "member" => {
-            let c = connect(&g).await?;
+        "member" => member(&g, sm, out).await,
+        "move-leader" => move_leader(&g, sm, out).await,
+        other => fail(EXIT_BAD_ARGS, format!("unknown command {other:?}")),
+    }
+}
+
+/// Go's strconv.ParseUint(s, 16, 64) error text.
+fn parse_hex_id(s: &str) -> Result<u64, String> {
+    u64::from_str_radix(s, 16).map_err(|e| {
+        let why = match e.kind() {
+            std::num::IntErrorKind::PosOverflow => "value out of range",
+            _ => "invalid syntax",
+        };
+        format!("strconv.ParseUint: parsing {}: {why}", gofmt::quote(s.as_bytes()))
+    })
+}
+
+fn member_id_arg(m: &ArgMatches) -> Result<u64, CtlError> {
+    let args = args_of(m);
+    if args.len() != 1 {
+        return fail(EXIT_BAD_ARGS, "member ID is not provided");
+    }
+    parse_hex_id(&args[0]).or_else(|e| {
+        fail(
+            EXIT_BAD_ARGS,
+            format!("bad member ID arg ({e}), expecting ID in Hex"),
+        )
+    })
+}
+
+fn peer_urls_arg(m: &ArgMatches) -> Result<Vec<String>, CtlError> {
+    let urls = string(m, "peer-urls");
+    if urls.is_empty() {
+        return fail(EXIT_BAD_ARGS, "member peer urls not provided");
+    }
+    Ok(urls.split(',').map(str::to_string).collect())
+}
+
+async fn member(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
+    let (sub, sm) = m.subcommand().ok_or_else(|| err("no command".into()))?;
+    match sub {
+        "list" => {
+            let c = connect(g).await?;
             let resp = client::with_timeout(
                 g.command_timeout,
                 c.cluster().member_list(MemberListRequest {
@@ -584,8 +659,148 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
             .map_err(err)?;
             printed(g.printer.member_list(out, &resp.header, &resp.members))
         }
+        "add" => {
+            let args = args_of(sm);
+            if args.is_empty() {
+                return fail(EXIT_BAD_ARGS, "member name not provided");
+            }
+            if args.len() > 1 {
+                let mut msg = String::from("too many arguments");
+                for a in &args {
+                    if a.to_lowercase().starts_with("http") {
+                        msg.push_str(&format!(", did you mean --peer-urls={a}"));
+                    }
+                }
+                return fail(EXIT_BAD_ARGS, msg);
+            }
+            let name = &args[0];
+            let urls = peer_urls_arg(sm)?;
+            let c = connect(g).await?;
+            let req = MemberAddRequest {
+                peer_ur_ls: urls,
+                is_learner: flag(sm, "learner"),
+            };
+            let resp = client::with_timeout(g.command_timeout, c.cluster().member_add(req))
+                .await
+                .map_err(err)?;
+            let new = resp.member.clone().unwrap_or_default();
+            printed(g.printer.member_changed(
+                out,
+                "added to",
+                new.id,
+                &resp.header,
+                resp.member.as_ref(),
+                &resp.members,
+            ))?;
+            if g.printer.format == Format::Simple {
+                let conf: Vec<String> = resp
+                    .members
+                    .iter()
+                    .flat_map(|mb| {
+                        let n = if mb.id == new.id { name } else { &mb.name };
+                        mb.peer_ur_ls.iter().map(move |u| format!("{n}={u}"))
+                    })
+                    .collect();
+                let q = |s: &str| gofmt::quote(s.as_bytes());
+                out.line("");
+                out.line(format!("ETCD_NAME={}", q(name)));
+                out.line(format!("ETCD_INITIAL_CLUSTER={}", q(&conf.join(","))));
+                out.line(format!(
+                    "ETCD_INITIAL_ADVERTISE_PEER_URLS={}",
+                    q(&string(sm, "peer-urls"))
+                ));
+                out.line("ETCD_INITIAL_CLUSTER_STATE=\"existing\"");
+            }
+            Ok(())
+        }
+        "remove" => {
+            let id = member_id_arg(sm)?;
+            let c = connect(g).await?;
+            let resp = client::with_timeout(
+                g.command_timeout,
+                c.cluster().member_remove(MemberRemoveRequest { id }),
+            )
+            .await
+            .map_err(err)?;
+            printed(g.printer.member_changed(
+                out,
+                "removed from",
+                id,
+                &resp.header,
+                None,
+                &resp.members,
+            ))
+        }
+        "update" => {
+            let id = member_id_arg(sm)?;
+            let urls = peer_urls_arg(sm)?;
+            let c = connect(g).await?;
+            let req = MemberUpdateRequest {
+                id,
+                peer_ur_ls: urls,
+            };
+            let resp = client::with_timeout(g.command_timeout, c.cluster().member_update(req))
+                .await
+                .map_err(err)?;
+            printed(g.printer.member_changed(
+                out,
+                "updated in",
+                id,
+                &resp.header,
+                None,
+                &resp.members,
+            ))
+        }
+        "promote" => {
+            let id = member_id_arg(sm)?;
+            let c = connect(g).await?;
+            let resp = client::with_timeout(
+                g.command_timeout,
+                c.cluster().member_promote(MemberPromoteRequest { id }),
+            )
+            .await
+            .map_err(err)?;
+            printed(g.printer.member_changed(
+                out,
+                "promoted in",
+                id,
+                &resp.header,
+                None,
+                &resp.members,
+            ))
+        }
         other => fail(EXIT_BAD_ARGS, format!("unknown command {other:?}")),
     }
+}
+
+/// As etcdctl: find the leader among --endpoints, and ask it to hand over.
+async fn move_leader(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
+    let args = args_of(m);
+    if args.len() != 1 {
+        return fail(EXIT_BAD_ARGS, "move-leader command needs 1 argument");
+    }
+    let target = parse_hex_id(&args[0]).or_else(|e| fail(EXIT_BAD_ARGS, e))?;
+    for ep in &g.endpoints {
+        let c = client::connect_one(ep, g.dial_timeout).await.map_err(err)?;
+        let status = client::with_timeout(g.command_timeout, c.maintenance().status(StatusRequest {}))
+            .await
+            .map_err(err)?;
+        let member = status.header.map_or(0, |h| h.member_id);
+        if member != status.leader {
+            continue;
+        }
+        let resp = client::with_timeout(
+            g.command_timeout,
+            c.maintenance().move_leader(MoveLeaderRequest { target_id: target }),
+        )
+        .await
+        .map_err(err)?;
+        return printed(g.printer.move_leader(out, status.leader, target, &resp.header));
+    }
+    fail(
+        EXIT_BAD_ARGS,
+        format!("no leader endpoint given at [{}]", g.endpoints.join(" ")),
+    )
 }
 
 async fn cluster_endpoints(g: &Globals, m: &ArgMatches) -> Result<Vec<String>, CtlError> {
@@ -702,6 +917,42 @@ async fn endpoint(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                 return fail(EXIT_ERROR, String::new());
             }
             Ok(())
+        }
+        "hashkv" => {
+            let rev_arg = string(m.subcommand().map_or(m, |(_, sm)| sm), "rev");
+            let revision: i64 = rev_arg
+                .parse()
+                .map_err(|_| err(go_parse_int_error(&rev_arg)))?;
+            let mut list = Vec::new();
+            let mut last_error = None;
+            for ep in &eps {
+                let hash = async {
+                    let c = client::connect_one(ep, g.dial_timeout).await?;
+                    client::with_timeout(
+                        g.command_timeout,
+                        c.maintenance().hash_kv(HashKvRequest { revision }),
+                    )
+                    .await
+                }
+                .await;
+                match hash {
+                    Ok(resp) => list.push(EndpointHashKv {
+                        endpoint: ep.clone(),
+                        resp,
+                    }),
+                    Err(e) => {
+                        out.stderr.push_str(&format!(
+                            "Failed to get the hash of endpoint {ep} ({e})\n"
+                        ));
+                        last_error = Some(e);
+                    }
+                }
+            }
+            printed(g.printer.endpoint_hashkv(out, &list))?;
+            match last_error {
+                Some(e) => fail(EXIT_ERROR, e),
+                None => Ok(()),
+            }
         }
         other => fail(EXIT_BAD_ARGS, format!("unknown command {other:?}")),
     }

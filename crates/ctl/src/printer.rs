@@ -4,7 +4,7 @@ use crate::gofmt;
 use base64::Engine;
 use oxcd_api::etcdserverpb::{
     response_op, DeleteRangeResponse, Member, PutResponse, RangeResponse, ResponseHeader,
-    StatusResponse, TxnResponse,
+    StatusResponse, TxnResponse, HashKvResponse,
 };
 use oxcd_api::mvccpb::KeyValue;
 use serde_json::{json, Map, Value};
@@ -53,6 +53,11 @@ pub struct EndpointStatus {
     pub status: StatusResponse,
 }
 
+pub struct EndpointHashKv {
+    pub endpoint: String,
+    pub resp: HashKvResponse,
+}
+
 /// Output collected as text so commands can be tested and printed in one go.
 #[derive(Default)]
 pub struct Out {
@@ -61,7 +66,7 @@ pub struct Out {
 }
 
 impl Out {
-    fn line(&mut self, s: impl AsRef<str>) {
+    pub fn line(&mut self, s: impl AsRef<str>) {
         self.stdout.push_str(s.as_ref());
         self.stdout.push('\n');
     }
@@ -640,6 +645,102 @@ impl Printer {
                 out.stdout.push_str(&table(&header, &rows));
                 Ok(())
             }
+            f => Err(unsupported(f)),
+        }
+    }
+
+    /// MemberAdd/Remove/Update/Promote: `what` is "added to", "removed from", ...
+    pub fn member_changed(
+        &self,
+        out: &mut Out,
+        what: &str,
+        id: u64,
+        header: &Option<ResponseHeader>,
+        member: Option<&Member>,
+        members: &[Member],
+    ) -> Result<(), String> {
+        match self.format {
+            Format::Simple => {
+                let cluster = header.map_or(0, |h| h.cluster_id);
+                out.line(format!("Member {id:16x} {what} cluster {cluster:16x}"));
+                Ok(())
+            }
+            Format::Json => {
+                let mut m = with_header(header);
+                if let Some(mb) = member {
+                    m.insert("member".into(), member_json(mb));
+                }
+                if !members.is_empty() {
+                    m.insert(
+                        "members".into(),
+                        Value::Array(members.iter().map(member_json).collect()),
+                    );
+                }
+                self.json(out, Value::Object(m))
+            }
+            f => Err(unsupported(f)),
+        }
+    }
+
+    pub fn endpoint_hashkv(&self, out: &mut Out, list: &[EndpointHashKv]) -> Result<(), String> {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|h| vec![h.endpoint.clone(), h.resp.hash.to_string()])
+            .collect();
+        match self.format {
+            Format::Simple => {
+                for r in rows {
+                    out.line(r.join(", "));
+                }
+                Ok(())
+            }
+            Format::Json => {
+                let v: Vec<Value> = list
+                    .iter()
+                    .map(|h| {
+                        let mut m = with_header(&h.resp.header);
+                        put_u64(&mut m, "hash", u64::from(h.resp.hash));
+                        put_i64(&mut m, "compact_revision", h.resp.compact_revision);
+                        json!({ "Endpoint": h.endpoint, "HashKV": Value::Object(m) })
+                    })
+                    .collect();
+                self.json(out, Value::Array(v))
+            }
+            Format::Fields => {
+                for h in list {
+                    Self::hdr_fields(out, &h.resp.header);
+                    out.line(format!(
+                        "\"Endpoint\" : {}",
+                        gofmt::quote(h.endpoint.as_bytes())
+                    ));
+                    out.line(format!("\"Hash\" : {}", h.resp.hash));
+                    out.line("");
+                }
+                Ok(())
+            }
+            Format::Table => {
+                out.stdout.push_str(&table(&["endpoint", "hash"], &rows));
+                Ok(())
+            }
+            f => Err(unsupported(f)),
+        }
+    }
+
+    pub fn move_leader(
+        &self,
+        out: &mut Out,
+        leader: u64,
+        target: u64,
+        header: &Option<ResponseHeader>,
+    ) -> Result<(), String> {
+        match self.format {
+            Format::Simple => {
+                out.line(format!(
+                    "Leadership transferred from {leader:x} to {target:x}"
+                ));
+                Ok(())
+            }
+            Format::Json => self.json(out, Value::Object(with_header(header))),
             f => Err(unsupported(f)),
         }
     }
