@@ -33,6 +33,10 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in 20000..32000")
 }
 
+pub mod cluster;
+pub mod linearizability;
+pub mod proxy;
+
 /// Directory holding this workspace's built binaries (target/debug or target/release).
 pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("OXCD_BIN_DIR") {
@@ -83,16 +87,20 @@ pub struct Server {
     pub log_path: PathBuf,
     pub extra: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The loopback address it serves clients on.
+    pub host: String,
+    /// The whole command line, when the caller builds it (cluster members).
+    pub custom_args: Option<Vec<String>>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     pub fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
+        format!("{}:{}", self.host, self.client_port)
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.host, self.client_port)
     }
 
     pub fn start(kind: Kind, extra: &[&str]) -> Server {
@@ -113,13 +121,41 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            host: "127.0.0.1".into(),
+            custom_args: None,
             _dir: Some(dir),
         };
         s.spawn();
         s
     }
 
+    /// A cluster member: `args` is its whole command line; nothing is started yet.
+    pub fn member(
+        host: &str,
+        client_port: u16,
+        peer_port: u16,
+        data_dir: PathBuf,
+        args: Vec<String>,
+    ) -> Server {
+        Server {
+            kind: Kind::Oxcd,
+            child: None,
+            client_port,
+            peer_port,
+            log_path: data_dir.with_extension("log"),
+            data_dir,
+            extra: vec![],
+            env: vec![],
+            host: host.into(),
+            custom_args: Some(args),
+            _dir: None,
+        }
+    }
+
     pub fn args(&self) -> Vec<String> {
+        if let Some(a) = &self.custom_args {
+            return a.clone();
+        }
         let client = self.url();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let mut a = vec![

@@ -166,7 +166,12 @@ fn root() -> Command {
         .subcommand(
             Command::new("hashkv")
                 .about("Prints the KV history hash for each endpoint in --endpoints")
-                .arg(Arg::new("rev").long("rev").default_value("0").help("maximum revision to hash (default: all revisions)")),
+                .arg(
+                    Arg::new("rev")
+                        .long("rev")
+                        .default_value("0")
+                        .help("maximum revision to hash (default: all revisions)"),
+                ),
         );
     let peer_urls = || Arg::new("peer-urls").long("peer-urls").default_value("");
     let member = Command::new("member")
@@ -177,7 +182,10 @@ fn root() -> Command {
                 .about("Adds a member into the cluster")
                 .arg(Arg::new("args").num_args(0..))
                 .arg(peer_urls().help("comma separated peer URLs for the new member."))
-                .arg(bool_flag("learner", "indicates if the new member is raft learner")),
+                .arg(bool_flag(
+                    "learner",
+                    "indicates if the new member is raft learner",
+                )),
         )
         .subcommand(
             Command::new("remove")
@@ -619,7 +627,10 @@ fn parse_hex_id(s: &str) -> Result<u64, String> {
             std::num::IntErrorKind::PosOverflow => "value out of range",
             _ => "invalid syntax",
         };
-        format!("strconv.ParseUint: parsing {}: {why}", gofmt::quote(s.as_bytes()))
+        format!(
+            "strconv.ParseUint: parsing {}: {why}",
+            gofmt::quote(s.as_bytes())
+        )
     })
 }
 
@@ -782,20 +793,25 @@ async fn move_leader(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), C
     let target = parse_hex_id(&args[0]).or_else(|e| fail(EXIT_BAD_ARGS, e))?;
     for ep in &g.endpoints {
         let c = client::connect_one(ep, g.dial_timeout).await.map_err(err)?;
-        let status = client::with_timeout(g.command_timeout, c.maintenance().status(StatusRequest {}))
-            .await
-            .map_err(err)?;
+        let status =
+            client::with_timeout(g.command_timeout, c.maintenance().status(StatusRequest {}))
+                .await
+                .map_err(err)?;
         let member = status.header.map_or(0, |h| h.member_id);
         if member != status.leader {
             continue;
         }
         let resp = client::with_timeout(
             g.command_timeout,
-            c.maintenance().move_leader(MoveLeaderRequest { target_id: target }),
+            c.maintenance()
+                .move_leader(MoveLeaderRequest { target_id: target }),
         )
         .await
         .map_err(err)?;
-        return printed(g.printer.move_leader(out, status.leader, target, &resp.header));
+        return printed(
+            g.printer
+                .move_leader(out, status.leader, target, &resp.header),
+        );
     }
     fail(
         EXIT_BAD_ARGS,
@@ -941,9 +957,8 @@ async fn endpoint(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                         resp,
                     }),
                     Err(e) => {
-                        out.stderr.push_str(&format!(
-                            "Failed to get the hash of endpoint {ep} ({e})\n"
-                        ));
+                        out.stderr
+                            .push_str(&format!("Failed to get the hash of endpoint {ep} ({e})\n"));
                         last_error = Some(e);
                     }
                 }

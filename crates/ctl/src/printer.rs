@@ -3,8 +3,8 @@
 use crate::gofmt;
 use base64::Engine;
 use oxcd_api::etcdserverpb::{
-    response_op, DeleteRangeResponse, Member, PutResponse, RangeResponse, ResponseHeader,
-    StatusResponse, TxnResponse, HashKvResponse,
+    response_op, DeleteRangeResponse, HashKvResponse, Member, PutResponse, RangeResponse,
+    ResponseHeader, StatusResponse, TxnResponse,
 };
 use oxcd_api::mvccpb::KeyValue;
 use serde_json::{json, Map, Value};

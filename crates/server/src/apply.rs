@@ -21,8 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Entries kept in the raft log behind a snapshot, as etcd's catch-up tail.
-pub const CATCH_UP_ENTRIES: u64 = 5000;
 /// How often (in applied entries) the in-memory raft log drops what is applied.
 const RELEASE_EVERY: u64 = 10_000;
 /// The longest a run of applied writes stays out of a durable backend commit (etcd's batch
@@ -44,6 +42,8 @@ pub struct Applier {
     pub waiters: Arc<Waiters>,
     pub applied: watch::Sender<u64>,
     pub snapshot_count: u64,
+    /// Entries kept in the raft log behind a snapshot for slow followers (etcd's catch-up tail).
+    pub catch_up_entries: u64,
 }
 
 /// Where applying stands, and when the periodic follow-ups last ran.
@@ -172,7 +172,7 @@ impl Applier {
         for (id, result) in replies {
             self.waiters.finish(id, result);
         }
-        let keep_from = p.applied.saturating_sub(CATCH_UP_ENTRIES);
+        let keep_from = p.applied.saturating_sub(self.catch_up_entries);
         if snapshot_due {
             p.last_snapshot = p.applied;
             tracing::info!(applied_index = p.applied, "triggering snapshot");

@@ -149,7 +149,7 @@ const FLAGS: &[FlagSpec] = &[
     ),
     f("experimental-memory-mlock", "false", Bool, false),
     f("experimental-max-learners", "1", Int, true),
-    f("experimental-snapshot-catchup-entries", "5000", Uint, false),
+    f("experimental-snapshot-catchup-entries", "5000", Uint, true),
     f("experimental-downgrade-check-time", "5s", Str, false),
     f(
         "experimental-stop-grpc-service-on-defrag",
@@ -223,6 +223,7 @@ pub struct Config {
     pub log_level: String,
     pub pre_vote: bool,
     pub strict_reconfig_check: bool,
+    pub snapshot_catchup_entries: u64,
     pub max_learners: usize,
 }
 
@@ -535,6 +536,7 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
         log_level,
         pre_vote: get_bool(m, "pre-vote"),
         strict_reconfig_check: get_bool(m, "strict-reconfig-check"),
+        snapshot_catchup_entries: get_u64(m, "experimental-snapshot-catchup-entries"),
         max_learners: m
             .get_one::<i64>("experimental-max-learners")
             .copied()

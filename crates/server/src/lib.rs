@@ -327,7 +327,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     log.raise_commit_to(applied);
     // Replay brought the whole log file into memory; only a catch-up tail is worth keeping.
-    log.release_memory(applied.saturating_sub(apply::CATCH_UP_ENTRIES))?;
+    log.release_memory(applied.saturating_sub(config.snapshot_catchup_entries))?;
     tracing::info!(local_member_id = %member_id, cluster_id = %cluster_id, applied_index = applied, "starting local member");
 
     let raft_config = raft::Config {
@@ -438,6 +438,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         waiters: waiters.clone(),
         applied: applied_tx,
         snapshot_count: config.snapshot_count,
+        catch_up_entries: config.snapshot_catchup_entries,
     };
     std::thread::Builder::new()
         .name("raft".into())
@@ -560,6 +561,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     wait_for_signal().await;
     tracing::info!("received signal; shutting down");
+    hand_over_leadership(&server).await;
     let _ = stop_tx.send(true);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
@@ -572,6 +574,45 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         let _ = wb.commit(true);
     }
     Ok(())
+}
+
+/// As etcd on a clean stop: a leader hands over to the most caught-up voter first, so the
+/// cluster does not wait out an election timeout.
+async fn hand_over_leadership(server: &EtcdServer) {
+    use std::sync::atomic::Ordering;
+    if !server.raft.is_leader.load(Ordering::Acquire) {
+        return;
+    }
+    let voters: Vec<u64> = server
+        .members
+        .borrow()
+        .members
+        .iter()
+        .filter(|m| !m.is_learner && m.id != server.member_id.0)
+        .map(|m| m.id)
+        .collect();
+    let Ok(progress) = server.ask(|reply| node::NodeMsg::Progress { reply }).await else {
+        return;
+    };
+    let Some(target) = voters
+        .into_iter()
+        .filter(|id| server.transport.is_active(*id))
+        .max_by_key(|id| progress.get(id).copied().unwrap_or(0))
+    else {
+        return;
+    };
+    if server.transfer_leader(target).is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + server.election_timeout;
+    while server.raft.leader.load(Ordering::Acquire) == server.member_id.0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("leadership transfer did not complete before stopping");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tracing::info!(transferee = %MemberId(target), "leadership transferred before stopping");
 }
 
 async fn wait_for_signal() {

@@ -114,7 +114,11 @@ impl Node {
             if !reads.is_empty() {
                 if self.raw.raft.leader_id != 0 {
                     next_read += 1;
-                    self.raw.read_index(next_read.to_be_bytes().to_vec());
+                    // The leader keys pending reads by context: members' counters must not
+                    // collide, so the context starts with this member's ID.
+                    let mut ctx = self.raw.raft.id.to_be_bytes().to_vec();
+                    ctx.extend_from_slice(&next_read.to_be_bytes());
+                    self.raw.read_index(ctx);
                     pending_reads.insert(
                         next_read,
                         PendingRead {
@@ -227,11 +231,14 @@ impl Node {
         self.log.write(rd.must_sync())?;
         self.transport.send(rd.take_persisted_messages());
         for rs in rd.take_read_states() {
-            let mut ctx = [0u8; 8];
-            if rs.request_ctx.len() == 8 {
-                ctx.copy_from_slice(&rs.request_ctx);
-            }
-            if let Some(read) = pending_reads.remove(&u64::from_be_bytes(ctx)) {
+            let Some(counter) = rs
+                .request_ctx
+                .get(8..16)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            else {
+                continue;
+            };
+            if let Some(read) = pending_reads.remove(&u64::from_be_bytes(counter)) {
                 for reply in read.replies {
                     let _ = reply.send(rs.index);
                 }

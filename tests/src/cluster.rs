@@ -1,0 +1,372 @@
+//! oxcd clusters as separate processes on loopback: member i serves on 127.0.0.(11+i), on
+//! ports picked free; optionally a proxy (see `proxy`) in front of each peer URL.
+
+use crate::proxy::PeerProxy;
+use crate::{free_port, Server};
+use oxcd_api::etcdserverpb::cluster_client::ClusterClient;
+use oxcd_api::etcdserverpb::kv_client::KvClient;
+use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxcd_api::etcdserverpb::{
+    HashKvRequest, MemberAddRequest, PutRequest, RangeRequest, StatusRequest, StatusResponse,
+};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+pub struct Spec {
+    pub size: usize,
+    pub proxies: bool,
+    /// Extra flags for every member.
+    pub flags: Vec<String>,
+}
+
+impl Spec {
+    pub fn new(size: usize) -> Spec {
+        Spec {
+            size,
+            proxies: false,
+            flags: vec![],
+        }
+    }
+}
+
+pub struct Member {
+    pub name: String,
+    pub ip: IpAddr,
+    pub server: Server,
+    /// The peer URL the cluster knows this member by.
+    pub advertised_peer: String,
+    pub proxy: Option<PeerProxy>,
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub token: String,
+    pub flags: Vec<String>,
+    pub proxies: bool,
+    pub dir: tempfile::TempDir,
+}
+
+pub const HEARTBEAT_MS: u64 = 100;
+pub const ELECTION_MS: u64 = 1000;
+
+/// Client calls give up after this; the server's own request timeout is longer
+/// (5 s + 2 × election timeout).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn channel_with(url: &str, timeout: Duration) -> Option<Channel> {
+    Channel::from_shared(url.to_string())
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(timeout)
+        .connect()
+        .await
+        .ok()
+}
+
+async fn channel(url: &str) -> Option<Channel> {
+    channel_with(url, CLIENT_TIMEOUT).await
+}
+
+impl Cluster {
+    /// Starts `spec.size` members with --initial-cluster-state new and waits until each one
+    /// serves and a leader is elected.
+    pub async fn start(spec: Spec) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Cluster {
+            members: vec![],
+            token: format!("oxcd-test-{}", free_port()),
+            flags: spec.flags,
+            proxies: spec.proxies,
+            dir,
+        };
+        for i in 0..spec.size {
+            let m = c.new_member(i);
+            c.members.push(m);
+        }
+        let initial = c.initial_cluster();
+        for i in 0..spec.size {
+            let args = c.args(i, &initial, "new");
+            c.members[i].server.custom_args = Some(args);
+            c.members[i].server.spawn();
+        }
+        for i in 0..spec.size {
+            c.members[i].server.ready().await;
+        }
+        c.wait_leader(Duration::from_secs(30)).await;
+        c
+    }
+
+    fn new_member(&self, i: usize) -> Member {
+        let ip: IpAddr = format!("127.0.0.{}", 11 + i).parse().expect("ip");
+        let (client_port, peer_port) = (free_port(), free_port());
+        let (advertised_peer, proxy) = if self.proxies {
+            let port = free_port();
+            let proxy = PeerProxy::start(port, std::net::SocketAddr::new(ip, peer_port));
+            (format!("http://127.0.0.1:{port}"), Some(proxy))
+        } else {
+            (format!("http://{ip}:{peer_port}"), None)
+        };
+        let data_dir = self.dir.path().join(format!("m{i}"));
+        Member {
+            name: format!("m{i}"),
+            ip,
+            server: Server::member(&ip.to_string(), client_port, peer_port, data_dir, vec![]),
+            advertised_peer,
+            proxy,
+        }
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.advertised_peer))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn args(&self, i: usize, initial_cluster: &str, state: &str) -> Vec<String> {
+        let m = &self.members[i];
+        let client = m.server.url();
+        let mut a: Vec<String> = [
+            "--name",
+            &m.name,
+            "--data-dir",
+            &m.server.data_dir.display().to_string(),
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+            "--listen-peer-urls",
+            &format!("http://{}:{}", m.ip, m.server.peer_port),
+            "--initial-advertise-peer-urls",
+            &m.advertised_peer,
+            "--initial-cluster",
+            initial_cluster,
+            "--initial-cluster-token",
+            &self.token,
+            "--initial-cluster-state",
+            state,
+            "--heartbeat-interval",
+            &HEARTBEAT_MS.to_string(),
+            "--election-timeout",
+            &ELECTION_MS.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(self.flags.iter().cloned());
+        a
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        self.members[i].server.url()
+    }
+
+    /// Every running member's client URL, comma separated (for --endpoints).
+    pub fn endpoints(&self) -> String {
+        self.running()
+            .map(|i| self.url(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.members.len()).filter(|&i| self.members[i].server.child.is_some())
+    }
+
+    pub async fn kv(&self, i: usize) -> KvClient<Channel> {
+        KvClient::new(self.channel(i).await)
+    }
+
+    /// A KV client that waits for the server's own answer, however long it takes.
+    pub async fn patient_kv(&self, i: usize) -> KvClient<Channel> {
+        let ch = channel_with(&self.url(i), Duration::from_secs(30))
+            .await
+            .expect("member reachable");
+        KvClient::new(ch)
+    }
+
+    pub async fn maintenance(&self, i: usize) -> MaintenanceClient<Channel> {
+        MaintenanceClient::new(self.channel(i).await)
+    }
+
+    pub async fn cluster_client(&self, i: usize) -> ClusterClient<Channel> {
+        ClusterClient::new(self.channel(i).await)
+    }
+
+    async fn channel(&self, i: usize) -> Channel {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(ch) = channel(&self.url(i)).await {
+                return ch;
+            }
+            assert!(Instant::now() < deadline, "member {i} unreachable");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn status(&self, i: usize) -> Option<StatusResponse> {
+        let ch = channel(&self.url(i)).await?;
+        MaintenanceClient::new(ch)
+            .status(StatusRequest {})
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    /// The index of the member every running member agrees leads, within `within`.
+    pub async fn wait_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut leaders = Vec::new();
+            let mut ids = Vec::new();
+            for i in self.running().collect::<Vec<_>>() {
+                if let Some(s) = self.status(i).await {
+                    leaders.push(s.leader);
+                    ids.push((i, s.header.map_or(0, |h| h.member_id)));
+                }
+            }
+            if !leaders.is_empty()
+                && leaders.len() == self.running().count()
+                && leaders[0] != 0
+                && leaders.iter().all(|l| *l == leaders[0])
+            {
+                if let Some((i, _)) = ids.iter().find(|(_, id)| *id == leaders[0]) {
+                    return *i;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader within {within:?}: {leaders:x?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn put(&self, i: usize, key: &str, value: &str) -> Result<i64, tonic::Status> {
+        let mut kv = self.kv(i).await;
+        let resp = kv
+            .put(PutRequest {
+                key: key.into(),
+                value: value.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        Ok(resp.header.map_or(0, |h| h.revision))
+    }
+
+    /// A linearizable read of one key through member `i`.
+    pub async fn get(&self, i: usize, key: &str) -> Result<Option<String>, tonic::Status> {
+        let mut kv = self.kv(i).await;
+        let resp = kv
+            .range(RangeRequest {
+                key: key.into(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        Ok(resp
+            .kvs
+            .first()
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+    }
+
+    /// HashKV of every running member at the same revision, once they have all applied it.
+    pub async fn hashes(&self, revision: i64) -> Vec<u32> {
+        let mut out = Vec::new();
+        for i in self.running().collect::<Vec<_>>() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let mut m = self.maintenance(i).await;
+                match m.hash_kv(HashKvRequest { revision }).await {
+                    Ok(r) => {
+                        out.push(r.into_inner().hash);
+                        break;
+                    }
+                    Err(e) => {
+                        assert!(Instant::now() < deadline, "member {i} hashkv: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Cuts member `i` off from every other member, both ways.
+    pub fn isolate(&self, i: usize) {
+        let others: Vec<IpAddr> = (0..self.members.len())
+            .filter(|&j| j != i)
+            .map(|j| self.members[j].ip)
+            .collect();
+        self.proxy(i).block(&others);
+        for j in 0..self.members.len() {
+            if j != i {
+                self.proxy(j).block(&[self.members[i].ip]);
+            }
+        }
+    }
+
+    /// Member `from` can no longer reach member `to` (the other direction still works).
+    pub fn cut_one_way(&self, from: usize, to: usize) {
+        self.proxy(to).block(&[self.members[from].ip]);
+    }
+
+    pub fn heal(&self) {
+        for m in &self.members {
+            if let Some(p) = &m.proxy {
+                p.unblock_all();
+                p.set_delay(Duration::ZERO);
+            }
+        }
+    }
+
+    pub fn proxy(&self, i: usize) -> &PeerProxy {
+        self.members[i]
+            .proxy
+            .as_ref()
+            .expect("cluster started without proxies")
+    }
+
+    /// Adds a member through `via` (member add), then starts it with
+    /// --initial-cluster-state existing. Returns its index.
+    pub async fn add_member(&mut self, via: usize, learner: bool) -> usize {
+        let i = self.members.len();
+        let m = self.new_member(i);
+        let mut cc = self.cluster_client(via).await;
+        cc.member_add(MemberAddRequest {
+            peer_ur_ls: vec![m.advertised_peer.clone()],
+            is_learner: learner,
+        })
+        .await
+        .expect("member add");
+        self.members.push(m);
+        self.start_joining(i);
+        i
+    }
+
+    /// Starts member `i`, already added, with --initial-cluster-state existing.
+    pub fn start_joining(&mut self, i: usize) {
+        let initial = self
+            .running()
+            .chain(std::iter::once(i))
+            .map(|j| {
+                format!(
+                    "{}={}",
+                    self.members[j].name, self.members[j].advertised_peer
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let args = self.args(i, &initial, "existing");
+        self.members[i].server.custom_args = Some(args);
+        self.members[i].server.spawn();
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.members[i].server.data_dir.clone()
+    }
+}
