@@ -290,7 +290,10 @@ async fn partitions_refuse_the_minority_keep_the_majority_and_stay_linearizable(
                     let mut rng = rand::thread_rng();
                     // Each phase has its own keys, which keeps every key's history short.
                     let phase = phase.load(Ordering::Relaxed);
-                    (format!("r{phase}-{}", rng.gen_range(0..10)), rng.gen_bool(0.5))
+                    (
+                        format!("r{phase}-{}", rng.gen_range(0..10)),
+                        rng.gen_bool(0.5),
+                    )
                 };
                 let call = Instant::now();
                 if write {
@@ -622,6 +625,64 @@ async fn rolling_and_full_restarts_keep_data_and_ids() {
             .expect("put");
     }
     let before = ids(&c).await;
+
+    // move-leader, found among --endpoints as etcdctl does; then the real etcdctl moves it back.
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let target = (leader + 1) % 3;
+    let (lid, tid) = (before[leader].1, before[target].1);
+    let eps = c.endpoints();
+    let (out, err, code) = ctl(&bin("oxcdctl"), &eps, &["move-leader", &format!("{tid:x}")]);
+    assert_eq!(
+        (code, out),
+        (
+            0,
+            format!("Leadership transferred from {lid:x} to {tid:x}\n")
+        ),
+        "{err}"
+    );
+    assert_eq!(c.wait_leader(Duration::from_secs(10)).await, target);
+    let (out, err, code) = ctl(
+        &system_bin("etcdctl"),
+        &eps,
+        &["move-leader", &format!("{lid:x}")],
+    );
+    assert_eq!(
+        (code, out),
+        (
+            0,
+            format!("Leadership transferred from {tid:x} to {lid:x}\n")
+        ),
+        "{err}"
+    );
+    let (_, err, code) = ctl(
+        &bin("oxcdctl"),
+        &c.url(target),
+        &["move-leader", &format!("{lid:x}")],
+    );
+    assert_eq!(code, 128);
+    assert!(
+        err.starts_with("Error: no leader endpoint given at"),
+        "{err}"
+    );
+
+    // member update with the member's own URLs is accepted and changes nothing.
+    let peer = c.members[2].advertised_peer.clone();
+    let (out, err, code) = ctl(
+        &bin("oxcdctl"),
+        &eps,
+        &[
+            "member",
+            "update",
+            &format!("{:x}", before[2].1),
+            &format!("--peer-urls={peer}"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("Member {:16x} updated in cluster", before[2].1)),
+        "{out}"
+    );
+
     for i in 0..3 {
         c.members[i].server.stop();
         c.put((i + 1) % 3, &format!("roll{i}"), "x")
@@ -709,4 +770,58 @@ mod checker {
         let invented = vec![op(r(Some("9")), 0, Some(1), t)];
         assert!(check(&invented).is_err());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_another_cluster_is_refused() {
+    let c = Cluster::start(Spec::new(1)).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cp, pp) = (oxcd_tests::free_port(), oxcd_tests::free_port());
+    let own_peer = format!("http://127.0.0.21:{pp}");
+    let client = format!("http://127.0.0.21:{cp}");
+    let args: Vec<String> = [
+        "--name",
+        "stranger",
+        "--data-dir",
+        &dir.path().join("data").display().to_string(),
+        "--listen-client-urls",
+        &client,
+        "--advertise-client-urls",
+        &client,
+        "--listen-peer-urls",
+        &own_peer,
+        "--initial-advertise-peer-urls",
+        &own_peer,
+        "--initial-cluster",
+        &format!("stranger={own_peer},m0={}", c.members[0].advertised_peer),
+        "--initial-cluster-token",
+        "another-token",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut stranger =
+        oxcd_tests::Server::member("127.0.0.21", cp, pp, dir.path().join("data"), args);
+    stranger.spawn();
+    assert!(
+        stranger
+            .wait_for_log(
+                "request sent was ignored due to cluster ID mismatch",
+                Duration::from_secs(20)
+            )
+            .await,
+        "{}",
+        stranger.log()
+    );
+    assert!(
+        c.members[0]
+            .server
+            .wait_for_log("request cluster ID mismatch", Duration::from_secs(10))
+            .await
+    );
+    c.put(0, "still", "serving")
+        .await
+        .expect("the cluster is untouched");
+    let st = c.status(0).await.expect("status");
+    assert_eq!(st.leader, st.header.expect("header").member_id);
 }

@@ -24,6 +24,7 @@ pub enum Op {
 
 #[derive(Clone)]
 pub struct LoadSpec {
+    /// One endpoint, or several separated by commas.
     pub endpoint: String,
     pub conns: usize,
     pub clients: usize,
@@ -100,9 +101,11 @@ fn key_for(n: usize, key_size: usize, space: usize, prefix: &str) -> Vec<u8> {
 }
 
 pub async fn run(spec: &LoadSpec) -> Result<Report, String> {
+    // Connections spread over the endpoints given (comma separated), as etcd's benchmark.
+    let endpoints: Vec<&str> = spec.endpoint.split(',').collect();
     let mut channels = Vec::new();
-    for _ in 0..spec.conns.max(1) {
-        channels.push(connect(&spec.endpoint).await?);
+    for i in 0..spec.conns.max(1).max(endpoints.len()) {
+        channels.push(connect(endpoints[i % endpoints.len()]).await?);
     }
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));

@@ -58,7 +58,7 @@ enum Cmd {
         #[arg(long, default_value = "l")]
         consistency: String,
     },
-    /// Starts oxcd and etcd (one member each, same flags), runs the standard loads against
+    /// Starts oxcd and etcd (same member count, same flags), runs the standard loads against
     /// both and prints each figure with the ratio oxcd/etcd.
     Compare {
         #[arg(long, default_value = "target/release/oxcd")]
@@ -71,6 +71,10 @@ enum Cmd {
         /// Keys loaded before measuring peak memory.
         #[arg(long, default_value_t = 100_000)]
         load_keys: usize,
+        /// Cluster size for each product; with more than one, leader failover is measured
+        /// too (ETCD_HEARTBEAT_INTERVAL / ETCD_ELECTION_TIMEOUT reach both products).
+        #[arg(long, default_value_t = 1)]
+        members: usize,
     },
 }
 
@@ -130,7 +134,8 @@ async fn main() {
             etcd,
             total,
             load_keys,
-        } => servers::compare(&oxcd, &etcd, total, load_keys).await,
+            members,
+        } => servers::compare(&oxcd, &etcd, total, load_keys, members).await,
     };
     if let Err(e) = result {
         eprintln!("oxcd-bench: {e}");

@@ -5,17 +5,35 @@ use crate::load::{self, LoadSpec, Op};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Proc {
-    name: &'static str,
+struct Member {
     child: Child,
     endpoint: String,
+}
+
+/// One product's cluster: its members, all stopped (by PID) when dropped.
+struct Cluster {
+    name: &'static str,
+    members: Vec<Member>,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Proc {
+impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for m in &mut self.members {
+            let _ = m.child.kill();
+            let _ = m.child.wait();
+        }
+    }
+}
+
+impl Cluster {
+    /// Every member's client endpoint, comma separated.
+    fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.endpoint.clone())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -29,63 +47,124 @@ fn two_free_ports() -> Result<(u16, u16), String> {
     Ok((port(&a)?, port(&b)?))
 }
 
-async fn start(name: &'static str, program: &str) -> Result<Proc, String> {
+/// Starts `size` members of `program` with the same flags (and the caller's environment,
+/// so ETCD_HEARTBEAT_INTERVAL / ETCD_ELECTION_TIMEOUT apply to both products).
+async fn start(name: &'static str, program: &str, size: usize) -> Result<Cluster, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (cp, pp) = two_free_ports()?;
-    let client = format!("http://127.0.0.1:{cp}");
-    let peer = format!("http://127.0.0.1:{pp}");
-    let mut cmd = Command::new(program);
-    cmd.args(["--name", "bench", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("bench={peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if name == "etcd" {
-        cmd.arg("--logger=zap");
+    let mut ports = Vec::new();
+    for _ in 0..size {
+        ports.push(two_free_ports()?);
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
-    let p = Proc {
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, pp))| format!("m{i}=http://127.0.0.1:{pp}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cluster = Cluster {
         name,
-        child,
-        endpoint: format!("127.0.0.1:{cp}"),
+        members: Vec::new(),
         _dir: dir,
     };
+    for (i, (cp, pp)) in ports.iter().enumerate() {
+        let client = format!("http://127.0.0.1:{cp}");
+        let peer = format!("http://127.0.0.1:{pp}");
+        let mut cmd = Command::new(program);
+        cmd.args(["--name", &format!("m{i}"), "--data-dir"])
+            .arg(cluster._dir.path().join(format!("m{i}")))
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &initial])
+            .args(["--initial-cluster-token", &format!("bench-{name}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if name == "etcd" {
+            cmd.arg("--logger=zap");
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        cluster.members.push(Member {
+            child,
+            endpoint: format!("127.0.0.1:{cp}"),
+        });
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let spec = LoadSpec {
-            endpoint: p.endpoint.clone(),
-            conns: 1,
-            clients: 1,
-            total: 1,
-            op: Op::Range {
-                key: b"x".to_vec(),
-                end: vec![],
-                serializable: false,
-            },
-        };
-        if let Ok(r) = load::run(&spec).await {
-            if r.errors == 0 {
-                return Ok(p);
+    for m in &cluster.members {
+        loop {
+            let spec = LoadSpec {
+                endpoint: m.endpoint.clone(),
+                conns: 1,
+                clients: 1,
+                total: 1,
+                op: Op::Range {
+                    key: b"x".to_vec(),
+                    end: vec![],
+                    serializable: false,
+                },
+            };
+            if let Ok(r) = load::run(&spec).await {
+                if r.errors == 0 {
+                    break;
+                }
             }
+            if Instant::now() > deadline {
+                return Err(format!("{name} did not become ready"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if Instant::now() > deadline {
-            return Err(format!("{name} did not become ready"));
+    }
+    Ok(cluster)
+}
+
+/// Kills the leader (kill -9) and measures until a write through another member succeeds.
+async fn failover(cluster: &mut Cluster) -> Result<Duration, String> {
+    use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+    use oxcd_api::etcdserverpb::{kv_client::KvClient, PutRequest, StatusRequest};
+    let mut leader = None;
+    for (i, m) in cluster.members.iter().enumerate() {
+        let mut mc = MaintenanceClient::new(load::connect(&m.endpoint).await?);
+        let st = mc
+            .status(StatusRequest {})
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        if st.header.map(|h| h.member_id) == Some(st.leader) {
+            leader = Some(i);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader = leader.ok_or("no leader found")?;
+    let survivor = (leader + 1) % cluster.members.len();
+    let channel = load::connect(&cluster.members[survivor].endpoint).await?;
+    let killed = Instant::now();
+    let _ = cluster.members[leader].child.kill();
+    let _ = cluster.members[leader].child.wait();
+    loop {
+        let mut kv = KvClient::new(channel.clone());
+        let put = kv.put(PutRequest {
+            key: b"failover".to_vec(),
+            value: b"x".to_vec(),
+            ..Default::default()
+        });
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), put).await {
+            return Ok(killed.elapsed());
+        }
+        if killed.elapsed() > Duration::from_secs(60) {
+            return Err(format!(
+                "{}: no write succeeded within 60s of the kill",
+                cluster.name
+            ));
+        }
     }
 }
 
@@ -116,18 +195,19 @@ pub async fn compare(
     etcd_bin: &str,
     total: usize,
     load_keys: usize,
+    members: usize,
 ) -> Result<(), String> {
     let mut rows = Vec::new();
     let mut servers = Vec::new();
     for (name, program) in [("oxcd", oxcd_bin), ("etcd", etcd_bin)] {
-        servers.push(start(name, program).await?);
+        servers.push(start(name, program, members).await?);
     }
-    let puts = [(1usize, 1usize), (16, 4), (64, 8)];
+    let puts = [(1usize, 1usize), (16, 4), (64, 8), (256, 16)];
     for (clients, conns) in puts {
         let mut res = Vec::new();
         for s in &servers {
             let spec = LoadSpec {
-                endpoint: s.endpoint.clone(),
+                endpoint: s.endpoints(),
                 conns,
                 clients,
                 total: if clients == 1 { total / 4 } else { total },
@@ -160,7 +240,7 @@ pub async fn compare(
         let mut res = Vec::new();
         for s in &servers {
             let spec = LoadSpec {
-                endpoint: s.endpoint.clone(),
+                endpoint: s.endpoints(),
                 conns: 8,
                 clients: 64,
                 total: total * 2,
@@ -183,7 +263,7 @@ pub async fn compare(
     // Memory: load keys, then read each server's peak RSS.
     for s in &servers {
         let spec = LoadSpec {
-            endpoint: s.endpoint.clone(),
+            endpoint: s.endpoints(),
             conns: 8,
             clients: 64,
             total: load_keys,
@@ -196,9 +276,17 @@ pub async fn compare(
         };
         load::run(&spec).await?;
     }
+    // The largest member's peak (the leader's, as a rule).
     let rss: Vec<f64> = servers
         .iter()
-        .map(|s| peak_rss(s.child.id()) as f64 / (1024.0 * 1024.0))
+        .map(|s| {
+            s.members
+                .iter()
+                .map(|m| peak_rss(m.child.id()))
+                .max()
+                .unwrap_or(0) as f64
+                / (1024.0 * 1024.0)
+        })
         .collect();
     rows.push(Row {
         name: format!("peak RSS after {load_keys} x 256 B"),
@@ -208,6 +296,20 @@ pub async fn compare(
         higher_is_better: false,
     });
 
+    if members > 1 {
+        let mut times = Vec::new();
+        for s in &mut servers {
+            times.push(failover(s).await?.as_secs_f64() * 1000.0);
+        }
+        rows.push(Row {
+            name: "failover: kill -9 leader to write".into(),
+            unit: "ms",
+            oxcd: times[0],
+            etcd: times[1],
+            higher_is_better: false,
+        });
+    }
+    println!("{members} member(s) each");
     println!(
         "{:<34} {:>12} {:>12} {:>10}  unit",
         "load", servers[0].name, servers[1].name, "oxcd/etcd"
