@@ -411,7 +411,8 @@ async fn partitions_refuse_the_minority_keep_the_majority_and_stay_linearizable(
     if let Err(e) = linearizability::check(&ops) {
         panic!("{e}");
     }
-    let rev = c.put(0, "end", "x").await.expect("final write");
+    let leader = c.wait_leader(Duration::from_secs(20)).await;
+    let rev = c.put(leader, "end", "x").await.expect("final write");
     let hashes = c.hashes(rev).await;
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
 }

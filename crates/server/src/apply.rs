@@ -38,6 +38,8 @@ pub struct Applier {
     pub store: Arc<Store>,
     pub inbox: Receiver<ApplyMsg>,
     pub members: watch::Sender<ClusterRecord>,
+    pub status: Arc<crate::node::RaftStatus>,
+    pub election_timeout: Duration,
     pub node: Sender<NodeMsg>,
     pub waiters: Arc<Waiters>,
     pub applied: watch::Sender<u64>,
@@ -166,6 +168,7 @@ impl Applier {
         if removed_self {
             // Durable before going: a restart must not find itself still a member.
             self.store.begin_write()?.commit(true)?;
+            self.hand_over_if_leader();
             tracing::error!(local_member_id = %self.me, "the member has been permanently removed from the cluster; stopping");
             std::process::exit(0);
         }
@@ -187,6 +190,40 @@ impl Applier {
 }
 
 impl Applier {
+    /// A leader that was removed hands leadership to the most caught-up voter before it
+    /// stops, so the others need not wait out an election timeout.
+    fn hand_over_if_leader(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.status.is_leader.load(Ordering::Acquire) {
+            return;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.node.send(NodeMsg::Progress { reply: tx }).is_err() {
+            return;
+        }
+        let Ok(progress) = rx.blocking_recv() else {
+            return;
+        };
+        let voters = membership::load(&self.store)
+            .ok()
+            .flatten()
+            .map(|r| r.members)
+            .unwrap_or_default();
+        let target = voters
+            .iter()
+            .filter(|m| !m.is_learner && m.id != self.me.0)
+            .max_by_key(|m| progress.get(&m.id).copied().unwrap_or(0));
+        let Some(target) = target else {
+            return;
+        };
+        let _ = self.node.send(NodeMsg::TransferLeader { to: target.id });
+        let deadline = Instant::now() + self.election_timeout;
+        while self.status.leader.load(Ordering::Acquire) == self.me.0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        tracing::info!(transferee = %MemberId(target.id), "removed leader handed leadership over");
+    }
+
     /// A committed membership change: checked against the members as they are now (two
     /// changes proposed at once may conflict), taken on by raft, recorded with the new
     /// configuration in the same batch.

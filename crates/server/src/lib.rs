@@ -433,6 +433,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         me: member_id,
         store: store.clone(),
         members: members_tx,
+        status: status.clone(),
+        election_timeout: Duration::from_millis(config.election_timeout_ms),
         inbox: apply_rx,
         node: node_tx.clone(),
         waiters: waiters.clone(),
