@@ -16,6 +16,9 @@ const CONF_STATE: u8 = 4;
 const HEADER: usize = 9;
 /// A record claiming more than this is not a record.
 const MAX_RECORD: usize = 256 << 20;
+/// Disk space is reserved ahead of the writes in steps of this size (etcd preallocates 64 MiB
+/// segments); the reserved tail reads as zeros, which replay takes as the end of the log.
+const PREALLOCATE: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaftLogError {
@@ -45,6 +48,10 @@ pub struct RaftLog {
     dir: PathBuf,
     generation: u64,
     file: File,
+    /// Where the next record goes: the end of the valid records.
+    write_at: u64,
+    /// The file's size, reserved space included.
+    allocated: u64,
     pending: Vec<u8>,
     storage: LogStorage,
     fresh: bool,
@@ -95,6 +102,9 @@ fn encode(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) {
 /// A record header at `at` whose length fits and whose checksum holds.
 fn valid_record_at(data: &[u8], at: usize) -> Option<usize> {
     let header = data.get(at..at + HEADER)?;
+    if header[8] == 0 {
+        return None; // no record kind is 0: reserved space or damage
+    }
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     let end = at.checked_add(8 + 1 + len as usize)?;
@@ -127,13 +137,16 @@ impl RaftLog {
         let _ = fs::remove_file(dir.join("next.tmp"));
         let storage = LogStorage::default();
         let fresh = !path.exists();
+        let mut write_at = 0;
         if !fresh {
-            let valid_len = replay(&path, &mut storage.wl())?;
+            let replayed = replay(&path, &mut storage.wl())?;
+            let valid_len = replayed.valid_len;
+            write_at = valid_len;
             let f = OpenOptions::new()
                 .write(true)
                 .open(&path)
                 .map_err(io(&path))?;
-            if f.metadata().map_err(io(&path))?.len() != valid_len {
+            if !replayed.reserved_tail && f.metadata().map_err(io(&path))?.len() != valid_len {
                 tracing::warn!(path = %path.display(), valid_len, "truncating torn record at the end of the raft log");
                 f.set_len(valid_len).map_err(io(&path))?;
                 f.sync_all().map_err(io(&path))?;
@@ -141,17 +154,21 @@ impl RaftLog {
         }
         let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(false)
+            .write(true)
             .open(&path)
             .map_err(io(&path))?;
         if fresh {
             sync_dir(dir)?;
         }
+        let allocated = file.metadata().map_err(io(&path))?.len();
         let file_snap_index = storage.rl().snap_index;
         Ok(RaftLog {
             dir: dir.to_path_buf(),
             generation,
             file,
+            write_at,
+            allocated,
             pending: Vec::new(),
             storage,
             fresh,
@@ -204,12 +221,38 @@ impl RaftLog {
         if self.pending.is_empty() {
             return Ok(());
         }
+        use std::os::unix::fs::FileExt;
         let path = self.path();
-        self.file.write_all(&self.pending).map_err(io(&path))?;
+        self.reserve(self.pending.len() as u64)?;
+        self.file
+            .write_all_at(&self.pending, self.write_at)
+            .map_err(io(&path))?;
+        self.write_at += self.pending.len() as u64;
         if durable {
             self.file.sync_data().map_err(io(&path))?;
         }
         self.pending.clear();
+        Ok(())
+    }
+
+    /// Makes sure the file has room for `more` bytes after the records, reserving space a
+    /// step at a time. Where the file system cannot reserve, writes simply grow the file.
+    fn reserve(&mut self, more: u64) -> Result<(), RaftLogError> {
+        use std::os::fd::AsRawFd;
+        let need = self.write_at + more;
+        if need <= self.allocated {
+            return Ok(());
+        }
+        let target = need.div_ceil(PREALLOCATE) * PREALLOCATE;
+        let len = libc::off_t::try_from(target).unwrap_or(libc::off_t::MAX);
+        // SAFETY: fallocate(2) on a file descriptor this struct owns; no memory is passed.
+        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, 0, len) };
+        if rc == 0 {
+            self.allocated = target;
+            // The new size must be durable before writes inside it count on it.
+            let path = self.path();
+            self.file.sync_all().map_err(io(&path))?;
+        }
         Ok(())
     }
 
@@ -289,9 +332,11 @@ impl RaftLog {
         sync_dir(&self.dir)?;
         let old = self.path();
         self.file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .open(&next)
             .map_err(io(&next))?;
+        self.write_at = buf.len() as u64;
+        self.allocated = self.write_at;
         self.generation += 1;
         self.file_snap_index = self.storage.rl().snap_index;
         fs::remove_file(&old).map_err(io(&old))?;
@@ -326,8 +371,15 @@ impl RaftLog {
     }
 }
 
-/// Reads every record of `path` into `core`; returns the length of the valid prefix.
-fn replay(path: &Path, core: &mut Core) -> Result<u64, RaftLogError> {
+struct Replayed {
+    /// The length of the valid records.
+    valid_len: u64,
+    /// What follows them is reserved space (zeros), not a torn record.
+    reserved_tail: bool,
+}
+
+/// Reads every record of `path` into `core`.
+fn replay(path: &Path, core: &mut Core) -> Result<Replayed, RaftLogError> {
     let mut data = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut data))
@@ -337,11 +389,21 @@ fn replay(path: &Path, core: &mut Core) -> Result<u64, RaftLogError> {
         offset: offset as u64,
         reason: reason.to_string(),
     };
+    let torn = |off: usize| Replayed {
+        valid_len: off as u64,
+        reserved_tail: false,
+    };
     let mut off = 0usize;
     while off < data.len() {
         let rest = data.len() - off;
         if rest < HEADER {
-            return Ok(off as u64); // torn header at the end
+            return Ok(torn(off)); // torn header at the end
+        }
+        if data[off + 8] == 0 && data[off..].iter().all(|b| *b == 0) {
+            return Ok(Replayed {
+                valid_len: off as u64,
+                reserved_tail: true,
+            });
         }
         let len =
             u32::from_le_bytes([data[off], data[off + 1], data[off + 2], data[off + 3]]) as usize;
@@ -351,12 +413,12 @@ fn replay(path: &Path, core: &mut Core) -> Result<u64, RaftLogError> {
             if valid_record_after(&data, off + 1) {
                 return Err(corrupt(off, "record length runs past valid records"));
             }
-            return Ok(off as u64); // torn payload at the end
+            return Ok(torn(off)); // torn payload at the end
         }
         let body = &data[off + 8..end];
         if checksum(len as u32, body) != crc {
             if !valid_record_after(&data, off + 1) {
-                return Ok(off as u64); // the last record was cut mid-write
+                return Ok(torn(off)); // the last record was cut mid-write
             }
             return Err(corrupt(off, "checksum mismatch"));
         }
@@ -382,7 +444,10 @@ fn replay(path: &Path, core: &mut Core) -> Result<u64, RaftLogError> {
         }
         off = end;
     }
-    Ok(off as u64)
+    Ok(Replayed {
+        valid_len: off as u64,
+        reserved_tail: false,
+    })
 }
 
 #[cfg(test)]
@@ -425,15 +490,40 @@ mod tests {
         assert_eq!(st.term(4).ok(), Some(2));
     }
 
+    /// Where the records end: the file is longer (space reserved ahead, zeros).
+    fn records_len(path: &Path) -> usize {
+        let data = fs::read(path).expect("read");
+        data.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1)
+    }
+
     #[test]
     fn torn_tail_is_truncated() {
         let d = tempfile::tempdir().expect("tempdir");
         let path = write_some(d.path(), 3);
-        let len = fs::metadata(&path).expect("meta").len();
-        let f = OpenOptions::new().write(true).open(&path).expect("open");
-        f.set_len(len - 3).expect("truncate");
-        let log = RaftLog::open(d.path()).expect("reopen");
+        let len = records_len(&path);
+        assert!(
+            fs::metadata(&path).expect("meta").len() as usize > len,
+            "space is reserved"
+        );
+        // The last record's final bytes never reached the disk.
+        let mut data = fs::read(&path).expect("read");
+        data[len - 3..len].fill(0);
+        fs::write(&path, &data).expect("write");
+        let mut log = RaftLog::open(d.path()).expect("reopen");
         assert_eq!(log.last_index(), 2);
+        // Writing goes on where the valid records end.
+        log.append(&[entry(3, 1, b"again")]).expect("append");
+        log.sync().expect("sync");
+        drop(log);
+        let log = RaftLog::open(d.path()).expect("reopen twice");
+        assert_eq!(log.last_index(), 3);
+        assert_eq!(
+            log.storage()
+                .entries(3, 4, None, raft::GetEntriesContext::empty(false))
+                .expect("entries")[0]
+                .data,
+            b"again".to_vec()
+        );
     }
 
     #[test]
