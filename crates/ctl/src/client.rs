@@ -22,6 +22,10 @@ impl Client {
     pub fn cluster(&self) -> ClusterClient<Channel> {
         ClusterClient::new(self.channel.clone())
     }
+    pub fn watch(&self) -> oxcd_api::etcdserverpb::watch_client::WatchClient<Channel> {
+        oxcd_api::etcdserverpb::watch_client::WatchClient::new(self.channel.clone())
+            .max_decoding_message_size(usize::MAX)
+    }
 }
 
 pub fn endpoint_uri(ep: &str) -> String {

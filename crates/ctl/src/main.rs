@@ -4,6 +4,7 @@ mod client;
 mod gofmt;
 mod printer;
 mod txn;
+mod watch;
 
 use clap::{Arg, ArgMatches, Command};
 use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -244,6 +245,17 @@ fn root() -> Command {
         .subcommand(Command::new("version").about("Prints the version of etcdctl"))
         .subcommand(endpoint)
         .subcommand(member)
+        .subcommand(
+            Command::new("watch")
+                .about("Watches events stream on keys or prefixes")
+                .arg(Arg::new("args").num_args(0..))
+                .arg(Arg::new("exec").num_args(0..).last(true))
+                .arg(bool_flag("interactive", "Interactive mode").short('i'))
+                .arg(bool_flag("prefix", "Watch on a prefix if prefix is set"))
+                .arg(Arg::new("rev").long("rev").default_value("0").help("Revision to start watching"))
+                .arg(bool_flag("prev-kv", "get the previous key-value pair before the event happens"))
+                .arg(bool_flag("progress-notify", "get periodic watch progress notification from server")),
+        )
         .subcommand(
             Command::new("move-leader")
                 .about("Transfers leadership to another etcd cluster member.")
@@ -616,8 +628,129 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
         "endpoint" => endpoint(&g, sm, out).await,
         "member" => member(&g, sm, out).await,
         "move-leader" => move_leader(&g, sm, out).await,
+        "watch" => watch_cmd(&g, sm).await,
         other => fail(EXIT_BAD_ARGS, format!("unknown command {other:?}")),
     }
+}
+
+/// `watch` arguments from a line of words (interactive mode), as etcdctl's flag set reads
+/// them: flags anywhere before `--`, then key [range_end], then `-- command...`.
+fn parse_watch_words(words: &[String]) -> Result<watch::WatchArgs, String> {
+    let mut w = watch::WatchArgs::default();
+    let mut positional = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i].as_str();
+        match word {
+            "--" => {
+                w.exec = words[i + 1..].to_vec();
+                if w.exec.is_empty() {
+                    return Err(
+                        "bad number of arguments (found separator --, but no commands)".into(),
+                    );
+                }
+                break;
+            }
+            "--prefix" => w.prefix = true,
+            "--prev-kv" => w.prev_kv = true,
+            "--progress-notify" => w.progress_notify = true,
+            "--rev" => {
+                i += 1;
+                let v = words.get(i).cloned().unwrap_or_default();
+                w.rev = v.parse().map_err(|_| {
+                    format!(
+                        "invalid argument {v:?} for \"--rev\" flag: {}",
+                        go_parse_int_error(&v)
+                    )
+                })?;
+            }
+            _ if word.starts_with("--rev=") => {
+                let v = &word[6..];
+                w.rev = v.parse().map_err(|_| {
+                    format!(
+                        "invalid argument {v:?} for \"--rev\" flag: {}",
+                        go_parse_int_error(v)
+                    )
+                })?;
+            }
+            _ => positional.push(words[i].clone()),
+        }
+        i += 1;
+    }
+    watch_positional(&mut w, positional)?;
+    Ok(w)
+}
+
+/// Key and range end from the arguments or ETCDCTL_WATCH_KEY / ETCDCTL_WATCH_RANGE_END.
+fn watch_positional(w: &mut watch::WatchArgs, positional: Vec<String>) -> Result<(), String> {
+    let env_key = std::env::var("ETCDCTL_WATCH_KEY").unwrap_or_default();
+    let env_range = std::env::var("ETCDCTL_WATCH_RANGE_END").unwrap_or_default();
+    if !env_key.is_empty() {
+        if !positional.is_empty() {
+            return Err("bad number of arguments (found conflicting environment key)".into());
+        }
+        w.key = env_key;
+        w.range_end = Some(env_range).filter(|r| !r.is_empty());
+        return Ok(());
+    }
+    match positional.len() {
+        1 => w.key = positional[0].clone(),
+        2 => {
+            w.key = positional[0].clone();
+            w.range_end = Some(positional[1].clone());
+        }
+        _ => return Err("bad number of arguments".into()),
+    }
+    Ok(())
+}
+
+async fn watch_cmd(g: &Globals, m: &ArgMatches) -> Result<(), CtlError> {
+    let env_key = std::env::var("ETCDCTL_WATCH_KEY").unwrap_or_default();
+    let env_range = std::env::var("ETCDCTL_WATCH_RANGE_END").unwrap_or_default();
+    if env_key.is_empty() && !env_range.is_empty() {
+        return fail(
+            EXIT_BAD_ARGS,
+            format!("ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END={env_range:?}"),
+        );
+    }
+    if flag(m, "interactive") {
+        let c = connect(g).await?;
+        return watch::interactive(&c, &g.printer, parse_watch_words)
+            .await
+            .or_else(|(code, msg)| fail(code, msg));
+    }
+    let rev_arg = string(m, "rev");
+    let mut w = watch::WatchArgs {
+        prefix: flag(m, "prefix"),
+        prev_kv: flag(m, "prev-kv"),
+        progress_notify: flag(m, "progress-notify"),
+        rev: rev_arg
+            .parse()
+            .map_err(|_| err(go_parse_int_error(&rev_arg)))?,
+        exec: m
+            .get_many::<String>("exec")
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    let separator = std::env::args().any(|a| a == "--");
+    if separator && w.exec.is_empty() {
+        return fail(
+            EXIT_BAD_ARGS,
+            "bad number of arguments (found separator --, but no commands)",
+        );
+    }
+    watch_positional(&mut w, args_of(m)).or_else(|e| fail(EXIT_BAD_ARGS, e))?;
+    if w.prefix && w.range_end.is_some() {
+        return fail(
+            EXIT_BAD_ARGS,
+            "`range_end` and `--prefix` are mutually exclusive",
+        );
+    }
+    let c = connect(g).await?;
+    watch::run(&c, &g.printer, w)
+        .await
+        .or_else(|e| fail(watch::EXIT_INTERRUPTED, e))
 }
 
 /// Go's strconv.ParseUint(s, 16, 64) error text.

@@ -4,7 +4,7 @@ use crate::gofmt;
 use base64::Engine;
 use oxcd_api::etcdserverpb::{
     response_op, DeleteRangeResponse, HashKvResponse, Member, PutResponse, RangeResponse,
-    ResponseHeader, StatusResponse, TxnResponse,
+    ResponseHeader, StatusResponse, TxnResponse, WatchResponse,
 };
 use oxcd_api::mvccpb::KeyValue;
 use serde_json::{json, Map, Value};
@@ -741,6 +741,38 @@ impl Printer {
                 Ok(())
             }
             Format::Json => self.json(out, Value::Object(with_header(header))),
+            f => Err(unsupported(f)),
+        }
+    }
+
+    /// One watch response's events, as etcdctl prints them.
+    pub fn watch(&self, out: &mut Out, r: &WatchResponse) -> Result<(), String> {
+        let kind = |e: &oxcd_api::mvccpb::Event| match e.r#type() {
+            oxcd_api::mvccpb::event::EventType::Put => "PUT",
+            oxcd_api::mvccpb::event::EventType::Delete => "DELETE",
+        };
+        match self.format {
+            Format::Simple => {
+                for e in &r.events {
+                    out.line(kind(e));
+                    if let Some(prev) = &e.prev_kv {
+                        self.kv_simple(out, prev);
+                    }
+                    self.kv_simple(out, &e.kv.clone().unwrap_or_default());
+                }
+                Ok(())
+            }
+            Format::Fields => {
+                Self::hdr_fields(out, &r.header);
+                for e in &r.events {
+                    out.line(format!("\"Type\" : {}", kind(e)));
+                    if let Some(prev) = &e.prev_kv {
+                        Self::kv_fields(out, "Prev", prev);
+                    }
+                    Self::kv_fields(out, "", &e.kv.clone().unwrap_or_default());
+                }
+                Ok(())
+            }
             f => Err(unsupported(f)),
         }
     }

@@ -42,6 +42,9 @@ pub struct Store {
     /// The newest revision whose batch is committed, hence visible to readers.
     current: AtomicI64,
     pub(crate) compacted: AtomicI64,
+    pub(crate) hub: std::sync::Mutex<crate::watch::Hub>,
+    /// Whether any watch exists; writes collect events only then.
+    pub(crate) watching: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -66,6 +69,8 @@ impl Store {
             index: RwLock::new(loaded.index),
             current: AtomicI64::new(loaded.current),
             compacted: AtomicI64::new(loaded.compacted),
+            hub: Default::default(),
+            watching: Default::default(),
         })
     }
 
@@ -138,6 +143,7 @@ impl Store {
             rev: self.current_revision(),
             store: self,
             tx,
+            events: Vec::new(),
         })
     }
 }
@@ -188,6 +194,8 @@ pub struct WriteBatch<'s> {
     store: &'s Store,
     tx: WriteTransaction,
     rev: i64,
+    /// What the batch changed, for watchers (collected only while there are any).
+    events: Vec<oxcd_api::mvccpb::Event>,
 }
 
 impl WriteBatch<'_> {
@@ -202,9 +210,11 @@ impl WriteBatch<'_> {
             &mut index,
             self.rev,
             self.store.compacted_revision(),
+            self.store.watching.load(Ordering::Acquire),
         );
         let out = f(&mut w)?;
         self.rev = w.rev();
+        self.events.append(&mut w.events);
         Ok(out)
     }
 
@@ -289,6 +299,7 @@ impl WriteBatch<'_> {
             .map_err(backend_err)?;
         self.tx.commit().map_err(backend_err)?;
         self.store.current.store(self.rev, Ordering::Release);
+        self.store.notify(std::mem::take(&mut self.events));
         Ok(())
     }
 }

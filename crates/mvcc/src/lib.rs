@@ -9,12 +9,14 @@ mod revision;
 mod snapshot;
 mod txn;
 pub mod validate;
+mod watch;
 
 pub use backend::{BackendError, META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
 pub use kvstore::{Store, StoreError, WriteBatch};
 pub use revision::Revision;
 pub use snapshot::{SnapshotError, SnapshotPoint};
 pub use txn::is_read_only;
+pub use watch::{WatchBatch, WatchKey, WatchSink, WatchSpec};
 
 /// The keys a request names, from its `key` and `range_end` as etcd reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -206,6 +206,11 @@ impl Store {
         let loaded = crate::kvstore::load_index(&self.db)?;
         *index = loaded.index;
         self.publish_loaded(loaded.current, loaded.compacted);
+        drop(index);
+        self.hub
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unsync_all();
         Ok(point)
     }
 

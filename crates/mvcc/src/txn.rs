@@ -12,7 +12,7 @@ use oxcd_api::etcdserverpb::{
     PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
     TxnResponse,
 };
-use oxcd_api::mvccpb::KeyValue;
+use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use oxcd_api::EtcdError;
 use redb::{ReadableTable, Table};
 use std::cmp::Ordering;
@@ -117,6 +117,8 @@ pub(crate) struct TxnWriter<'t, 'i> {
     begin: i64,
     compacted: i64,
     changes: i64,
+    collect_events: bool,
+    pub(crate) events: Vec<Event>,
 }
 
 impl<'t, 'i> TxnWriter<'t, 'i> {
@@ -125,6 +127,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
         index: &'t mut TreeIndex,
         begin: i64,
         compacted: i64,
+        collect_events: bool,
     ) -> Self {
         TxnWriter {
             table,
@@ -132,6 +135,8 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
             begin,
             compacted,
             changes: 0,
+            collect_events,
+            events: Vec::new(),
         }
     }
 
@@ -178,6 +183,13 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
             .map_err(backend_err)?;
         self.index.put(key, idx_rev);
         self.changes += 1;
+        if self.collect_events {
+            self.events.push(Event {
+                r#type: EventType::Put as i32,
+                kv: Some(kv),
+                prev_kv: None,
+            });
+        }
         Ok(rev)
     }
 
@@ -202,6 +214,17 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
                 .map_err(backend_err)?;
             self.index.tombstone(key, idx_rev);
             self.changes += 1;
+            if self.collect_events {
+                self.events.push(Event {
+                    r#type: EventType::Delete as i32,
+                    kv: Some(KeyValue {
+                        key: key.clone(),
+                        mod_revision: rev,
+                        ..Default::default()
+                    }),
+                    prev_kv: None,
+                });
+            }
         }
         Ok(doomed.len() as i64)
     }

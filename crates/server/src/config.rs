@@ -132,7 +132,7 @@ const FLAGS: &[FlagSpec] = &[
         "experimental-watch-progress-notify-interval",
         "10m0s",
         Str,
-        false,
+        true,
     ),
     f("experimental-warning-apply-duration", "100ms", Str, false),
     f(
@@ -224,6 +224,7 @@ pub struct Config {
     pub pre_vote: bool,
     pub strict_reconfig_check: bool,
     pub snapshot_catchup_entries: u64,
+    pub watch_progress_notify_interval: std::time::Duration,
     pub max_learners: usize,
 }
 
@@ -537,12 +538,54 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
         pre_vote: get_bool(m, "pre-vote"),
         strict_reconfig_check: get_bool(m, "strict-reconfig-check"),
         snapshot_catchup_entries: get_u64(m, "experimental-snapshot-catchup-entries"),
+        watch_progress_notify_interval: {
+            let text = get_str(m, "experimental-watch-progress-notify-interval");
+            parse_go_duration(&text).filter(|d| !d.is_zero()).ok_or_else(|| {
+                usage_err(format!(
+                    "invalid value {text:?} for flag -experimental-watch-progress-notify-interval: parse error"
+                ))
+            })?
+        },
         max_learners: m
             .get_one::<i64>("experimental-max-learners")
             .copied()
             .unwrap_or(1)
             .max(0) as usize,
     })
+}
+
+/// A Go duration ("10m0s", "1h30m", "250ms"), as etcd's duration flags take.
+pub fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
+    let mut total = 0f64;
+    let mut rest = text.trim();
+    if rest == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
 }
 
 #[cfg(test)]

@@ -470,6 +470,28 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         &config,
     ));
 
+    // Watchers behind the store's present catch up from history here (etcd's sync loop).
+    {
+        let store = store.clone();
+        std::thread::Builder::new()
+            .name("watch-sync".into())
+            .spawn(move || loop {
+                let pending = match store.sync_watchers(1000) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "failed to catch watchers up");
+                        1
+                    }
+                };
+                let pause = if pending > 0 { 10 } else { 100 };
+                std::thread::sleep(Duration::from_millis(pause));
+            })
+            .map_err(|source| StartError::Io {
+                path: snap_dir.clone(),
+                source,
+            })?;
+    }
+
     let mut listeners = Vec::new();
     for url in &config.listen_client_urls {
         listeners.push((url.clone(), bind(url).await?));
@@ -507,6 +529,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     );
 
     let limit = config.max_request_bytes as usize + 512 * 1024;
+    // Stream IDs are shared by every client listener: watches are keyed by them.
+    let watch_streams = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for (url, listener) in listeners {
@@ -518,7 +542,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                     .max_decoding_message_size(limit),
             )
             .add_service(
-                WatchServer::new(services::later::WatchService).max_decoding_message_size(limit),
+                WatchServer::new(services::watch::WatchService {
+                    server: s.clone(),
+                    next_stream: watch_streams.clone(),
+                    progress_interval: config.watch_progress_notify_interval,
+                })
+                .max_decoding_message_size(limit),
             )
             .add_service(
                 LeaseServer::new(services::later::LeaseService).max_decoding_message_size(limit),

@@ -4,26 +4,13 @@
 use crate::services::maintenance::not_yet;
 use oxcd_api::etcdserverpb::auth_server::Auth;
 use oxcd_api::etcdserverpb::lease_server::Lease;
-use oxcd_api::etcdserverpb::watch_server::Watch;
 use oxcd_api::etcdserverpb::*;
 use tonic::{Request, Response, Status, Streaming};
 
-pub struct WatchService;
 pub struct LeaseService;
 pub struct AuthService;
 
 type Empty<T> = futures::stream::Empty<Result<T, Status>>;
-
-#[tonic::async_trait]
-impl Watch for WatchService {
-    type WatchStream = Empty<WatchResponse>;
-    async fn watch(
-        &self,
-        _r: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(not_yet("Watch.Watch", "watch and lease issue"))
-    }
-}
 
 #[tonic::async_trait]
 impl Lease for LeaseService {

@@ -1,0 +1,358 @@
+//! etcd's Watch service: one bidirectional stream carries many watches. Requests (create,
+//! cancel, progress) are read by one task; another turns the store's event batches into
+//! responses (previous values, fragments, progress notifications).
+
+use crate::server::EtcdServer;
+use oxcd_api::etcdserverpb::watch_create_request::FilterType;
+use oxcd_api::etcdserverpb::watch_request::RequestUnion;
+use oxcd_api::etcdserverpb::watch_server::Watch;
+use oxcd_api::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest, WatchResponse};
+use oxcd_api::mvccpb::event::EventType;
+use oxcd_mvcc::{KeyRange, WatchBatch, WatchSink, WatchSpec};
+use prost::Message;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Batches a stream's watches may have waiting before a watch falls back to history
+/// (etcd's chanBufLen).
+const EVENT_BUFFER: usize = 128;
+const RESPONSE_BUFFER: usize = 64;
+/// etcd's clientv3.InvalidWatchID.
+const INVALID_WATCH_ID: i64 = -1;
+
+pub struct WatchService {
+    pub server: Arc<EtcdServer>,
+    pub next_stream: Arc<AtomicU64>,
+    pub progress_interval: Duration,
+}
+
+struct ChannelSink(mpsc::Sender<WatchBatch>);
+
+impl WatchSink for ChannelSink {
+    fn try_send(&self, batch: WatchBatch) -> bool {
+        self.0.try_send(batch).is_ok()
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Options {
+    prev_kv: bool,
+    fragment: bool,
+    progress_notify: bool,
+}
+
+/// What both tasks of a stream know of its watches.
+#[derive(Default)]
+struct StreamState {
+    watches: HashMap<i64, Options>,
+    next_id: i64,
+    /// Watches that got events since the last progress tick (their notification is elided).
+    active: std::collections::HashSet<i64>,
+}
+
+type Shared = Arc<Mutex<StreamState>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, StreamState> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type ResponseStream = Pin<Box<dyn futures::Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ResponseStream;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        let (out_tx, out_rx) = mpsc::channel::<WatchResponse>(RESPONSE_BUFFER);
+        let (ev_tx, ev_rx) = mpsc::channel::<WatchBatch>(EVENT_BUFFER);
+        let sink: Arc<dyn WatchSink> = Arc::new(ChannelSink(ev_tx));
+        let state: Shared = Arc::default();
+        let server = self.server.clone();
+        let incoming = request.into_inner();
+
+        let sender = tokio::spawn(send_loop(
+            server.clone(),
+            stream_id,
+            state.clone(),
+            ev_rx,
+            out_tx.clone(),
+            self.progress_interval,
+        ));
+        tokio::spawn(async move {
+            recv_loop(&server, stream_id, &state, incoming, &out_tx, sink).await;
+            // The client is gone (or sent garbage): its watches end with it.
+            server.store.cancel_stream(stream_id);
+            sender.abort();
+        });
+        let out = tokio_stream::wrappers::ReceiverStream::new(out_rx);
+        Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
+            out, Ok,
+        ))))
+    }
+}
+
+async fn recv_loop(
+    server: &EtcdServer,
+    stream_id: u64,
+    state: &Shared,
+    mut incoming: Streaming<WatchRequest>,
+    out: &mpsc::Sender<WatchResponse>,
+    sink: Arc<dyn WatchSink>,
+) {
+    while let Ok(Some(req)) = incoming.message().await {
+        let response = match req.request_union {
+            Some(RequestUnion::CreateRequest(c)) => {
+                create(server, stream_id, state, c, out, sink.clone()).await;
+                continue;
+            }
+            Some(RequestUnion::CancelRequest(c)) => {
+                if !server.store.cancel_watch((stream_id, c.watch_id)) {
+                    continue;
+                }
+                lock(state).watches.remove(&c.watch_id);
+                WatchResponse {
+                    header: server.header(server.store.current_revision()),
+                    watch_id: c.watch_id,
+                    canceled: true,
+                    ..Default::default()
+                }
+            }
+            Some(RequestUnion::ProgressRequest(_)) => WatchResponse {
+                header: server.header(server.store.current_revision()),
+                watch_id: INVALID_WATCH_ID,
+                ..Default::default()
+            },
+            None => continue,
+        };
+        if out.send(response).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// etcd's rules: an empty key means "\0"; "\0" as range end means every key from `key`; a
+/// range end not after the key is an empty range.
+fn watch_range(c: &WatchCreateRequest) -> Result<KeyRange, &'static str> {
+    let key = if c.key.is_empty() {
+        vec![0]
+    } else {
+        c.key.clone()
+    };
+    let range = KeyRange::new(&key, &c.range_end);
+    if let KeyRange::Between(from, end) = &range {
+        if from >= end {
+            return Err("mvcc: watcher range is empty");
+        }
+    }
+    Ok(range)
+}
+
+async fn create(
+    server: &EtcdServer,
+    stream_id: u64,
+    state: &Shared,
+    c: WatchCreateRequest,
+    out: &mpsc::Sender<WatchResponse>,
+    sink: Arc<dyn WatchSink>,
+) {
+    let current = server.store.current_revision();
+    let chosen = {
+        let mut st = lock(state);
+        let range = watch_range(&c);
+        let id = if c.watch_id == 0 {
+            while st.watches.contains_key(&st.next_id) {
+                st.next_id += 1;
+            }
+            let id = st.next_id;
+            st.next_id += 1;
+            Ok(id)
+        } else if st.watches.contains_key(&c.watch_id) {
+            Err("mvcc: duplicate watch ID provided on the WatchStream")
+        } else {
+            Ok(c.watch_id)
+        };
+        match (range, id) {
+            (Ok(range), Ok(id)) => {
+                st.watches.insert(
+                    id,
+                    Options {
+                        prev_kv: c.prev_kv,
+                        fragment: c.fragment,
+                        progress_notify: c.progress_notify,
+                    },
+                );
+                Ok((range, id))
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    };
+    let mut response = WatchResponse {
+        header: server.header(current),
+        created: true,
+        ..Default::default()
+    };
+    match chosen {
+        Ok((range, id)) => {
+            response.watch_id = id;
+            // Created goes out before any event of the watch can.
+            if out.send(response).await.is_err() {
+                return;
+            }
+            let start = if c.start_revision == 0 {
+                current + 1
+            } else {
+                c.start_revision
+            };
+            let filters = |f: FilterType| c.filters.contains(&(f as i32));
+            let spec = WatchSpec {
+                range,
+                start_revision: start,
+                no_put: filters(FilterType::Noput),
+                no_delete: filters(FilterType::Nodelete),
+            };
+            server.store.watch((stream_id, id), spec, sink);
+        }
+        Err(reason) => {
+            response.watch_id = INVALID_WATCH_ID;
+            response.canceled = true;
+            response.cancel_reason = reason.to_string();
+            let _ = out.send(response).await;
+        }
+    }
+}
+
+async fn send_loop(
+    server: Arc<EtcdServer>,
+    stream_id: u64,
+    state: Shared,
+    mut batches: mpsc::Receiver<WatchBatch>,
+    out: mpsc::Sender<WatchResponse>,
+    progress_interval: Duration,
+) {
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + progress_interval,
+        progress_interval,
+    );
+    loop {
+        tokio::select! {
+            batch = batches.recv() => {
+                let Some(batch) = batch else { return };
+                for r in respond(&server, &state, batch) {
+                    if out.send(r).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                let due: Vec<i64> = {
+                    let mut st = lock(&state);
+                    let active = std::mem::take(&mut st.active);
+                    st.watches
+                        .iter()
+                        .filter(|(id, o)| o.progress_notify && !active.contains(id))
+                        .map(|(id, _)| *id)
+                        .collect()
+                };
+                for id in due {
+                    if !server.store.is_synced((stream_id, id)) {
+                        continue;
+                    }
+                    let r = WatchResponse {
+                        header: server.header(server.store.current_revision()),
+                        watch_id: id,
+                        ..Default::default()
+                    };
+                    if out.send(r).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A store batch as the responses etcd would send for it.
+fn respond(server: &EtcdServer, state: &Shared, batch: WatchBatch) -> Vec<WatchResponse> {
+    let options = {
+        let mut st = lock(state);
+        if batch.compact_revision != 0 {
+            st.watches.remove(&batch.watch_id);
+        } else {
+            st.active.insert(batch.watch_id);
+        }
+        st.watches.get(&batch.watch_id).copied().unwrap_or_default()
+    };
+    let mut events = batch.events;
+    if options.prev_kv {
+        for ev in &mut events {
+            let created = ev
+                .kv
+                .as_ref()
+                .is_some_and(|kv| kv.create_revision == kv.mod_revision);
+            if ev.r#type() == EventType::Put && created {
+                continue; // a create has no previous value
+            }
+            let Some(kv) = &ev.kv else { continue };
+            let req = RangeRequest {
+                key: kv.key.clone(),
+                revision: kv.mod_revision - 1,
+                ..Default::default()
+            };
+            if let Ok(r) = server.store.range(&req) {
+                ev.prev_kv = r.kvs.into_iter().next();
+            }
+        }
+    }
+    let compacted = batch.compact_revision != 0;
+    let whole = WatchResponse {
+        header: server.header(batch.revision),
+        watch_id: batch.watch_id,
+        created: false,
+        canceled: compacted,
+        compact_revision: batch.compact_revision,
+        cancel_reason: if compacted {
+            oxcd_api::EtcdError::Compacted.to_string()
+        } else {
+            String::new()
+        },
+        fragment: false,
+        events,
+    };
+    if !options.fragment || whole.encoded_len() as u64 <= server.max_request_bytes {
+        return vec![whole];
+    }
+    fragments(whole, server.max_request_bytes as usize)
+}
+
+/// Splits a response into pieces under `limit` bytes (at least one event each); all but the
+/// last are marked as fragments.
+fn fragments(whole: WatchResponse, limit: usize) -> Vec<WatchResponse> {
+    let template = WatchResponse {
+        events: vec![],
+        ..whole.clone()
+    };
+    let mut out: Vec<WatchResponse> = Vec::new();
+    let mut current = template.clone();
+    for ev in whole.events {
+        let size = current.encoded_len() + ev.encoded_len() + 8;
+        if !current.events.is_empty() && size > limit {
+            out.push(std::mem::replace(&mut current, template.clone()));
+        }
+        current.events.push(ev);
+    }
+    out.push(current);
+    let n = out.len();
+    for (i, r) in out.iter_mut().enumerate() {
+        r.fragment = i + 1 < n;
+    }
+    out
+}
