@@ -826,3 +826,111 @@ async fn a_member_of_another_cluster_is_refused() {
     let st = c.status(0).await.expect("status");
     assert_eq!(st.leader, st.header.expect("header").member_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_on_followers_see_every_event_once_across_a_leader_kill() {
+    use oxcd_api::etcdserverpb::watch_client::WatchClient;
+    use oxcd_api::etcdserverpb::watch_request::RequestUnion;
+    use oxcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
+    let mut c = Cluster::start(Spec::new(3)).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    // 100 watchers: 5 streams of 10 watches on each follower.
+    let mut readers = Vec::new();
+    for &f in &followers {
+        for _ in 0..5 {
+            let ch = tonic::transport::Channel::from_shared(c.url(f))
+                .expect("url")
+                .connect()
+                .await
+                .expect("connect");
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            for _ in 0..10 {
+                tx.send(WatchRequest {
+                    request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                        key: b"w".to_vec(),
+                        range_end: b"x".to_vec(),
+                        ..Default::default()
+                    })),
+                })
+                .await
+                .expect("send");
+            }
+            let mut stream = WatchClient::new(ch)
+                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .expect("watch")
+                .into_inner();
+            readers.push(tokio::spawn(async move {
+                let _keep_open = tx;
+                let mut revs: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+                let mut created = 0;
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(8), stream.message()).await {
+                        Ok(Ok(Some(r))) => {
+                            created += usize::from(r.created);
+                            revs.entry(r.watch_id).or_default().extend(
+                                r.events
+                                    .iter()
+                                    .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision)),
+                            );
+                        }
+                        // Quiet for 8 s after the writes: done.
+                        _ => return (created, revs),
+                    }
+                }
+            }));
+        }
+    }
+    let mut n = 0;
+    let write = |c: &Cluster, n: usize| {
+        let url = c.url(followers[n % 2]);
+        async move {
+            let ch = tonic::transport::Channel::from_shared(url)
+                .expect("url")
+                .timeout(Duration::from_secs(10))
+                .connect_lazy();
+            oxcd_api::etcdserverpb::kv_client::KvClient::new(ch)
+                .put(PutRequest {
+                    key: format!("w{n:04}").into_bytes(),
+                    value: b"x".to_vec(),
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+        }
+    };
+    for _ in 0..30 {
+        write(&c, n).await;
+        n += 1;
+    }
+    c.members[leader].server.kill9();
+    for _ in 0..30 {
+        write(&c, n).await;
+        n += 1;
+    }
+    let new_leader = c.wait_leader(Duration::from_secs(10)).await;
+    let mut kv = c.kv(new_leader).await;
+    let all = kv
+        .range(oxcd_api::etcdserverpb::RangeRequest {
+            key: b"w".to_vec(),
+            range_end: b"x".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    let mut want: Vec<i64> = all.kvs.iter().map(|kv| kv.mod_revision).collect();
+    want.sort_unstable();
+    assert!(want.len() >= 50, "most writes landed: {}", want.len());
+    let mut watches = 0;
+    for r in readers {
+        let (created, revs) = r.await.expect("reader");
+        assert_eq!(created, 10);
+        for (id, got) in revs {
+            assert_eq!(got, want, "watch {id}: every event once, in order");
+            watches += 1;
+        }
+    }
+    assert_eq!(watches, 100);
+}

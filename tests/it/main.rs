@@ -6,3 +6,4 @@ mod crash;
 mod differential;
 mod etcdctl;
 mod startup;
+mod watch;

@@ -295,7 +295,8 @@ impl Store {
                     w.sink.try_send(WatchBatch {
                         watch_id: k.1,
                         events: vec![],
-                        revision: current,
+                        // etcd leaves the header revision of this answer at 0.
+                        revision: 0,
                         compact_revision: compacted,
                     })
                 });

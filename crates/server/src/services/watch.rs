@@ -167,33 +167,32 @@ async fn create(
     let current = server.store.current_revision();
     let chosen = {
         let mut st = lock(state);
-        let range = watch_range(&c);
-        let id = if c.watch_id == 0 {
-            while st.watches.contains_key(&st.next_id) {
+        // As etcd: the range is checked first, and a refused watch takes no ID.
+        let chosen = watch_range(&c).and_then(|range| {
+            let id = if c.watch_id == 0 {
+                while st.watches.contains_key(&st.next_id) {
+                    st.next_id += 1;
+                }
                 st.next_id += 1;
-            }
-            let id = st.next_id;
-            st.next_id += 1;
-            Ok(id)
-        } else if st.watches.contains_key(&c.watch_id) {
-            Err("mvcc: duplicate watch ID provided on the WatchStream")
-        } else {
-            Ok(c.watch_id)
-        };
-        match (range, id) {
-            (Ok(range), Ok(id)) => {
-                st.watches.insert(
-                    id,
-                    Options {
-                        prev_kv: c.prev_kv,
-                        fragment: c.fragment,
-                        progress_notify: c.progress_notify,
-                    },
-                );
-                Ok((range, id))
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e),
+                st.next_id - 1
+            } else if st.watches.contains_key(&c.watch_id) {
+                return Err("mvcc: duplicate watch ID provided on the WatchStream");
+            } else {
+                c.watch_id
+            };
+            Ok((range, id))
+        });
+        if let Ok((_, id)) = &chosen {
+            st.watches.insert(
+                *id,
+                Options {
+                    prev_kv: c.prev_kv,
+                    fragment: c.fragment,
+                    progress_notify: c.progress_notify,
+                },
+            );
         }
+        chosen
     };
     let mut response = WatchResponse {
         header: server.header(current),
