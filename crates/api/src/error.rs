@@ -25,6 +25,10 @@ pub enum EtcdError {
     NoSpace,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExist,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     #[error("etcdserver: no leader")]
@@ -75,7 +79,8 @@ impl EtcdError {
         match self {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
             | RequestTooLarge => Code::InvalidArgument,
-            Compacted | FutureRev => Code::OutOfRange,
+            Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
+            LeaseExist => Code::FailedPrecondition,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound => Code::NotFound,
             NoLeader
@@ -116,6 +121,8 @@ impl EtcdError {
             FutureRev,
             NoSpace,
             LeaseNotFound,
+            LeaseExist,
+            LeaseTtlTooLarge,
             RequestTooLarge,
             NoLeader,
             Stopped,

@@ -11,6 +11,8 @@ pub(crate) const KV: TableDefinition<u128, &[u8]> = TableDefinition::new("kv");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Cluster-level records the server keeps beside the keyspace (members, identity).
 pub(crate) const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
+/// lease ID → granted TTL and last checkpointed remaining TTL (seconds, two i64 LE).
+pub(crate) const LEASE: TableDefinition<i64, &[u8]> = TableDefinition::new("lease");
 
 pub const META_APPLIED_INDEX: &str = "applied_index";
 pub const META_APPLIED_TERM: &str = "applied_term";

@@ -43,6 +43,7 @@ pub struct Store {
     current: AtomicI64,
     pub(crate) compacted: AtomicI64,
     pub(crate) hub: std::sync::Mutex<crate::watch::Hub>,
+    pub(crate) leases: RwLock<crate::lease::Leases>,
     /// Whether any watch exists; writes collect events only then.
     pub(crate) watching: std::sync::atomic::AtomicBool,
 }
@@ -62,7 +63,11 @@ impl Store {
         tx.open_table(CLUSTER)?;
         tx.commit()?;
 
+        let tx = db.begin_write()?;
+        tx.open_table(crate::backend::LEASE)?;
+        tx.commit()?;
         let loaded = load_index(&db)?;
+        let leases = crate::lease::load(&db, loaded.key_lease)?;
         Ok(Store {
             db,
             path: path.to_path_buf(),
@@ -71,6 +76,7 @@ impl Store {
             compacted: AtomicI64::new(loaded.compacted),
             hub: Default::default(),
             watching: Default::default(),
+            leases: RwLock::new(leases),
         })
     }
 
@@ -152,18 +158,26 @@ pub(crate) struct Loaded {
     pub index: TreeIndex,
     pub current: i64,
     pub compacted: i64,
+    /// The lease each live key's latest version names.
+    pub key_lease: std::collections::HashMap<Vec<u8>, i64>,
 }
 
 /// The key index and revisions, rebuilt from every record in the backend.
 pub(crate) fn load_index(db: &Database) -> Result<Loaded, BackendError> {
     let mut index = TreeIndex::default();
     let mut current = 0;
+    let mut key_lease = std::collections::HashMap::new();
     let rx = db.begin_read()?;
     let kv = rx.open_table(KV)?;
     for item in kv.iter()? {
         let (k, v) = item?;
         let rev = Revision::from_backend_key(k.value());
         let rec = backend::decode_record(rev, v.value())?;
+        if rec.tombstone || rec.kv.lease == 0 {
+            key_lease.remove(&rec.kv.key);
+        } else {
+            key_lease.insert(rec.kv.key.clone(), rec.kv.lease);
+        }
         if rec.tombstone {
             index.tombstone(&rec.kv.key, rev);
         } else {
@@ -182,6 +196,7 @@ pub(crate) fn load_index(db: &Database) -> Result<Loaded, BackendError> {
         index,
         current: current.max(compacted).max(1),
         compacted,
+        key_lease,
     })
 }
 
@@ -205,9 +220,11 @@ impl WriteBatch<'_> {
     ) -> Result<T, StoreError> {
         let mut table = self.tx.open_table(KV).map_err(backend_err)?;
         let mut index = self.store.index.write().map_err(|_| poisoned())?;
+        let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
         let mut w = TxnWriter::new(
             &mut table,
             &mut index,
+            &mut leases,
             self.rev,
             self.store.compacted_revision(),
             self.store.watching.load(Ordering::Acquire),
@@ -216,6 +233,25 @@ impl WriteBatch<'_> {
         self.rev = w.rev();
         self.events.append(&mut w.events);
         Ok(out)
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        self.store
+    }
+
+    pub(crate) fn tx(&self) -> &WriteTransaction {
+        &self.tx
+    }
+
+    /// Deletes every key in `ranges` in one revision; returns the store's revision after.
+    pub(crate) fn delete_keys(&mut self, ranges: Vec<crate::KeyRange>) -> Result<i64, StoreError> {
+        self.with_writer(|w| {
+            for r in &ranges {
+                w.delete_keys(r)?;
+            }
+            Ok(())
+        })?;
+        Ok(self.rev)
     }
 
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse, StoreError> {

@@ -5,6 +5,7 @@ mod backend;
 mod index;
 mod key_index;
 mod kvstore;
+mod lease;
 mod revision;
 mod snapshot;
 mod txn;
@@ -13,6 +14,7 @@ mod watch;
 
 pub use backend::{BackendError, META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
 pub use kvstore::{Store, StoreError, WriteBatch};
+pub use lease::LeaseInfo;
 pub use revision::Revision;
 pub use snapshot::{SnapshotError, SnapshotPoint};
 pub use txn::is_read_only;

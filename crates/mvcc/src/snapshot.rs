@@ -2,7 +2,7 @@
 //! records from one read transaction, checked by a trailing CRC. Also the keyspace hash
 //! members compare (HashKV).
 
-use crate::backend::{BackendError, CLUSTER, KV, META, META_MEMBER_ID};
+use crate::backend::{BackendError, CLUSTER, KV, LEASE, META, META_MEMBER_ID};
 use crate::kvstore::{backend_err, Store, StoreError};
 use crate::Revision;
 use oxcd_api::EtcdError;
@@ -14,6 +14,7 @@ const END: u8 = 0;
 const TAG_KV: u8 = 1;
 const TAG_META: u8 = 2;
 const TAG_CLUSTER: u8 = 3;
+const TAG_LEASE: u8 = 4;
 
 /// The meta and cluster records a snapshot carried, as of its read transaction.
 #[derive(Debug, Default, Clone)]
@@ -107,6 +108,11 @@ impl Store {
                 .cluster
                 .push((k.value().to_string(), v.value().to_vec()));
         }
+        let lease = rx.open_table(LEASE).map_err(redb_err)?;
+        for item in lease.iter().map_err(redb_err)? {
+            let (k, v) = item.map_err(redb_err)?;
+            w.record(TAG_LEASE, &k.value().to_le_bytes(), v.value())?;
+        }
         let crc = w.crc.clone().finalize();
         w.inner.write_all(&[END])?;
         w.inner.write_all(&crc.to_le_bytes())?;
@@ -133,11 +139,13 @@ impl Store {
         tx.delete_table(KV).map_err(redb_err)?;
         tx.delete_table(META).map_err(redb_err)?;
         tx.delete_table(CLUSTER).map_err(redb_err)?;
+        tx.delete_table(LEASE).map_err(redb_err)?;
         let mut point = SnapshotPoint::default();
         {
             let mut kv = tx.open_table(KV).map_err(redb_err)?;
             let mut meta = tx.open_table(META).map_err(redb_err)?;
             let mut cluster = tx.open_table(CLUSTER).map_err(redb_err)?;
+            let mut lease = tx.open_table(LEASE).map_err(redb_err)?;
             if let Some(id) = member_id {
                 meta.insert(META_MEMBER_ID, id).map_err(redb_err)?;
             }
@@ -195,6 +203,14 @@ impl Store {
                             .map_err(redb_err)?;
                         point.cluster.push((name, value));
                     }
+                    TAG_LEASE => {
+                        let k: [u8; 8] = key
+                            .try_into()
+                            .map_err(|_| SnapshotError::Corrupt("lease key length"))?;
+                        lease
+                            .insert(i64::from_le_bytes(k), value.as_slice())
+                            .map_err(redb_err)?;
+                    }
                     _ => return Err(SnapshotError::Corrupt("unknown record tag")),
                 }
             }
@@ -205,6 +221,11 @@ impl Store {
         tx.commit().map_err(redb_err)?;
         let loaded = crate::kvstore::load_index(&self.db)?;
         *index = loaded.index;
+        let leases = crate::lease::load(&self.db, loaded.key_lease)?;
+        *self
+            .leases
+            .write()
+            .map_err(|_| crate::kvstore::poisoned())? = leases;
         self.publish_loaded(loaded.current, loaded.compacted);
         drop(index);
         self.hub

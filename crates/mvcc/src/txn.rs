@@ -114,6 +114,7 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
 pub(crate) struct TxnWriter<'t, 'i> {
     table: &'t mut Table<'i, u128, &'static [u8]>,
     index: &'t mut TreeIndex,
+    leases: &'t mut crate::lease::Leases,
     begin: i64,
     compacted: i64,
     changes: i64,
@@ -125,6 +126,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
     pub(crate) fn new(
         table: &'t mut Table<'i, u128, &'static [u8]>,
         index: &'t mut TreeIndex,
+        leases: &'t mut crate::lease::Leases,
         begin: i64,
         compacted: i64,
         collect_events: bool,
@@ -132,6 +134,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
         TxnWriter {
             table,
             index,
+            leases,
             begin,
             compacted,
             changes: 0,
@@ -182,6 +185,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
             )
             .map_err(backend_err)?;
         self.index.put(key, idx_rev);
+        self.leases.attach(key, lease);
         self.changes += 1;
         if self.collect_events {
             self.events.push(Event {
@@ -191,6 +195,10 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
             });
         }
         Ok(rev)
+    }
+
+    pub(crate) fn delete_keys(&mut self, keys: &KeyRange) -> Result<i64, StoreError> {
+        self.write_delete(keys)
     }
 
     fn write_delete(&mut self, keys: &KeyRange) -> Result<i64, StoreError> {
@@ -213,6 +221,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
                 )
                 .map_err(backend_err)?;
             self.index.tombstone(key, idx_rev);
+            self.leases.detach(key);
             self.changes += 1;
             if self.collect_events {
                 self.events.push(Event {
@@ -231,8 +240,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
 
     /// Refusals a put can meet; checked before anything is written.
     fn check_put(&self, req: &PutRequest) -> Result<(), StoreError> {
-        if req.lease != 0 {
-            // Leases do not exist yet in this store, so no lease ID can be found.
+        if req.lease != 0 && !self.leases.exists(req.lease) {
             return Err(EtcdError::LeaseNotFound.into());
         }
         if (req.ignore_value || req.ignore_lease) && self.get(&req.key)?.is_none() {
