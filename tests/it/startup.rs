@@ -159,8 +159,8 @@ async fn log_level_filters_what_is_logged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn methods_of_later_issues_answer_unimplemented_by_name() {
     use oxcd_api::etcdserverpb::{
-        auth_client::AuthClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
-        AuthEnableRequest, DefragmentRequest, LeaseGrantRequest,
+        auth_client::AuthClient, maintenance_client::MaintenanceClient, AuthEnableRequest,
+        DefragmentRequest,
     };
     let server = Server::start(Kind::Oxcd, &[]);
     server.ready().await;
@@ -169,9 +169,6 @@ async fn methods_of_later_issues_answer_unimplemented_by_name() {
         .connect()
         .await
         .expect("connect");
-    let lease = LeaseClient::new(ch.clone())
-        .lease_grant(LeaseGrantRequest { ttl: 5, id: 0 })
-        .await;
     let auth = AuthClient::new(ch.clone())
         .auth_enable(AuthEnableRequest {})
         .await;
@@ -179,7 +176,6 @@ async fn methods_of_later_issues_answer_unimplemented_by_name() {
         .defragment(DefragmentRequest {})
         .await;
     for (name, status) in [
-        ("Lease.LeaseGrant", lease.expect_err("not yet")),
         ("Auth.AuthEnable", auth.expect_err("not yet")),
         ("Maintenance.Defragment", defrag.expect_err("not yet")),
     ] {

@@ -2,6 +2,7 @@
 
 mod client;
 mod gofmt;
+mod lease;
 mod printer;
 mod txn;
 mod watch;
@@ -246,6 +247,26 @@ fn root() -> Command {
         .subcommand(endpoint)
         .subcommand(member)
         .subcommand(
+            Command::new("lease")
+                .about("Lease related commands")
+                .subcommand_required(true)
+                .subcommand(Command::new("grant").about("Creates leases").arg(Arg::new("args").num_args(0..).allow_negative_numbers(true)))
+                .subcommand(Command::new("revoke").about("Revokes leases").arg(Arg::new("args").num_args(0..)))
+                .subcommand(
+                    Command::new("timetolive")
+                        .about("Get lease information")
+                        .arg(Arg::new("args").num_args(0..))
+                        .arg(bool_flag("keys", "Get keys attached to this lease")),
+                )
+                .subcommand(Command::new("list").about("List all active leases"))
+                .subcommand(
+                    Command::new("keep-alive")
+                        .about("Keeps leases alive (renew)")
+                        .arg(Arg::new("args").num_args(0..))
+                        .arg(bool_flag("once", "Resets the keep-alive time to its original value and exits immediately")),
+                ),
+        )
+        .subcommand(
             Command::new("watch")
                 .about("Watches events stream on keys or prefixes")
                 .arg(Arg::new("args").num_args(0..))
@@ -264,7 +285,9 @@ fn root() -> Command {
 }
 
 fn args_of(m: &ArgMatches) -> Vec<String> {
-    m.get_many::<String>("args")
+    m.try_get_many::<String>("args")
+        .ok()
+        .flatten()
         .map(|v| v.cloned().collect())
         .unwrap_or_default()
 }
@@ -385,7 +408,7 @@ fn get_request(m: &ArgMatches, format: Format) -> Result<RangeRequest, CtlError>
     })
 }
 
-fn go_parse_int_error(s: &str) -> String {
+pub(crate) fn go_parse_int_error(s: &str) -> String {
     format!(
         "strconv.ParseInt: parsing {}: invalid syntax",
         gofmt::quote(s.as_bytes())
@@ -476,10 +499,10 @@ fn txn_op(words: &[String]) -> Result<RequestOp, String> {
     })
 }
 
-struct Globals {
+pub(crate) struct Globals {
     endpoints: Vec<String>,
     dial_timeout: Duration,
-    command_timeout: Duration,
+    pub(crate) command_timeout: Duration,
     printer: Printer,
     user: String,
     password: String,
@@ -629,6 +652,26 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
         "member" => member(&g, sm, out).await,
         "move-leader" => move_leader(&g, sm, out).await,
         "watch" => watch_cmd(&g, sm).await,
+        "lease" => {
+            let (sub, lm) = sm.subcommand().ok_or_else(|| err("no command".into()))?;
+            let flag_of = |name: &str| {
+                lm.try_get_one::<bool>(name)
+                    .ok()
+                    .flatten()
+                    .copied()
+                    .unwrap_or(false)
+            };
+            let args = args_of(lm);
+            // Argument errors come before any connection, as in etcdctl.
+            let c = connect(&g).await?;
+            match lease::run(&g, &c, sub, &args, flag_of("keys"), flag_of("once")).await {
+                Ok(text) => {
+                    out.stdout.push_str(&text);
+                    Ok(())
+                }
+                Err((code, msg)) => fail(code, msg),
+            }
+        }
         other => fail(EXIT_BAD_ARGS, format!("unknown command {other:?}")),
     }
 }

@@ -324,6 +324,16 @@ fn apply_one(
         Some(Request::Compaction(r)) => wb.compact(&r).map(Applied::Compacted),
         Some(Request::Publish(attrs)) => publish(wb, attrs).map(|_| Applied::Published),
         Some(Request::UpdateMember(m)) => update_member(wb, m),
+        Some(Request::LeaseGrant(g)) => {
+            wb.lease_grant(g.id, g.ttl).map(|_| Applied::LeaseGranted {
+                id: g.id,
+                ttl: g.ttl,
+            })
+        }
+        Some(Request::LeaseRevoke(r)) => wb.lease_revoke(r.id).map(Applied::LeaseRevoked),
+        Some(Request::LeaseCheckpoint(c)) => wb
+            .lease_checkpoint(c.id, c.remaining_ttl)
+            .map(|_| Applied::LeaseCheckpointed),
         None => Ok(Applied::Published),
     };
     match out {

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod config;
 pub mod h2_authority;
 pub mod ids;
+pub mod lessor;
 pub mod logging;
 pub mod membership;
 pub mod node;
@@ -528,6 +529,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         "enabled capabilities for version 3.5"
     );
 
+    let lessor = Arc::new(lessor::Lessor::new(
+        config.heartbeat_interval_ms,
+        config.election_timeout_ms,
+    ));
+    tokio::spawn(lessor.clone().run(server.clone()));
     let limit = config.max_request_bytes as usize + 512 * 1024;
     // Stream IDs are shared by every client listener: watches are keyed by them.
     let watch_streams = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -550,7 +556,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 .max_decoding_message_size(limit),
             )
             .add_service(
-                LeaseServer::new(services::later::LeaseService).max_decoding_message_size(limit),
+                LeaseServer::new(services::lease::LeaseService {
+                    server: s.clone(),
+                    lessor: lessor.clone(),
+                })
+                .max_decoding_message_size(limit),
             )
             .add_service(
                 ClusterServer::new(services::cluster::ClusterService { server: s.clone() })

@@ -30,6 +30,13 @@ pub enum Applied {
     /// Compaction done; the store's revision then.
     Compacted(i64),
     Published,
+    LeaseGranted {
+        id: i64,
+        ttl: i64,
+    },
+    /// A lease revoked (with its keys); the store's revision after.
+    LeaseRevoked(i64),
+    LeaseCheckpointed,
     /// A membership change: the member it concerned (gone if removed), everyone after it.
     Members {
         member: Option<Member>,
@@ -147,6 +154,16 @@ impl EtcdServer {
     /// Completes a header the store made (revision only) with this member's identity.
     pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
         *header = self.header(header.map_or(0, |h| h.revision));
+    }
+
+    /// A new lease ID: positive, unique across members (etcd's request ID generator).
+    pub fn new_lease_id(&self) -> i64 {
+        loop {
+            let id = (self.next_id.fetch_add(1, Ordering::Relaxed) & (i64::MAX as u64)) as i64;
+            if id != 0 {
+                return id;
+            }
+        }
     }
 
     pub fn is_learner(&self) -> bool {

@@ -1,54 +1,12 @@
-//! Services whose every method comes with a later issue. They answer `Unimplemented` with
+//! Services whose every method comes with a later issue (Auth). They answer `Unimplemented` with
 //! the method's name, never a fake success.
 
 use crate::services::maintenance::not_yet;
 use oxcd_api::etcdserverpb::auth_server::Auth;
-use oxcd_api::etcdserverpb::lease_server::Lease;
 use oxcd_api::etcdserverpb::*;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
-pub struct LeaseService;
 pub struct AuthService;
-
-type Empty<T> = futures::stream::Empty<Result<T, Status>>;
-
-#[tonic::async_trait]
-impl Lease for LeaseService {
-    async fn lease_grant(
-        &self,
-        _r: Request<LeaseGrantRequest>,
-    ) -> Result<Response<LeaseGrantResponse>, Status> {
-        Err(not_yet("Lease.LeaseGrant", "watch and lease issue"))
-    }
-
-    async fn lease_revoke(
-        &self,
-        _r: Request<LeaseRevokeRequest>,
-    ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        Err(not_yet("Lease.LeaseRevoke", "watch and lease issue"))
-    }
-
-    async fn lease_time_to_live(
-        &self,
-        _r: Request<LeaseTimeToLiveRequest>,
-    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        Err(not_yet("Lease.LeaseTimeToLive", "watch and lease issue"))
-    }
-
-    async fn lease_leases(
-        &self,
-        _r: Request<LeaseLeasesRequest>,
-    ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        Err(not_yet("Lease.LeaseLeases", "watch and lease issue"))
-    }
-    type LeaseKeepAliveStream = Empty<LeaseKeepAliveResponse>;
-    async fn lease_keep_alive(
-        &self,
-        _r: Request<Streaming<LeaseKeepAliveRequest>>,
-    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        Err(not_yet("Lease.LeaseKeepAlive", "watch and lease issue"))
-    }
-}
 
 #[tonic::async_trait]
 impl Auth for AuthService {

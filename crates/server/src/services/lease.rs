@@ -1,0 +1,206 @@
+//! etcd's Lease service. Grant and revoke go through raft; keep-alive and time-to-live are
+//! answered by the leader, which alone keeps deadlines, so a follower hands them to it.
+
+use crate::lessor::{Lessor, MAX_TTL};
+use crate::server::{Applied, EtcdServer};
+use oxcd_api::etcdserverpb::lease_client::LeaseClient;
+use oxcd_api::etcdserverpb::lease_server::Lease;
+use oxcd_api::etcdserverpb::*;
+use oxcd_api::oxcdpb::internal_request::Request as Internal;
+use oxcd_api::EtcdError;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct LeaseService {
+    pub server: Arc<EtcdServer>,
+    pub lessor: Arc<Lessor>,
+}
+
+type KeepAliveStream =
+    Pin<Box<dyn futures::Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+impl LeaseService {
+    fn is_leader(&self) -> bool {
+        self.server.raft.is_leader.load(Ordering::Acquire)
+    }
+
+    /// A client for the leader's client URL.
+    async fn leader(&self) -> Result<LeaseClient<Channel>, Status> {
+        let leader = self.server.raft.leader.load(Ordering::Acquire);
+        let url = self
+            .server
+            .members
+            .borrow()
+            .members
+            .iter()
+            .find(|m| m.id == leader)
+            .and_then(|m| m.client_ur_ls.first().cloned())
+            .ok_or(EtcdError::NoLeader)?;
+        let channel = Channel::from_shared(url)
+            .map_err(|_| EtcdError::NoLeader)?
+            .connect_timeout(self.server.election_timeout)
+            .connect()
+            .await
+            .map_err(|_| EtcdError::NoLeader)?;
+        Ok(LeaseClient::new(channel))
+    }
+
+    async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+        if self.is_leader() {
+            let ttl = self.lessor.renew(&self.server, id).unwrap_or(0);
+            return Ok(LeaseKeepAliveResponse {
+                header: self.server.header(self.server.store.current_revision()),
+                id,
+                ttl,
+            });
+        }
+        let mut leader = self.leader().await?;
+        let mut responses = leader
+            .lease_keep_alive(futures::stream::iter([LeaseKeepAliveRequest { id }]))
+            .await?
+            .into_inner();
+        responses
+            .message()
+            .await?
+            .ok_or_else(|| EtcdError::NoLeader.into())
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        r: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut r = r.into_inner();
+        self.server.refuse_learner()?;
+        if r.ttl > MAX_TTL {
+            return Err(EtcdError::LeaseTtlTooLarge.into());
+        }
+        if r.id == 0 {
+            r.id = self.server.new_lease_id();
+        }
+        r.ttl = r.ttl.max(self.lessor.min_ttl);
+        match self.server.propose(Internal::LeaseGrant(r)).await? {
+            Applied::LeaseGranted { id, ttl } => {
+                if self.is_leader() {
+                    // The deadline starts now, not at the lessor's next look.
+                    self.lessor.renew(&self.server, id);
+                }
+                Ok(Response::new(LeaseGrantResponse {
+                    header: self.server.header(self.server.store.current_revision()),
+                    id,
+                    ttl,
+                    error: String::new(),
+                }))
+            }
+            other => Err(Status::internal(format!(
+                "oxcd: unexpected apply result {other:?}"
+            ))),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        r: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        self.server.refuse_learner()?;
+        match self
+            .server
+            .propose(Internal::LeaseRevoke(r.into_inner()))
+            .await?
+        {
+            Applied::LeaseRevoked(rev) => Ok(Response::new(LeaseRevokeResponse {
+                header: self.server.header(rev),
+            })),
+            other => Err(Status::internal(format!(
+                "oxcd: unexpected apply result {other:?}"
+            ))),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        r: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut incoming = r.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let this = LeaseService {
+            server: self.server.clone(),
+            lessor: self.lessor.clone(),
+        };
+        tokio::spawn(async move {
+            while let Ok(Some(req)) = incoming.message().await {
+                let answer = this.keep_alive_once(req.id).await;
+                let failed = answer.is_err();
+                if tx.send(answer).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        r: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let r = r.into_inner();
+        if !self.is_leader() {
+            let mut leader = self.leader().await?;
+            let mut resp = leader.lease_time_to_live(r).await?.into_inner();
+            // Answered for this member: its identity in the header.
+            self.server.fill_header(&mut resp.header);
+            return Ok(Response::new(resp));
+        }
+        let header = self.server.header(self.server.store.current_revision());
+        let Some(lease) = self.server.store.lease(r.id) else {
+            // As etcd: an unknown (or expired) lease has TTL -1, not an error.
+            return Ok(Response::new(LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: vec![],
+            }));
+        };
+        let ttl = self.lessor.remaining(r.id).unwrap_or(lease.ttl);
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header,
+            id: r.id,
+            ttl,
+            granted_ttl: lease.ttl,
+            keys: if r.keys {
+                lease.keys.into_iter().collect()
+            } else {
+                vec![]
+            },
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _r: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let mut ids: Vec<i64> = self
+            .server
+            .store
+            .lease_list()
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        ids.sort_unstable();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: self.server.header(self.server.store.current_revision()),
+            leases: ids.into_iter().map(|id| LeaseStatus { id }).collect(),
+        }))
+    }
+}
