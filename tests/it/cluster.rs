@@ -342,15 +342,17 @@ async fn partitions_refuse_the_minority_keep_the_majority_and_stay_linearizable(
         .expect("majority write");
     progress(10).await;
     c.heal();
-    eventually(
-        "isolated follower serves again",
-        Duration::from_secs(30),
-        || {
-            let c = c.clone();
-            async move { c.get(f, "majority").await.ok().flatten().as_deref() == Some("1") }
-        },
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.get(f, "majority").await.ok().flatten().as_deref() != Some("1") {
+        if Instant::now() > deadline {
+            let mut states = Vec::new();
+            for i in 0..3 {
+                states.push(c.status(i).await);
+            }
+            panic!("isolated follower {f} does not serve again after healing: {states:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The leader cut off: the other two elect a new one and go on.
     let leader = c.wait_leader(Duration::from_secs(10)).await;
@@ -933,4 +935,184 @@ async fn watchers_on_followers_see_every_event_once_across_a_leader_kill() {
         }
     }
     assert_eq!(watches, 100);
+}
+
+/// Keeps `ids` alive through member `url` every second until `stop`, reopening the stream
+/// when it breaks (a follower hands keep-alives to the leader, which may be gone). Returns
+/// the leases ever reported expired.
+async fn keep_alive_loop(url: String, ids: Vec<i64>, stop: Arc<AtomicBool>) -> Vec<i64> {
+    use oxcd_api::etcdserverpb::lease_client::LeaseClient;
+    use oxcd_api::etcdserverpb::LeaseKeepAliveRequest;
+    let mut expired = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        let Ok(ch) = tonic::transport::Channel::from_shared(url.clone())
+            .expect("url")
+            .connect()
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(ids.len() + 1);
+        let Ok(resp) = LeaseClient::new(ch)
+            .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut answers = resp.into_inner();
+        'stream: while !stop.load(Ordering::Acquire) {
+            for id in &ids {
+                if tx.send(LeaseKeepAliveRequest { id: *id }).await.is_err() {
+                    break 'stream;
+                }
+            }
+            for _ in &ids {
+                match tokio::time::timeout(Duration::from_secs(3), answers.message()).await {
+                    Ok(Ok(Some(r))) if r.ttl <= 0 => expired.push(r.id),
+                    Ok(Ok(Some(_))) => {}
+                    _ => break 'stream,
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    expired
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_outlive_a_leader_kill_and_an_expired_one_goes_at_one_revision_everywhere() {
+    use oxcd_api::etcdserverpb::lease_client::LeaseClient;
+    use oxcd_api::etcdserverpb::watch_client::WatchClient;
+    use oxcd_api::etcdserverpb::watch_request::RequestUnion;
+    use oxcd_api::etcdserverpb::{
+        LeaseGrantRequest, LeaseTimeToLiveRequest, RangeRequest, WatchCreateRequest, WatchRequest,
+    };
+    let mut c = Cluster::start(Spec::new(3)).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let ch = tonic::transport::Channel::from_shared(c.url(followers[0]))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut leases = LeaseClient::new(ch);
+    let mut kv = c.kv(followers[0]).await;
+    for id in 1..=100 {
+        leases
+            .lease_grant(LeaseGrantRequest { id, ttl: 5 })
+            .await
+            .expect("grant");
+        kv.put(PutRequest {
+            key: format!("l/{id:03}").into_bytes(),
+            value: b"v".to_vec(),
+            lease: id,
+            ..Default::default()
+        })
+        .await
+        .expect("put");
+    }
+    leases
+        .lease_grant(LeaseGrantRequest { id: 1000, ttl: 3 })
+        .await
+        .expect("grant");
+    for k in 0..3 {
+        kv.put(PutRequest {
+            key: format!("d/{k}").into_bytes(),
+            value: b"v".to_vec(),
+            lease: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("put");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let keepers: Vec<_> = followers
+        .iter()
+        .enumerate()
+        .map(|(n, &f)| {
+            let ids: Vec<i64> = (1..=100).filter(|id| id % 2 == n as i64).collect();
+            tokio::spawn(keep_alive_loop(c.url(f), ids, stop.clone()))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.members[leader].server.kill9();
+    c.wait_leader(Duration::from_millis(3 * ELECTION_MS)).await;
+    // Longer than a TTL plus an election timeout after the failover.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let ttl = leases
+        .lease_time_to_live(LeaseTimeToLiveRequest { id: 7, keys: true })
+        .await
+        .expect("ttl through a follower")
+        .into_inner();
+    assert!(
+        ttl.ttl > 0 && ttl.keys == vec![b"l/007".to_vec()],
+        "{ttl:?}"
+    );
+    stop.store(true, Ordering::Release);
+    for k in keepers {
+        let expired = k.await.expect("keeper");
+        assert!(
+            expired.is_empty(),
+            "leases expired while kept alive: {expired:?}"
+        );
+    }
+    let mut deleted_at = Vec::new();
+    for &f in &followers {
+        let mut kv = c.kv(f).await;
+        let held = kv
+            .range(RangeRequest {
+                key: b"l/".to_vec(),
+                range_end: b"l0".to_vec(),
+                count_only: true,
+                ..Default::default()
+            })
+            .await
+            .expect("range")
+            .into_inner();
+        assert_eq!(held.count, 100, "member {f}: no kept-alive lease expired");
+        // The expired lease's keys went in one revision.
+        let ch = tonic::transport::Channel::from_shared(c.url(f))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"d/".to_vec(),
+                range_end: b"d0".to_vec(),
+                start_revision: 1,
+                ..Default::default()
+            })),
+        })
+        .await
+        .expect("send");
+        let mut stream = WatchClient::new(ch)
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("watch")
+            .into_inner();
+        let mut deletes = Vec::new();
+        while deletes.len() < 3 {
+            let r = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .expect("events")
+                .expect("stream")
+                .expect("open");
+            deletes.extend(
+                r.events
+                    .iter()
+                    .filter(|e| e.r#type == 1)
+                    .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision)),
+            );
+        }
+        assert!(deletes.iter().all(|r| *r == deletes[0]), "{deletes:?}");
+        deleted_at.push(deletes[0]);
+    }
+    assert_eq!(
+        deleted_at[0], deleted_at[1],
+        "the same revision on every member"
+    );
 }

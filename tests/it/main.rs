@@ -5,5 +5,6 @@ mod cluster;
 mod crash;
 mod differential;
 mod etcdctl;
+mod lease;
 mod startup;
 mod watch;

@@ -1,0 +1,226 @@
+//! Leases against real etcd, and across a leader kill in a cluster.
+
+use oxcd_api::etcdserverpb::lease_client::LeaseClient;
+use oxcd_api::etcdserverpb::*;
+use oxcd_tests::{Kind, Server};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+async fn lease_client(url: &str) -> LeaseClient<Channel> {
+    LeaseClient::new(
+        Channel::from_shared(url.to_string())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect"),
+    )
+}
+
+fn outcome<T: std::fmt::Debug>(
+    r: Result<tonic::Response<T>, tonic::Status>,
+    show: impl Fn(&T) -> String,
+) -> String {
+    match r {
+        Ok(r) => show(r.get_ref()),
+        Err(e) => format!("error {:?} {}", e.code(), e.message()),
+    }
+}
+
+fn put(key: &str, lease: i64) -> PutRequest {
+    PutRequest {
+        key: key.into(),
+        value: b"v".to_vec(),
+        lease,
+        ..Default::default()
+    }
+}
+
+/// The same lease calls against a server; each answer as text (IDs chosen by the script,
+/// so both servers see the same ones).
+async fn script(server: &Server) -> Vec<String> {
+    let mut kv = server.ready().await;
+    let mut leases = lease_client(&server.url()).await;
+    let mut out = Vec::new();
+    let grant = |id: i64, ttl: i64| LeaseGrantRequest { id, ttl };
+    let show_grant = |r: &LeaseGrantResponse| format!("granted {:x} ttl {}", r.id, r.ttl);
+    out.push(outcome(
+        leases.lease_grant(grant(0x10, 1)).await,
+        show_grant,
+    ));
+    out.push(outcome(
+        leases.lease_grant(grant(0x11, 9_000_000_001)).await,
+        show_grant,
+    ));
+    out.push(outcome(
+        leases.lease_grant(grant(0x10, 30)).await,
+        show_grant,
+    ));
+    out.push(outcome(
+        leases.lease_grant(grant(0x12, 60)).await,
+        show_grant,
+    ));
+    let rev = |r: &PutResponse| format!("put rev {}", r.header.map_or(0, |h| h.revision));
+    out.push(outcome(kv.put(put("k1", 0x12)).await, rev));
+    out.push(outcome(kv.put(put("k2", 0x12)).await, rev));
+    out.push(outcome(kv.put(put("k3", 0x99)).await, rev));
+    out.push(outcome(kv.put(put("short", 0x10)).await, rev));
+    let keep = PutRequest {
+        key: b"k2".to_vec(),
+        value: b"v2".to_vec(),
+        ignore_lease: true,
+        ..Default::default()
+    };
+    out.push(outcome(kv.put(keep).await, rev));
+    let ttl = leases
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: 0x12,
+            keys: true,
+        })
+        .await
+        .expect("ttl")
+        .into_inner();
+    assert!((58..=60).contains(&ttl.ttl), "remaining {}", ttl.ttl);
+    out.push(format!(
+        "ttl granted {} keys {:?}",
+        ttl.granted_ttl, ttl.keys
+    ));
+    let mut ids: Vec<i64> = leases
+        .lease_leases(LeaseLeasesRequest {})
+        .await
+        .expect("leases")
+        .into_inner()
+        .leases
+        .iter()
+        .map(|l| l.id)
+        .collect();
+    ids.sort_unstable();
+    out.push(format!("leases {ids:x?}"));
+    let mut ka = leases
+        .lease_keep_alive(futures::stream::iter([LeaseKeepAliveRequest { id: 0x12 }]))
+        .await
+        .expect("keep-alive")
+        .into_inner();
+    let r = ka.message().await.expect("answer").expect("one");
+    out.push(format!("keepalive {:x} ttl {}", r.id, r.ttl));
+    let revoke =
+        |r: &LeaseRevokeResponse| format!("revoked at {}", r.header.map_or(0, |h| h.revision));
+    out.push(outcome(
+        leases.lease_revoke(LeaseRevokeRequest { id: 0x12 }).await,
+        revoke,
+    ));
+    out.push(outcome(
+        leases.lease_revoke(LeaseRevokeRequest { id: 0x12 }).await,
+        revoke,
+    ));
+    let gone = leases
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: 0x12,
+            keys: true,
+        })
+        .await
+        .expect("ttl")
+        .into_inner();
+    out.push(format!(
+        "after revoke ttl {} granted {}",
+        gone.ttl, gone.granted_ttl
+    ));
+    let range = |key: &str| RangeRequest {
+        key: key.into(),
+        range_end: oxcd_api::prefix_end(key.as_bytes()),
+        ..Default::default()
+    };
+    let left = kv.range(range("k")).await.expect("range").into_inner();
+    out.push(format!("k* left {}", left.count));
+    // Lease 0x10 (2 s, the minimum) expires by itself and takes "short" with it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = kv.range(range("short")).await.expect("range").into_inner();
+        if r.count == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lease 0x10 never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out.push("short expired".into());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_answers_match_etcd() {
+    let etcd = Server::start(Kind::Etcd, &[]);
+    let oxcd = Server::start(Kind::Oxcd, &[]);
+    let (theirs, ours) = tokio::join!(script(&etcd), script(&oxcd));
+    assert_eq!(theirs, ours);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_and_oxcdctl_lease_commands_print_the_same() {
+    use oxcd_tests::{bin, run_tool, system_bin};
+    let oxcd = Server::start(Kind::Oxcd, &[]);
+    oxcd.ready().await;
+    let ep = format!("--endpoints={}", oxcd.endpoint());
+    let mut leases = lease_client(&oxcd.url()).await;
+    leases
+        .lease_grant(LeaseGrantRequest {
+            id: 0xabc,
+            ttl: 100,
+        })
+        .await
+        .expect("grant");
+    let mut kv = oxcd.ready().await;
+    kv.put(put("held", 0xabc)).await.expect("put");
+    for args in [
+        vec!["lease", "timetolive", "abc", "--keys"],
+        vec!["lease", "timetolive", "123"],
+        vec!["lease", "list"],
+        vec!["lease", "keep-alive", "--once", "abc"],
+        vec!["lease", "keep-alive", "--once", "123"],
+        vec!["lease", "grant"],
+        vec!["lease", "grant", "x"],
+        vec!["lease", "revoke", "zz"],
+        vec!["lease", "revoke", "123"],
+        vec!["put", "k", "v", "--lease=123"],
+    ] {
+        let mut a = vec![ep.clone()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let theirs = run_tool(&system_bin("etcdctl"), &a, None);
+        let ours = run_tool(&bin("oxcdctl"), &a, None);
+        // etcdctl's client logs its retries on stderr; the last line is the error.
+        let last = |s: &str| s.lines().last().unwrap_or("").to_string();
+        assert_eq!(
+            (theirs.0, last(&theirs.1), theirs.2),
+            (ours.0, last(&ours.1), ours.2),
+            "{args:?}"
+        );
+    }
+    // Revoking changes state: each tool revokes a lease of its own.
+    leases
+        .lease_grant(LeaseGrantRequest {
+            id: 0xdef,
+            ttl: 100,
+        })
+        .await
+        .expect("grant");
+    let revoke = |tool: &std::path::Path, id: &str| {
+        run_tool(
+            tool,
+            &[ep.clone(), "lease".into(), "revoke".into(), id.into()],
+            None,
+        )
+    };
+    let theirs = revoke(&system_bin("etcdctl"), "abc");
+    let ours = revoke(&bin("oxcdctl"), "def");
+    assert_eq!(theirs.0.replace("abc", "def"), ours.0);
+    assert_eq!(
+        ours,
+        ("lease 0000000000000def revoked\n".into(), String::new(), 0)
+    );
+    let again = revoke(&bin("oxcdctl"), "def");
+    assert_eq!(
+        (again.1.trim_end(), again.2),
+        (
+            "Error: failed to revoke lease (etcdserver: requested lease not found)",
+            1
+        )
+    );
+}
