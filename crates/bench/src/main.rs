@@ -4,6 +4,7 @@
 
 mod load;
 mod servers;
+mod watchlease;
 
 use clap::{Args, Parser, Subcommand};
 use load::{LoadSpec, Op, Report};

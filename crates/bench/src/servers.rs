@@ -27,6 +27,20 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
+    fn endpoint_list(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint.clone()).collect()
+    }
+
+    /// The largest member's resident memory now, in MiB.
+    fn rss_now(&self) -> f64 {
+        self.members
+            .iter()
+            .map(|m| status_kb(m.child.id(), "VmRSS:"))
+            .max()
+            .unwrap_or(0) as f64
+            / 1024.0
+    }
+
     /// Every member's client endpoint, comma separated.
     fn endpoints(&self) -> String {
         self.members
@@ -168,18 +182,23 @@ async fn failover(cluster: &mut Cluster) -> Result<Duration, String> {
     }
 }
 
-/// Peak resident memory (VmHWM) of a process, in bytes.
-fn peak_rss(pid: u32) -> u64 {
+/// A /proc/PID/status figure in KiB (VmHWM: peak resident memory, VmRSS: now).
+fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
                 l.split_whitespace()
                     .nth(1)
                     .and_then(|v| v.parse::<u64>().ok())
             })
         })
-        .map_or(0, |kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Peak resident memory (VmHWM) of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    status_kb(pid, "VmHWM:") * 1024
 }
 
 struct Row {
@@ -296,6 +315,43 @@ pub async fn compare(
         higher_is_better: false,
     });
 
+    let mut fan = Vec::new();
+    let mut keep = Vec::new();
+    let mut idle = Vec::new();
+    for s in &servers {
+        let eps = s.endpoint_list();
+        eprintln!("{}: watch fan-out", s.name);
+        fan.push(crate::watchlease::watch_fan_out(&eps, 200).await?);
+        eprintln!("{}: lease keep-alive", s.name);
+        keep.push(crate::watchlease::lease_keep_alive(&eps, 16, total).await?);
+        eprintln!("{}: idle watchers", s.name);
+        let before = s.rss_now();
+        let watchers = crate::watchlease::idle_watchers(&eps).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        idle.push(s.rss_now() - before);
+        drop(watchers);
+    }
+    rows.push(Row {
+        name: "watch fan-out, 1000 watchers".into(),
+        unit: "events/s",
+        oxcd: fan[0],
+        etcd: fan[1],
+        higher_is_better: true,
+    });
+    rows.push(Row {
+        name: "lease keep-alive, 16 streams".into(),
+        unit: "req/s",
+        oxcd: keep[0],
+        etcd: keep[1],
+        higher_is_better: true,
+    });
+    rows.push(Row {
+        name: "RSS added by 10,000 idle watchers".into(),
+        unit: "MiB",
+        oxcd: idle[0],
+        etcd: idle[1],
+        higher_is_better: false,
+    });
     if members > 1 {
         let mut times = Vec::new();
         for s in &mut servers {

@@ -559,6 +559,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 LeaseServer::new(services::lease::LeaseService {
                     server: s.clone(),
                     lessor: lessor.clone(),
+                    leader_channel: Arc::default(),
                 })
                 .max_decoding_message_size(limit),
             )

@@ -18,6 +18,8 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct LeaseService {
     pub server: Arc<EtcdServer>,
     pub lessor: Arc<Lessor>,
+    /// The connection to the leader's client URL, kept while it leads.
+    pub leader_channel: Arc<std::sync::Mutex<Option<(u64, Channel)>>>,
 }
 
 type KeepAliveStream =
@@ -28,9 +30,17 @@ impl LeaseService {
         self.server.raft.is_leader.load(Ordering::Acquire)
     }
 
-    /// A client for the leader's client URL.
+    /// A client for the leader's client URL (one connection, reused while it leads).
     async fn leader(&self) -> Result<LeaseClient<Channel>, Status> {
         let leader = self.server.raft.leader.load(Ordering::Acquire);
+        let cached = self.leader_channel.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(id, _)| *id == leader)
+                .map(|(_, ch)| ch.clone())
+        });
+        if let Some(ch) = cached {
+            return Ok(LeaseClient::new(ch));
+        }
         let url = self
             .server
             .members
@@ -46,6 +56,9 @@ impl LeaseService {
             .connect()
             .await
             .map_err(|_| EtcdError::NoLeader)?;
+        if let Ok(mut c) = self.leader_channel.lock() {
+            *c = Some((leader, channel.clone()));
+        }
         Ok(LeaseClient::new(channel))
     }
 
@@ -134,6 +147,7 @@ impl Lease for LeaseService {
         let this = LeaseService {
             server: self.server.clone(),
             lessor: self.lessor.clone(),
+            leader_channel: self.leader_channel.clone(),
         };
         tokio::spawn(async move {
             while let Ok(Some(req)) = incoming.message().await {
