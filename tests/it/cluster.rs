@@ -33,6 +33,43 @@ where
     }
 }
 
+/// A watch stream on member `i` carrying etcd's require-leader header.
+async fn require_leader_watch(
+    c: &Cluster,
+    i: usize,
+) -> tonic::Streaming<oxcd_api::etcdserverpb::WatchResponse> {
+    use oxcd_api::etcdserverpb::watch_client::WatchClient;
+    use oxcd_api::etcdserverpb::watch_request::RequestUnion;
+    use oxcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
+    let ch = tonic::transport::Channel::from_shared(c.url(i))
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let first = WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b"anything".to_vec(),
+            ..Default::default()
+        })),
+    };
+    let mut request = tonic::Request::new(futures::StreamExt::chain(
+        futures::stream::iter([first]),
+        futures::stream::pending(),
+    ));
+    request.metadata_mut().insert(
+        "hasleader",
+        tonic::metadata::MetadataValue::from_static("true"),
+    );
+    let mut stream = WatchClient::new(ch)
+        .watch(request)
+        .await
+        .expect("watch")
+        .into_inner();
+    let created = stream.message().await.expect("answer").expect("created");
+    assert!(created.created);
+    stream
+}
+
 /// A member without a quorum answers a write or linearizable read with etcd's error.
 async fn assert_refused(c: &Cluster, i: usize) {
     let mut kv = c.patient_kv(i).await;
@@ -335,8 +372,25 @@ async fn partitions_refuse_the_minority_keep_the_majority_and_stay_linearizable(
     // A follower cut off: it refuses, the majority serves, healing brings it back.
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let f = (leader + 1) % 3;
+    let mut leader_required = require_leader_watch(&c, f).await;
     c.isolate(f);
     assert_refused(&c, f).await;
+    // A watch that requires a leader (as etcdctl's do) is cut off with etcd's error.
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match leader_required.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the leader-requiring watch ends");
+    let status = ended.expect_err("ends with an error");
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unavailable, "etcdserver: no leader")
+    );
     c.put(leader, "majority", "1")
         .await
         .expect("majority write");

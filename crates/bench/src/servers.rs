@@ -325,10 +325,9 @@ pub async fn compare(
         eprintln!("{}: lease keep-alive", s.name);
         keep.push(crate::watchlease::lease_keep_alive(&eps, 16, total).await?);
         eprintln!("{}: idle watchers", s.name);
-        let before = s.rss_now();
         let watchers = crate::watchlease::idle_watchers(&eps).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        idle.push(s.rss_now() - before);
+        idle.push(s.rss_now());
         drop(watchers);
     }
     rows.push(Row {
@@ -346,7 +345,7 @@ pub async fn compare(
         higher_is_better: true,
     });
     rows.push(Row {
-        name: "RSS added by 10,000 idle watchers".into(),
+        name: "RSS with 10,000 idle watchers".into(),
         unit: "MiB",
         oxcd: idle[0],
         etcd: idle[1],

@@ -71,6 +71,15 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        // etcd's clients ask, with this header, to be cut off when the member loses its
+        // leader (so they move to a member that has one).
+        let require_leader = request
+            .metadata()
+            .get("hasleader")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        if require_leader && self.server.raft.leader.load(Ordering::Acquire) == 0 {
+            return Err(oxcd_api::EtcdError::NoLeader.into());
+        }
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (out_tx, out_rx) = mpsc::channel::<WatchResponse>(RESPONSE_BUFFER);
         let (ev_tx, ev_rx) = mpsc::channel::<WatchBatch>(EVENT_BUFFER);
@@ -87,16 +96,53 @@ impl Watch for WatchService {
             out_tx.clone(),
             self.progress_interval,
         ));
-        tokio::spawn(async move {
+        let (fail_tx, fail_rx) = mpsc::channel::<Status>(1);
+        let receiver = tokio::spawn(async move {
             recv_loop(&server, stream_id, &state, incoming, &out_tx, sink).await;
             // The client is gone (or sent garbage): its watches end with it.
             server.store.cancel_stream(stream_id);
             sender.abort();
         });
-        let out = tokio_stream::wrappers::ReceiverStream::new(out_rx);
-        Ok(Response::new(Box::pin(tokio_stream::StreamExt::map(
-            out, Ok,
+        if require_leader {
+            tokio::spawn(monitor_leader(
+                self.server.clone(),
+                stream_id,
+                receiver,
+                fail_tx,
+            ));
+        }
+        let out =
+            tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(out_rx), Ok);
+        let fail =
+            tokio_stream::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(fail_rx), Err);
+        Ok(Response::new(Box::pin(tokio_stream::StreamExt::merge(
+            out, fail,
         ))))
+    }
+}
+
+/// As etcd's monitorLeader: a stream that requires a leader ends with "etcdserver: no
+/// leader" once its member has had none for more than 3 election timeouts.
+async fn monitor_leader(
+    server: Arc<EtcdServer>,
+    stream_id: u64,
+    receiver: tokio::task::JoinHandle<()>,
+    fail: mpsc::Sender<Status>,
+) {
+    let mut leaderless = 0;
+    while !receiver.is_finished() {
+        tokio::time::sleep(server.election_timeout).await;
+        if server.raft.leader.load(Ordering::Acquire) == 0 {
+            leaderless += 1;
+        } else {
+            leaderless = 0;
+        }
+        if leaderless > 3 {
+            receiver.abort();
+            server.store.cancel_stream(stream_id);
+            let _ = fail.send(oxcd_api::EtcdError::NoLeader.into()).await;
+            return;
+        }
     }
 }
 
