@@ -403,7 +403,15 @@ async fn partitions_refuse_the_minority_keep_the_majority_and_stay_linearizable(
             for i in 0..3 {
                 states.push(c.status(i).await);
             }
-            panic!("isolated follower {f} does not serve again after healing: {states:?}");
+            let transport: Vec<String> = c.members[f]
+                .server
+                .log()
+                .lines()
+                .filter(|l| !l.contains("logging.rs"))
+                .map(str::to_string)
+                .collect();
+            let tail = transport[transport.len().saturating_sub(40)..].join("\n");
+            panic!("isolated follower {f} does not serve again after healing: {states:?}\n{tail}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

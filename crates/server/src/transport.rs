@@ -137,6 +137,11 @@ impl Transport {
         }
     }
 
+    /// How long a handshake or a batch may take before the connection counts as dead.
+    fn stall_limit(&self) -> Duration {
+        (self.keepalive * 10).max(Duration::from_secs(2))
+    }
+
     async fn connect(&self, url: &str) -> Result<Channel, tonic::transport::Error> {
         let source = self.source_ip;
         let endpoint = Endpoint::from_shared(url.to_string())?
@@ -165,7 +170,12 @@ impl Transport {
         loop {
             let url = &urls[attempt % urls.len()];
             attempt += 1;
-            let channel = match self.connect(url).await {
+            // The TCP connect has its own timeout; this bounds the HTTP/2 handshake too.
+            let connected_channel = tokio::time::timeout(self.stall_limit(), self.connect(url))
+                .await
+                .map_err(|_| "handshake timed out".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            let channel = match connected_channel {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::debug!(remote_peer_id = %peer, error = %e, "peer unreachable");
@@ -211,8 +221,15 @@ impl Transport {
                             continue;
                         }
                         let batch = RaftBatch { cluster_id: self.cluster_id.0, from: self.me.0, messages };
-                        if tx.send(batch).await.is_err() {
-                            break;
+                        // A stream that stops taking batches is dead even if TCP has not
+                        // noticed: start over on a new connection.
+                        match tokio::time::timeout(self.stall_limit(), tx.send(batch)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break,
+                            Err(_) => {
+                                tracing::warn!(remote_peer_id = %peer, "peer stream stalled; reconnecting");
+                                break;
+                            }
                         }
                     }
                 }
