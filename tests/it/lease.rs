@@ -80,10 +80,10 @@ async fn script(server: &Server) -> Vec<String> {
         .expect("ttl")
         .into_inner();
     assert!((58..=60).contains(&ttl.ttl), "remaining {}", ttl.ttl);
-    out.push(format!(
-        "ttl granted {} keys {:?}",
-        ttl.granted_ttl, ttl.keys
-    ));
+    // etcd lists a lease's keys in no particular order.
+    let mut keys = ttl.keys.clone();
+    keys.sort();
+    out.push(format!("ttl granted {} keys {keys:?}", ttl.granted_ttl));
     let mut ids: Vec<i64> = leases
         .lease_leases(LeaseLeasesRequest {})
         .await
