@@ -243,10 +243,43 @@ async fn leader_killed_under_write_load_loses_nothing_and_rejoins() {
         async move { n >= 20 }
     })
     .await;
+    // Connections made before the kill, so the measurement is the election alone.
+    let mut survivors = Vec::new();
+    for i in (0..3).filter(|&i| i != leader) {
+        survivors.push(c.maintenance(i).await);
+    }
+    let old_id = c
+        .status(leader)
+        .await
+        .and_then(|s| s.header)
+        .map_or(0, |h| h.member_id);
     let killed_at = Instant::now();
     c.members[leader].server.kill9();
-    let new_leader = c.wait_leader(Duration::from_millis(3 * ELECTION_MS)).await;
-    let failover = killed_at.elapsed();
+    let failover = loop {
+        let mut seen = Vec::new();
+        for m in &mut survivors {
+            let st =
+                tokio::time::timeout(Duration::from_millis(500), m.status(StatusRequest {})).await;
+            seen.push(
+                st.ok()
+                    .and_then(|r| r.ok())
+                    .map_or(0, |r| r.into_inner().leader),
+            );
+        }
+        if seen[0] != 0 && seen[0] != old_id && seen.iter().all(|l| *l == seen[0]) {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "no new leader 30 s after the kill: {seen:x?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        failover < Duration::from_millis(3 * ELECTION_MS),
+        "a new leader took {failover:?}, more than 3 election timeouts"
+    );
+    let new_leader = c.wait_leader(Duration::from_secs(10)).await;
     assert_ne!(new_leader, leader);
     let before = count();
     eventually(

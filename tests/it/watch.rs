@@ -546,9 +546,9 @@ async fn etcdctl_and_oxcdctl_watch_print_the_same() {
     }
     let cases: Vec<(Vec<&str>, usize)> = vec![
         (vec!["watch", "--prefix", "", "--rev", "1"], 12),
-        (vec!["watch", "a", "--rev", "2", "--prev-kv"], 11),
+        (vec!["watch", "a", "--rev", "2", "--prev-kv"], 13),
         (vec!["-w", "fields", "watch", "b", "--rev", "1"], 11),
-        (vec!["watch", "a", "c", "--rev", "3"], 6),
+        (vec!["watch", "a", "c", "--rev", "3"], 9),
         (vec!["watch", "--rev", "1", "b", "--", "sh", "-c", "echo $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE $ETCD_WATCH_REVISION"], 4),
         (vec!["watch", "a", "--prefix", "c"], 1),
         (vec!["watch"], 1),
