@@ -10,6 +10,7 @@ use oxcd_tests::{bin, free_port, system_bin, Kind, Server};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -393,7 +394,10 @@ async fn ten_thousand_watchers_on_a_key_and_a_thousand_on_a_prefix_see_every_eve
         streams.push(stream);
     }
     let mut readers = Vec::new();
+    // Writes start once every watch is created (a watch from "now" misses earlier writes).
+    let all_created = Arc::new(tokio::sync::Barrier::new(streams.len() + 1));
     for (s, mut stream) in streams.into_iter().enumerate() {
+        let all_created = all_created.clone();
         readers.push(tokio::spawn(async move {
             let mut created = 0;
             let mut events: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
@@ -402,6 +406,9 @@ async fn ten_thousand_watchers_on_a_key_and_a_thousand_on_a_prefix_see_every_eve
                 let r = stream.next().await;
                 if r.created {
                     created += 1;
+                    if created == 1000 {
+                        all_created.wait().await;
+                    }
                 }
                 events.entry(r.watch_id).or_default().extend(
                     r.events
@@ -412,18 +419,7 @@ async fn ten_thousand_watchers_on_a_key_and_a_thousand_on_a_prefix_see_every_eve
             (s, events)
         }));
     }
-    // Every watch exists once each stream has answered all its creations; the readers
-    // count them, so write after a pause-free check through a probe watch.
-    let mut probe = open(
-        &server.url(),
-        WatchCreateRequest {
-            key: b"hot".to_vec(),
-            ..Default::default()
-        },
-    )
-    .await;
-    probe.next().await;
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    all_created.wait().await;
     let mut hot = Vec::new();
     let mut pre = Vec::new();
     for i in 0..5 {
