@@ -38,33 +38,11 @@ async fn require_leader_watch(
     c: &Cluster,
     i: usize,
 ) -> tonic::Streaming<oxcd_api::etcdserverpb::WatchResponse> {
-    use oxcd_api::etcdserverpb::watch_client::WatchClient;
-    use oxcd_api::etcdserverpb::watch_request::RequestUnion;
-    use oxcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
-    let ch = tonic::transport::Channel::from_shared(c.url(i))
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    let first = WatchRequest {
-        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-            key: b"anything".to_vec(),
-            ..Default::default()
-        })),
+    let create = oxcd_api::etcdserverpb::WatchCreateRequest {
+        key: b"anything".to_vec(),
+        ..Default::default()
     };
-    let mut request = tonic::Request::new(futures::StreamExt::chain(
-        futures::stream::iter([first]),
-        futures::stream::pending(),
-    ));
-    request.metadata_mut().insert(
-        "hasleader",
-        tonic::metadata::MetadataValue::from_static("true"),
-    );
-    let mut stream = WatchClient::new(ch)
-        .watch(request)
-        .await
-        .expect("watch")
-        .into_inner();
+    let mut stream = c.watch(i, vec![create], true).await;
     let created = stream.message().await.expect("answer").expect("created");
     assert!(created.created);
     stream
@@ -926,9 +904,7 @@ async fn a_member_of_another_cluster_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_on_followers_see_every_event_once_across_a_leader_kill() {
-    use oxcd_api::etcdserverpb::watch_client::WatchClient;
-    use oxcd_api::etcdserverpb::watch_request::RequestUnion;
-    use oxcd_api::etcdserverpb::{WatchCreateRequest, WatchRequest};
+    use oxcd_api::etcdserverpb::WatchCreateRequest;
     let mut c = Cluster::start(Spec::new(3)).await;
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
@@ -936,30 +912,13 @@ async fn watchers_on_followers_see_every_event_once_across_a_leader_kill() {
     let mut readers = Vec::new();
     for &f in &followers {
         for _ in 0..5 {
-            let ch = tonic::transport::Channel::from_shared(c.url(f))
-                .expect("url")
-                .connect()
-                .await
-                .expect("connect");
-            let (tx, rx) = tokio::sync::mpsc::channel(16);
-            for _ in 0..10 {
-                tx.send(WatchRequest {
-                    request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                        key: b"w".to_vec(),
-                        range_end: b"x".to_vec(),
-                        ..Default::default()
-                    })),
-                })
-                .await
-                .expect("send");
-            }
-            let mut stream = WatchClient::new(ch)
-                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-                .expect("watch")
-                .into_inner();
+            let create = WatchCreateRequest {
+                key: b"w".to_vec(),
+                range_end: b"x".to_vec(),
+                ..Default::default()
+            };
+            let mut stream = c.watch(f, vec![create; 10], false).await;
             readers.push(tokio::spawn(async move {
-                let _keep_open = tx;
                 let mut revs: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
                 let mut created = 0;
                 loop {
@@ -1079,10 +1038,8 @@ async fn keep_alive_loop(url: String, ids: Vec<i64>, stop: Arc<AtomicBool>) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_outlive_a_leader_kill_and_an_expired_one_goes_at_one_revision_everywhere() {
     use oxcd_api::etcdserverpb::lease_client::LeaseClient;
-    use oxcd_api::etcdserverpb::watch_client::WatchClient;
-    use oxcd_api::etcdserverpb::watch_request::RequestUnion;
     use oxcd_api::etcdserverpb::{
-        LeaseGrantRequest, LeaseTimeToLiveRequest, RangeRequest, WatchCreateRequest, WatchRequest,
+        LeaseGrantRequest, LeaseTimeToLiveRequest, RangeRequest, WatchCreateRequest,
     };
     let mut c = Cluster::start(Spec::new(3)).await;
     let leader = c.wait_leader(Duration::from_secs(10)).await;
@@ -1168,27 +1125,13 @@ async fn leases_outlive_a_leader_kill_and_an_expired_one_goes_at_one_revision_ev
             .into_inner();
         assert_eq!(held.count, 100, "member {f}: no kept-alive lease expired");
         // The expired lease's keys went in one revision.
-        let ch = tonic::transport::Channel::from_shared(c.url(f))
-            .expect("url")
-            .connect()
-            .await
-            .expect("connect");
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tx.send(WatchRequest {
-            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-                key: b"d/".to_vec(),
-                range_end: b"d0".to_vec(),
-                start_revision: 1,
-                ..Default::default()
-            })),
-        })
-        .await
-        .expect("send");
-        let mut stream = WatchClient::new(ch)
-            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .expect("watch")
-            .into_inner();
+        let create = WatchCreateRequest {
+            key: b"d/".to_vec(),
+            range_end: b"d0".to_vec(),
+            start_revision: 1,
+            ..Default::default()
+        };
+        let mut stream = c.watch(f, vec![create], false).await;
         let mut deletes = Vec::new();
         while deletes.len() < 3 {
             let r = tokio::time::timeout(Duration::from_secs(10), stream.message())

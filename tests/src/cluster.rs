@@ -188,6 +188,38 @@ impl Cluster {
         KvClient::new(ch)
     }
 
+    /// A watch stream on member `i` carrying `creates`, kept open; with `require_leader`, the
+    /// header etcd's clients send to be cut off when the member loses its leader.
+    pub async fn watch(
+        &self,
+        i: usize,
+        creates: Vec<oxcd_api::etcdserverpb::WatchCreateRequest>,
+        require_leader: bool,
+    ) -> tonic::Streaming<oxcd_api::etcdserverpb::WatchResponse> {
+        use oxcd_api::etcdserverpb::watch_client::WatchClient;
+        use oxcd_api::etcdserverpb::watch_request::RequestUnion;
+        use oxcd_api::etcdserverpb::WatchRequest;
+        let requests = creates.into_iter().map(|c| WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(c)),
+        });
+        // Sent before the call is awaited, and never ended: the stream stays open.
+        let mut request = tonic::Request::new(futures::StreamExt::chain(
+            futures::stream::iter(requests),
+            futures::stream::pending(),
+        ));
+        if require_leader {
+            request.metadata_mut().insert(
+                "hasleader",
+                tonic::metadata::MetadataValue::from_static("true"),
+            );
+        }
+        WatchClient::new(self.channel(i).await)
+            .watch(request)
+            .await
+            .expect("watch")
+            .into_inner()
+    }
+
     pub async fn maintenance(&self, i: usize) -> MaintenanceClient<Channel> {
         MaintenanceClient::new(self.channel(i).await)
     }
