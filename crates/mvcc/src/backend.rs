@@ -30,6 +30,11 @@ pub enum BackendError {
         path: String,
         source: redb::DatabaseError,
     },
+    #[error("backend {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("backend: {0}")]
     Redb(#[from] redb::Error),
     #[error("backend: corrupt record at revision {0:?}")]

@@ -15,7 +15,7 @@ use redb::{
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -36,7 +36,12 @@ pub(crate) fn backend_err<E: Into<BackendError>>(e: E) -> StoreError {
 const BACKEND_CACHE_BYTES: usize = 32 << 20;
 
 pub struct Store {
-    pub(crate) db: Database,
+    /// Swapped whole by defragmentation; readers clone the handle and never wait on it.
+    db: RwLock<Arc<Database>>,
+    /// Held by the one write batch open at a time, and by defragmentation.
+    writer: Mutex<()>,
+    size_in_use: std::sync::atomic::AtomicU64,
+    size_counted_at: Mutex<std::time::Instant>,
     path: PathBuf,
     pub(crate) index: RwLock<TreeIndex>,
     /// The newest revision whose batch is committed, hence visible to readers.
@@ -50,13 +55,9 @@ pub struct Store {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, BackendError> {
-        let db = Database::builder()
-            .set_cache_size(BACKEND_CACHE_BYTES)
-            .create(path)
-            .map_err(|source| BackendError::Database {
-                path: path.display().to_string(),
-                source,
-            })?;
+        // A defragmentation cut short left its copy behind; the original is whole.
+        let _ = std::fs::remove_file(defrag_path(path));
+        let db = create_db(path)?;
         let tx = db.begin_write()?;
         tx.open_table(KV)?;
         tx.open_table(META)?;
@@ -68,8 +69,10 @@ impl Store {
         tx.commit()?;
         let loaded = load_index(&db)?;
         let leases = crate::lease::load(&db, loaded.key_lease)?;
-        Ok(Store {
-            db,
+        let store = Store {
+            db: RwLock::new(Arc::new(db)),
+            writer: Mutex::new(()),
+            size_in_use: Default::default(),
             path: path.to_path_buf(),
             index: RwLock::new(loaded.index),
             current: AtomicI64::new(loaded.current),
@@ -77,7 +80,55 @@ impl Store {
             hub: Default::default(),
             watching: Default::default(),
             leases: RwLock::new(leases),
-        })
+            size_counted_at: Mutex::new(std::time::Instant::now()),
+        };
+        store.refresh_size_in_use()?;
+        Ok(store)
+    }
+
+    /// The backend as it is now (a later defragmentation does not disturb a handle taken).
+    pub(crate) fn db(&self) -> Arc<Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn swap_db(&self, db: Arc<Database>) {
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = db;
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of the backend file holding live pages (etcd's db size in use), as of the last
+    /// count: counted on open, after compaction and defragmentation, and every few seconds of
+    /// writes.
+    pub fn db_size_in_use(&self) -> u64 {
+        self.size_in_use.load(Ordering::Relaxed).min(self.db_size())
+    }
+
+    /// The next durable commit recounts the pages in use (compaction freed some).
+    fn count_size_soon(&self) {
+        let mut at = self
+            .size_counted_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(past) = at.checked_sub(std::time::Duration::from_secs(60)) {
+            *at = past;
+        }
+    }
+
+    pub(crate) fn refresh_size_in_use(&self) -> Result<(), BackendError> {
+        let tx = self.db().begin_write()?;
+        let stats = tx.stats()?;
+        let used = stats.allocated_pages() * stats.page_size() as u64;
+        tx.abort()?;
+        self.size_in_use.store(used, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The one writer's turn: write batches, snapshot restores and defragmentation take it.
+    pub(crate) fn writer_turn(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Publishes a state loaded from the backend (after a snapshot replaced it).
@@ -95,13 +146,13 @@ impl Store {
     }
 
     pub fn meta(&self, name: &str) -> Result<Option<u64>, BackendError> {
-        let rx = self.db.begin_read()?;
+        let rx = self.db().begin_read()?;
         let meta = rx.open_table(META)?;
         Ok(meta.get(name)?.map(|g| g.value()))
     }
 
     pub fn cluster_record(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let rx = self.db.begin_read()?;
+        let rx = self.db().begin_read()?;
         let t = rx.open_table(CLUSTER)?;
         Ok(t.get(name)?.map(|g| g.value().to_vec()))
     }
@@ -123,7 +174,7 @@ impl Store {
         ) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let current = self.current_revision();
-        let rx = self.db.begin_read().map_err(backend_err)?;
+        let rx = self.db().begin_read().map_err(backend_err)?;
         let table = rx.open_table(KV).map_err(backend_err)?;
         let index = self.index.read().map_err(|_| poisoned())?;
         read(&table, &index, current, self.compacted_revision())
@@ -144,14 +195,30 @@ impl Store {
     }
 
     pub fn begin_write(&self) -> Result<WriteBatch<'_>, StoreError> {
-        let tx = self.db.begin_write().map_err(backend_err)?;
+        let turn = self.writer_turn();
+        let tx = self.db().begin_write().map_err(backend_err)?;
         Ok(WriteBatch {
             rev: self.current_revision(),
             store: self,
+            _turn: turn,
             tx,
             events: Vec::new(),
         })
     }
+}
+
+pub(crate) fn create_db(path: &Path) -> Result<Database, BackendError> {
+    Database::builder()
+        .set_cache_size(BACKEND_CACHE_BYTES)
+        .create(path)
+        .map_err(|source| BackendError::Database {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+pub(crate) fn defrag_path(path: &Path) -> PathBuf {
+    path.with_extension("defrag")
 }
 
 pub(crate) struct Loaded {
@@ -207,6 +274,7 @@ pub(crate) fn poisoned() -> StoreError {
 /// Changes applied together, published to readers and persisted on `commit`.
 pub struct WriteBatch<'s> {
     store: &'s Store,
+    _turn: MutexGuard<'s, ()>,
     tx: WriteTransaction,
     rev: i64,
     /// What the batch changed, for watchers (collected only while there are any).
@@ -299,6 +367,7 @@ impl WriteBatch<'_> {
         let mut meta = self.tx.open_table(META).map_err(backend_err)?;
         meta.insert(META_COMPACTED, at as u64)
             .map_err(backend_err)?;
+        self.store.count_size_soon();
         Ok(self.rev)
     }
 
@@ -323,6 +392,24 @@ impl WriteBatch<'_> {
         Ok(())
     }
 
+    /// Recounts the backend's pages in use now and then, on a durable commit.
+    fn count_size_if_due(&self, durable: bool) {
+        const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+        let mut at = self
+            .store
+            .size_counted_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !durable || at.elapsed() < EVERY {
+            return;
+        }
+        *at = std::time::Instant::now();
+        if let Ok(stats) = self.tx.stats() {
+            let used = stats.allocated_pages() * stats.page_size() as u64;
+            self.store.size_in_use.store(used, Ordering::Relaxed);
+        }
+    }
+
     /// Makes the batch visible to readers. With `durable` false the commit is not fsynced:
     /// a crash may lose it, and restart replays it from the raft log.
     pub fn commit(mut self, durable: bool) -> Result<(), StoreError> {
@@ -333,6 +420,7 @@ impl WriteBatch<'_> {
                 Durability::None
             })
             .map_err(backend_err)?;
+        self.count_size_if_due(durable);
         self.tx.commit().map_err(backend_err)?;
         self.store.current.store(self.rev, Ordering::Release);
         self.store.notify(std::mem::take(&mut self.events));

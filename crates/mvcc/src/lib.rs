@@ -2,6 +2,8 @@
 //! history until compaction, and reads can be served at any retained revision.
 
 mod backend;
+mod backup;
+mod defrag;
 mod index;
 mod key_index;
 mod kvstore;
@@ -13,6 +15,7 @@ pub mod validate;
 mod watch;
 
 pub use backend::{BackendError, META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
+pub use backup::{check_backup, has_checksum, BackupError, BackupStatus, BackupWriter};
 pub use kvstore::{Store, StoreError, WriteBatch};
 pub use lease::LeaseInfo;
 pub use revision::Revision;

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 
 const MAGIC: &[u8; 8] = b"OXSNAP1\n";
 const END: u8 = 0;
-const TAG_KV: u8 = 1;
+pub(crate) const TAG_KV: u8 = 1;
 const TAG_META: u8 = 2;
 const TAG_CLUSTER: u8 = 3;
 const TAG_LEASE: u8 = 4;
@@ -75,11 +75,52 @@ fn redb_err<E: Into<BackendError>>(e: E) -> SnapshotError {
     SnapshotError::from(e.into())
 }
 
+/// Reads a stream `write_snapshot` made, handing each record on, and checks its CRC.
+pub(crate) fn read_records<R: Read>(
+    input: &mut R,
+    mut each: impl FnMut(u8, Vec<u8>, Vec<u8>) -> Result<(), SnapshotError>,
+) -> Result<(), SnapshotError> {
+    let mut magic = [0u8; 8];
+    input.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(SnapshotError::Corrupt("not an oxcd snapshot (bad magic)"));
+    }
+    let mut crc = crc32fast::Hasher::new();
+    loop {
+        let mut tag = [0u8; 1];
+        input.read_exact(&mut tag)?;
+        if tag[0] == END {
+            let mut want = [0u8; 4];
+            input.read_exact(&mut want)?;
+            if crc.finalize() != u32::from_le_bytes(want) {
+                return Err(SnapshotError::Corrupt("checksum mismatch"));
+            }
+            return Ok(());
+        }
+        let mut lens = [0u8; 8];
+        input.read_exact(&mut lens)?;
+        let klen = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
+        let vlen = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
+        if klen > 1 << 30 || vlen > 1 << 30 {
+            return Err(SnapshotError::Corrupt("record too long"));
+        }
+        let mut key = vec![0u8; klen];
+        let mut value = vec![0u8; vlen];
+        input.read_exact(&mut key)?;
+        input.read_exact(&mut value)?;
+        crc.update(&tag);
+        crc.update(&lens);
+        crc.update(&key);
+        crc.update(&value);
+        each(tag[0], key, value)?;
+    }
+}
+
 impl Store {
     /// Writes every record to `out` from one consistent read; returns the meta and cluster
     /// records written, so the caller knows which raft index the stream stands for.
     pub fn write_snapshot<W: Write>(&self, out: W) -> Result<SnapshotPoint, SnapshotError> {
-        let rx = self.db.begin_read().map_err(redb_err)?;
+        let rx = self.db().begin_read().map_err(redb_err)?;
         let mut w = Crc {
             inner: out,
             crc: crc32fast::Hasher::new(),
@@ -124,12 +165,9 @@ impl Store {
     /// transaction; nothing changes unless the stream is whole.
     pub fn restore_snapshot<R: Read>(&self, input: R) -> Result<SnapshotPoint, SnapshotError> {
         let mut input = std::io::BufReader::new(input);
-        let mut magic = [0u8; 8];
-        input.read_exact(&mut magic)?;
-        if &magic != MAGIC {
-            return Err(SnapshotError::Corrupt("bad magic"));
-        }
-        let mut tx = self.db.begin_write().map_err(redb_err)?;
+        let turn = self.writer_turn();
+        let db = self.db();
+        let mut tx = db.begin_write().map_err(redb_err)?;
         let member_id = tx
             .open_table(META)
             .map_err(redb_err)?
@@ -149,37 +187,11 @@ impl Store {
             if let Some(id) = member_id {
                 meta.insert(META_MEMBER_ID, id).map_err(redb_err)?;
             }
-            let mut crc = crc32fast::Hasher::new();
-            loop {
-                let mut tag = [0u8; 1];
-                input.read_exact(&mut tag)?;
-                if tag[0] == END {
-                    let mut want = [0u8; 4];
-                    input.read_exact(&mut want)?;
-                    if crc.finalize() != u32::from_le_bytes(want) {
-                        return Err(SnapshotError::Corrupt("checksum mismatch"));
-                    }
-                    break;
-                }
-                let mut lens = [0u8; 8];
-                input.read_exact(&mut lens)?;
-                let klen = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
-                let vlen = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
-                if klen > 1 << 30 || vlen > 1 << 30 {
-                    return Err(SnapshotError::Corrupt("record too long"));
-                }
-                let mut key = vec![0u8; klen];
-                let mut value = vec![0u8; vlen];
-                input.read_exact(&mut key)?;
-                input.read_exact(&mut value)?;
-                crc.update(&tag);
-                crc.update(&lens);
-                crc.update(&key);
-                crc.update(&value);
+            read_records(&mut input, |tag, key, value| {
                 let text = |b: Vec<u8>| {
                     String::from_utf8(b).map_err(|_| SnapshotError::Corrupt("table key not UTF-8"))
                 };
-                match tag[0] {
+                match tag {
                     TAG_KV => {
                         let k: [u8; 16] = key
                             .try_into()
@@ -213,21 +225,23 @@ impl Store {
                     }
                     _ => return Err(SnapshotError::Corrupt("unknown record tag")),
                 }
-            }
+                Ok(())
+            })?;
         }
         tx.set_durability(redb::Durability::Immediate)
             .map_err(redb_err)?;
         let mut index = self.index.write().map_err(|_| crate::kvstore::poisoned())?;
         tx.commit().map_err(redb_err)?;
-        let loaded = crate::kvstore::load_index(&self.db)?;
+        let loaded = crate::kvstore::load_index(&db)?;
         *index = loaded.index;
-        let leases = crate::lease::load(&self.db, loaded.key_lease)?;
+        let leases = crate::lease::load(&db, loaded.key_lease)?;
         *self
             .leases
             .write()
             .map_err(|_| crate::kvstore::poisoned())? = leases;
         self.publish_loaded(loaded.current, loaded.compacted);
         drop(index);
+        drop(turn);
         self.hub
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -235,12 +249,39 @@ impl Store {
         Ok(point)
     }
 
+    /// A CRC of every record but the meta ones (applied index and such differ by member):
+    /// etcd's Hash, equal on members that applied the same entries.
+    pub fn hash_all(&self) -> Result<(u32, i64), StoreError> {
+        let current = self.current_revision();
+        let rx = self.db().begin_read().map_err(backend_err)?;
+        let mut crc = crc32fast::Hasher::new();
+        let kv = rx.open_table(KV).map_err(backend_err)?;
+        for item in kv.iter().map_err(backend_err)? {
+            let (k, v) = item.map_err(backend_err)?;
+            crc.update(&k.value().to_be_bytes());
+            crc.update(v.value());
+        }
+        let cluster = rx.open_table(CLUSTER).map_err(backend_err)?;
+        for item in cluster.iter().map_err(backend_err)? {
+            let (k, v) = item.map_err(backend_err)?;
+            crc.update(k.value().as_bytes());
+            crc.update(v.value());
+        }
+        let lease = rx.open_table(LEASE).map_err(backend_err)?;
+        for item in lease.iter().map_err(backend_err)? {
+            let (k, v) = item.map_err(backend_err)?;
+            crc.update(&k.value().to_le_bytes());
+            crc.update(v.value());
+        }
+        Ok((crc.finalize(), current))
+    }
+
     /// A CRC of every record up to revision `rev` (0: the newest), equal on members that
     /// applied the same history. Returns (hash, compacted revision, revision hashed).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), StoreError> {
         let current = self.current_revision();
         let compacted = self.compacted_revision();
-        let rx = self.db.begin_read().map_err(backend_err)?;
+        let rx = self.db().begin_read().map_err(backend_err)?;
         let rev = if rev == 0 { current } else { rev };
         if rev > current {
             return Err(EtcdError::FutureRev.into());

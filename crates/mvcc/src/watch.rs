@@ -322,7 +322,7 @@ impl Store {
         let upto = current.min(from.saturating_add(max_revisions.max(1) - 1));
         let mut history = Vec::new();
         if from <= upto {
-            let rx = self.db.begin_read().map_err(backend_err)?;
+            let rx = self.db().begin_read().map_err(backend_err)?;
             let table = rx.open_table(KV).map_err(backend_err)?;
             let lo = Revision::new(from, 0).to_backend_key();
             let hi = Revision::new(upto, i64::MAX).to_backend_key();
