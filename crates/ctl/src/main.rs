@@ -3,6 +3,7 @@
 mod client;
 mod gofmt;
 mod lease;
+mod ops;
 mod printer;
 mod txn;
 mod watch;
@@ -277,6 +278,9 @@ fn root() -> Command {
                 .arg(bool_flag("prev-kv", "get the previous key-value pair before the event happens"))
                 .arg(bool_flag("progress-notify", "get periodic watch progress notification from server")),
         )
+        .subcommand(ops::snapshot_cmd())
+        .subcommand(ops::alarm_cmd())
+        .subcommand(ops::defrag_cmd())
         .subcommand(
             Command::new("move-leader")
                 .about("Transfers leadership to another etcd cluster member.")
@@ -651,6 +655,9 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
         "endpoint" => endpoint(&g, sm, out).await,
         "member" => member(&g, sm, out).await,
         "move-leader" => move_leader(&g, sm, out).await,
+        "snapshot" => ops::snapshot(&g, sm, out).await,
+        "alarm" => ops::alarm(&g, sm, out).await,
+        "defrag" => ops::defrag(&g, sm, out).await,
         "watch" => watch_cmd(&g, sm).await,
         "lease" => {
             let (sub, lm) = sm.subcommand().ok_or_else(|| err("no command".into()))?;

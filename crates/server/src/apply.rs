@@ -42,6 +42,7 @@ pub struct Applier {
     pub election_timeout: Duration,
     pub node: Sender<NodeMsg>,
     pub waiters: Arc<Waiters>,
+    pub alarms: Arc<crate::alarms::Alarms>,
     pub applied: watch::Sender<u64>,
     pub snapshot_count: u64,
     /// Entries kept in the raft log behind a snapshot for slow followers (etcd's catch-up tail).
@@ -103,6 +104,7 @@ impl Applier {
         p.last_snapshot = applied;
         p.last_release = applied;
         self.applied.send_replace(applied);
+        self.alarms.reload(&self.store).map_err(|e| e.to_string())?;
         let record = membership::load(&self.store)
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
@@ -128,7 +130,7 @@ impl Applier {
                                 req.request,
                                 Some(Request::Publish(_) | Request::UpdateMember(_))
                             );
-                            replies.push((req.id, apply_one(&mut wb, req.request)?));
+                            replies.push((req.id, apply_one(&mut wb, &self.alarms, req.request)?));
                             members_changed |= publish;
                         }
                         Err(err) => {
@@ -315,8 +317,12 @@ pub fn restore_snapshot_file(store: &Store, path: &std::path::Path) -> Result<u6
 /// stop the node.
 fn apply_one(
     wb: &mut WriteBatch<'_>,
+    alarms: &crate::alarms::Alarms,
     req: Option<Request>,
 ) -> Result<Result<Applied, EtcdError>, StoreError> {
+    if let Some(refusal) = refused_by_alarm(alarms, req.as_ref()) {
+        return Ok(Err(refusal));
+    }
     let out = match req {
         Some(Request::Put(r)) => wb.put(&r).map(Applied::Put),
         Some(Request::DeleteRange(r)) => wb.delete_range(&r).map(Applied::DeleteRange),
@@ -334,6 +340,7 @@ fn apply_one(
         Some(Request::LeaseCheckpoint(c)) => wb
             .lease_checkpoint(c.id, c.remaining_ttl)
             .map(|_| Applied::LeaseCheckpointed),
+        Some(Request::Alarm(a)) => alarms.apply(wb, &a).map(Applied::Alarms),
         None => Ok(Applied::Published),
     };
     match out {
@@ -341,6 +348,31 @@ fn apply_one(
         Err(StoreError::Request(e)) => Ok(Err(e)),
         Err(e) => Err(e),
     }
+}
+
+/// etcd's capped applier (NOSPACE: nothing that adds data) and corrupt applier (CORRUPT:
+/// no change at all).
+fn refused_by_alarm(alarms: &crate::alarms::Alarms, req: Option<&Request>) -> Option<EtcdError> {
+    use oxcd_api::etcdserverpb::AlarmType;
+    let req = req?;
+    let writes = matches!(
+        req,
+        Request::Put(_)
+            | Request::DeleteRange(_)
+            | Request::Txn(_)
+            | Request::Compaction(_)
+            | Request::LeaseGrant(_)
+            | Request::LeaseRevoke(_)
+    );
+    if writes && alarms.is_active(AlarmType::Corrupt) {
+        return Some(EtcdError::Corrupt);
+    }
+    let adds = match req {
+        Request::Put(_) | Request::LeaseGrant(_) => true,
+        Request::Txn(t) => crate::alarms::txn_cost(t) > 0,
+        _ => false,
+    };
+    (adds && alarms.is_active(AlarmType::Nospace)).then_some(EtcdError::NoSpace)
 }
 
 fn publish(

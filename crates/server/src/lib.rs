@@ -1,6 +1,7 @@
 //! The oxcd node: flags, bootstrap, the raft driver and apply threads, and the etcd v3 gRPC
 //! services on the client URLs.
 
+pub mod alarms;
 pub mod apply;
 pub mod config;
 pub mod h2_authority;
@@ -9,6 +10,7 @@ pub mod lessor;
 pub mod logging;
 pub mod membership;
 pub mod node;
+pub mod restore;
 pub mod server;
 pub mod services;
 pub mod transport;
@@ -51,7 +53,7 @@ pub enum StartError {
     Listen { url: String, source: std::io::Error },
 }
 
-fn mkdir(path: &Path) -> Result<(), StartError> {
+pub(crate) fn mkdir(path: &Path) -> Result<(), StartError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -118,7 +120,7 @@ fn initial_members(config: &Config) -> Result<(MemberId, Vec<Member>), StartErro
 /// Writes a new cluster's identity and membership before its first raft entry exists. The
 /// log starts after a snapshot at index 1 holding the initial members, so a member joining
 /// later always starts from a leader's snapshot, membership included.
-fn bootstrap(
+pub(crate) fn bootstrap(
     config: &Config,
     store: &Store,
     log: &mut RaftLog,
@@ -430,7 +432,21 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         read_timeout: Duration::from_secs(5)
             + Duration::from_millis(2 * config.election_timeout_ms),
     };
+    let alarms = Arc::new(alarms::Alarms::load(&store)?);
+    match server::quota_bytes(config.quota_backend_bytes) {
+        None => tracing::info!(
+            quota_size_bytes = config.quota_backend_bytes,
+            "disabled backend quota"
+        ),
+        Some(q) if q > server::MAX_QUOTA_BYTES => tracing::warn!(
+            quota_size_bytes = q,
+            quota_maximum_size_bytes = server::MAX_QUOTA_BYTES,
+            "quota exceeds the maximum value"
+        ),
+        Some(q) => tracing::info!(quota_size_bytes = q, "enabled backend quota"),
+    }
     let applier = Applier {
+        alarms: alarms.clone(),
         me: member_id,
         store: store.clone(),
         members: members_tx,
@@ -468,6 +484,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         waiters,
         members_rx,
         transport,
+        alarms,
         &config,
     ));
 

@@ -21,6 +21,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
+pub const MAX_QUOTA_BYTES: u64 = 8 << 30;
+
+/// --quota-backend-bytes as etcd reads it: 0 the 2 GiB default, negative no quota.
+pub fn quota_bytes(flag: i64) -> Option<u64> {
+    match flag {
+        0 => Some(DEFAULT_QUOTA_BYTES),
+        n if n < 0 => None,
+        n => Some(n as u64),
+    }
+}
+
 /// What applying a request produced.
 #[derive(Debug)]
 pub enum Applied {
@@ -37,6 +49,8 @@ pub enum Applied {
     /// A lease revoked (with its keys); the store's revision after.
     LeaseRevoked(i64),
     LeaseCheckpointed,
+    /// The alarms an alarm request changed.
+    Alarms(Vec<oxcd_api::etcdserverpb::AlarmMember>),
     /// A membership change: the member it concerned (gone if removed), everyone after it.
     Members {
         member: Option<Member>,
@@ -91,6 +105,9 @@ pub struct EtcdServer {
     pub max_learners: usize,
     pub members: watch::Receiver<ClusterRecord>,
     pub transport: Arc<Transport>,
+    pub alarms: Arc<crate::alarms::Alarms>,
+    /// The backend size beyond which writes raise NOSPACE; `None` when disabled.
+    pub quota_bytes: Option<u64>,
     pub(crate) node: Sender<NodeMsg>,
     pub(crate) waiters: Arc<Waiters>,
     next_id: AtomicU64,
@@ -108,6 +125,7 @@ impl EtcdServer {
         waiters: Arc<Waiters>,
         members: watch::Receiver<ClusterRecord>,
         transport: Arc<Transport>,
+        alarms: Arc<crate::alarms::Alarms>,
         config: &crate::config::Config,
     ) -> Self {
         // Every member wakes waiters by request ID, so IDs must differ across members and
@@ -132,6 +150,8 @@ impl EtcdServer {
             max_learners: config.max_learners,
             members,
             transport,
+            alarms,
+            quota_bytes: quota_bytes(config.quota_backend_bytes),
             node,
             waiters,
             next_id: AtomicU64::new(start),
@@ -180,6 +200,33 @@ impl EtcdServer {
             return Err(EtcdError::NotSupportedForLearner);
         }
         Ok(())
+    }
+
+    /// etcd's quota check before a write that adds data: when the backend would grow past
+    /// the quota, NOSPACE is raised through raft and the write refused.
+    pub async fn check_quota(&self, cost: u64) -> Result<(), EtcdError> {
+        let Some(quota) = self.quota_bytes else {
+            return Ok(());
+        };
+        if cost == 0 || self.store.db_size() + cost < quota {
+            return Ok(());
+        }
+        let raise = oxcd_api::etcdserverpb::AlarmRequest {
+            action: oxcd_api::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+            member_id: self.member_id.0,
+            alarm: oxcd_api::etcdserverpb::AlarmType::Nospace as i32,
+        };
+        if !self
+            .alarms
+            .list(oxcd_api::etcdserverpb::AlarmType::Nospace)
+            .iter()
+            .any(|a| a.member_id == self.member_id.0)
+        {
+            if let Err(e) = self.propose(Request::Alarm(raise)).await {
+                tracing::warn!(error = %e, "failed to raise the NOSPACE alarm");
+            }
+        }
+        Err(EtcdError::NoSpace)
     }
 
     /// Replicates `request` through raft and waits for the result of applying it.

@@ -44,6 +44,9 @@ impl Kv for KvService {
         let req = req.into_inner();
         validate::check_put(&req)?;
         self.server.refuse_learner()?;
+        self.server
+            .check_quota(crate::alarms::put_request_cost(&req.key, &req.value))
+            .await?;
         match self.server.propose(Internal::Put(req)).await? {
             Applied::Put(mut resp) => {
                 self.server.fill_header(&mut resp.header);
@@ -90,6 +93,9 @@ impl Kv for KvService {
             return Ok(Response::new(resp));
         }
         self.server.refuse_learner()?;
+        self.server
+            .check_quota(crate::alarms::txn_cost(&req))
+            .await?;
         match self.server.propose(Internal::Txn(req)).await? {
             Applied::Txn(mut resp) => {
                 self.server.fill_header(&mut resp.header);

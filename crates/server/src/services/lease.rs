@@ -94,6 +94,9 @@ impl Lease for LeaseService {
         if r.ttl > MAX_TTL {
             return Err(EtcdError::LeaseTtlTooLarge.into());
         }
+        self.server
+            .check_quota(crate::alarms::LEASE_OVERHEAD)
+            .await?;
         if r.id == 0 {
             r.id = self.server.new_lease_id();
         }

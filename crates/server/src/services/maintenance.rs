@@ -1,18 +1,80 @@
-//! etcd's Maintenance service: Status and alarm listing now; the rest with later issues.
+//! etcd's Maintenance service: alarms, status, defragmentation, hashes, snapshots, leader moves.
 
-use crate::server::EtcdServer;
+use crate::server::{Applied, EtcdServer};
 use oxcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::*;
+use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_api::EtcdError;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 pub const SERVER_VERSION: &str = "3.5.0";
 
 pub struct MaintenanceService {
     pub server: Arc<EtcdServer>,
+}
+
+/// etcd's text for an alarm in Status errors (Go's compact proto text).
+pub fn alarm_text(a: &AlarmMember) -> String {
+    let name = AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
+    format!("memberID:{} alarm:{} ", a.member_id, name)
+}
+
+/// etcd sends a snapshot in 32 KiB pieces.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+/// The backup stream cut into SnapshotResponses. `remaining_bytes` is an estimate from the
+/// backend's size until the last piece, which says 0.
+struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
+    header: Option<ResponseHeader>,
+    buf: Vec<u8>,
+    sent: u64,
+    estimate: u64,
+}
+
+impl ChunkSender {
+    fn send(&mut self, last: bool) -> std::io::Result<()> {
+        let blob = std::mem::replace(&mut self.buf, Vec::with_capacity(SNAPSHOT_CHUNK));
+        self.sent += blob.len() as u64;
+        let remaining_bytes = if last {
+            0
+        } else {
+            self.estimate.saturating_sub(self.sent).max(1)
+        };
+        self.tx
+            .blocking_send(Ok(SnapshotResponse {
+                header: self.header,
+                remaining_bytes,
+                blob,
+            }))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+
+    /// Sends what is left as the last piece; returns the bytes sent in all.
+    fn finish(mut self) -> std::io::Result<u64> {
+        self.send(true)?;
+        Ok(self.sent)
+    }
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = SNAPSHOT_CHUNK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == SNAPSHOT_CHUNK {
+            self.send(false)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 pub(crate) fn not_yet(method: &str, issue: &str) -> Status {
@@ -22,17 +84,27 @@ pub(crate) fn not_yet(method: &str, issue: &str) -> Status {
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        match req.into_inner().action() {
-            // No alarm can be raised yet (quota and corruption checks come with operations).
-            AlarmAction::Get => Ok(Response::new(AlarmResponse {
-                header: self.server.header(self.server.store.current_revision()),
-                alarms: vec![],
-            })),
-            _ => Err(not_yet(
-                "Maintenance.Alarm activate/deactivate",
-                "operations issue",
-            )),
-        }
+        let s = &self.server;
+        let req = req.into_inner();
+        let alarms = match req.action() {
+            AlarmAction::Get => {
+                s.linearizable_read_barrier().await?;
+                s.alarms
+                    .list(AlarmType::try_from(req.alarm).unwrap_or(AlarmType::None))
+            }
+            _ => match s.propose(Internal::Alarm(req)).await? {
+                Applied::Alarms(changed) => changed,
+                other => {
+                    return Err(Status::internal(format!(
+                        "oxcd: unexpected apply result {other:?}"
+                    )))
+                }
+            },
+        };
+        Ok(Response::new(AlarmResponse {
+            header: s.header(s.store.current_revision()),
+            alarms,
+        }))
     }
 
     async fn status(
@@ -46,6 +118,7 @@ impl Maintenance for MaintenanceService {
         if leader == 0 {
             errors.push(oxcd_api::EtcdError::NoLeader.to_string());
         }
+        errors.extend(s.alarms.list(AlarmType::None).iter().map(alarm_text));
         let db_size = s.store.db_size() as i64;
         Ok(Response::new(StatusResponse {
             header: s.header(s.store.current_revision()),
@@ -56,7 +129,7 @@ impl Maintenance for MaintenanceService {
             raft_term: term,
             raft_applied_index: *s.applied.borrow(),
             errors,
-            db_size_in_use: db_size,
+            db_size_in_use: s.store.db_size_in_use() as i64,
             is_learner: s.is_learner(),
         }))
     }
@@ -65,11 +138,38 @@ impl Maintenance for MaintenanceService {
         &self,
         _r: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        Err(not_yet("Maintenance.Defragment", "operations issue"))
+        let s = &self.server;
+        let store = s.store.clone();
+        let started = std::time::Instant::now();
+        tracing::info!(path = %store.path().display(), "defragmenting");
+        let sizes = tokio::task::spawn_blocking(move || store.defragment())
+            .await
+            .map_err(|e| Status::internal(format!("defragment: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(
+            path = %s.store.path().display(),
+            current_db_size_bytes_diff = sizes.size_after as i64 - sizes.size_before as i64,
+            current_db_size_bytes = sizes.size_after,
+            current_db_size_in_use_bytes = s.store.db_size_in_use(),
+            took = ?started.elapsed(),
+            "finished defragmenting directory"
+        );
+        Ok(Response::new(DefragmentResponse {
+            header: s.header(s.store.current_revision()),
+        }))
     }
 
     async fn hash(&self, _r: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(not_yet("Maintenance.Hash", "operations issue"))
+        let s = &self.server;
+        let store = s.store.clone();
+        let (hash, revision) = tokio::task::spawn_blocking(move || store.hash_all())
+            .await
+            .map_err(|e| Status::internal(format!("hash: {e}")))?
+            .map_err(crate::services::kv::store_status)?;
+        Ok(Response::new(HashResponse {
+            header: s.header(revision),
+            hash,
+        }))
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
@@ -86,13 +186,41 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    type SnapshotStream = futures::stream::Empty<Result<SnapshotResponse, Status>>;
+    type SnapshotStream = ReceiverStream<Result<SnapshotResponse, Status>>;
 
     async fn snapshot(
         &self,
         _r: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(not_yet("Maintenance.Snapshot", "operations issue"))
+        let s = &self.server;
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let store = s.store.clone();
+        let header = s.header(store.current_revision());
+        let estimate = store.db_size();
+        tracing::info!(size_bytes = estimate, "sending database snapshot to client");
+        tokio::task::spawn_blocking(move || {
+            let chunks = ChunkSender {
+                tx: tx.clone(),
+                header,
+                buf: Vec::with_capacity(SNAPSHOT_CHUNK),
+                sent: 0,
+                estimate,
+            };
+            let result = store
+                .write_backup(chunks)
+                .map_err(|e| e.to_string())
+                .and_then(|last| last.finish().map_err(|e| e.to_string()));
+            match result {
+                Ok(sent) => {
+                    tracing::info!(size_bytes = sent, "sent database snapshot to client")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to send database snapshot");
+                    let _ = tx.blocking_send(Err(Status::internal(e)));
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn move_leader(

@@ -1,0 +1,140 @@
+//! `snapshot restore`: a new member's data dir from a backup file, for a new cluster (new
+//! cluster ID, members from the flags) whose keyspace is the backup's, as etcdctl builds one.
+
+use crate::config::{self, Parsed};
+use oxcd_mvcc::Store;
+use oxcd_raftlog::RaftLog;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub struct RestoreOptions {
+    pub snapshot: PathBuf,
+    pub name: String,
+    pub data_dir: Option<String>,
+    pub wal_dir: Option<String>,
+    pub initial_cluster: String,
+    pub initial_cluster_token: String,
+    pub initial_advertise_peer_urls: String,
+    pub skip_hash_check: bool,
+}
+
+/// Where the restored member's files went.
+pub struct Restored {
+    pub data_dir: PathBuf,
+    pub wal_dir: PathBuf,
+    pub snap_dir: PathBuf,
+}
+
+/// redb's file header: a backend copied out of a data dir rather than a backup.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+fn is_backend_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 9];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head == REDB_MAGIC
+}
+
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+pub fn restore(opts: &RestoreOptions) -> Result<Restored, String> {
+    let data_dir = opts
+        .data_dir
+        .clone()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| format!("{}.etcd", opts.name));
+    let args: Vec<String> = [
+        "oxcd",
+        "--name",
+        &opts.name,
+        "--data-dir",
+        &data_dir,
+        "--initial-cluster",
+        &opts.initial_cluster,
+        "--initial-cluster-token",
+        &opts.initial_cluster_token,
+        "--initial-advertise-peer-urls",
+        &opts.initial_advertise_peer_urls,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let config = match config::parse(args, &BTreeMap::new()).map_err(|e| e.message)? {
+        Parsed::Run { config, .. } => config,
+        _ => return Err("unexpected restore flags".into()),
+    };
+    let data_dir = PathBuf::from(&data_dir);
+    if exists(&data_dir) {
+        return Err(format!(
+            "data-dir {:?} exists",
+            data_dir.display().to_string()
+        ));
+    }
+    let wal_dir = match opts.wal_dir.as_deref().filter(|w| !w.is_empty()) {
+        Some(w) if exists(Path::new(w)) => return Err(format!("wal-dir {w:?} exists")),
+        Some(w) => PathBuf::from(w),
+        None => data_dir.join("member").join("wal"),
+    };
+    let backend_copy = is_backend_file(&opts.snapshot);
+    if backend_copy && !opts.skip_hash_check {
+        return Err("snapshot missing hash but --skip-hash-check=false".into());
+    }
+    if !backend_copy {
+        oxcd_mvcc::check_backup(&opts.snapshot, opts.skip_hash_check).map_err(|e| e.to_string())?;
+    }
+    // Built beside the target and renamed into place, so a failure leaves nothing behind.
+    let staging = PathBuf::from(format!("{}.restoring", data_dir.display()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let staged_wal = if opts.wal_dir.as_deref().is_some_and(|w| !w.is_empty()) {
+        PathBuf::from(format!("{}.restoring", wal_dir.display()))
+    } else {
+        staging.join("member").join("wal")
+    };
+    let result = build(opts, &config, &staging, &staged_wal, backend_copy);
+    let result = result.and_then(|_| {
+        if staged_wal != staging.join("member").join("wal") {
+            std::fs::rename(&staged_wal, &wal_dir)
+                .map_err(|e| format!("{}: {e}", wal_dir.display()))?;
+        }
+        std::fs::rename(&staging, &data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))
+    });
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_dir_all(&staged_wal);
+        return Err(e);
+    }
+    Ok(Restored {
+        snap_dir: data_dir.join("member").join("snap"),
+        data_dir,
+        wal_dir,
+    })
+}
+
+fn build(
+    opts: &RestoreOptions,
+    config: &config::Config,
+    data_dir: &Path,
+    wal_dir: &Path,
+    backend_copy: bool,
+) -> Result<(), String> {
+    let snap_dir = data_dir.join("member").join("snap");
+    crate::mkdir(&snap_dir).map_err(|e| e.to_string())?;
+    crate::mkdir(wal_dir).map_err(|e| e.to_string())?;
+    let db = snap_dir.join("db");
+    if backend_copy {
+        std::fs::copy(&opts.snapshot, &db).map_err(|e| format!("{}: {e}", db.display()))?;
+    }
+    let store = Store::open(&db).map_err(|e| e.to_string())?;
+    if !backend_copy {
+        store
+            .restore_backup(&opts.snapshot, opts.skip_hash_check)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut log = RaftLog::open(wal_dir).map_err(|e| e.to_string())?;
+    crate::bootstrap(config, &store, &mut log).map_err(|e| e.to_string())?;
+    Ok(())
+}
