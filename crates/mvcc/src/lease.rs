@@ -97,6 +97,10 @@ impl Store {
         self.leases.read().ok()?.by_id.get(&id).cloned()
     }
 
+    pub fn lease_count(&self) -> usize {
+        self.leases.read().map_or(0, |l| l.by_id.len())
+    }
+
     /// Every lease ID with its granted TTL and checkpointed remaining TTL.
     pub fn lease_list(&self) -> Vec<(i64, i64, i64)> {
         self.leases

@@ -27,6 +27,9 @@ const RELEASE_EVERY: u64 = 10_000;
 /// interval). The raft log covers them meanwhile, and redb reuses freed pages only after one.
 const DURABLE_EVERY: Duration = Duration::from_millis(100);
 
+/// etcd warns of an apply slower than this.
+const SLOW_APPLY: Duration = Duration::from_millis(100);
+
 pub enum ApplyMsg {
     Entries(Vec<Entry>),
     /// The raft log now starts after this snapshot; its data names the received file.
@@ -113,6 +116,7 @@ impl Applier {
     }
 
     fn apply_batch(&self, entries: &[Entry], p: &mut Progress) -> Result<(), StoreError> {
+        let batch_started = Instant::now();
         let mut wb = self.store.begin_write()?;
         let mut replies = Vec::new();
         let mut term = 0;
@@ -158,7 +162,17 @@ impl Applier {
         wb.set_meta(META_APPLIED_TERM, term)?;
         let snapshot_due = p.applied - p.last_snapshot >= self.snapshot_count.max(1);
         let durable = snapshot_due || p.last_durable.elapsed() >= DURABLE_EVERY;
+        let commit_started = Instant::now();
         wb.commit(durable)?;
+        if durable {
+            crate::metrics::observe(|m| &m.backend_commit, commit_started.elapsed().as_secs_f64());
+        }
+        let took = batch_started.elapsed();
+        crate::metrics::observe(|m| &m.apply_duration, took.as_secs_f64());
+        if took > SLOW_APPLY {
+            crate::metrics::inc(|m| &m.slow_apply);
+            tracing::warn!(took = ?took, expected_duration = ?SLOW_APPLY, entries = entries.len(), "apply request took too long");
+        }
         if durable {
             p.last_durable = Instant::now();
         }
@@ -344,7 +358,14 @@ fn apply_one(
         None => Ok(Applied::Published),
     };
     match out {
-        Ok(a) => Ok(Ok(a)),
+        Ok(a) => {
+            match a {
+                Applied::LeaseGranted { .. } => crate::metrics::inc(|m| &m.lease_granted),
+                Applied::LeaseRevoked(_) => crate::metrics::inc(|m| &m.lease_revoked),
+                _ => {}
+            }
+            Ok(Ok(a))
+        }
         Err(StoreError::Request(e)) => Ok(Err(e)),
         Err(e) => Err(e),
     }

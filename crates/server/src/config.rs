@@ -75,8 +75,8 @@ const FLAGS: &[FlagSpec] = &[
     f("discovery-srv-name", "", Str, false),
     f("strict-reconfig-check", "true", Bool, true),
     f("pre-vote", "true", Bool, true),
-    f("auto-compaction-retention", "0", Str, false),
-    f("auto-compaction-mode", "periodic", Str, false),
+    f("auto-compaction-retention", "0", Str, true),
+    f("auto-compaction-mode", "periodic", Str, true),
     f("enable-v2", "false", Bool, false),
     f("v2-deprecation", "not-yet", Str, false),
     f("cert-file", "", Str, false),
@@ -226,6 +226,7 @@ pub struct Config {
     pub snapshot_catchup_entries: u64,
     pub watch_progress_notify_interval: std::time::Duration,
     pub max_learners: usize,
+    pub auto_compaction: crate::compactor::AutoCompaction,
 }
 
 /// What went wrong reading the flags: the text etcd prints, and whether it is a usage error
@@ -551,6 +552,11 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
             .copied()
             .unwrap_or(1)
             .max(0) as usize,
+        auto_compaction: crate::compactor::parse(
+            &get_str(m, "auto-compaction-mode"),
+            &get_str(m, "auto-compaction-retention"),
+        )
+        .map_err(verify_err)?,
     })
 }
 
@@ -655,7 +661,7 @@ mod tests {
         let (_, w) = run(
             &[
                 "--enable-pprof",
-                "--auto-compaction-retention=1h",
+                "--experimental-compaction-batch-limit=500",
                 "--strict-reconfig-check=false",
             ],
             &[],
@@ -663,7 +669,7 @@ mod tests {
         .expect("parse");
         assert!(w.iter().any(|m| m.contains("--enable-pprof")), "{w:?}");
         assert!(
-            w.iter().any(|m| m.contains("--auto-compaction-retention")),
+            w.iter().any(|m| m.contains("--experimental-compaction-batch-limit")),
             "{w:?}"
         );
     }

@@ -9,7 +9,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-const PREFACE_LEN: usize = 24;
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const PREFACE_LEN: usize = H2_PREFACE.len();
 const FRAME_HEADER: usize = 9;
 const HEADERS: u8 = 0x1;
 const CONTINUATION: u8 = 0x9;
@@ -65,8 +66,15 @@ impl<S> AuthorityFix<S> {
     fn process(&mut self) {
         if self.preface_left > 0 {
             let n = self.preface_left.min(self.inbuf.len());
-            self.out.extend(self.inbuf.drain(..n));
-            self.preface_left -= n;
+            let seen = PREFACE_LEN - self.preface_left;
+            if self.inbuf[..n] != H2_PREFACE[seen..seen + n] {
+                // HTTP/1 (health checks, metrics): nothing to fix.
+                self.mode = Mode::PassThrough;
+                self.preface_left = 0;
+            } else {
+                self.out.extend(self.inbuf.drain(..n));
+                self.preface_left -= n;
+            }
         }
         while self.preface_left == 0 && self.mode != Mode::PassThrough {
             if self.inbuf.len() < FRAME_HEADER {

@@ -3,12 +3,15 @@
 
 pub mod alarms;
 pub mod apply;
+pub mod compactor;
 pub mod config;
 pub mod h2_authority;
+pub mod http;
 pub mod ids;
 pub mod lessor;
 pub mod logging;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod restore;
 pub mod server;
@@ -551,6 +554,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.election_timeout_ms,
     ));
     tokio::spawn(lessor.clone().run(server.clone()));
+    tokio::spawn(compactor::run(server.clone(), config.auto_compaction.clone()));
     let limit = config.max_request_bytes as usize + 512 * 1024;
     // Stream IDs are shared by every client listener: watches are keyed by them.
     let watch_streams = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -560,6 +564,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         let s = server.clone();
         let mut stop = stop_rx.clone();
         let router = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .layer(http::GrpcMetricsLayer)
+            .add_routes(tonic::service::Routes::from(http::routes(s.clone())))
             .add_service(
                 KvServer::new(services::kv::KvService { server: s.clone() })
                     .max_decoding_message_size(limit),

@@ -60,6 +60,9 @@ pub enum NodeMsg {
     },
 }
 
+/// etcd warns of an fsync slower than this (its disk advice: a dedicated, fast disk).
+const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the rest of the server may know of raft without asking the raft thread.
 #[derive(Default)]
 pub struct RaftStatus {
@@ -228,7 +231,16 @@ impl Node {
             self.log.set_hard_state(hs);
         }
         // New entries, term or vote must be on disk before anyone hears of them.
-        self.log.write(rd.must_sync())?;
+        let must_sync = rd.must_sync();
+        let started = std::time::Instant::now();
+        self.log.write(must_sync)?;
+        if must_sync {
+            let took = started.elapsed();
+            crate::metrics::observe(|m| &m.wal_fsync, took.as_secs_f64());
+            if took > SLOW_FSYNC {
+                tracing::warn!(took = ?took, expected_duration = ?SLOW_FSYNC, "slow fdatasync");
+            }
+        }
         self.transport.send(rd.take_persisted_messages());
         for rs in rd.take_read_states() {
             let Some(counter) = rs
@@ -256,7 +268,10 @@ impl Node {
         self.raw.advance_apply();
         let raft = &self.raw.raft;
         self.status.term.store(raft.term, Ordering::Release);
-        self.status.leader.store(raft.leader_id, Ordering::Release);
+        let previous = self.status.leader.swap(raft.leader_id, Ordering::AcqRel);
+        if previous != raft.leader_id && raft.leader_id != 0 {
+            crate::metrics::inc(|m| &m.leader_changes);
+        }
         self.status
             .commit
             .store(raft.raft_log.committed, Ordering::Release);

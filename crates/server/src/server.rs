@@ -82,6 +82,10 @@ impl Waiters {
         }
     }
 
+    pub fn pending(&self) -> usize {
+        self.waiting.lock().map_or(0, |w| w.len())
+    }
+
     pub fn finish(&self, id: u64, result: Result<Applied, EtcdError>) {
         let reply = self.waiting.lock().ok().and_then(|mut w| w.remove(&id));
         if let Some(reply) = reply {
@@ -289,6 +293,7 @@ impl EtcdServer {
             Ok(Err(_)) => Err(EtcdError::Stopped),
             Err(_) => {
                 self.waiters.forget(id);
+                crate::metrics::inc(|m| &m.proposals_failed);
                 Err(EtcdError::Timeout)
             }
         }

@@ -1,0 +1,206 @@
+//! HTTP on the client URLs beside gRPC, as etcd serves it: /health, /livez, /readyz,
+//! /version and /metrics; and the layer that counts gRPC requests for /metrics.
+
+use crate::server::EtcdServer;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use oxcd_api::etcdserverpb::AlarmType;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+pub fn routes(server: Arc<EtcdServer>) -> axum::Router {
+    axum::Router::new()
+        .route("/health", get(health))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .with_state(server)
+}
+
+fn query_values<'q>(query: &'q Option<String>, name: &str) -> Vec<&'q str> {
+    query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Why the member is unhealthy, or None. As etcd: an alarm not excluded, no leader, or a
+/// read that does not complete (linearizable unless ?serializable=true).
+async fn unhealthy(server: &EtcdServer, query: &Option<String>) -> Option<String> {
+    let excluded = query_values(query, "exclude");
+    for a in server.alarms.list(AlarmType::None) {
+        let name = AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
+        if !excluded.contains(&name) {
+            return Some(format!("ALARM {name}"));
+        }
+    }
+    if server.raft.leader.load(Ordering::Acquire) == 0 {
+        return Some("RAFT NO LEADER".into());
+    }
+    let serializable = query_values(query, "serializable").contains(&"true");
+    if !serializable {
+        if let Err(e) = server.linearizable_read_barrier().await {
+            return Some(format!("QGET ERROR:{e}"));
+        }
+    }
+    None
+}
+
+async fn health(State(server): State<Arc<EtcdServer>>, RawQuery(q): RawQuery) -> Response {
+    match unhealthy(&server, &q).await {
+        None => json(StatusCode::OK, r#"{"health":"true","reason":""}"#.into()),
+        Some(reason) => {
+            tracing::warn!(reason = %reason, "serving /health false");
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"health": "false", "reason": reason}).to_string(),
+            )
+        }
+    }
+}
+
+async fn ready(State(server): State<Arc<EtcdServer>>, RawQuery(q): RawQuery) -> Response {
+    match unhealthy(&server, &q).await {
+        None => (StatusCode::OK, "ok").into_response(),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+    }
+}
+
+async fn version() -> Response {
+    let v = crate::services::maintenance::SERVER_VERSION;
+    json(
+        StatusCode::OK,
+        serde_json::json!({"etcdserver": v, "etcdcluster": v}).to_string(),
+    )
+}
+
+async fn metrics(State(server): State<Arc<EtcdServer>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&server),
+    )
+        .into_response()
+}
+
+/// Counts gRPC requests by service and method (grpc_server_started_total) and unary ones
+/// by their status code (grpc_server_handled_total).
+#[derive(Clone, Default)]
+pub struct GrpcMetricsLayer;
+
+impl<S> tower::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+    fn layer(&self, inner: S) -> GrpcMetrics<S> {
+        GrpcMetrics { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+}
+
+fn rpc_type(method: &str) -> &'static str {
+    match method {
+        "Watch" | "LeaseKeepAlive" => "bidi_stream",
+        "Snapshot" => "server_stream",
+        _ => "unary",
+    }
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for GrpcMetrics<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let path = req.uri().path().trim_start_matches('/').to_string();
+        let fut = self.inner.call(req);
+        let Some((service, method)) = path.split_once('/').filter(|_| grpc) else {
+            return Box::pin(fut);
+        };
+        let (service, method) = (service.to_string(), method.to_string());
+        let kind = rpc_type(&method);
+        if let Some(m) = crate::metrics::get() {
+            m.grpc_started
+                .with_label_values(&[kind, &service, &method])
+                .inc();
+        }
+        Box::pin(async move {
+            let resp = fut.await?;
+            if kind == "unary" {
+                // An error comes back as headers only, its code among them.
+                let code = resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or("OK", |c| tonic::Code::from(c).description_name());
+                if let Some(m) = crate::metrics::get() {
+                    m.grpc_handled
+                        .with_label_values(&[kind, &service, &method, code])
+                        .inc();
+                }
+            }
+            Ok(resp)
+        })
+    }
+}
+
+trait CodeName {
+    fn description_name(self) -> &'static str;
+}
+
+impl CodeName for tonic::Code {
+    /// The code's name as Go's grpc prints it in metric labels.
+    fn description_name(self) -> &'static str {
+        use tonic::Code::*;
+        match self {
+            Ok => "OK",
+            Cancelled => "Canceled",
+            Unknown => "Unknown",
+            InvalidArgument => "InvalidArgument",
+            DeadlineExceeded => "DeadlineExceeded",
+            NotFound => "NotFound",
+            AlreadyExists => "AlreadyExists",
+            PermissionDenied => "PermissionDenied",
+            ResourceExhausted => "ResourceExhausted",
+            FailedPrecondition => "FailedPrecondition",
+            Aborted => "Aborted",
+            OutOfRange => "OutOfRange",
+            Unimplemented => "Unimplemented",
+            Internal => "Internal",
+            Unavailable => "Unavailable",
+            DataLoss => "DataLoss",
+            Unauthenticated => "Unauthenticated",
+        }
+    }
+}
