@@ -6,5 +6,6 @@ mod crash;
 mod differential;
 mod etcdctl;
 mod lease;
+mod ops;
 mod startup;
 mod watch;

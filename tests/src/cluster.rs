@@ -118,7 +118,7 @@ impl Cluster {
         }
     }
 
-    fn initial_cluster(&self) -> String {
+    pub fn initial_cluster(&self) -> String {
         self.members
             .iter()
             .map(|m| format!("{}={}", m.name, m.advertised_peer))

@@ -341,3 +341,26 @@ pub fn run_tool_env(
         out.status.code().unwrap_or(-1),
     )
 }
+
+/// A plain HTTP/1.1 GET to `host:port` (the client port serves HTTP beside gRPC): the
+/// status code and body.
+pub fn http_get(host_port: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(host_port).expect("connect for HTTP");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send HTTP request");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}

@@ -165,7 +165,10 @@ impl Applier {
         let commit_started = Instant::now();
         wb.commit(durable)?;
         if durable {
-            crate::metrics::observe(|m| &m.backend_commit, commit_started.elapsed().as_secs_f64());
+            crate::metrics::observe(
+                |m| &m.backend_commit,
+                commit_started.elapsed().as_secs_f64(),
+            );
         }
         let took = batch_started.elapsed();
         crate::metrics::observe(|m| &m.apply_duration, took.as_secs_f64());

@@ -20,9 +20,7 @@ pub enum AutoCompaction {
 
 /// The flags as etcd reads them: a bare number is hours in periodic mode.
 pub fn parse(mode: &str, retention: &str) -> Result<AutoCompaction, String> {
-    let bad = || {
-        format!("invalid auto compaction retention {retention:?} for mode {mode:?}")
-    };
+    let bad = || format!("invalid auto compaction retention {retention:?} for mode {mode:?}");
     match mode {
         "periodic" => {
             let d = match retention.parse::<u64>() {
@@ -90,7 +88,9 @@ pub async fn run(server: Arc<EtcdServer>, policy: AutoCompaction) {
                         tracing::info!(revision = rev, compact_period = ?period, "completed auto periodic compaction");
                         last = tokio::time::Instant::now();
                     }
-                    Err(e) => tracing::warn!(revision = rev, error = %e, "failed auto periodic compaction"),
+                    Err(e) => {
+                        tracing::warn!(revision = rev, error = %e, "failed auto periodic compaction")
+                    }
                 }
             }
         }
@@ -105,13 +105,23 @@ pub async fn run(server: Arc<EtcdServer>, policy: AutoCompaction) {
                 if rev <= 0 || rev == previous {
                     continue;
                 }
-                tracing::info!(revision = rev, revision_compaction_retention = retention, "starting auto revision compaction");
+                tracing::info!(
+                    revision = rev,
+                    revision_compaction_retention = retention,
+                    "starting auto revision compaction"
+                );
                 match compact(&server, rev).await {
                     Ok(()) => {
                         previous = rev;
-                        tracing::info!(revision = rev, revision_compaction_retention = retention, "completed auto revision compaction");
+                        tracing::info!(
+                            revision = rev,
+                            revision_compaction_retention = retention,
+                            "completed auto revision compaction"
+                        );
                     }
-                    Err(e) => tracing::warn!(revision = rev, error = %e, "failed auto revision compaction"),
+                    Err(e) => {
+                        tracing::warn!(revision = rev, error = %e, "failed auto revision compaction")
+                    }
                 }
             }
         }
@@ -133,7 +143,10 @@ mod tests {
             parse("periodic", "30m"),
             Ok(AutoCompaction::Periodic(Duration::from_secs(1800)))
         );
-        assert_eq!(parse("revision", "1000"), Ok(AutoCompaction::Revision(1000)));
+        assert_eq!(
+            parse("revision", "1000"),
+            Ok(AutoCompaction::Revision(1000))
+        );
         assert!(parse("revision", "1h").is_err());
         assert!(parse("weekly", "1").is_err());
     }

@@ -669,7 +669,8 @@ mod tests {
         .expect("parse");
         assert!(w.iter().any(|m| m.contains("--enable-pprof")), "{w:?}");
         assert!(
-            w.iter().any(|m| m.contains("--experimental-compaction-batch-limit")),
+            w.iter()
+                .any(|m| m.contains("--experimental-compaction-batch-limit")),
             "{w:?}"
         );
     }

@@ -554,7 +554,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config.election_timeout_ms,
     ));
     tokio::spawn(lessor.clone().run(server.clone()));
-    tokio::spawn(compactor::run(server.clone(), config.auto_compaction.clone()));
+    tokio::spawn(compactor::run(
+        server.clone(),
+        config.auto_compaction.clone(),
+    ));
     let limit = config.max_request_bytes as usize + 512 * 1024;
     // Stream IDs are shared by every client listener: watches are keyed by them.
     let watch_streams = Arc::new(std::sync::atomic::AtomicU64::new(0));
