@@ -110,8 +110,8 @@ const FLAGS: &[FlagSpec] = &[
     f("log-rotation-config-json", "", Str, false),
     f("force-new-cluster", "false", Bool, false),
     f("unsafe-no-fsync", "false", Bool, false),
-    f("experimental-initial-corrupt-check", "false", Bool, false),
-    f("experimental-corrupt-check-time", "0s", Str, false),
+    f("experimental-initial-corrupt-check", "false", Bool, true),
+    f("experimental-corrupt-check-time", "0s", Str, true),
     f("experimental-enable-v2v3", "", Str, false),
     f("experimental-enable-lease-checkpoint", "false", Bool, false),
     f(
@@ -227,6 +227,9 @@ pub struct Config {
     pub watch_progress_notify_interval: std::time::Duration,
     pub max_learners: usize,
     pub auto_compaction: crate::compactor::AutoCompaction,
+    pub initial_corrupt_check: bool,
+    /// Zero: no periodic check.
+    pub corrupt_check_time: std::time::Duration,
 }
 
 /// What went wrong reading the flags: the text etcd prints, and whether it is a usage error
@@ -557,6 +560,15 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
             &get_str(m, "auto-compaction-retention"),
         )
         .map_err(verify_err)?,
+        initial_corrupt_check: get_bool(m, "experimental-initial-corrupt-check"),
+        corrupt_check_time: {
+            let text = get_str(m, "experimental-corrupt-check-time");
+            parse_go_duration(&text).ok_or_else(|| {
+                usage_err(format!(
+                    "invalid value {text:?} for flag -experimental-corrupt-check-time: parse error"
+                ))
+            })?
+        },
     })
 }
 

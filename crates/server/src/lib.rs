@@ -5,6 +5,7 @@ pub mod alarms;
 pub mod apply;
 pub mod compactor;
 pub mod config;
+pub mod corrupt;
 pub mod h2_authority;
 pub mod http;
 pub mod ids;
@@ -558,6 +559,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         server.clone(),
         config.auto_compaction.clone(),
     ));
+    if config.initial_corrupt_check {
+        corrupt::initial_check(&server)
+            .await
+            .map_err(StartError::Config)?;
+    }
+    if !config.corrupt_check_time.is_zero() {
+        tokio::spawn(corrupt::run_periodic(
+            server.clone(),
+            config.corrupt_check_time,
+        ));
+    }
     let limit = config.max_request_bytes as usize + 512 * 1024;
     // Stream IDs are shared by every client listener: watches are keyed by them.
     let watch_streams = Arc::new(std::sync::atomic::AtomicU64::new(0));
