@@ -160,7 +160,7 @@ async fn log_level_filters_what_is_logged() {
 async fn methods_of_later_issues_answer_unimplemented_by_name() {
     use oxcd_api::etcdserverpb::{
         auth_client::AuthClient, maintenance_client::MaintenanceClient, AuthEnableRequest,
-        DefragmentRequest,
+        DowngradeRequest,
     };
     let server = Server::start(Kind::Oxcd, &[]);
     server.ready().await;
@@ -172,12 +172,12 @@ async fn methods_of_later_issues_answer_unimplemented_by_name() {
     let auth = AuthClient::new(ch.clone())
         .auth_enable(AuthEnableRequest {})
         .await;
-    let defrag = MaintenanceClient::new(ch)
-        .defragment(DefragmentRequest {})
+    let downgrade = MaintenanceClient::new(ch)
+        .downgrade(DowngradeRequest::default())
         .await;
     for (name, status) in [
         ("Auth.AuthEnable", auth.expect_err("not yet")),
-        ("Maintenance.Defragment", defrag.expect_err("not yet")),
+        ("Maintenance.Downgrade", downgrade.expect_err("not yet")),
     ] {
         assert_eq!(status.code(), tonic::Code::Unimplemented, "{name}");
         assert!(

@@ -3,6 +3,7 @@
 //! etcd started side by side on loopback and prints the ratios.
 
 mod load;
+mod ops;
 mod servers;
 mod watchlease;
 
@@ -77,6 +78,19 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         members: usize,
     },
+    /// Backup, restore and defragmentation figures for oxcd and etcd side by side.
+    Ops {
+        #[arg(long, default_value = "target/release/oxcd")]
+        oxcd: String,
+        #[arg(long, default_value = "/usr/bin/etcd")]
+        etcd: String,
+        #[arg(long, default_value = "target/release/oxcdctl")]
+        oxcdctl: String,
+        #[arg(long, default_value = "/usr/bin/etcdctl")]
+        etcdctl: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+    },
 }
 
 fn print_report(r: &Report) {
@@ -137,6 +151,13 @@ async fn main() {
             load_keys,
             members,
         } => servers::compare(&oxcd, &etcd, total, load_keys, members).await,
+        Cmd::Ops {
+            oxcd,
+            etcd,
+            oxcdctl,
+            etcdctl,
+            keys,
+        } => ops::ops(&oxcd, &etcd, &oxcdctl, &etcdctl, keys).await,
     };
     if let Err(e) = result {
         eprintln!("oxcd-bench: {e}");

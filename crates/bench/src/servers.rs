@@ -5,16 +5,16 @@ use crate::load::{self, LoadSpec, Op};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Member {
-    child: Child,
-    endpoint: String,
+pub(crate) struct Member {
+    pub child: Child,
+    pub endpoint: String,
 }
 
 /// One product's cluster: its members, all stopped (by PID) when dropped.
-struct Cluster {
-    name: &'static str,
-    members: Vec<Member>,
-    _dir: tempfile::TempDir,
+pub(crate) struct Cluster {
+    pub name: &'static str,
+    pub members: Vec<Member>,
+    pub _dir: tempfile::TempDir,
 }
 
 impl Drop for Cluster {
@@ -63,7 +63,11 @@ fn two_free_ports() -> Result<(u16, u16), String> {
 
 /// Starts `size` members of `program` with the same flags (and the caller's environment,
 /// so ETCD_HEARTBEAT_INTERVAL / ETCD_ELECTION_TIMEOUT apply to both products).
-async fn start(name: &'static str, program: &str, size: usize) -> Result<Cluster, String> {
+pub(crate) async fn start(
+    name: &'static str,
+    program: &str,
+    size: usize,
+) -> Result<Cluster, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut ports = Vec::new();
     for _ in 0..size {
@@ -201,12 +205,12 @@ fn peak_rss(pid: u32) -> u64 {
     status_kb(pid, "VmHWM:") * 1024
 }
 
-struct Row {
-    name: String,
-    unit: &'static str,
-    oxcd: f64,
-    etcd: f64,
-    higher_is_better: bool,
+pub(crate) struct Row {
+    pub name: String,
+    pub unit: &'static str,
+    pub oxcd: f64,
+    pub etcd: f64,
+    pub higher_is_better: bool,
 }
 
 pub async fn compare(
@@ -365,9 +369,15 @@ pub async fn compare(
         });
     }
     println!("{members} member(s) each");
+    print_rows(servers[0].name, servers[1].name, rows);
+    Ok(())
+}
+
+/// The comparison table: each figure for both products and the ratio oxcd/etcd.
+pub(crate) fn print_rows(first: &str, second: &str, rows: Vec<Row>) {
     println!(
         "{:<34} {:>12} {:>12} {:>10}  unit",
-        "load", servers[0].name, servers[1].name, "oxcd/etcd"
+        "load", first, second, "oxcd/etcd"
     );
     for r in rows {
         let ratio = if r.etcd > 0.0 {
@@ -386,5 +396,4 @@ pub async fn compare(
             r.name, r.oxcd, r.etcd, ratio, r.unit
         );
     }
-    Ok(())
 }
