@@ -1,5 +1,6 @@
 //! oxcdctl: etcdctl v3's command tree, flags, `ETCDCTL_*` variables and output.
 
+mod check;
 mod client;
 mod gofmt;
 mod lease;
@@ -281,6 +282,7 @@ fn root() -> Command {
         .subcommand(ops::snapshot_cmd())
         .subcommand(ops::alarm_cmd())
         .subcommand(ops::defrag_cmd())
+        .subcommand(check::check_cmd())
         .subcommand(
             Command::new("move-leader")
                 .about("Transfers leadership to another etcd cluster member.")
@@ -658,6 +660,7 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
         "snapshot" => ops::snapshot(&g, sm, out).await,
         "alarm" => ops::alarm(&g, sm, out).await,
         "defrag" => ops::defrag(&g, sm, out).await,
+        "check" => check::check(&g, sm, out).await,
         "watch" => watch_cmd(&g, sm).await,
         "lease" => {
             let (sub, lm) = sm.subcommand().ok_or_else(|| err("no command".into()))?;
