@@ -59,6 +59,7 @@ impl Store {
                 .map_err(io)?;
         }
         self.swap_db(Arc::new(fresh));
+        self.refresh_file_size();
         self.refresh_size_in_use()?;
         Ok(Defragmented {
             size_before,

@@ -41,6 +41,8 @@ pub struct Store {
     /// Held by the one write batch open at a time, and by defragmentation.
     writer: Mutex<()>,
     size_in_use: std::sync::atomic::AtomicU64,
+    /// The backend file's size, taken after every commit rather than on every request.
+    file_size: std::sync::atomic::AtomicU64,
     size_counted_at: Mutex<std::time::Instant>,
     path: PathBuf,
     pub(crate) index: RwLock<TreeIndex>,
@@ -73,6 +75,7 @@ impl Store {
             db: RwLock::new(Arc::new(db)),
             writer: Mutex::new(()),
             size_in_use: Default::default(),
+            file_size: Default::default(),
             path: path.to_path_buf(),
             index: RwLock::new(loaded.index),
             current: AtomicI64::new(loaded.current),
@@ -83,6 +86,7 @@ impl Store {
             size_counted_at: Mutex::new(std::time::Instant::now()),
         };
         store.refresh_size_in_use()?;
+        store.refresh_file_size();
         Ok(store)
     }
 
@@ -119,8 +123,7 @@ impl Store {
 
     pub(crate) fn refresh_size_in_use(&self) -> Result<(), BackendError> {
         let tx = self.db().begin_write()?;
-        let stats = tx.stats()?;
-        let used = stats.allocated_pages() * stats.page_size() as u64;
+        let used = pages_in_use_bytes(&tx)?;
         tx.abort()?;
         self.size_in_use.store(used, Ordering::Relaxed);
         Ok(())
@@ -157,9 +160,14 @@ impl Store {
         Ok(t.get(name)?.map(|g| g.value().to_vec()))
     }
 
-    /// Size of the backend file in bytes.
+    /// Size of the backend file in bytes, as of the last commit.
     pub fn db_size(&self) -> u64 {
-        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+        self.file_size.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn refresh_file_size(&self) {
+        let len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        self.file_size.store(len, Ordering::Relaxed);
     }
 
     /// Runs `read` against the published state: the committed backend and the key index,
@@ -215,6 +223,12 @@ pub(crate) fn create_db(path: &Path) -> Result<Database, BackendError> {
             path: path.display().to_string(),
             source,
         })
+}
+
+/// Bytes of the file in allocated pages, as `tx` sees them.
+fn pages_in_use_bytes(tx: &WriteTransaction) -> Result<u64, BackendError> {
+    let stats = tx.stats()?;
+    Ok(stats.allocated_pages() * stats.page_size() as u64)
 }
 
 pub(crate) fn defrag_path(path: &Path) -> PathBuf {
@@ -395,17 +409,19 @@ impl WriteBatch<'_> {
     /// Recounts the backend's pages in use now and then, on a durable commit.
     fn count_size_if_due(&self, durable: bool) {
         const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+        if !durable {
+            return;
+        }
         let mut at = self
             .store
             .size_counted_at
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if !durable || at.elapsed() < EVERY {
+        if at.elapsed() < EVERY {
             return;
         }
         *at = std::time::Instant::now();
-        if let Ok(stats) = self.tx.stats() {
-            let used = stats.allocated_pages() * stats.page_size() as u64;
+        if let Ok(used) = pages_in_use_bytes(&self.tx) {
             self.store.size_in_use.store(used, Ordering::Relaxed);
         }
     }
@@ -422,6 +438,7 @@ impl WriteBatch<'_> {
             .map_err(backend_err)?;
         self.count_size_if_due(durable);
         self.tx.commit().map_err(backend_err)?;
+        self.store.refresh_file_size();
         self.store.current.store(self.rev, Ordering::Release);
         self.store.notify(std::mem::take(&mut self.events));
         Ok(())

@@ -116,6 +116,21 @@ pub(crate) fn read_records<R: Read>(
     }
 }
 
+/// Feeds every KV record up to backend key `upto` into `crc`.
+fn hash_kv_records(
+    rx: &redb::ReadTransaction,
+    upto: u128,
+    crc: &mut crc32fast::Hasher,
+) -> Result<(), StoreError> {
+    let kv = rx.open_table(KV).map_err(backend_err)?;
+    for item in kv.range(..=upto).map_err(backend_err)? {
+        let (k, v) = item.map_err(backend_err)?;
+        crc.update(&k.value().to_be_bytes());
+        crc.update(v.value());
+    }
+    Ok(())
+}
+
 impl Store {
     /// Writes every record to `out` from one consistent read; returns the meta and cluster
     /// records written, so the caller knows which raft index the stream stands for.
@@ -240,6 +255,7 @@ impl Store {
             .write()
             .map_err(|_| crate::kvstore::poisoned())? = leases;
         self.publish_loaded(loaded.current, loaded.compacted);
+        self.refresh_file_size();
         drop(index);
         drop(turn);
         self.hub
@@ -255,12 +271,7 @@ impl Store {
         let current = self.current_revision();
         let rx = self.db().begin_read().map_err(backend_err)?;
         let mut crc = crc32fast::Hasher::new();
-        let kv = rx.open_table(KV).map_err(backend_err)?;
-        for item in kv.iter().map_err(backend_err)? {
-            let (k, v) = item.map_err(backend_err)?;
-            crc.update(&k.value().to_be_bytes());
-            crc.update(v.value());
-        }
+        hash_kv_records(&rx, u128::MAX, &mut crc)?;
         let cluster = rx.open_table(CLUSTER).map_err(backend_err)?;
         for item in cluster.iter().map_err(backend_err)? {
             let (k, v) = item.map_err(backend_err)?;
@@ -289,14 +300,9 @@ impl Store {
         if rev < compacted {
             return Err(EtcdError::Compacted.into());
         }
-        let kv = rx.open_table(KV).map_err(backend_err)?;
         let upto = Revision::new(rev, i64::MAX).to_backend_key();
         let mut crc = crc32fast::Hasher::new();
-        for item in kv.range(..=upto).map_err(backend_err)? {
-            let (k, v) = item.map_err(backend_err)?;
-            crc.update(&k.value().to_be_bytes());
-            crc.update(v.value());
-        }
+        hash_kv_records(&rx, upto, &mut crc)?;
         Ok((crc.finalize(), compacted, rev))
     }
 }
