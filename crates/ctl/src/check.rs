@@ -4,15 +4,15 @@
 
 use crate::client;
 use crate::printer::Out;
-use crate::{err, fail, flag, string, CtlError, Globals, EXIT_BAD_FEATURE, EXIT_ERROR};
+use crate::{
+    err, fail, flag, string, CtlError, Globals, EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT,
+};
 use clap::{Arg, ArgMatches, Command};
 use oxcd_api::etcdserverpb::{
     CompactionRequest, DefragmentRequest, DeleteRangeRequest, PutRequest, RangeRequest,
 };
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const EXIT_INVALID_INPUT: i32 = 3;
 
 pub fn check_cmd() -> Command {
     Command::new("check")

@@ -6,8 +6,7 @@ use crate::printer::{table, Format, Out};
 use crate::{args_of, err, fail, flag, string, CtlError, Globals, EXIT_BAD_ARGS, EXIT_ERROR};
 use clap::{Arg, ArgMatches, Command};
 use oxcd_api::etcdserverpb::{
-    alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmType, DefragmentRequest,
-    SnapshotRequest,
+    alarm_request::AlarmAction, AlarmMember, AlarmRequest, DefragmentRequest, SnapshotRequest,
 };
 use serde_json::{json, Value};
 use std::io::Write;
@@ -292,11 +291,6 @@ fn status(g: &Globals, path: &str, out: &mut Out) -> Result<(), CtlError> {
     Ok(())
 }
 
-fn alarm_line(a: &AlarmMember) -> String {
-    let name = AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
-    format!("memberID:{} alarm:{} ", a.member_id, name)
-}
-
 fn print_alarms(
     g: &Globals,
     header: &Option<oxcd_api::etcdserverpb::ResponseHeader>,
@@ -306,11 +300,8 @@ fn print_alarms(
     match g.printer.format {
         Format::Json => {
             let mut m = serde_json::Map::new();
-            if let Some(h) = header {
-                m.insert(
-                    "header".into(),
-                    json!({"cluster_id": h.cluster_id, "member_id": h.member_id, "revision": h.revision, "raft_term": h.raft_term}),
-                );
+            if let Some(h) = crate::printer::header_json(header) {
+                m.insert("header".into(), h);
             }
             if !alarms.is_empty() {
                 let list: Vec<Value> = alarms
@@ -330,7 +321,7 @@ fn print_alarms(
         }
         _ => {
             for a in alarms {
-                out.line(alarm_line(a));
+                out.line(oxcd_server::alarms::alarm_text(a));
             }
         }
     }

@@ -107,7 +107,7 @@ fn put_bool(m: &mut Map<String, Value>, k: &str, v: bool) {
     }
 }
 
-fn header_json(h: &Option<ResponseHeader>) -> Option<Value> {
+pub(crate) fn header_json(h: &Option<ResponseHeader>) -> Option<Value> {
     let h = h.as_ref()?;
     let mut m = Map::new();
     put_u64(&mut m, "cluster_id", h.cluster_id);

@@ -108,6 +108,16 @@ impl Alarms {
     }
 }
 
+/// An alarm's type as etcd names it (NOSPACE, CORRUPT).
+pub fn alarm_name(a: &AlarmMember) -> &'static str {
+    AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name())
+}
+
+/// etcd's text for an alarm (Go's compact proto text), as Status errors and etcdctl print it.
+pub fn alarm_text(a: &AlarmMember) -> String {
+    format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a))
+}
+
 fn put_cost(op: &RequestOp) -> u64 {
     match &op.request {
         Some(oxcd_api::etcdserverpb::request_op::Request::RequestPut(p)) => {

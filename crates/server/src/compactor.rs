@@ -2,7 +2,7 @@
 //! only, `periodic` compacts to the revision current one retention ago, `revision` keeps the
 //! last N revisions (looking every 5 minutes).
 
-use crate::server::{Applied, EtcdServer};
+use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::CompactionRequest;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_api::EtcdError;
@@ -53,8 +53,7 @@ async fn compact(server: &EtcdServer, revision: i64) -> Result<(), EtcdError> {
         physical: false,
     };
     match server.propose(Internal::Compaction(req)).await {
-        Ok(Applied::Compacted(_)) | Err(EtcdError::Compacted) => Ok(()),
-        Ok(_) => Ok(()),
+        Ok(_) | Err(EtcdError::Compacted) => Ok(()),
         Err(e) => Err(e),
     }
 }

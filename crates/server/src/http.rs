@@ -43,7 +43,7 @@ fn json(status: StatusCode, body: String) -> Response {
 async fn unhealthy(server: &EtcdServer, query: &Option<String>) -> Option<String> {
     let excluded = query_values(query, "exclude");
     for a in server.alarms.list(AlarmType::None) {
-        let name = AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
+        let name = crate::alarms::alarm_name(&a);
         if !excluded.contains(&name) {
             return Some(format!("ALARM {name}"));
         }

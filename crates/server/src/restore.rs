@@ -83,10 +83,8 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored, String> {
     if backend_copy && !opts.skip_hash_check {
         return Err("snapshot missing hash but --skip-hash-check=false".into());
     }
-    if !backend_copy {
-        oxcd_mvcc::check_backup(&opts.snapshot, opts.skip_hash_check).map_err(|e| e.to_string())?;
-    }
-    // Built beside the target and renamed into place, so a failure leaves nothing behind.
+    // Built beside the target and renamed into place, so a failure (a damaged backup too:
+    // restore_backup checks it before loading) leaves nothing behind.
     let staging = PathBuf::from(format!("{}.restoring", data_dir.display()));
     let _ = std::fs::remove_dir_all(&staging);
     let staged_wal = if opts.wal_dir.as_deref().is_some_and(|w| !w.is_empty()) {

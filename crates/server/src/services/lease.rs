@@ -65,6 +65,7 @@ impl LeaseService {
     async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
         if self.is_leader() {
             let ttl = self.lessor.renew(&self.server, id).unwrap_or(0);
+            crate::metrics::inc(|m| &m.lease_renewed);
             return Ok(LeaseKeepAliveResponse {
                 header: self.server.header(self.server.store.current_revision()),
                 id,

@@ -17,12 +17,6 @@ pub struct MaintenanceService {
     pub server: Arc<EtcdServer>,
 }
 
-/// etcd's text for an alarm in Status errors (Go's compact proto text).
-pub fn alarm_text(a: &AlarmMember) -> String {
-    let name = AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name());
-    format!("memberID:{} alarm:{} ", a.member_id, name)
-}
-
 /// etcd sends a snapshot in 32 KiB pieces.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
@@ -118,7 +112,12 @@ impl Maintenance for MaintenanceService {
         if leader == 0 {
             errors.push(oxcd_api::EtcdError::NoLeader.to_string());
         }
-        errors.extend(s.alarms.list(AlarmType::None).iter().map(alarm_text));
+        errors.extend(
+            s.alarms
+                .list(AlarmType::None)
+                .iter()
+                .map(crate::alarms::alarm_text),
+        );
         let db_size = s.store.db_size() as i64;
         Ok(Response::new(StatusResponse {
             header: s.header(s.store.current_revision()),
