@@ -154,7 +154,7 @@ pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), Ctl
     }
     if flag(sm, "auto-defrag") {
         for ep in &g.endpoints {
-            if let Ok(one) = client::connect_one(ep, g.dial_timeout).await {
+            if let Ok(one) = crate::connect_to(g, ep).await {
                 let _ = client::with_timeout(
                     g.command_timeout,
                     one.maintenance().defragment(DefragmentRequest {}),

@@ -10,7 +10,6 @@ use oxcd_api::etcdserverpb::{
 };
 use std::io::Write;
 use std::time::Duration;
-use tonic::transport::Channel;
 
 pub const EXIT_ERROR: i32 = 1;
 pub const EXIT_BAD_CONNECTION: i32 = 2;
@@ -19,7 +18,7 @@ pub const EXIT_BAD_ARGS: i32 = 128;
 /// (exit code, message) for etcdctl's `Error: ...` line.
 pub type Failure = (i32, String);
 
-fn client(c: &Client) -> LeaseClient<Channel> {
+fn client(c: &Client) -> LeaseClient<crate::client::Conn> {
     LeaseClient::new(c.channel.clone())
 }
 

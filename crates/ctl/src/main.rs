@@ -1,5 +1,6 @@
 //! oxcdctl: etcdctl v3's command tree, flags, `ETCDCTL_*` variables and output.
 
+mod auth;
 mod check;
 mod client;
 mod gofmt;
@@ -281,6 +282,9 @@ fn root() -> Command {
         )
         .subcommand(ops::snapshot_cmd())
         .subcommand(ops::alarm_cmd())
+        .subcommand(auth::auth_cmd())
+        .subcommand(auth::user_cmd())
+        .subcommand(auth::role_cmd())
         .subcommand(ops::defrag_cmd())
         .subcommand(check::check_cmd())
         .subcommand(
@@ -507,7 +511,7 @@ fn txn_op(words: &[String]) -> Result<RequestOp, String> {
 
 pub(crate) struct Globals {
     endpoints: Vec<String>,
-    dial_timeout: Duration,
+    dialer: client::Dialer,
     pub(crate) command_timeout: Duration,
     printer: Printer,
     user: String,
@@ -534,7 +538,7 @@ fn globals(m: &ArgMatches) -> Result<Globals, CtlError> {
             .get_many::<String>("endpoints")
             .map(|v| v.cloned().collect())
             .unwrap_or_default(),
-        dial_timeout: dur("dial-timeout")?,
+        dialer: dialer(m, dur("dial-timeout")?)?,
         command_timeout: dur("command-timeout")?,
         printer: Printer {
             format,
@@ -546,24 +550,79 @@ fn globals(m: &ArgMatches) -> Result<Globals, CtlError> {
     })
 }
 
-async fn connect(g: &Globals) -> Result<client::Client, CtlError> {
-    let c = client::connect(&g.endpoints, g.dial_timeout)
-        .await
-        .map_err(err)?;
-    if !g.user.is_empty() {
-        let (name, password) = match g.user.split_once(':') {
-            Some((n, p)) if g.password.is_empty() => (n.to_string(), p.to_string()),
-            _ => (g.user.clone(), g.password.clone()),
-        };
-        let mut auth = oxcd_api::etcdserverpb::auth_client::AuthClient::new(c.channel.clone());
-        client::with_timeout(
-            g.command_timeout,
-            auth.authenticate(AuthenticateRequest { name, password }),
+/// etcdctl's TLS flags: TLS for https endpoints, and for bare ones once any TLS flag is set.
+fn dialer(m: &ArgMatches, timeout: Duration) -> Result<client::Dialer, CtlError> {
+    let path = |name: &str| {
+        Some(string(m, name))
+            .filter(|s| !s.is_empty())
+            .map(Into::into)
+    };
+    let settings = oxcd_server::tls::ClientTls {
+        ca_file: path("cacert"),
+        cert_file: path("cert"),
+        key_file: path("key"),
+        skip_verify: flag(m, "insecure-skip-tls-verify"),
+    };
+    let any_flag = settings.ca_file.is_some()
+        || settings.cert_file.is_some()
+        || settings.key_file.is_some()
+        || settings.skip_verify;
+    let tls = if any_flag {
+        Some(
+            oxcd_server::tls::client_config(&settings).map_err(|msg| CtlError {
+                code: EXIT_BAD_ARGS,
+                msg,
+            })?,
         )
+    } else {
+        None
+    };
+    Ok(client::Dialer {
+        timeout,
+        tls,
+        tls_by_default: any_flag,
+    })
+}
+
+/// Connects to one endpoint and, with --user, authenticates there.
+pub(crate) async fn connect_to(g: &Globals, ep: &str) -> Result<client::Client, String> {
+    let c = client::connect_one(ep, &g.dialer).await?;
+    authenticate(g, c).await
+}
+
+async fn authenticate(g: &Globals, c: client::Client) -> Result<client::Client, String> {
+    if g.user.is_empty() {
+        return Ok(c);
+    }
+    let (name, password) = match g.user.split_once(':') {
+        Some((n, p)) if g.password.is_empty() => (n.to_string(), p.to_string()),
+        _ if !g.password.is_empty() => (g.user.clone(), g.password.clone()),
+        _ => (g.user.clone(), read_password("Password: ")?),
+    };
+    let resp = client::with_timeout(
+        g.command_timeout,
+        c.auth()
+            .authenticate(AuthenticateRequest { name, password }),
+    )
+    .await?;
+    c.with_token(&resp.token)
+}
+
+/// A password from the terminal (or stdin), as etcdctl asks for one.
+fn read_password(prompt: &str) -> Result<String, String> {
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("failed to ask password: {e}"))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+async fn connect(g: &Globals) -> Result<client::Client, CtlError> {
+    let c = client::connect(&g.endpoints, &g.dialer)
         .await
         .map_err(err)?;
-    }
-    Ok(c)
+    authenticate(g, c).await.map_err(err)
 }
 
 fn printed(r: Result<(), String>) -> Result<(), CtlError> {
@@ -659,6 +718,9 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
         "move-leader" => move_leader(&g, sm, out).await,
         "snapshot" => ops::snapshot(&g, sm, out).await,
         "alarm" => ops::alarm(&g, sm, out).await,
+        "auth" => auth::auth(&g, sm, out).await,
+        "user" => auth::user(&g, sm, out).await,
+        "role" => auth::role(&g, sm, out).await,
         "defrag" => ops::defrag(&g, sm, out).await,
         "check" => check::check(&g, sm, out).await,
         "watch" => watch_cmd(&g, sm).await,
@@ -978,7 +1040,7 @@ async fn move_leader(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), C
     }
     let target = parse_hex_id(&args[0]).or_else(|e| fail(EXIT_BAD_ARGS, e))?;
     for ep in &g.endpoints {
-        let c = client::connect_one(ep, g.dial_timeout).await.map_err(err)?;
+        let c = connect_to(g, ep).await.map_err(err)?;
         let status =
             client::with_timeout(g.command_timeout, c.maintenance().status(StatusRequest {}))
                 .await
@@ -1009,9 +1071,7 @@ async fn cluster_endpoints(g: &Globals, m: &ArgMatches) -> Result<Vec<String>, C
     if !flag(m, "cluster") {
         return Ok(g.endpoints.clone());
     }
-    let c = client::connect(&g.endpoints, g.dial_timeout)
-        .await
-        .map_err(err)?;
+    let c = connect(g).await?;
     let resp = client::with_timeout(
         g.command_timeout,
         c.cluster().member_list(MemberListRequest {
@@ -1039,7 +1099,7 @@ async fn endpoint(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
             let checks = eps.iter().map(|ep| async move {
                 let start = Instant::now();
                 let result = async {
-                    let c = client::connect_one(ep, g.dial_timeout).await?;
+                    let c = connect_to(g, ep).await?;
                     let req = RangeRequest {
                         key: b"health".to_vec(),
                         ..Default::default()
@@ -1093,7 +1153,7 @@ async fn endpoint(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
             let mut failed = false;
             for ep in &eps {
                 let status = async {
-                    let c = client::connect_one(ep, g.dial_timeout).await?;
+                    let c = connect_to(g, ep).await?;
                     client::with_timeout(
                         g.command_timeout,
                         c.maintenance().status(StatusRequest {}),
@@ -1129,7 +1189,7 @@ async fn endpoint(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
             let mut last_error = None;
             for ep in &eps {
                 let hash = async {
-                    let c = client::connect_one(ep, g.dial_timeout).await?;
+                    let c = connect_to(g, ep).await?;
                     client::with_timeout(
                         g.command_timeout,
                         c.maintenance().hash_kv(HashKvRequest { revision }),

@@ -213,7 +213,7 @@ async fn save_part(g: &Globals, path: &str, part: &str, out: &mut Out) -> Result
         .map_err(|e| format!("could not open {part} ({e})"))?;
     log(out, "created temporary db file", &[("path", json!(part))]);
     let started = Instant::now();
-    let c = client::connect_one(&g.endpoints[0], g.dial_timeout).await?;
+    let c = crate::connect_to(g, &g.endpoints[0]).await?;
     let mut stream = c
         .maintenance()
         .snapshot(SnapshotRequest {})
@@ -383,7 +383,7 @@ pub async fn defrag(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), Ct
     let mut failures = 0;
     for ep in eps {
         let result = async {
-            let c = client::connect_one(&ep, g.dial_timeout).await?;
+            let c = crate::connect_to(g, &ep).await?;
             client::with_timeout(
                 g.command_timeout,
                 c.maintenance().defragment(DefragmentRequest {}),

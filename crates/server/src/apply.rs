@@ -46,6 +46,7 @@ pub struct Applier {
     pub node: Sender<NodeMsg>,
     pub waiters: Arc<Waiters>,
     pub alarms: Arc<crate::alarms::Alarms>,
+    pub auth: Arc<crate::auth::AuthStore>,
     pub applied: watch::Sender<u64>,
     pub snapshot_count: u64,
     /// Entries kept in the raft log behind a snapshot for slow followers (etcd's catch-up tail).
@@ -108,6 +109,7 @@ impl Applier {
         p.last_release = applied;
         self.applied.send_replace(applied);
         self.alarms.reload(&self.store).map_err(|e| e.to_string())?;
+        self.auth.reload(&self.store).map_err(|e| e.to_string())?;
         let record = membership::load(&self.store)
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
@@ -134,7 +136,8 @@ impl Applier {
                                 req.request,
                                 Some(Request::Publish(_) | Request::UpdateMember(_))
                             );
-                            replies.push((req.id, apply_one(&mut wb, &self.alarms, req.request)?));
+                            let id = req.id;
+                            replies.push((id, apply_one(&mut wb, &self.alarms, &self.auth, req)?));
                             members_changed |= publish;
                         }
                         Err(err) => {
@@ -335,10 +338,20 @@ pub fn restore_snapshot_file(store: &Store, path: &std::path::Path) -> Result<u6
 fn apply_one(
     wb: &mut WriteBatch<'_>,
     alarms: &crate::alarms::Alarms,
-    req: Option<Request>,
+    auth: &crate::auth::AuthStore,
+    internal: InternalRequest,
 ) -> Result<Result<Applied, EtcdError>, StoreError> {
+    let req = internal.request;
     if let Some(refusal) = refused_by_alarm(alarms, req.as_ref()) {
         return Ok(Err(refusal));
+    }
+    if let (true, Some(r)) = (internal.from_client, &req) {
+        if let Err(refusal) = auth.check_applied(&internal.username, r) {
+            return Ok(Err(refusal));
+        }
+    }
+    if let Some(r) = req.as_ref().filter(|r| crate::auth::is_auth_request(r)) {
+        return auth.apply(wb, r);
     }
     let out = match req {
         Some(Request::Put(r)) => wb.put(&r).map(Applied::Put),
@@ -358,7 +371,8 @@ fn apply_one(
             .lease_checkpoint(c.id, c.remaining_ttl)
             .map(|_| Applied::LeaseCheckpointed),
         Some(Request::Alarm(a)) => alarms.apply(wb, &a).map(Applied::Alarms),
-        None => Ok(Applied::Published),
+        // Taken by the auth store above.
+        Some(_) | None => Ok(Applied::Published),
     };
     match out {
         Ok(a) => {

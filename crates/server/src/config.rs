@@ -79,30 +79,30 @@ const FLAGS: &[FlagSpec] = &[
     f("auto-compaction-mode", "periodic", Str, true),
     f("enable-v2", "false", Bool, false),
     f("v2-deprecation", "not-yet", Str, false),
-    f("cert-file", "", Str, false),
-    f("key-file", "", Str, false),
-    f("client-cert-auth", "false", Bool, false),
-    f("client-crl-file", "", Str, false),
+    f("cert-file", "", Str, true),
+    f("key-file", "", Str, true),
+    f("client-cert-auth", "false", Bool, true),
+    f("client-crl-file", "", Str, true),
     f("client-cert-allowed-hostname", "", Str, false),
-    f("trusted-ca-file", "", Str, false),
-    f("auto-tls", "false", Bool, false),
-    f("self-signed-cert-validity", "1", Uint, false),
-    f("peer-cert-file", "", Str, false),
-    f("peer-key-file", "", Str, false),
-    f("peer-client-cert-auth", "false", Bool, false),
-    f("peer-trusted-ca-file", "", Str, false),
-    f("peer-auto-tls", "false", Bool, false),
-    f("peer-cert-allowed-cn", "", Str, false),
+    f("trusted-ca-file", "", Str, true),
+    f("auto-tls", "false", Bool, true),
+    f("self-signed-cert-validity", "1", Uint, true),
+    f("peer-cert-file", "", Str, true),
+    f("peer-key-file", "", Str, true),
+    f("peer-client-cert-auth", "false", Bool, true),
+    f("peer-trusted-ca-file", "", Str, true),
+    f("peer-auto-tls", "false", Bool, true),
+    f("peer-cert-allowed-cn", "", Str, true),
     f("peer-cert-allowed-hostname", "", Str, false),
-    f("peer-crl-file", "", Str, false),
+    f("peer-crl-file", "", Str, true),
     f("cipher-suites", "", Str, false),
     f("cors", "*", Str, false),
     f("host-whitelist", "*", Str, false),
-    f("tls-min-version", "TLS1.2", Str, false),
-    f("tls-max-version", "", Str, false),
-    f("auth-token", "simple", Str, false),
-    f("bcrypt-cost", "10", Uint, false),
-    f("auth-token-ttl", "300", Uint, false),
+    f("tls-min-version", "TLS1.2", Str, true),
+    f("tls-max-version", "", Str, true),
+    f("auth-token", "simple", Str, true),
+    f("bcrypt-cost", "10", Uint, true),
+    f("auth-token-ttl", "300", Uint, true),
     f("enable-pprof", "false", Bool, false),
     f("metrics", "basic", Str, false),
     f("listen-metrics-urls", "", Str, false),
@@ -230,6 +230,13 @@ pub struct Config {
     pub initial_corrupt_check: bool,
     /// Zero: no periodic check.
     pub corrupt_check_time: std::time::Duration,
+    pub client_tls: Option<crate::tls::TlsConfig>,
+    pub peer_tls: Option<crate::tls::TlsConfig>,
+    pub self_signed_cert_validity_years: u64,
+    /// `--auth-token`: `simple` or `jwt,...`.
+    pub auth_token: String,
+    pub auth_token_ttl: std::time::Duration,
+    pub bcrypt_cost: u32,
 }
 
 /// What went wrong reading the flags: the text etcd prints, and whether it is a usage error
@@ -410,6 +417,31 @@ fn yaml_args(path: &str) -> Result<Vec<String>, ConfigError> {
     };
     for (k, v) in map {
         let Some(key) = k.as_str() else { continue };
+        if let (Some(prefix), Some(section)) = (
+            match key {
+                "client-transport-security" => Some(""),
+                "peer-transport-security" => Some("peer-"),
+                _ => None,
+            },
+            v.as_mapping(),
+        ) {
+            for (k, v) in section {
+                let flag = match (prefix, k.as_str().unwrap_or_default()) {
+                    ("", "crl-file") => "client-crl-file".to_string(),
+                    ("peer-", "allowed-cn") => "peer-cert-allowed-cn".to_string(),
+                    (p, name) => format!("{p}{name}"),
+                };
+                let value = match v {
+                    serde_yaml::Value::Bool(b) => b.to_string(),
+                    serde_yaml::Value::String(s) if !s.is_empty() => s.clone(),
+                    _ => continue,
+                };
+                if FLAGS.iter().any(|s| s.name == flag) {
+                    out.push(format!("--{flag}={value}"));
+                }
+            }
+            continue;
+        }
         if !FLAGS.iter().any(|s| s.name == key) {
             // etcd's file also holds nested TLS sections and keys oxcd has no flag for.
             continue;
@@ -518,7 +550,77 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
     };
     let wal_dir = Some(get_str(m, "wal-dir")).filter(|s| !s.is_empty());
     let max_request_bytes = get_u64(m, "max-request-bytes");
+    let tls_version = |flag: &str, default: u8| {
+        crate::tls::parse_version(&get_str(m, flag), default)
+            .map_err(|e| verify_err(format!("--{flag}: {e}")))
+    };
+    let (min_version, max_version) = (
+        tls_version("tls-min-version", 12)?,
+        tls_version("tls-max-version", 13)?,
+    );
+    if min_version > max_version {
+        return Err(verify_err(
+            "min version (--tls-min-version) is greater than max version (--tls-max-version)"
+                .into(),
+        ));
+    }
+    let path = |flag: &str| {
+        Some(std::path::PathBuf::from(get_str(m, flag))).filter(|p| !p.as_os_str().is_empty())
+    };
+    let tls_side = |cert: &str, key: &str, ca: &str, cca: &str, crl: &str, auto: &str| {
+        let auto_tls = get_bool(m, auto) && path(cert).is_none();
+        if path(cert).is_none() && !auto_tls {
+            return None;
+        }
+        Some(crate::tls::TlsConfig {
+            cert_file: path(cert).unwrap_or_default(),
+            key_file: path(key).unwrap_or_default(),
+            trusted_ca_file: path(ca),
+            client_cert_auth: get_bool(m, cca),
+            crl_file: path(crl),
+            auto_tls,
+            allowed_cn: None,
+            min_version,
+            max_version,
+        })
+    };
+    let client_tls = tls_side(
+        "cert-file",
+        "key-file",
+        "trusted-ca-file",
+        "client-cert-auth",
+        "client-crl-file",
+        "auto-tls",
+    );
+    let peer_tls = tls_side(
+        "peer-cert-file",
+        "peer-key-file",
+        "peer-trusted-ca-file",
+        "peer-client-cert-auth",
+        "peer-crl-file",
+        "peer-auto-tls",
+    )
+    .map(|t| crate::tls::TlsConfig {
+        allowed_cn: Some(get_str(m, "peer-cert-allowed-cn")).filter(|s| !s.is_empty()),
+        ..t
+    });
+    let auth_token = get_str(m, "auth-token");
+    if !auth_token.starts_with("simple") && !auth_token.starts_with("jwt") {
+        return Err(verify_err(format!("unknown token type: {auth_token}")));
+    }
+    let bcrypt_cost = get_u64(m, "bcrypt-cost");
+    if !(4..=31).contains(&bcrypt_cost) {
+        return Err(verify_err(format!(
+            "invalid bcrypt-cost: {bcrypt_cost} (must be between 4 and 31)"
+        )));
+    }
     Ok(Config {
+        client_tls,
+        peer_tls,
+        self_signed_cert_validity_years: get_u64(m, "self-signed-cert-validity"),
+        auth_token,
+        auth_token_ttl: std::time::Duration::from_secs(get_u64(m, "auth-token-ttl")),
+        bcrypt_cost: bcrypt_cost as u32,
         name,
         data_dir,
         wal_dir,

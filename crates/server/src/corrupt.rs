@@ -4,7 +4,6 @@
 //! --experimental-corrupt-check-time, a disagreeing member gets a CORRUPT alarm.
 
 use crate::server::EtcdServer;
-use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxcd_api::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType, HashKvRequest};
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use std::sync::atomic::Ordering;
@@ -12,15 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A peer's HashKV at `revision`: (member ID, hash, compact revision), or why not.
-async fn peer_hash(url: &str, revision: i64) -> Result<(u64, u32, i64), String> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    let resp = MaintenanceClient::new(channel)
+async fn peer_hash(
+    server: &EtcdServer,
+    url: &str,
+    revision: i64,
+) -> Result<(u64, u32, i64), String> {
+    let channel = crate::tls::channel(url, server.transport.tls(), None, |e| {
+        e.connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(5))
+    })
+    .await?;
+    let resp = oxcd_api::oxcdpb::raft_client::RaftClient::new(channel)
         .hash_kv(HashKvRequest { revision })
         .await
         .map_err(|s| s.message().to_string())?
@@ -41,12 +42,12 @@ async fn mismatches(server: &EtcdServer) -> Result<Vec<u64>, String> {
         .members
         .iter()
         .filter(|m| m.id != server.member_id.0)
-        .map(|m| (m.id, m.client_ur_ls.clone()))
+        .map(|m| (m.id, m.peer_ur_ls.clone()))
         .collect();
     let mut bad = Vec::new();
     for (id, urls) in peers {
         for url in urls {
-            match peer_hash(&url, revision).await {
+            match peer_hash(server, &url, revision).await {
                 Ok((_, theirs, their_compacted)) => {
                     if their_compacted == compacted && theirs != hash {
                         tracing::error!(

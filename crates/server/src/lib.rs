@@ -3,6 +3,7 @@
 
 pub mod alarms;
 pub mod apply;
+pub mod auth;
 pub mod compactor;
 pub mod config;
 pub mod corrupt;
@@ -17,6 +18,7 @@ pub mod node;
 pub mod restore;
 pub mod server;
 pub mod services;
+pub mod tls;
 pub mod transport;
 
 use crate::apply::Applier;
@@ -163,7 +165,11 @@ pub(crate) fn bootstrap(
 /// A member joining a running cluster (--initial-cluster-state existing): learns the cluster
 /// from a peer, finds itself there (added by `member add`), and waits for the leader's
 /// snapshot.
-async fn join(config: &Config, store: &Store) -> Result<(MemberId, ClusterId), StartError> {
+async fn join(
+    config: &Config,
+    store: &Store,
+    peer_tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<(MemberId, ClusterId), StartError> {
     let (_, initial) = initial_members(config)?;
     let own: Vec<String> = normalized(
         &config
@@ -181,7 +187,7 @@ async fn join(config: &Config, store: &Store) -> Result<(MemberId, ClusterId), S
     let mut record = None;
     'attempts: for _ in 0..10 {
         for url in &peers {
-            match fetch_members(url).await {
+            match fetch_members(url, peer_tls.clone()).await {
                 Ok(r) => {
                     record = Some(r);
                     break 'attempts;
@@ -217,12 +223,15 @@ async fn join(config: &Config, store: &Store) -> Result<(MemberId, ClusterId), S
     Ok((member_id, cluster_id))
 }
 
-async fn fetch_members(url: &str) -> Result<ClusterRecord, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2));
-    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+async fn fetch_members(
+    url: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<ClusterRecord, String> {
+    let channel = tls::channel(url, tls, None, |e| {
+        e.connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(2))
+    })
+    .await?;
     let mut client = oxcd_api::oxcdpb::raft_client::RaftClient::new(channel);
     client
         .members(oxcd_api::oxcdpb::PeerAck {})
@@ -267,11 +276,6 @@ async fn bind(url: &url::Url) -> Result<tokio::net::TcpListener, StartError> {
         url: url.to_string(),
         source,
     };
-    if url.scheme() == "https" {
-        return Err(StartError::Config(format!(
-            "{url}: TLS client URLs are not supported yet (use http:// on loopback)"
-        )));
-    }
     let host = url
         .host_str()
         .unwrap_or("localhost")
@@ -289,6 +293,102 @@ async fn bind(url: &url::Url) -> Result<tokio::net::TcpListener, StartError> {
         .map_err(err)
 }
 
+type TlsSetup = (
+    Option<Arc<tls::Acceptor>>,
+    Option<Arc<tls::Acceptor>>,
+    Option<Arc<rustls::ClientConfig>>,
+    Option<Arc<rustls::ClientConfig>>,
+);
+
+/// The client and peer listeners' TLS, and what this member dials its peers with. As etcd:
+/// an https URL without a certificate (or --auto-tls) is an error; --auto-tls makes
+/// self-signed certificates under the data dir's fixtures.
+fn tls_setup(config: &Config, data_dir: &Path) -> Result<TlsSetup, StartError> {
+    let hosts = |urls: &[&url::Url]| -> Vec<String> {
+        let mut v: Vec<String> = urls
+            .iter()
+            .filter_map(|u| u.host_str())
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+            .collect();
+        v.push("localhost".into());
+        v
+    };
+    let prepare = |side: &Option<tls::TlsConfig>,
+                   urls: Vec<&url::Url>,
+                   fixtures: &str,
+                   flags: &str|
+     -> Result<Option<tls::TlsConfig>, StartError> {
+        let https: Vec<&&url::Url> = urls.iter().filter(|u| u.scheme() == "https").collect();
+        let Some(mut t) = side.clone() else {
+            return match https.first() {
+                Some(u) => Err(StartError::Config(format!(
+                    "TLS key/cert ({flags}) must be provided for {} with HTTPS scheme",
+                    u.as_str().trim_end_matches('/')
+                ))),
+                None => Ok(None),
+            };
+        };
+        if t.auto_tls {
+            let dir = data_dir.join("fixtures").join(fixtures);
+            let (cert, key) =
+                tls::self_signed(&dir, &hosts(&urls), config.self_signed_cert_validity_years)
+                    .map_err(StartError::Config)?;
+            t.cert_file = cert;
+            t.key_file = key;
+        }
+        Ok(Some(t))
+    };
+    let client = prepare(
+        &config.client_tls,
+        config
+            .listen_client_urls
+            .iter()
+            .chain(&config.advertise_client_urls)
+            .collect(),
+        "client",
+        "--cert-file, --key-file",
+    )?;
+    let peer = prepare(
+        &config.peer_tls,
+        config
+            .listen_peer_urls
+            .iter()
+            .chain(&config.initial_advertise_peer_urls)
+            .collect(),
+        "peer",
+        "--peer-cert-file, --peer-key-file",
+    )?;
+    let acceptor = |t: &Option<tls::TlsConfig>| {
+        t.clone()
+            .map(tls::Acceptor::new)
+            .transpose()
+            .map_err(StartError::Config)
+    };
+    let peer_client = peer
+        .as_ref()
+        .map(tls::peer_client_config)
+        .transpose()
+        .map_err(StartError::Config)?;
+    let client_dial = client
+        .as_ref()
+        .map(|t| {
+            tls::client_config(&tls::ClientTls {
+                ca_file: t.trusted_ca_file.clone(),
+                cert_file: Some(t.cert_file.clone()),
+                key_file: Some(t.key_file.clone()),
+                skip_verify: t.auto_tls,
+            })
+        })
+        .transpose()
+        .map_err(StartError::Config)?;
+    Ok((
+        acceptor(&client)?,
+        acceptor(&peer)?,
+        peer_client,
+        client_dial,
+    ))
+}
+
 /// Runs the node until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let data_dir = PathBuf::from(&config.data_dir);
@@ -300,6 +400,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     mkdir(&snap_dir)?;
     mkdir(&wal_dir)?;
     tracing::info!(name = %config.name, data_dir = %config.data_dir, "starting an etcd server");
+    let tls = tls_setup(&config, &data_dir)?;
+    let (client_acceptor, peer_acceptor, peer_client_tls, client_dial_tls) = tls;
     let db_path = snap_dir.join("db");
     let store = Arc::new(Store::open(&db_path)?);
     tracing::info!(path = %db_path.display(), "opened backend db");
@@ -308,7 +410,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let (member_id, cluster_id) = match membership::load(&store)? {
         None if log.is_fresh() && config.initial_cluster_state == ClusterState::Existing => {
-            join(&config, &store).await?
+            join(&config, &store, peer_client_tls.clone()).await?
         }
         None if log.is_fresh() => bootstrap(&config, &store, &mut log)?,
         None => {
@@ -377,6 +479,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         store.clone(),
         source_ip,
         Duration::from_millis(config.heartbeat_interval_ms.max(100)),
+        peer_client_tls,
     );
     transport.set_members(&members_rx.borrow().members);
     {
@@ -394,6 +497,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         let listener = bind(url).await?;
         let service = oxcd_api::oxcdpb::raft_server::RaftServer::new(transport::PeerService {
             cluster_id,
+            member_id,
             node: node_tx.clone(),
             store: store.clone(),
             snap_dir: snap_dir.clone(),
@@ -401,14 +505,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .max_decoding_message_size(transport::MAX_PEER_MESSAGE)
         .max_encoding_message_size(transport::MAX_PEER_MESSAGE);
         tracing::info!(address = %url.as_str().trim_end_matches('/'), "serving peer traffic");
-        let incoming = tokio_stream::StreamExt::map(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            |conn| {
-                conn.inspect(|s| {
-                    let _ = s.set_nodelay(true);
-                })
-            },
-        );
+        let acceptor = if url.scheme() == "https" {
+            peer_acceptor.clone()
+        } else {
+            None
+        };
+        let incoming = tls::incoming(listener, acceptor);
         let url = url.clone();
         peer_tasks.push(tokio::spawn(async move {
             if let Err(e) = tonic::transport::Server::builder()
@@ -437,6 +539,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             + Duration::from_millis(2 * config.election_timeout_ms),
     };
     let alarms = Arc::new(alarms::Alarms::load(&store)?);
+    let auth = Arc::new(
+        auth::AuthStore::load(
+            &store,
+            &config.auth_token,
+            config.auth_token_ttl,
+            config.bcrypt_cost,
+        )
+        .map_err(StartError::Config)?,
+    );
     match server::quota_bytes(config.quota_backend_bytes) {
         None => tracing::info!(
             quota_size_bytes = config.quota_backend_bytes,
@@ -451,6 +562,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     let applier = Applier {
         alarms: alarms.clone(),
+        auth: auth.clone(),
         me: member_id,
         store: store.clone(),
         members: members_tx,
@@ -489,6 +601,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         members_rx,
         transport,
         alarms,
+        auth,
+        client_dial_tls,
         &config,
     ));
 
@@ -613,21 +727,22 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 .max_decoding_message_size(limit),
             )
             .add_service(
-                AuthServer::new(services::later::AuthService).max_decoding_message_size(limit),
+                AuthServer::new(services::auth::AuthService { server: s.clone() })
+                    .max_decoding_message_size(limit),
             );
         tracing::info!(address = %url.as_str().trim_end_matches('/'), "ready to serve client requests");
-        tracing::warn!(address = %url.as_str().trim_end_matches('/'), "serving client traffic insecurely; this is strongly discouraged!");
+        let acceptor = if url.scheme() == "https" {
+            tracing::info!(address = %url.as_str().trim_end_matches('/'), "serving client traffic securely");
+            client_acceptor.clone()
+        } else {
+            tracing::warn!(address = %url.as_str().trim_end_matches('/'), "serving client traffic insecurely; this is strongly discouraged!");
+            None
+        };
         tasks.push(tokio::spawn(async move {
-            // Small gRPC frames must not wait for Nagle's algorithm.
-            let incoming = tokio_stream::StreamExt::map(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                |conn| {
-                    conn.map(|s| {
-                        let _ = s.set_nodelay(true);
-                        h2_authority::AuthorityFix::new(s)
-                    })
-                },
-            );
+            let incoming =
+                tokio_stream::StreamExt::map(tls::incoming(listener, acceptor), |conn| {
+                    conn.map(h2_authority::AuthorityFix::new)
+                });
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };

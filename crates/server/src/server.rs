@@ -49,6 +49,8 @@ pub enum Applied {
     /// A lease revoked (with its keys); the store's revision after.
     LeaseRevoked(i64),
     LeaseCheckpointed,
+    /// An auth store change (or a simple token assigned).
+    Auth,
     /// The alarms an alarm request changed.
     Alarms(Vec<oxcd_api::etcdserverpb::AlarmMember>),
     /// A membership change: the member it concerned (gone if removed), everyone after it.
@@ -110,6 +112,12 @@ pub struct EtcdServer {
     pub members: watch::Receiver<ClusterRecord>,
     pub transport: Arc<Transport>,
     pub alarms: Arc<crate::alarms::Alarms>,
+    pub auth: Arc<crate::auth::AuthStore>,
+    /// `--client-cert-auth`: a client certificate's CN names the user when no token is given.
+    pub client_cert_auth: bool,
+    /// How this member dials another's https client URL (to reach the leader): its own
+    /// client certificate, trusting the client CA, as etcd's gateway does.
+    pub client_dial_tls: Option<Arc<rustls::ClientConfig>>,
     /// The backend size beyond which writes raise NOSPACE; `None` when disabled.
     pub quota_bytes: Option<u64>,
     pub(crate) node: Sender<NodeMsg>,
@@ -130,6 +138,8 @@ impl EtcdServer {
         members: watch::Receiver<ClusterRecord>,
         transport: Arc<Transport>,
         alarms: Arc<crate::alarms::Alarms>,
+        auth: Arc<crate::auth::AuthStore>,
+        client_dial_tls: Option<Arc<rustls::ClientConfig>>,
         config: &crate::config::Config,
     ) -> Self {
         // Every member wakes waiters by request ID, so IDs must differ across members and
@@ -155,6 +165,12 @@ impl EtcdServer {
             members,
             transport,
             alarms,
+            auth,
+            client_cert_auth: config
+                .client_tls
+                .as_ref()
+                .is_some_and(|t| t.client_cert_auth),
+            client_dial_tls,
             quota_bytes: quota_bytes(config.quota_backend_bytes),
             node,
             waiters,
@@ -233,14 +249,42 @@ impl EtcdServer {
         Err(EtcdError::NoSpace)
     }
 
-    /// Replicates `request` through raft and waits for the result of applying it.
+    /// Replicates a request of the server's own (no client behind it) through raft and waits
+    /// for the result of applying it.
     pub async fn propose(&self, request: Request) -> Result<Applied, EtcdError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let data = InternalRequest {
-            id,
+        self.propose_internal(InternalRequest {
+            id: 0,
             request: Some(request),
-        }
-        .encode_to_vec();
+            from_client: false,
+            username: String::new(),
+        })
+        .await
+    }
+
+    /// Replicates a client's request; with auth enabled it is checked again when applied.
+    pub async fn propose_for(
+        &self,
+        who: Option<&crate::auth::AuthInfo>,
+        request: Request,
+    ) -> Result<Applied, EtcdError> {
+        self.propose_internal(InternalRequest {
+            id: 0,
+            request: Some(request),
+            from_client: true,
+            username: who.map(|w| w.user.clone()).unwrap_or_default(),
+        })
+        .await
+    }
+
+    /// A fresh request ID (also what makes simple tokens unique).
+    pub fn next_request_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn propose_internal(&self, mut req: InternalRequest) -> Result<Applied, EtcdError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        req.id = id;
+        let data = req.encode_to_vec();
         if data.len() as u64 > self.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
@@ -276,6 +320,43 @@ impl EtcdServer {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx))?;
         rx.await.map_err(|_| EtcdError::Stopped)
+    }
+
+    /// Who a client request comes from: its token's user, else (with --client-cert-auth) its
+    /// certificate's CN; `None` when auth is disabled or nobody is named.
+    pub fn auth_info<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<Option<crate::auth::AuthInfo>, EtcdError> {
+        if !self.auth.is_enabled() {
+            return Ok(None);
+        }
+        let md = req.metadata();
+        let token = md.get("token").or_else(|| md.get("authorization"));
+        if let Some(token) = token {
+            let token = token.to_str().map_err(|_| EtcdError::InvalidAuthToken)?;
+            return self.auth.info_from_token(token).map(Some);
+        }
+        if self.client_cert_auth {
+            if let Some(cn) = req
+                .extensions()
+                .get::<crate::tls::ConnInfo>()
+                .and_then(|c| c.common_name.clone())
+            {
+                return Ok(Some(crate::auth::AuthInfo { user: cn }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The caller, who must hold the root role when auth is enabled (etcd's IsAdminPermitted).
+    pub fn require_admin<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<Option<crate::auth::AuthInfo>, EtcdError> {
+        let who = self.auth_info(req)?;
+        self.auth.check_admin(who.as_ref())?;
+        Ok(who)
     }
 
     pub fn transfer_leader(&self, to: u64) -> Result<(), EtcdError> {

@@ -13,14 +13,14 @@ use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Message, MessageType};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The key under which the cluster table keeps raft's membership (voters, learners).
@@ -47,6 +47,8 @@ pub struct Transport {
     /// Outgoing connections start from this address (the peer listen address), if any.
     source_ip: Option<IpAddr>,
     keepalive: Duration,
+    /// With peer TLS: what this member presents and trusts when it dials a peer.
+    tls: Option<Arc<rustls::ClientConfig>>,
     peers: Mutex<HashMap<u64, Peer>>,
     rt: tokio::runtime::Handle,
 }
@@ -59,6 +61,7 @@ impl Transport {
         store: Arc<Store>,
         source_ip: Option<IpAddr>,
         keepalive: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Arc<Transport> {
         Arc::new(Transport {
             me,
@@ -67,6 +70,7 @@ impl Transport {
             store,
             source_ip,
             keepalive,
+            tls,
             peers: Mutex::new(HashMap::new()),
             rt: tokio::runtime::Handle::current(),
         })
@@ -93,6 +97,11 @@ impl Transport {
     }
 
     /// Whether the stream to `id` is up (self counts as up).
+    /// What this member dials its peers with (peer TLS), if anything.
+    pub fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
+    }
+
     pub fn is_active(&self, id: u64) -> bool {
         id == self.me.0
             || self
@@ -142,19 +151,16 @@ impl Transport {
         (self.keepalive * 10).max(Duration::from_secs(2))
     }
 
-    async fn connect(&self, url: &str) -> Result<Channel, tonic::transport::Error> {
-        let source = self.source_ip;
-        let endpoint = Endpoint::from_shared(url.to_string())?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(self.keepalive)
-            .keep_alive_timeout(self.keepalive * 3)
-            .keep_alive_while_idle(true);
-        endpoint
-            .connect_with_connector(tower::service_fn(move |uri: tonic::codegen::http::Uri| {
-                connect_tcp(uri, source)
-            }))
-            .await
+    async fn connect(&self, url: &str) -> Result<Channel, String> {
+        let keepalive = self.keepalive;
+        crate::tls::channel(url, self.tls.clone(), self.source_ip, |e| {
+            e.connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(keepalive)
+                .keep_alive_timeout(keepalive * 3)
+                .keep_alive_while_idle(true)
+        })
+        .await
     }
 
     async fn run_peer(
@@ -375,45 +381,10 @@ impl std::io::Write for ChunkWriter {
     }
 }
 
-/// A TCP connection to `uri`, from `source` when it is the same kind of address (loopback to
-/// loopback, other to other).
-async fn connect_tcp(
-    uri: tonic::codegen::http::Uri,
-    source: Option<IpAddr>,
-) -> std::io::Result<hyper_util::rt::TokioIo<tokio::net::TcpStream>> {
-    let host = uri.host().unwrap_or("127.0.0.1");
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host == "localhost" {
-        "127.0.0.1"
-    } else {
-        host
-    };
-    let port = uri.port_u16().unwrap_or(2380);
-    let addr: SocketAddr = match host.parse::<IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, port),
-        Err(_) => tokio::net::lookup_host((host, port))
-            .await?
-            .next()
-            .ok_or_else(|| std::io::Error::other(format!("cannot resolve {host}")))?,
-    };
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    if let Some(src) = source {
-        if src.is_ipv4() == addr.is_ipv4() && src.is_loopback() == addr.ip().is_loopback() {
-            socket.bind(SocketAddr::new(src, 0))?;
-        }
-    }
-    let stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
-    Ok(hyper_util::rt::TokioIo::new(stream))
-}
-
 /// The receiving side, served on the peer URLs.
 pub struct PeerService {
     pub cluster_id: ClusterId,
+    pub member_id: MemberId,
     pub node: Sender<NodeMsg>,
     pub store: Arc<Store>,
     pub snap_dir: PathBuf,
@@ -510,6 +481,26 @@ impl Raft for PeerService {
         msg.mut_snapshot().data = path.to_string_lossy().as_bytes().to_vec().into();
         self.step(msg)?;
         Ok(Response::new(PeerAck {}))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<oxcd_api::etcdserverpb::HashKvRequest>,
+    ) -> Result<Response<oxcd_api::etcdserverpb::HashKvResponse>, Status> {
+        let (hash, compact_revision, hash_revision) = self
+            .store
+            .hash_kv(request.into_inner().revision)
+            .map_err(crate::services::kv::store_status)?;
+        Ok(Response::new(oxcd_api::etcdserverpb::HashKvResponse {
+            header: Some(oxcd_api::etcdserverpb::ResponseHeader {
+                cluster_id: self.cluster_id.0,
+                member_id: self.member_id.0,
+                ..Default::default()
+            }),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
     }
 
     async fn members(&self, _request: Request<PeerAck>) -> Result<Response<ClusterRecord>, Status> {

@@ -189,6 +189,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.server.require_admin(&r)?;
         let r = r.into_inner();
         let urls = parse_peer_urls(&r.peer_ur_ls)?;
         let members = self.members();
@@ -231,6 +232,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.server.require_admin(&r)?;
         let id = r.into_inner().id;
         self.may_remove(id)?;
         let applied = self
@@ -248,6 +250,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let who = self.server.require_admin(&r)?;
         let r = r.into_inner();
         let urls = parse_peer_urls(&r.peer_ur_ls)?;
         let members = self.members();
@@ -265,7 +268,10 @@ impl Cluster for ClusterService {
             peer_ur_ls: urls,
             ..Default::default()
         };
-        let applied = self.server.propose(Internal::UpdateMember(update)).await?;
+        let applied = self
+            .server
+            .propose_for(who.as_ref(), Internal::UpdateMember(update))
+            .await?;
         let (_, members) = members_of(applied)?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.server.header(0),
@@ -277,6 +283,7 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.server.require_admin(&r)?;
         let id = r.into_inner().id;
         let members = if self.server.raft.is_leader.load(Ordering::Acquire) {
             self.promote_here(id).await?
@@ -293,6 +300,8 @@ impl Cluster for ClusterService {
         &self,
         req: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
+        // As etcd, any client may list the members; a bad token is still refused.
+        self.server.auth_info(&req)?;
         if req.into_inner().linearizable {
             self.server.linearizable_read_barrier().await?;
         }

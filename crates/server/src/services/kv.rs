@@ -1,7 +1,9 @@
 //! etcd's KV service: checks a request as etcd does, then reads locally (after a ReadIndex
 //! barrier unless serializable) or proposes it through raft.
 
+use crate::auth::KeyRange;
 use crate::server::{Applied, EtcdServer};
+use oxcd_api::authpb::permission::Type as PermType;
 use oxcd_api::etcdserverpb::kv_server::Kv;
 use oxcd_api::etcdserverpb::{
     request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
@@ -30,8 +32,17 @@ fn unexpected(what: &Applied) -> Status {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let who = self.server.auth_info(&req)?;
         let req = req.into_inner();
         validate::check_range(&req)?;
+        self.server.auth.check_range(
+            who.as_ref(),
+            KeyRange {
+                key: &req.key,
+                end: &req.range_end,
+            },
+            PermType::Read,
+        )?;
         if !req.serializable {
             self.server.linearizable_read_barrier().await?;
         }
@@ -41,13 +52,21 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let who = self.server.auth_info(&req)?;
         let req = req.into_inner();
         validate::check_put(&req)?;
+        self.server
+            .auth
+            .check_put(who.as_ref(), &req.key, req.prev_kv)?;
         self.server.refuse_learner()?;
         self.server
             .check_quota(crate::alarms::put_request_cost(&req.key, &req.value))
             .await?;
-        match self.server.propose(Internal::Put(req)).await? {
+        match self
+            .server
+            .propose_for(who.as_ref(), Internal::Put(req))
+            .await?
+        {
             Applied::Put(mut resp) => {
                 self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -60,10 +79,18 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let who = self.server.auth_info(&req)?;
         let req = req.into_inner();
         validate::check_delete(&req)?;
+        self.server
+            .auth
+            .check_delete(who.as_ref(), &req.key, &req.range_end, req.prev_kv)?;
         self.server.refuse_learner()?;
-        match self.server.propose(Internal::DeleteRange(req)).await? {
+        match self
+            .server
+            .propose_for(who.as_ref(), Internal::DeleteRange(req))
+            .await?
+        {
             Applied::DeleteRange(mut resp) => {
                 self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -73,8 +100,10 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let who = self.server.auth_info(&req)?;
         let req = req.into_inner();
         validate::check_txn(&req, self.server.max_txn_ops as usize)?;
+        self.server.auth.check_txn(who.as_ref(), &req)?;
         if oxcd_mvcc::is_read_only(&req) {
             // As etcd: served locally, after a ReadIndex barrier unless every range is
             // serializable.
@@ -96,7 +125,11 @@ impl Kv for KvService {
         self.server
             .check_quota(crate::alarms::txn_cost(&req))
             .await?;
-        match self.server.propose(Internal::Txn(req)).await? {
+        match self
+            .server
+            .propose_for(who.as_ref(), Internal::Txn(req))
+            .await?
+        {
             Applied::Txn(mut resp) => {
                 self.server.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
@@ -109,9 +142,15 @@ impl Kv for KvService {
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        let who = self.server.auth_info(&req)?;
+        self.server.auth.check_user(who.as_ref())?;
         let req = req.into_inner();
         self.server.refuse_learner()?;
-        match self.server.propose(Internal::Compaction(req)).await? {
+        match self
+            .server
+            .propose_for(who.as_ref(), Internal::Compaction(req))
+            .await?
+        {
             Applied::Compacted(rev) => Ok(Response::new(CompactionResponse {
                 header: self.server.header(rev),
             })),

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -24,6 +25,16 @@ pub struct LeaseService {
 
 type KeepAliveStream =
     Pin<Box<dyn futures::Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+/// A request passed on to the leader carries the client's token, so the leader checks the
+/// same user.
+fn with_token<T>(message: T, token: Option<&MetadataValue<Ascii>>) -> Request<T> {
+    let mut req = Request::new(message);
+    if let Some(t) = token {
+        req.metadata_mut().insert("token", t.clone());
+    }
+    req
+}
 
 impl LeaseService {
     fn is_leader(&self) -> bool {
@@ -50,19 +61,23 @@ impl LeaseService {
             .find(|m| m.id == leader)
             .and_then(|m| m.client_ur_ls.first().cloned())
             .ok_or(EtcdError::NoLeader)?;
-        let channel = Channel::from_shared(url)
-            .map_err(|_| EtcdError::NoLeader)?
-            .connect_timeout(self.server.election_timeout)
-            .connect()
-            .await
-            .map_err(|_| EtcdError::NoLeader)?;
+        let timeout = self.server.election_timeout;
+        let channel = crate::tls::channel(&url, self.server.client_dial_tls.clone(), None, |e| {
+            e.connect_timeout(timeout)
+        })
+        .await
+        .map_err(|_| EtcdError::NoLeader)?;
         if let Ok(mut c) = self.leader_channel.lock() {
             *c = Some((leader, channel.clone()));
         }
         Ok(LeaseClient::new(channel))
     }
 
-    async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    async fn keep_alive_once(
+        &self,
+        id: i64,
+        token: Option<&MetadataValue<Ascii>>,
+    ) -> Result<LeaseKeepAliveResponse, Status> {
         if self.is_leader() {
             let ttl = self.lessor.renew(&self.server, id).unwrap_or(0);
             crate::metrics::inc(|m| &m.lease_renewed);
@@ -74,7 +89,10 @@ impl LeaseService {
         }
         let mut leader = self.leader().await?;
         let mut responses = leader
-            .lease_keep_alive(futures::stream::iter([LeaseKeepAliveRequest { id }]))
+            .lease_keep_alive(with_token(
+                futures::stream::iter([LeaseKeepAliveRequest { id }]),
+                token,
+            ))
             .await?
             .into_inner();
         responses
@@ -90,6 +108,8 @@ impl Lease for LeaseService {
         &self,
         r: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let who = self.server.auth_info(&r)?;
+        self.server.auth.check_user(who.as_ref())?;
         let mut r = r.into_inner();
         self.server.refuse_learner()?;
         if r.ttl > MAX_TTL {
@@ -102,7 +122,11 @@ impl Lease for LeaseService {
             r.id = self.server.new_lease_id();
         }
         r.ttl = r.ttl.max(self.lessor.min_ttl);
-        match self.server.propose(Internal::LeaseGrant(r)).await? {
+        match self
+            .server
+            .propose_for(who.as_ref(), Internal::LeaseGrant(r))
+            .await?
+        {
             Applied::LeaseGranted { id, ttl } => {
                 if self.is_leader() {
                     // The deadline starts now, not at the lessor's next look.
@@ -125,10 +149,19 @@ impl Lease for LeaseService {
         &self,
         r: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let who = self.server.auth_info(&r)?;
+        let r = r.into_inner();
+        self.server.auth.check_user(who.as_ref())?;
+        // As etcd: revoking deletes the lease's keys, so it needs write permission on each.
+        if let Some(lease) = self.server.store.lease(r.id) {
+            for key in &lease.keys {
+                self.server.auth.check_put(who.as_ref(), key, false)?;
+            }
+        }
         self.server.refuse_learner()?;
         match self
             .server
-            .propose(Internal::LeaseRevoke(r.into_inner()))
+            .propose_for(who.as_ref(), Internal::LeaseRevoke(r))
             .await?
         {
             Applied::LeaseRevoked(rev) => Ok(Response::new(LeaseRevokeResponse {
@@ -146,6 +179,9 @@ impl Lease for LeaseService {
         &self,
         r: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let who = self.server.auth_info(&r)?;
+        self.server.auth.check_user(who.as_ref())?;
+        let token = r.metadata().get("token").cloned();
         let mut incoming = r.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let this = LeaseService {
@@ -155,7 +191,7 @@ impl Lease for LeaseService {
         };
         tokio::spawn(async move {
             while let Ok(Some(req)) = incoming.message().await {
-                let answer = this.keep_alive_once(req.id).await;
+                let answer = this.keep_alive_once(req.id, token.as_ref()).await;
                 let failed = answer.is_err();
                 if tx.send(answer).await.is_err() || failed {
                     return;
@@ -171,10 +207,16 @@ impl Lease for LeaseService {
         &self,
         r: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let who = self.server.auth_info(&r)?;
+        self.server.auth.check_user(who.as_ref())?;
+        let token = r.metadata().get("token").cloned();
         let r = r.into_inner();
         if !self.is_leader() {
             let mut leader = self.leader().await?;
-            let mut resp = leader.lease_time_to_live(r).await?.into_inner();
+            let mut resp = leader
+                .lease_time_to_live(with_token(r, token.as_ref()))
+                .await?
+                .into_inner();
             // Answered for this member: its identity in the header.
             self.server.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
@@ -190,6 +232,16 @@ impl Lease for LeaseService {
                 keys: vec![],
             }));
         };
+        if r.keys {
+            // A key's name is the user's to see only where the user may read it.
+            for key in &lease.keys {
+                self.server.auth.check_range(
+                    who.as_ref(),
+                    crate::auth::KeyRange { key, end: &[] },
+                    oxcd_api::authpb::permission::Type::Read,
+                )?;
+            }
+        }
         let ttl = self.lessor.remaining(r.id).unwrap_or(lease.ttl);
         Ok(Response::new(LeaseTimeToLiveResponse {
             header,
@@ -206,8 +258,10 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _r: Request<LeaseLeasesRequest>,
+        r: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let who = self.server.auth_info(&r)?;
+        self.server.auth.check_user(who.as_ref())?;
         let mut ids: Vec<i64> = self
             .server
             .store

@@ -79,6 +79,7 @@ pub(crate) fn not_yet(method: &str, issue: &str) -> Status {
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let s = &self.server;
+        let who = s.require_admin(&req)?;
         let req = req.into_inner();
         let alarms = match req.action() {
             AlarmAction::Get => {
@@ -86,7 +87,7 @@ impl Maintenance for MaintenanceService {
                 s.alarms
                     .list(AlarmType::try_from(req.alarm).unwrap_or(AlarmType::None))
             }
-            _ => match s.propose(Internal::Alarm(req)).await? {
+            _ => match s.propose_for(who.as_ref(), Internal::Alarm(req)).await? {
                 Applied::Alarms(changed) => changed,
                 other => {
                     return Err(Status::internal(format!(
@@ -103,8 +104,9 @@ impl Maintenance for MaintenanceService {
 
     async fn status(
         &self,
-        _req: Request<StatusRequest>,
+        req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
+        self.server.require_admin(&req)?;
         let s = &self.server;
         let term = s.raft.term.load(Ordering::Acquire);
         let leader = s.raft.leader.load(Ordering::Acquire);
@@ -135,8 +137,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _r: Request<DefragmentRequest>,
+        r: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.server.require_admin(&r)?;
         let s = &self.server;
         let store = s.store.clone();
         let started = std::time::Instant::now();
@@ -158,7 +161,8 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _r: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, r: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.server.require_admin(&r)?;
         let s = &self.server;
         let store = s.store.clone();
         let (hash, revision) = tokio::task::spawn_blocking(move || store.hash_all())
@@ -172,6 +176,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.server.require_admin(&r)?;
         let s = &self.server;
         let (hash, compact_revision, hash_revision) = s
             .store
@@ -189,9 +194,10 @@ impl Maintenance for MaintenanceService {
 
     async fn snapshot(
         &self,
-        _r: Request<SnapshotRequest>,
+        r: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let s = &self.server;
+        s.require_admin(&r)?;
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         let store = s.store.clone();
         let header = s.header(store.current_revision());
@@ -226,6 +232,7 @@ impl Maintenance for MaintenanceService {
         &self,
         r: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.server.require_admin(&r)?;
         let s = &self.server;
         let target = r.into_inner().target_id;
         if !s.raft.is_leader.load(Ordering::Acquire) {

@@ -80,6 +80,8 @@ impl Watch for WatchService {
         if require_leader && self.server.raft.leader.load(Ordering::Acquire) == 0 {
             return Err(oxcd_api::EtcdError::NoLeader.into());
         }
+        // As etcd: the stream's token (or certificate) is who every watch on it is for.
+        let who = self.server.auth_info(&request)?;
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (out_tx, out_rx) = mpsc::channel::<WatchResponse>(RESPONSE_BUFFER);
         let (ev_tx, ev_rx) = mpsc::channel::<WatchBatch>(EVENT_BUFFER);
@@ -98,7 +100,8 @@ impl Watch for WatchService {
         ));
         let (fail_tx, fail_rx) = mpsc::channel::<Status>(1);
         let receiver = tokio::spawn(async move {
-            recv_loop(&server, stream_id, &state, incoming, &out_tx, sink).await;
+            let who = who.as_ref();
+            recv_loop(&server, who, stream_id, &state, incoming, &out_tx, sink).await;
             // The client is gone (or sent garbage): its watches end with it.
             server.store.cancel_stream(stream_id);
             sender.abort();
@@ -148,6 +151,7 @@ async fn monitor_leader(
 
 async fn recv_loop(
     server: &EtcdServer,
+    who: Option<&crate::auth::AuthInfo>,
     stream_id: u64,
     state: &Shared,
     mut incoming: Streaming<WatchRequest>,
@@ -157,7 +161,7 @@ async fn recv_loop(
     while let Ok(Some(req)) = incoming.message().await {
         let response = match req.request_union {
             Some(RequestUnion::CreateRequest(c)) => {
-                create(server, stream_id, state, c, out, sink.clone()).await;
+                create(server, who, stream_id, state, c, out, sink.clone()).await;
                 continue;
             }
             Some(RequestUnion::CancelRequest(c)) => {
@@ -204,6 +208,7 @@ fn watch_range(c: &WatchCreateRequest) -> Result<KeyRange, &'static str> {
 
 async fn create(
     server: &EtcdServer,
+    who: Option<&crate::auth::AuthInfo>,
     stream_id: u64,
     state: &Shared,
     c: WatchCreateRequest,
@@ -211,10 +216,20 @@ async fn create(
     sink: Arc<dyn WatchSink>,
 ) {
     let current = server.store.current_revision();
-    let chosen = {
+    let permitted = server.auth.check_range(
+        who,
+        crate::auth::KeyRange {
+            key: &c.key,
+            end: &c.range_end,
+        },
+        oxcd_api::authpb::permission::Type::Read,
+    );
+    let chosen = if let Err(denied) = permitted {
+        Err(denied.to_string())
+    } else {
         let mut st = lock(state);
         // As etcd: the range is checked first, and a refused watch takes no ID.
-        let chosen = watch_range(&c).and_then(|range| {
+        let chosen = watch_range(&c).map_err(str::to_string).and_then(|range| {
             let id = if c.watch_id == 0 {
                 while st.watches.contains_key(&st.next_id) {
                     st.next_id += 1;
@@ -222,7 +237,7 @@ async fn create(
                 st.next_id += 1;
                 st.next_id - 1
             } else if st.watches.contains_key(&c.watch_id) {
-                return Err("mvcc: duplicate watch ID provided on the WatchStream");
+                return Err("mvcc: duplicate watch ID provided on the WatchStream".to_string());
             } else {
                 c.watch_id
             };
@@ -269,7 +284,7 @@ async fn create(
         Err(reason) => {
             response.watch_id = INVALID_WATCH_ID;
             response.canceled = true;
-            response.cancel_reason = reason.to_string();
+            response.cancel_reason = reason;
             let _ = out.send(response).await;
         }
     }
