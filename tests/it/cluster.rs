@@ -315,6 +315,7 @@ async fn partitions_refuse_the_minority_keep_the_majority_and_stay_linearizable(
             size: 3,
             proxies: true,
             flags: vec![],
+            tls: None,
         })
         .await,
     );
@@ -582,6 +583,7 @@ async fn learner_catches_up_by_snapshot_and_is_promoted() {
             "--snapshot-count=50".into(),
             "--experimental-snapshot-catchup-entries=10".into(),
         ],
+        tls: None,
     })
     .await;
     for n in 0..120 {

@@ -7,5 +7,6 @@ mod differential;
 mod etcdctl;
 mod lease;
 mod ops;
+mod security;
 mod startup;
 mod watch;

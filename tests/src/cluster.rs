@@ -19,6 +19,8 @@ pub struct Spec {
     pub proxies: bool,
     /// Extra flags for every member.
     pub flags: Vec<String>,
+    /// https client and peer URLs; test clients dial with these settings.
+    pub tls: Option<oxcd_server::tls::ClientTls>,
 }
 
 impl Spec {
@@ -27,6 +29,7 @@ impl Spec {
             size,
             proxies: false,
             flags: vec![],
+            tls: None,
         }
     }
 }
@@ -45,6 +48,7 @@ pub struct Cluster {
     pub token: String,
     pub flags: Vec<String>,
     pub proxies: bool,
+    pub tls: Option<oxcd_server::tls::ClientTls>,
     pub dir: tempfile::TempDir,
 }
 
@@ -55,18 +59,20 @@ pub const ELECTION_MS: u64 = 1000;
 /// (5 s + 2 × election timeout).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 
-async fn channel_with(url: &str, timeout: Duration) -> Option<Channel> {
-    Channel::from_shared(url.to_string())
-        .ok()?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(timeout)
-        .connect()
-        .await
-        .ok()
-}
-
-async fn channel(url: &str) -> Option<Channel> {
-    channel_with(url, CLIENT_TIMEOUT).await
+async fn channel_with(
+    url: &str,
+    timeout: Duration,
+    tls: Option<&oxcd_server::tls::ClientTls>,
+) -> Option<Channel> {
+    let tls = match tls {
+        Some(t) => Some(oxcd_server::tls::client_config(t).ok()?),
+        None => None,
+    };
+    oxcd_server::tls::channel(url, tls, None, |e| {
+        e.connect_timeout(Duration::from_secs(1)).timeout(timeout)
+    })
+    .await
+    .ok()
 }
 
 impl Cluster {
@@ -79,6 +85,7 @@ impl Cluster {
             token: format!("oxcd-test-{}", free_port()),
             flags: spec.flags,
             proxies: spec.proxies,
+            tls: spec.tls,
             dir,
         };
         for i in 0..spec.size {
@@ -101,20 +108,31 @@ impl Cluster {
     fn new_member(&self, i: usize) -> Member {
         let ip: IpAddr = format!("127.0.0.{}", 11 + i).parse().expect("ip");
         let (client_port, peer_port) = (free_port(), free_port());
+        let scheme = self.scheme();
         let (advertised_peer, proxy) = if self.proxies {
             let port = free_port();
             let proxy = PeerProxy::start(port, std::net::SocketAddr::new(ip, peer_port));
             (format!("http://127.0.0.1:{port}"), Some(proxy))
         } else {
-            (format!("http://{ip}:{peer_port}"), None)
+            (format!("{scheme}://{ip}:{peer_port}"), None)
         };
         let data_dir = self.dir.path().join(format!("m{i}"));
+        let mut server = Server::member(&ip.to_string(), client_port, peer_port, data_dir, vec![]);
+        server.tls = self.tls.clone();
         Member {
             name: format!("m{i}"),
             ip,
-            server: Server::member(&ip.to_string(), client_port, peer_port, data_dir, vec![]),
+            server,
             advertised_peer,
             proxy,
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 
@@ -139,7 +157,7 @@ impl Cluster {
             "--advertise-client-urls",
             &client,
             "--listen-peer-urls",
-            &format!("http://{}:{}", m.ip, m.server.peer_port),
+            &format!("{}://{}:{}", self.scheme(), m.ip, m.server.peer_port),
             "--initial-advertise-peer-urls",
             &m.advertised_peer,
             "--initial-cluster",
@@ -182,7 +200,7 @@ impl Cluster {
 
     /// A KV client that waits for the server's own answer, however long it takes.
     pub async fn patient_kv(&self, i: usize) -> KvClient<Channel> {
-        let ch = channel_with(&self.url(i), Duration::from_secs(30))
+        let ch = channel_with(&self.url(i), Duration::from_secs(30), self.tls.as_ref())
             .await
             .expect("member reachable");
         KvClient::new(ch)
@@ -231,7 +249,7 @@ impl Cluster {
     async fn channel(&self, i: usize) -> Channel {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(ch) = channel(&self.url(i)).await {
+            if let Some(ch) = channel_with(&self.url(i), CLIENT_TIMEOUT, self.tls.as_ref()).await {
                 return ch;
             }
             assert!(Instant::now() < deadline, "member {i} unreachable");
@@ -240,7 +258,7 @@ impl Cluster {
     }
 
     pub async fn status(&self, i: usize) -> Option<StatusResponse> {
-        let ch = channel(&self.url(i)).await?;
+        let ch = channel_with(&self.url(i), CLIENT_TIMEOUT, self.tls.as_ref()).await?;
         MaintenanceClient::new(ch)
             .status(StatusRequest {})
             .await

@@ -33,6 +33,7 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in 20000..32000")
 }
 
+pub mod certs;
 pub mod cluster;
 pub mod linearizability;
 pub mod proxy;
@@ -91,6 +92,8 @@ pub struct Server {
     pub host: String,
     /// The whole command line, when the caller builds it (cluster members).
     pub custom_args: Option<Vec<String>>,
+    /// With TLS on the client URL: what test clients present and trust.
+    pub tls: Option<oxcd_server::tls::ClientTls>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -100,7 +103,28 @@ impl Server {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.host, self.client_port)
+    }
+
+    /// A single server with TLS on its client URL; `client` is how test clients dial it.
+    pub fn start_tls(kind: Kind, extra: &[&str], client: oxcd_server::tls::ClientTls) -> Server {
+        let mut s = Self::unstarted(kind, extra, &[]);
+        s.tls = Some(client);
+        s.spawn();
+        s
+    }
+
+    /// A gRPC channel to the client URL (TLS as the server wants it).
+    pub async fn channel(&self) -> Result<Channel, String> {
+        let tls = match &self.tls {
+            Some(t) => Some(oxcd_server::tls::client_config(t)?),
+            None => None,
+        };
+        oxcd_server::tls::channel(&self.url(), tls, None, |e| {
+            e.connect_timeout(Duration::from_secs(2))
+        })
+        .await
     }
 
     pub fn start(kind: Kind, extra: &[&str]) -> Server {
@@ -108,8 +132,14 @@ impl Server {
     }
 
     pub fn start_with_env(kind: Kind, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut s = Self::unstarted(kind, extra, env);
+        s.spawn();
+        s
+    }
+
+    fn unstarted(kind: Kind, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = Server {
+        Server {
             kind,
             child: None,
             client_port: free_port(),
@@ -123,10 +153,9 @@ impl Server {
                 .collect(),
             host: "127.0.0.1".into(),
             custom_args: None,
+            tls: None,
             _dir: Some(dir),
-        };
-        s.spawn();
-        s
+        }
     }
 
     /// A cluster member: `args` is its whole command line; nothing is started yet.
@@ -148,6 +177,7 @@ impl Server {
             env: vec![],
             host: host.into(),
             custom_args: Some(args),
+            tls: None,
             _dir: None,
         }
     }
@@ -275,11 +305,7 @@ impl Server {
     pub async fn ready(&self) -> KvClient<Channel> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(ch) = Channel::from_shared(self.url())
-                .expect("uri")
-                .connect()
-                .await
-            {
+            if let Ok(ch) = self.channel().await {
                 let mut kv = KvClient::new(ch);
                 let probe = RangeRequest {
                     key: b"ready-probe".to_vec(),

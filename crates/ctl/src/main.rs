@@ -22,6 +22,8 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 const EXIT_ERROR: i32 = 1;
+/// etcdctl's code when the client cannot be set up (authentication failed, for one).
+const EXIT_BAD_CONNECTION: i32 = 2;
 const EXIT_INVALID_INPUT: i32 = 3;
 const EXIT_BAD_FEATURE: i32 = 4;
 const EXIT_BAD_ARGS: i32 = 128;
@@ -622,7 +624,10 @@ async fn connect(g: &Globals) -> Result<client::Client, CtlError> {
     let c = client::connect(&g.endpoints, &g.dialer)
         .await
         .map_err(err)?;
-    authenticate(g, c).await.map_err(err)
+    authenticate(g, c).await.map_err(|msg| CtlError {
+        code: EXIT_BAD_CONNECTION,
+        msg,
+    })
 }
 
 fn printed(r: Result<(), String>) -> Result<(), CtlError> {
