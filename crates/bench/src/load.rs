@@ -75,12 +75,25 @@ impl Report {
     }
 }
 
+/// What https endpoints are dialed with (set once by the `tls` load).
+pub static CLIENT_TLS: std::sync::OnceLock<oxcd_server::tls::ClientTls> =
+    std::sync::OnceLock::new();
+
 pub async fn connect(endpoint: &str) -> Result<Channel, String> {
     let uri = if endpoint.contains("://") {
         endpoint.to_string()
     } else {
         format!("http://{endpoint}")
     };
+    if uri.starts_with("https://") {
+        let settings = CLIENT_TLS.get().cloned().unwrap_or_default();
+        let config = oxcd_server::tls::client_config(&settings)?;
+        return oxcd_server::tls::channel(&uri, Some(config), None, |e| {
+            e.connect_timeout(Duration::from_secs(5))
+        })
+        .await
+        .map_err(|e| format!("cannot connect to {endpoint}: {e}"));
+    }
     Endpoint::from_shared(uri)
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))

@@ -5,6 +5,7 @@
 mod load;
 mod ops;
 mod servers;
+mod tls;
 mod watchlease;
 
 use clap::{Args, Parser, Subcommand};
@@ -77,6 +78,18 @@ enum Cmd {
         /// too (ETCD_HEARTBEAT_INTERVAL / ETCD_ELECTION_TIMEOUT reach both products).
         #[arg(long, default_value_t = 1)]
         members: usize,
+    },
+    /// Put throughput over mutual TLS (client and peer) and over plain TCP, for oxcd and
+    /// etcd clusters side by side.
+    Tls {
+        #[arg(long, default_value = "target/release/oxcd")]
+        oxcd: String,
+        #[arg(long, default_value = "/usr/bin/etcd")]
+        etcd: String,
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        #[arg(long, default_value_t = 20_000)]
+        total: usize,
     },
     /// Backup, restore and defragmentation figures for oxcd and etcd side by side.
     Ops {
@@ -158,6 +171,12 @@ async fn main() {
             etcdctl,
             keys,
         } => ops::ops(&oxcd, &etcd, &oxcdctl, &etcdctl, keys).await,
+        Cmd::Tls {
+            oxcd,
+            etcd,
+            members,
+            total,
+        } => tls::compare(&oxcd, &etcd, members, total).await,
     };
     if let Err(e) = result {
         eprintln!("oxcd-bench: {e}");

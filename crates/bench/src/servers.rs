@@ -68,6 +68,17 @@ pub(crate) async fn start(
     program: &str,
     size: usize,
 ) -> Result<Cluster, String> {
+    start_with(name, program, size, "http", &[]).await
+}
+
+/// `start`, with `scheme` for client and peer URLs and extra flags (TLS files).
+pub(crate) async fn start_with(
+    name: &'static str,
+    program: &str,
+    size: usize,
+    scheme: &str,
+    extra: &[String],
+) -> Result<Cluster, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut ports = Vec::new();
     for _ in 0..size {
@@ -76,7 +87,7 @@ pub(crate) async fn start(
     let initial = ports
         .iter()
         .enumerate()
-        .map(|(i, (_, pp))| format!("m{i}=http://127.0.0.1:{pp}"))
+        .map(|(i, (_, pp))| format!("m{i}={scheme}://127.0.0.1:{pp}"))
         .collect::<Vec<_>>()
         .join(",");
     let mut cluster = Cluster {
@@ -85,8 +96,8 @@ pub(crate) async fn start(
         _dir: dir,
     };
     for (i, (cp, pp)) in ports.iter().enumerate() {
-        let client = format!("http://127.0.0.1:{cp}");
-        let peer = format!("http://127.0.0.1:{pp}");
+        let client = format!("{scheme}://127.0.0.1:{cp}");
+        let peer = format!("{scheme}://127.0.0.1:{pp}");
         let mut cmd = Command::new(program);
         cmd.args(["--name", &format!("m{i}"), "--data-dir"])
             .arg(cluster._dir.path().join(format!("m{i}")))
@@ -104,6 +115,7 @@ pub(crate) async fn start(
             ])
             .args(["--initial-cluster", &initial])
             .args(["--initial-cluster-token", &format!("bench-{name}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if name == "etcd" {
@@ -114,7 +126,11 @@ pub(crate) async fn start(
             .map_err(|e| format!("cannot start {program}: {e}"))?;
         cluster.members.push(Member {
             child,
-            endpoint: format!("127.0.0.1:{cp}"),
+            endpoint: if scheme == "https" {
+                client.clone()
+            } else {
+                format!("127.0.0.1:{cp}")
+            },
         });
     }
     let deadline = Instant::now() + Duration::from_secs(30);
