@@ -40,7 +40,7 @@ pub async fn compare(oxcd: &str, etcd: &str, members: usize, total: usize) -> Re
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     make_certificates(dir.path())?;
     let file = |n: &str| dir.path().join(n).display().to_string();
-    let flags = vec![
+    let flags = [
         format!("--cert-file={}", file("cert.pem")),
         format!("--key-file={}", file("key.pem")),
         format!("--trusted-ca-file={}", file("ca.pem")),
