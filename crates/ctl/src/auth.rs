@@ -1,10 +1,11 @@
 //! etcdctl's `auth`, `user` and `role` commands, with etcdctl's arguments and output.
 
-use crate::client;
+use crate::client::{self, Conn};
 use crate::printer::{header_json, Format, Out};
 use crate::{args_of, bool_flag, err, fail, flag, string, CtlError, Globals, EXIT_BAD_ARGS};
 use clap::{Arg, ArgMatches, Command};
 use oxcd_api::authpb::{permission::Type as PermType, Permission, UserAddOptions};
+use oxcd_api::etcdserverpb::auth_client::AuthClient;
 use oxcd_api::etcdserverpb::*;
 use serde_json::{json, Value};
 
@@ -121,6 +122,17 @@ pub fn role_cmd() -> Command {
                 .arg(args()),
             "revoke a prefix permission",
         ))
+}
+
+/// Connects (authenticating with --user) and makes one Auth call under the command timeout.
+async fn call<T, Fut>(g: &Globals, rpc: impl FnOnce(AuthClient<Conn>) -> Fut) -> Result<T, CtlError>
+where
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let c = crate::connect(g).await?;
+    client::with_timeout(g.command_timeout, rpc(c.auth()))
+        .await
+        .map_err(err)
 }
 
 /// Prints etcdctl's line for simple output, or the response as JSON.
@@ -284,18 +296,13 @@ pub async fn user(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                     ask_password(&args[0], flag(sm, "interactive"))?,
                 )
             };
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(
-                t,
-                c.auth().user_add(AuthUserAddRequest {
-                    name: name.clone(),
-                    password,
-                    options: Some(UserAddOptions { no_password }),
-                    hashed_password: String::new(),
-                }),
-            )
-            .await
-            .map_err(err)?;
+            let req = AuthUserAddRequest {
+                name: name.clone(),
+                password,
+                options: Some(UserAddOptions { no_password }),
+                hashed_password: String::new(),
+            };
+            let r = call(g, |mut a| async move { a.user_add(req).await }).await?;
             print(
                 g,
                 out,
@@ -310,15 +317,10 @@ pub async fn user(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                 1,
                 "user delete command requires user name as its argument",
             )?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(
-                t,
-                c.auth().user_delete(AuthUserDeleteRequest {
-                    name: args[0].clone(),
-                }),
-            )
-            .await
-            .map_err(err)?;
+            let req = AuthUserDeleteRequest {
+                name: args[0].clone(),
+            };
+            let r = call(g, |mut a| async move { a.user_delete(req).await }).await?;
             print(
                 g,
                 out,
@@ -366,10 +368,8 @@ pub async fn user(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
         }
         "list" => {
             need(&args, 0, "user list command requires no arguments")?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(t, c.auth().user_list(AuthUserListRequest {}))
-                .await
-                .map_err(err)?;
+            let req = AuthUserListRequest {};
+            let r = call(g, |mut a| async move { a.user_list(req).await }).await?;
             let text: String = r.users.iter().map(|u| format!("{u}\n")).collect();
             print(g, out, text, json!({"users": r.users}), &r.header);
         }
@@ -380,18 +380,12 @@ pub async fn user(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                 "user passwd command requires user name as its argument",
             )?;
             let password = ask_password(&args[0], flag(sm, "interactive"))?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(
-                t,
-                c.auth()
-                    .user_change_password(AuthUserChangePasswordRequest {
-                        name: args[0].clone(),
-                        password,
-                        hashed_password: String::new(),
-                    }),
-            )
-            .await
-            .map_err(err)?;
+            let req = AuthUserChangePasswordRequest {
+                name: args[0].clone(),
+                password,
+                hashed_password: String::new(),
+            };
+            let r = call(g, |mut a| async move { a.user_change_password(req).await }).await?;
             print(g, out, "Password updated\n".into(), json!({}), &r.header);
         }
         "grant-role" => {
@@ -400,16 +394,11 @@ pub async fn user(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                 2,
                 "user grant command requires user name and role name as its argument",
             )?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(
-                t,
-                c.auth().user_grant_role(AuthUserGrantRoleRequest {
-                    user: args[0].clone(),
-                    role: args[1].clone(),
-                }),
-            )
-            .await
-            .map_err(err)?;
+            let req = AuthUserGrantRoleRequest {
+                user: args[0].clone(),
+                role: args[1].clone(),
+            };
+            let r = call(g, |mut a| async move { a.user_grant_role(req).await }).await?;
             let line = format!("Role {} is granted to user {}\n", args[1], args[0]);
             print(g, out, line, json!({}), &r.header);
         }
@@ -419,16 +408,11 @@ pub async fn user(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                 2,
                 "user revoke-role requires user name and role name as its argument",
             )?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(
-                t,
-                c.auth().user_revoke_role(AuthUserRevokeRoleRequest {
-                    name: args[0].clone(),
-                    role: args[1].clone(),
-                }),
-            )
-            .await
-            .map_err(err)?;
+            let req = AuthUserRevokeRoleRequest {
+                name: args[0].clone(),
+                role: args[1].clone(),
+            };
+            let r = call(g, |mut a| async move { a.user_revoke_role(req).await }).await?;
             let line = format!("Role {} is revoked from user {}\n", args[1], args[0]);
             print(g, out, line, json!({}), &r.header);
         }
@@ -512,7 +496,6 @@ fn perm_range(
 pub async fn role(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
     let (sub, sm) = m.subcommand().ok_or_else(|| err("no command".into()))?;
     let args = args_of(sm);
-    let t = g.command_timeout;
     match sub {
         "add" => {
             need(
@@ -520,15 +503,10 @@ pub async fn role(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                 1,
                 "role add command requires role name as its argument",
             )?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(
-                t,
-                c.auth().role_add(AuthRoleAddRequest {
-                    name: args[0].clone(),
-                }),
-            )
-            .await
-            .map_err(err)?;
+            let req = AuthRoleAddRequest {
+                name: args[0].clone(),
+            };
+            let r = call(g, |mut a| async move { a.role_add(req).await }).await?;
             print(
                 g,
                 out,
@@ -543,15 +521,10 @@ pub async fn role(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                 1,
                 "role delete command requires role name as its argument",
             )?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(
-                t,
-                c.auth().role_delete(AuthRoleDeleteRequest {
-                    role: args[0].clone(),
-                }),
-            )
-            .await
-            .map_err(err)?;
+            let req = AuthRoleDeleteRequest {
+                role: args[0].clone(),
+            };
+            let r = call(g, |mut a| async move { a.role_delete(req).await }).await?;
             print(
                 g,
                 out,
@@ -566,15 +539,10 @@ pub async fn role(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
                 1,
                 "role get command requires role name as its argument",
             )?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(
-                t,
-                c.auth().role_get(AuthRoleGetRequest {
-                    role: args[0].clone(),
-                }),
-            )
-            .await
-            .map_err(err)?;
+            let req = AuthRoleGetRequest {
+                role: args[0].clone(),
+            };
+            let r = call(g, |mut a| async move { a.role_get(req).await }).await?;
             let perms: Vec<Value> = r
                 .perm
                 .iter()
@@ -594,10 +562,8 @@ pub async fn role(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
         }
         "list" => {
             need(&args, 0, "role list command requires no arguments")?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(t, c.auth().role_list(AuthRoleListRequest {}))
-                .await
-                .map_err(err)?;
+            let req = AuthRoleListRequest {};
+            let r = call(g, |mut a| async move { a.role_list(req).await }).await?;
             let text: String = r.roles.iter().map(|u| format!("{u}\n")).collect();
             print(g, out, text, json!({"roles": r.roles}), &r.header);
         }
@@ -616,21 +582,15 @@ pub async fn role(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
             };
             let (key, range_end) =
                 perm_range(&args[2..], flag(sm, "prefix"), flag(sm, "from-key"))?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(
-                t,
-                c.auth()
-                    .role_grant_permission(AuthRoleGrantPermissionRequest {
-                        name: args[0].clone(),
-                        perm: Some(Permission {
-                            perm_type: perm_type as i32,
-                            key,
-                            range_end,
-                        }),
-                    }),
-            )
-            .await
-            .map_err(err)?;
+            let req = AuthRoleGrantPermissionRequest {
+                name: args[0].clone(),
+                perm: Some(Permission {
+                    perm_type: perm_type as i32,
+                    key,
+                    range_end,
+                }),
+            };
+            let r = call(g, |mut a| async move { a.role_grant_permission(req).await }).await?;
             print(
                 g,
                 out,
@@ -648,18 +608,16 @@ pub async fn role(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlE
             }
             let (key, range_end) =
                 perm_range(&args[1..], flag(sm, "prefix"), flag(sm, "from-key"))?;
-            let c = crate::connect(g).await?;
-            let r = client::with_timeout(
-                t,
-                c.auth()
-                    .role_revoke_permission(AuthRoleRevokePermissionRequest {
-                        role: args[0].clone(),
-                        key: key.clone(),
-                        range_end: range_end.clone(),
-                    }),
+            let req = AuthRoleRevokePermissionRequest {
+                role: args[0].clone(),
+                key: key.clone(),
+                range_end: range_end.clone(),
+            };
+            let r = call(
+                g,
+                |mut a| async move { a.role_revoke_permission(req).await },
             )
-            .await
-            .map_err(err)?;
+            .await?;
             let (k, e) = (
                 String::from_utf8_lossy(&key).into_owned(),
                 String::from_utf8_lossy(&range_end).into_owned(),

@@ -18,6 +18,14 @@ use std::time::{Duration, Instant};
 const KEY: &str = "auth";
 pub const ROOT: &str = "root";
 
+/// The token a client request carries: etcd's `token` metadata, or `authorization` as its
+/// gateway sends it.
+pub fn request_token(
+    md: &tonic::metadata::MetadataMap,
+) -> Option<&tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    md.get("token").or_else(|| md.get("authorization"))
+}
+
 /// Who a request comes from, once its token (or certificate) was checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthInfo {
@@ -54,7 +62,7 @@ struct Claims {
 pub struct AuthStore {
     state: RwLock<AuthState>,
     tokens: Tokens,
-    pub bcrypt_cost: u32,
+    bcrypt_cost: u32,
 }
 
 /// `--auth-token` as etcd reads it: `simple`, or `jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256,ttl=5m`.
@@ -225,10 +233,6 @@ impl AuthStore {
         self.read().revision
     }
 
-    pub fn is_jwt(&self) -> bool {
-        matches!(self.tokens, Tokens::Jwt(_))
-    }
-
     fn user(&self, name: &str) -> Option<User> {
         self.read()
             .users
@@ -331,15 +335,23 @@ impl AuthStore {
         }
     }
 
+    /// The caller's name when auth is enabled (`None` when it is not: nothing to check);
+    /// etcd's "user name is empty" when nobody is named.
+    fn caller<'a>(&self, info: Option<&'a AuthInfo>) -> Result<Option<&'a str>, EtcdError> {
+        if !self.is_enabled() {
+            return Ok(None);
+        }
+        match info.map(|i| i.user.as_str()) {
+            Some(name) if !name.is_empty() => Ok(Some(name)),
+            _ => Err(EtcdError::UserEmpty),
+        }
+    }
+
     /// etcd's IsAdminPermitted: the user must hold the root role.
     pub fn check_admin(&self, info: Option<&AuthInfo>) -> Result<(), EtcdError> {
-        if !self.is_enabled() {
+        let Some(name) = self.caller(info)? else {
             return Ok(());
-        }
-        let name = info.map(|i| i.user.as_str()).unwrap_or_default();
-        if name.is_empty() {
-            return Err(EtcdError::UserEmpty);
-        }
+        };
         let user = self.user(name).ok_or(EtcdError::UserNotFound)?;
         if !has_root_role(&user) {
             return Err(EtcdError::PermissionDenied);
@@ -349,13 +361,9 @@ impl AuthStore {
 
     /// Any known user (for calls etcd lets every authenticated user make).
     pub fn check_user(&self, info: Option<&AuthInfo>) -> Result<(), EtcdError> {
-        if !self.is_enabled() {
+        let Some(name) = self.caller(info)? else {
             return Ok(());
-        }
-        let name = info.map(|i| i.user.as_str()).unwrap_or_default();
-        if name.is_empty() {
-            return Err(EtcdError::UserEmpty);
-        }
+        };
         self.user(name)
             .map(|_| ())
             .ok_or(EtcdError::PermissionDenied)
@@ -369,13 +377,9 @@ impl AuthStore {
         range: KeyRange<'_>,
         wanted: PermType,
     ) -> Result<(), EtcdError> {
-        if !self.is_enabled() {
+        let Some(name) = self.caller(info)? else {
             return Ok(());
-        }
-        let name = info.map(|i| i.user.as_str()).unwrap_or_default();
-        if name.is_empty() {
-            return Err(EtcdError::UserEmpty);
-        }
+        };
         let state = self.read();
         let Some(user) = state.users.iter().find(|u| u.name == name.as_bytes()) else {
             return Err(EtcdError::PermissionDenied);
@@ -403,19 +407,22 @@ impl AuthStore {
             return Ok(());
         }
         for Compare { key, range_end, .. } in &txn.compare {
-            self.check_range(
-                info,
-                KeyRange {
-                    key,
-                    end: range_end,
-                },
-                PermType::Read,
-            )?;
+            self.check_read(info, key, range_end)?;
         }
         for op in txn.success.iter().chain(&txn.failure) {
             self.check_op(info, op)?;
         }
         Ok(())
+    }
+
+    /// A read of `[key, end)` (one key when `end` is empty).
+    pub fn check_read(
+        &self,
+        info: Option<&AuthInfo>,
+        key: &[u8],
+        end: &[u8],
+    ) -> Result<(), EtcdError> {
+        self.check_range(info, KeyRange { key, end }, PermType::Read)
     }
 
     /// A put needs write permission on the key, and read permission too for its prev_kv.
@@ -450,14 +457,9 @@ impl AuthStore {
 
     fn check_op(&self, info: Option<&AuthInfo>, op: &RequestOp) -> Result<(), EtcdError> {
         match &op.request {
-            Some(request_op::Request::RequestRange(r)) => self.check_range(
-                info,
-                KeyRange {
-                    key: &r.key,
-                    end: &r.range_end,
-                },
-                PermType::Read,
-            ),
+            Some(request_op::Request::RequestRange(r)) => {
+                self.check_read(info, &r.key, &r.range_end)
+            }
             Some(request_op::Request::RequestPut(p)) => self.check_put(info, &p.key, p.prev_kv),
             Some(request_op::Request::RequestDeleteRange(d)) => {
                 self.check_delete(info, &d.key, &d.range_end, d.prev_kv)

@@ -364,28 +364,17 @@ fn tls_setup(config: &Config, data_dir: &Path) -> Result<TlsSetup, StartError> {
             .transpose()
             .map_err(StartError::Config)
     };
-    let peer_client = peer
-        .as_ref()
-        .map(tls::peer_client_config)
-        .transpose()
-        .map_err(StartError::Config)?;
-    let client_dial = client
-        .as_ref()
-        .map(|t| {
-            tls::client_config(&tls::ClientTls {
-                ca_file: t.trusted_ca_file.clone(),
-                cert_file: Some(t.cert_file.clone()),
-                key_file: Some(t.key_file.clone()),
-                skip_verify: t.auto_tls,
-            })
-        })
-        .transpose()
-        .map_err(StartError::Config)?;
+    let dial = |t: &Option<tls::TlsConfig>| {
+        t.as_ref()
+            .map(tls::dial_config)
+            .transpose()
+            .map_err(StartError::Config)
+    };
     Ok((
         acceptor(&client)?,
         acceptor(&peer)?,
-        peer_client,
-        client_dial,
+        dial(&peer)?,
+        dial(&client)?,
     ))
 }
 

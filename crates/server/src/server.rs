@@ -282,7 +282,7 @@ impl EtcdServer {
     }
 
     async fn propose_internal(&self, mut req: InternalRequest) -> Result<Applied, EtcdError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_request_id();
         req.id = id;
         let data = req.encode_to_vec();
         if data.len() as u64 > self.max_request_bytes {
@@ -298,7 +298,7 @@ impl EtcdServer {
         node_id: u64,
         member: Option<Member>,
     ) -> Result<Applied, EtcdError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_request_id();
         let mut change = ConfChange::default();
         change.set_change_type(change_type);
         change.node_id = node_id;
@@ -331,9 +331,7 @@ impl EtcdServer {
         if !self.auth.is_enabled() {
             return Ok(None);
         }
-        let md = req.metadata();
-        let token = md.get("token").or_else(|| md.get("authorization"));
-        if let Some(token) = token {
+        if let Some(token) = crate::auth::request_token(req.metadata()) {
             let token = token.to_str().map_err(|_| EtcdError::InvalidAuthToken)?;
             return self.auth.info_from_token(token).map(Some);
         }
@@ -356,6 +354,17 @@ impl EtcdServer {
     ) -> Result<Option<crate::auth::AuthInfo>, EtcdError> {
         let who = self.auth_info(req)?;
         self.auth.check_admin(who.as_ref())?;
+        Ok(who)
+    }
+
+    /// The caller, who must be a known user when auth is enabled (for calls etcd lets any
+    /// authenticated user make).
+    pub fn require_user<T>(
+        &self,
+        req: &tonic::Request<T>,
+    ) -> Result<Option<crate::auth::AuthInfo>, EtcdError> {
+        let who = self.auth_info(req)?;
+        self.auth.check_user(who.as_ref())?;
         Ok(who)
     }
 

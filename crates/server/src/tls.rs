@@ -421,8 +421,9 @@ pub fn client_config(t: &ClientTls) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// The TLS settings a member dials its peers with: its peer certificate as the client's.
-pub fn peer_client_config(t: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
+/// How a member dials with one side's settings (peers, or another member's client URL): its
+/// own certificate as the client's, trusting that side's CA.
+pub fn dial_config(t: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
     client_config(&ClientTls {
         ca_file: t.trusted_ca_file.clone(),
         cert_file: Some(t.cert_file.clone()),
@@ -440,12 +441,12 @@ pub async fn dial(
     source: Option<IpAddr>,
     tls: Option<Arc<ClientConfig>>,
 ) -> io::Result<Dialed> {
-    let host = uri.host().unwrap_or("127.0.0.1");
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host == "localhost" {
+    let named = uri.host().unwrap_or("127.0.0.1");
+    let named = named.trim_start_matches('[').trim_end_matches(']');
+    let host = if named == "localhost" {
         "127.0.0.1"
     } else {
-        host
+        named
     };
     let port = uri.port_u16().unwrap_or(2379);
     let addr: SocketAddr = match host.parse::<IpAddr>() {
@@ -471,7 +472,7 @@ pub async fn dial(
     let Some(tls) = tls else {
         return Ok(hyper_util::rt::TokioIo::new(Box::new(stream)));
     };
-    let name = ServerName::try_from(uri.host().unwrap_or(host).to_string())
+    let name = ServerName::try_from(named.to_string())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, stream)

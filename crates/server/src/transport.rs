@@ -96,12 +96,12 @@ impl Transport {
         }
     }
 
-    /// Whether the stream to `id` is up (self counts as up).
     /// What this member dials its peers with (peer TLS), if anything.
     pub fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
         self.tls.clone()
     }
 
+    /// Whether the stream to `id` is up (self counts as up).
     pub fn is_active(&self, id: u64) -> bool {
         id == self.me.0
             || self

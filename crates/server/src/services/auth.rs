@@ -20,10 +20,6 @@ impl AuthService {
         self.server.header(self.server.store.current_revision())
     }
 
-    fn admin<T>(&self, req: &Request<T>) -> Result<Option<AuthInfo>, EtcdError> {
-        self.server.require_admin(req)
-    }
-
     /// Proposes an auth change for `who` and waits for it to be applied.
     async fn change(&self, who: Option<AuthInfo>, req: Internal) -> Result<(), Status> {
         match self.server.propose_for(who.as_ref(), req).await? {
@@ -55,7 +51,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         self.change(who, Internal::AuthEnable(r.into_inner()))
             .await?;
         Ok(Response::new(AuthEnableResponse {
@@ -67,7 +63,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         self.change(who, Internal::AuthDisable(r.into_inner()))
             .await?;
         Ok(Response::new(AuthDisableResponse {
@@ -123,7 +119,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserAddRequest>,
     ) -> Result<Response<AuthUserAddResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         let mut req = r.into_inner();
         if req.name.is_empty() {
             return Err(EtcdError::UserEmpty.into());
@@ -159,7 +155,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
-        self.admin(&r)?;
+        self.server.require_admin(&r)?;
         let auth = self.read_barrier().await?;
         Ok(Response::new(AuthUserListResponse {
             header: self.header(),
@@ -171,7 +167,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserDeleteRequest>,
     ) -> Result<Response<AuthUserDeleteResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         self.change(who, Internal::UserDelete(r.into_inner()))
             .await?;
         Ok(Response::new(AuthUserDeleteResponse {
@@ -183,7 +179,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         let mut req = r.into_inner();
         if req.hashed_password.is_empty() {
             req.hashed_password = self.hash(std::mem::take(&mut req.password)).await?;
@@ -199,7 +195,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserGrantRoleRequest>,
     ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         self.change(who, Internal::UserGrantRole(r.into_inner()))
             .await?;
         Ok(Response::new(AuthUserGrantRoleResponse {
@@ -211,7 +207,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserRevokeRoleRequest>,
     ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         self.change(who, Internal::UserRevokeRole(r.into_inner()))
             .await?;
         Ok(Response::new(AuthUserRevokeRoleResponse {
@@ -223,7 +219,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthRoleAddRequest>,
     ) -> Result<Response<AuthRoleAddResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         self.change(who, Internal::RoleAdd(r.into_inner())).await?;
         Ok(Response::new(AuthRoleAddResponse {
             header: self.header(),
@@ -250,7 +246,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
-        self.admin(&r)?;
+        self.server.require_admin(&r)?;
         let auth = self.read_barrier().await?;
         Ok(Response::new(AuthRoleListResponse {
             header: self.header(),
@@ -262,7 +258,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthRoleDeleteRequest>,
     ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         self.change(who, Internal::RoleDelete(r.into_inner()))
             .await?;
         Ok(Response::new(AuthRoleDeleteResponse {
@@ -274,7 +270,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         let req = r.into_inner();
         if req.perm.is_none() {
             return Err(Status::invalid_argument("etcdserver: permission not given"));
@@ -289,7 +285,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
-        let who = self.admin(&r)?;
+        let who = self.server.require_admin(&r)?;
         self.change(who, Internal::RoleRevokePermission(r.into_inner()))
             .await?;
         Ok(Response::new(AuthRoleRevokePermissionResponse {

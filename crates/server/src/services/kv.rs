@@ -1,9 +1,7 @@
 //! etcd's KV service: checks a request as etcd does, then reads locally (after a ReadIndex
 //! barrier unless serializable) or proposes it through raft.
 
-use crate::auth::KeyRange;
 use crate::server::{Applied, EtcdServer};
-use oxcd_api::authpb::permission::Type as PermType;
 use oxcd_api::etcdserverpb::kv_server::Kv;
 use oxcd_api::etcdserverpb::{
     request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
@@ -35,14 +33,9 @@ impl Kv for KvService {
         let who = self.server.auth_info(&req)?;
         let req = req.into_inner();
         validate::check_range(&req)?;
-        self.server.auth.check_range(
-            who.as_ref(),
-            KeyRange {
-                key: &req.key,
-                end: &req.range_end,
-            },
-            PermType::Read,
-        )?;
+        self.server
+            .auth
+            .check_read(who.as_ref(), &req.key, &req.range_end)?;
         if !req.serializable {
             self.server.linearizable_read_barrier().await?;
         }
@@ -142,8 +135,7 @@ impl Kv for KvService {
         &self,
         req: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let who = self.server.auth_info(&req)?;
-        self.server.auth.check_user(who.as_ref())?;
+        let who = self.server.require_user(&req)?;
         let req = req.into_inner();
         self.server.refuse_learner()?;
         match self

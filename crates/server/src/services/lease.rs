@@ -108,8 +108,7 @@ impl Lease for LeaseService {
         &self,
         r: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let who = self.server.auth_info(&r)?;
-        self.server.auth.check_user(who.as_ref())?;
+        let who = self.server.require_user(&r)?;
         let mut r = r.into_inner();
         self.server.refuse_learner()?;
         if r.ttl > MAX_TTL {
@@ -149,9 +148,8 @@ impl Lease for LeaseService {
         &self,
         r: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let who = self.server.auth_info(&r)?;
+        let who = self.server.require_user(&r)?;
         let r = r.into_inner();
-        self.server.auth.check_user(who.as_ref())?;
         // As etcd: revoking deletes the lease's keys, so it needs write permission on each.
         if let Some(lease) = self.server.store.lease(r.id) {
             for key in &lease.keys {
@@ -179,9 +177,8 @@ impl Lease for LeaseService {
         &self,
         r: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
-        let who = self.server.auth_info(&r)?;
-        self.server.auth.check_user(who.as_ref())?;
-        let token = r.metadata().get("token").cloned();
+        self.server.require_user(&r)?;
+        let token = crate::auth::request_token(r.metadata()).cloned();
         let mut incoming = r.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let this = LeaseService {
@@ -207,9 +204,8 @@ impl Lease for LeaseService {
         &self,
         r: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let who = self.server.auth_info(&r)?;
-        self.server.auth.check_user(who.as_ref())?;
-        let token = r.metadata().get("token").cloned();
+        let who = self.server.require_user(&r)?;
+        let token = crate::auth::request_token(r.metadata()).cloned();
         let r = r.into_inner();
         if !self.is_leader() {
             let mut leader = self.leader().await?;
@@ -235,11 +231,7 @@ impl Lease for LeaseService {
         if r.keys {
             // A key's name is the user's to see only where the user may read it.
             for key in &lease.keys {
-                self.server.auth.check_range(
-                    who.as_ref(),
-                    crate::auth::KeyRange { key, end: &[] },
-                    oxcd_api::authpb::permission::Type::Read,
-                )?;
+                self.server.auth.check_read(who.as_ref(), key, &[])?;
             }
         }
         let ttl = self.lessor.remaining(r.id).unwrap_or(lease.ttl);
@@ -260,8 +252,7 @@ impl Lease for LeaseService {
         &self,
         r: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let who = self.server.auth_info(&r)?;
-        self.server.auth.check_user(who.as_ref())?;
+        self.server.require_user(&r)?;
         let mut ids: Vec<i64> = self
             .server
             .store

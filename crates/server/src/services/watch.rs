@@ -216,14 +216,7 @@ async fn create(
     sink: Arc<dyn WatchSink>,
 ) {
     let current = server.store.current_revision();
-    let permitted = server.auth.check_range(
-        who,
-        crate::auth::KeyRange {
-            key: &c.key,
-            end: &c.range_end,
-        },
-        oxcd_api::authpb::permission::Type::Read,
-    );
+    let permitted = server.auth.check_read(who, &c.key, &c.range_end);
     let chosen = if let Err(denied) = permitted {
         Err(denied.to_string())
     } else {
