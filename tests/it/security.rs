@@ -99,6 +99,24 @@ async fn mutual_tls_refuses_clients_without_a_trusted_certificate_and_reloads_ro
     );
     assert_eq!((out.as_str(), code), ("k\nv\n", 0), "{err}");
 
+    // With --client-cert-auth and no token, the certificate's CN is the user: root.pem acts
+    // as root, alice.pem as alice (who holds no role).
+    for step in [
+        &["user", "add", "root:rootpw"][..],
+        &["user", "add", "alice:alicepw"],
+        &["auth", "enable"],
+    ] {
+        let (out, err, code) = tool(&oxcdctl, &ep, &root, step);
+        assert_eq!(code, 0, "{step:?}: {out}{err}");
+    }
+    let (out, err, code) = tool(&etcdctl, &ep, &root, &["get", "k"]);
+    assert_eq!((out.as_str(), code), ("k\nv\n", 0), "{err}");
+    let (out, err, code) = tool(&etcdctl, &ep, &pki.ctl_flags("alice"), &["get", "k"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("etcdserver: permission denied"), "{err}");
+    let (_, err, code) = tool(&oxcdctl, &ep, &root, &["auth", "disable"]);
+    assert_eq!(code, 0, "{err}");
+
     // Rotation without restart: the trusted CA file now holds the other CA, so certificates
     // of the other CA get in and those of the first no longer do.
     std::fs::copy(pki.path("other-ca.pem"), pki.path("trust.pem")).expect("rotate ca");
@@ -115,6 +133,36 @@ async fn mutual_tls_refuses_clients_without_a_trusted_certificate_and_reloads_ro
         "{}",
         server.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_tls_serves_https_with_a_self_signed_certificate() {
+    let server = Server::start_tls(
+        Kind::Oxcd,
+        &["--auto-tls"],
+        oxcd_server::tls::ClientTls {
+            skip_verify: true,
+            ..Default::default()
+        },
+    );
+    let ep = server.url();
+    // oxcdctl skips verification; etcdctl 3.4 applies --insecure-skip-tls-verify only with
+    // another TLS flag, so it trusts the self-signed certificate itself instead.
+    let skip = vec!["--insecure-skip-tls-verify".to_string()];
+    until_ok(&bin("oxcdctl"), &ep, &skip, &["put", "a", "1"]);
+    let own = server.data_dir.join("fixtures/client/cert.pem");
+    let trust = vec![format!("--cacert={}", own.display())];
+    let (out, err, code) = tool(&system_bin("etcdctl"), &ep, &trust, &["get", "a"]);
+    assert_eq!((out.as_str(), code), ("a\n1\n", 0), "{err}");
+    // Without either, the self-signed certificate is not trusted.
+    for program in [bin("oxcdctl"), system_bin("etcdctl")] {
+        let (out, _, code) = tool(&program, &ep, &[], &["get", "a"]);
+        assert_ne!(
+            code, 0,
+            "{program:?} trusted a self-signed certificate: {out}"
+        );
+    }
+    assert!(server.data_dir.join("fixtures/client/cert.pem").exists());
 }
 
 fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
