@@ -2,11 +2,30 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["kv.proto", "auth.proto", "rpc.proto", "internal.proto"];
+    let files = [
+        "kv.proto",
+        "auth.proto",
+        "rpc.proto",
+        "internal.proto",
+        "lock.proto",
+        "election.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={}", proto_dir.join(f).display());
     }
     let fds = protox::compile(files, [&proto_dir])?;
+    let mut json = pbjson_build::Builder::new();
+    for file in &fds.file {
+        json.register_file_descriptor(file.clone());
+    }
+    // etcd's gateway writes proto field names (create_revision, not createRevision).
+    json.preserve_proto_field_names().build(&[
+        ".mvccpb",
+        ".authpb",
+        ".etcdserverpb",
+        ".v3lockpb",
+        ".v3electionpb",
+    ])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

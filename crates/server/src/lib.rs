@@ -7,6 +7,7 @@ pub mod auth;
 pub mod compactor;
 pub mod config;
 pub mod corrupt;
+pub mod gateway;
 pub mod h2_authority;
 pub mod http;
 pub mod ids;
@@ -32,6 +33,8 @@ use oxcd_api::etcdserverpb::{
     Member,
 };
 use oxcd_api::oxcdpb::{internal_request::Request as Internal, ClusterRecord, MemberAttributes};
+use oxcd_api::v3electionpb::election_server::ElectionServer;
+use oxcd_api::v3lockpb::lock_server::LockServer;
 use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
 use oxcd_raftlog::RaftLog;
 use std::path::{Path, PathBuf};
@@ -678,47 +681,63 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let watch_streams = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    let s = server.clone();
+    let core = tonic::service::Routes::new(
+        KvServer::new(services::kv::KvService { server: s.clone() })
+            .max_decoding_message_size(limit),
+    )
+    .add_service(
+        WatchServer::new(services::watch::WatchService {
+            server: s.clone(),
+            next_stream: watch_streams.clone(),
+            progress_interval: config.watch_progress_notify_interval,
+        })
+        .max_decoding_message_size(limit),
+    )
+    .add_service(
+        LeaseServer::new(services::lease::LeaseService {
+            server: s.clone(),
+            lessor: lessor.clone(),
+            leader_channel: Arc::default(),
+        })
+        .max_decoding_message_size(limit),
+    )
+    .add_service(
+        ClusterServer::new(services::cluster::ClusterService { server: s.clone() })
+            .max_decoding_message_size(limit),
+    )
+    .add_service(
+        MaintenanceServer::new(services::maintenance::MaintenanceService { server: s.clone() })
+            .max_decoding_message_size(limit),
+    )
+    .add_service(
+        AuthServer::new(services::auth::AuthService { server: s.clone() })
+            .max_decoding_message_size(limit),
+    );
+    // Lock and Election are clients of the services above, as in etcd.
+    let grpc = core
+        .clone()
+        .add_service(
+            LockServer::new(services::lock::LockService {
+                routes: core.clone(),
+            })
+            .max_decoding_message_size(limit),
+        )
+        .add_service(
+            ElectionServer::new(services::election::ElectionService {
+                routes: core.clone(),
+            })
+            .max_decoding_message_size(limit),
+        );
+    let http_routes = http::routes(s.clone()).merge(gateway::routes(grpc.clone(), s.clone()));
+    let client_routes =
+        tonic::service::Routes::from(grpc.into_axum_router().merge(http_routes)).prepare();
     for (url, listener) in listeners {
-        let s = server.clone();
         let mut stop = stop_rx.clone();
         let router = tonic::transport::Server::builder()
             .accept_http1(true)
             .layer(http::GrpcMetricsLayer)
-            .add_routes(tonic::service::Routes::from(http::routes(s.clone())))
-            .add_service(
-                KvServer::new(services::kv::KvService { server: s.clone() })
-                    .max_decoding_message_size(limit),
-            )
-            .add_service(
-                WatchServer::new(services::watch::WatchService {
-                    server: s.clone(),
-                    next_stream: watch_streams.clone(),
-                    progress_interval: config.watch_progress_notify_interval,
-                })
-                .max_decoding_message_size(limit),
-            )
-            .add_service(
-                LeaseServer::new(services::lease::LeaseService {
-                    server: s.clone(),
-                    lessor: lessor.clone(),
-                    leader_channel: Arc::default(),
-                })
-                .max_decoding_message_size(limit),
-            )
-            .add_service(
-                ClusterServer::new(services::cluster::ClusterService { server: s.clone() })
-                    .max_decoding_message_size(limit),
-            )
-            .add_service(
-                MaintenanceServer::new(services::maintenance::MaintenanceService {
-                    server: s.clone(),
-                })
-                .max_decoding_message_size(limit),
-            )
-            .add_service(
-                AuthServer::new(services::auth::AuthService { server: s.clone() })
-                    .max_decoding_message_size(limit),
-            );
+            .add_routes(client_routes.clone());
         tracing::info!(address = %url.as_str().trim_end_matches('/'), "ready to serve client requests");
         let acceptor = if url.scheme() == "https" {
             tracing::info!(address = %url.as_str().trim_end_matches('/'), "serving client traffic securely");

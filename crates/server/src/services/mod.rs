@@ -1,6 +1,9 @@
 pub mod auth;
 pub mod cluster;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod local;
+pub mod lock;
 pub mod maintenance;
 pub mod watch;
