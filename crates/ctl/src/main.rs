@@ -3,8 +3,10 @@
 mod auth;
 mod check;
 mod client;
+mod concurrency;
 mod gofmt;
 mod lease;
+mod mirror;
 mod ops;
 mod printer;
 mod txn;
@@ -25,7 +27,7 @@ const EXIT_ERROR: i32 = 1;
 /// etcdctl's code when the client cannot be set up (authentication failed, for one).
 const EXIT_BAD_CONNECTION: i32 = 2;
 const EXIT_INVALID_INPUT: i32 = 3;
-const EXIT_BAD_FEATURE: i32 = 4;
+pub(crate) const EXIT_BAD_FEATURE: i32 = 4;
 const EXIT_BAD_ARGS: i32 = 128;
 
 /// A failed command: etcdctl's message and exit code.
@@ -289,6 +291,39 @@ fn root() -> Command {
         .subcommand(auth::role_cmd())
         .subcommand(ops::defrag_cmd())
         .subcommand(check::check_cmd())
+        .subcommand(
+            Command::new("lock")
+                .about("Acquires a named lock")
+                .arg(Arg::new("args").num_args(0..).trailing_var_arg(true).allow_hyphen_values(true))
+                .arg(Arg::new("ttl").long("ttl").default_value("10").help("timeout for session")),
+        )
+        .subcommand(
+            Command::new("elect")
+                .about("Observes and participates in leader election")
+                .arg(Arg::new("args").num_args(0..))
+                .arg(bool_flag("listen", "observation mode").short('l')),
+        )
+        .subcommand(
+            Command::new("make-mirror")
+                .about("Makes a mirror at the destination etcd cluster")
+                .arg(Arg::new("args").num_args(0..))
+                .arg(Arg::new("prefix").long("prefix").default_value("").help("Key-value prefix to mirror"))
+                .arg(Arg::new("dest-prefix").long("dest-prefix").default_value("").help("destination prefix to mirror a prefix to a different prefix in the destination cluster"))
+                .arg(bool_flag("no-dest-prefix", "mirror key-values to the root of the destination cluster"))
+                .arg(Arg::new("dest-cert").long("dest-cert").default_value("").help("Identify secure client using this TLS certificate file for the destination cluster"))
+                .arg(Arg::new("dest-key").long("dest-key").default_value("").help("Identify secure client using this TLS key file"))
+                .arg(Arg::new("dest-cacert").long("dest-cacert").default_value("").help("Verify certificates of TLS enabled secure servers using this CA bundle"))
+                .arg(
+                    Arg::new("dest-insecure-transport")
+                        .long("dest-insecure-transport")
+                        .num_args(0..=1)
+                        .require_equals(true)
+                        .default_value("true")
+                        .default_missing_value("true")
+                        .value_parser(clap::value_parser!(bool))
+                        .help("Disable transport security for client connections"),
+                ),
+        )
         .subcommand(
             Command::new("move-leader")
                 .about("Transfers leadership to another etcd cluster member.")
@@ -569,6 +604,14 @@ fn dialer(m: &ArgMatches, timeout: Duration) -> Result<client::Dialer, CtlError>
         || settings.cert_file.is_some()
         || settings.key_file.is_some()
         || settings.skip_verify;
+    tls_dialer(settings, any_flag, timeout)
+}
+
+fn tls_dialer(
+    settings: oxcd_server::tls::ClientTls,
+    any_flag: bool,
+    timeout: Duration,
+) -> Result<client::Dialer, CtlError> {
     let tls = if any_flag {
         Some(
             oxcd_server::tls::client_config(&settings).map_err(|msg| CtlError {
@@ -584,6 +627,45 @@ fn dialer(m: &ArgMatches, timeout: Duration) -> Result<client::Dialer, CtlError>
         tls,
         tls_by_default: any_flag,
     })
+}
+
+/// `make-mirror DEST`: the destination is dialed with the --dest-* TLS flags and no
+/// credentials, as etcdctl dials it.
+async fn make_mirror(g: &Globals, m: &ArgMatches) -> Result<(), CtlError> {
+    let args = args_of(m);
+    let [dest] = args.as_slice() else {
+        return fail(EXIT_BAD_ARGS, "make-mirror takes one destination argument");
+    };
+    let path = |name: &str| {
+        Some(string(m, name))
+            .filter(|s| !s.is_empty())
+            .map(Into::into)
+    };
+    let settings = oxcd_server::tls::ClientTls {
+        ca_file: path("dest-cacert"),
+        cert_file: path("dest-cert"),
+        key_file: path("dest-key"),
+        skip_verify: false,
+    };
+    let insecure = m
+        .get_one::<bool>("dest-insecure-transport")
+        .copied()
+        .unwrap_or(true);
+    let any_flag = settings.ca_file.is_some()
+        || settings.cert_file.is_some()
+        || settings.key_file.is_some()
+        || !insecure;
+    let dest_dialer = tls_dialer(settings, any_flag, g.dialer.timeout)?;
+    let mirror = mirror::Mirror {
+        prefix: string(m, "prefix"),
+        dest_prefix: string(m, "dest-prefix"),
+        no_dest_prefix: flag(m, "no-dest-prefix"),
+    };
+    let dest = client::connect_one(dest, &dest_dialer).await.map_err(err)?;
+    let src = connect(g).await?;
+    mirror::make_mirror(mirror, &src, &dest)
+        .await
+        .or_else(|(code, msg)| fail(code, msg))
 }
 
 /// Connects to one endpoint and, with --user, authenticates there.
@@ -729,6 +811,38 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
         "defrag" => ops::defrag(&g, sm, out).await,
         "check" => check::check(&g, sm, out).await,
         "watch" => watch_cmd(&g, sm).await,
+        "lock" => {
+            let ttl_arg = string(sm, "ttl");
+            let ttl: i64 = ttl_arg.parse().map_err(|_| CtlError {
+                code: EXIT_BAD_ARGS,
+                msg: format!(
+                    "invalid argument {ttl_arg:?} for \"--ttl\" flag: {}",
+                    go_parse_int_error(&ttl_arg)
+                ),
+            })?;
+            let mut args = args_of(sm);
+            if args.get(1).is_some_and(|a| a == "--") {
+                args.remove(1);
+            }
+            if args.is_empty() {
+                return fail(
+                    EXIT_BAD_ARGS,
+                    "lock takes a lock name argument and an optional command to execute",
+                );
+            }
+            let c = connect(&g).await?;
+            concurrency::lock(&g, &c, &args, ttl)
+                .await
+                .or_else(|(code, msg)| fail(code, msg))
+        }
+        "elect" => {
+            let args = args_of(sm);
+            let c = connect(&g).await?;
+            concurrency::elect(&g, &c, &args, flag(sm, "listen"))
+                .await
+                .or_else(|(code, msg)| fail(code, msg))
+        }
+        "make-mirror" => make_mirror(&g, sm).await,
         "lease" => {
             let (sub, lm) = sm.subcommand().ok_or_else(|| err("no command".into()))?;
             let flag_of = |name: &str| {

@@ -1,0 +1,214 @@
+//! `make-mirror`, as etcdctl runs it: copies the keys under --prefix as of one revision to the
+//! destination cluster, then replays every later change (one transaction a source revision)
+//! until interrupted or the source compacts past it. Prints the count of keys copied every
+//! 30 seconds.
+
+use crate::client::{self, Client};
+use crate::lease::{Failure, EXIT_BAD_ARGS, EXIT_ERROR};
+use oxcd_api::etcdserverpb::watch_request::RequestUnion;
+use oxcd_api::etcdserverpb::{
+    request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    WatchCreateRequest, WatchRequest,
+};
+use oxcd_api::mvccpb::event::EventType;
+use oxcd_api::EtcdError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Keys read a request while copying the base, as etcd's mirror syncer does.
+const BATCH_LIMIT: i64 = 1000;
+
+pub struct Mirror {
+    pub prefix: String,
+    pub dest_prefix: String,
+    pub no_dest_prefix: bool,
+}
+
+impl Mirror {
+    /// The destination key: the first occurrence of --prefix replaced by --dest-prefix.
+    fn dest_key(&self, key: &[u8]) -> Vec<u8> {
+        let (from, to) = (self.prefix.as_bytes(), self.dest_prefix.as_bytes());
+        match key.windows(from.len().max(1)).position(|w| w == from) {
+            Some(at) if !from.is_empty() => [&key[..at], to, &key[at + from.len()..]].concat(),
+            _ if from.is_empty() => [to, key].concat(),
+            _ => key.to_vec(),
+        }
+    }
+}
+
+fn put_op(key: Vec<u8>, value: Vec<u8>) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest {
+            key,
+            value,
+            ..Default::default()
+        })),
+    }
+}
+
+fn delete_op(key: Vec<u8>) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
+            key,
+            ..Default::default()
+        })),
+    }
+}
+
+async fn commit(dest: &Client, ops: Vec<RequestOp>) -> Result<(), Failure> {
+    let txn = TxnRequest {
+        success: ops,
+        ..Default::default()
+    };
+    dest.kv()
+        .txn(txn)
+        .await
+        .map(|_| ())
+        .map_err(|e| (EXIT_ERROR, client::describe(&e)))
+}
+
+pub async fn make_mirror(mut m: Mirror, src: &Client, dest: &Client) -> Result<(), Failure> {
+    if m.no_dest_prefix && !m.dest_prefix.is_empty() {
+        return Err((
+            EXIT_BAD_ARGS,
+            "`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one"
+                .into(),
+        ));
+    }
+    if !m.no_dest_prefix && m.dest_prefix.is_empty() {
+        m.dest_prefix = m.prefix.clone();
+    }
+    let total = Arc::new(AtomicU64::new(0));
+    let reporter = {
+        let total = total.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                println!("{}", total.load(Ordering::Relaxed));
+            }
+        })
+    };
+    let result = copy_then_follow(&m, src, dest, &total).await;
+    reporter.abort();
+    result
+}
+
+async fn copy_then_follow(
+    m: &Mirror,
+    src: &Client,
+    dest: &Client,
+    total: &AtomicU64,
+) -> Result<(), Failure> {
+    let failed = |e: tonic::Status| (EXIT_ERROR, client::describe(&e));
+    let (mut key, range_end) = if m.prefix.is_empty() {
+        (vec![0], vec![0])
+    } else {
+        let p = m.prefix.as_bytes();
+        (p.to_vec(), oxcd_api::prefix_end(p))
+    };
+    let probe = RangeRequest {
+        key: b"foo".to_vec(),
+        ..Default::default()
+    };
+    let revision = src
+        .kv()
+        .range(probe)
+        .await
+        .map_err(failed)?
+        .into_inner()
+        .header
+        .map_or(0, |h| h.revision);
+    loop {
+        let page = RangeRequest {
+            key: key.clone(),
+            range_end: range_end.clone(),
+            limit: BATCH_LIMIT,
+            revision,
+            ..Default::default()
+        };
+        let resp = src.kv().range(page).await.map_err(failed)?.into_inner();
+        for kv in &resp.kvs {
+            let put = PutRequest {
+                key: m.dest_key(&kv.key),
+                value: kv.value.clone(),
+                ..Default::default()
+            };
+            dest.kv().put(put).await.map_err(failed)?;
+            total.fetch_add(1, Ordering::Relaxed);
+        }
+        match resp.kvs.last() {
+            Some(last) if resp.more => key = [last.key.as_slice(), &[0]].concat(),
+            _ => break,
+        }
+    }
+
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let create = WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: if m.prefix.is_empty() {
+                vec![0]
+            } else {
+                m.prefix.as_bytes().to_vec()
+            },
+            range_end,
+            start_revision: revision + 1,
+            ..Default::default()
+        })),
+    };
+    let _ = tx.send(create).await;
+    let mut stream = src
+        .watch()
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(failed)?
+        .into_inner();
+    while let Some(resp) = stream.message().await.map_err(failed)? {
+        if resp.compact_revision != 0 {
+            return Err((EXIT_ERROR, EtcdError::Compacted.to_string()));
+        }
+        // One destination transaction for each source revision, in order.
+        let mut ops = Vec::new();
+        let mut last_revision = 0;
+        for event in resp.events {
+            let Some(kv) = event.kv else { continue };
+            if last_revision != 0 && kv.mod_revision > last_revision {
+                commit(dest, std::mem::take(&mut ops)).await?;
+            }
+            last_revision = kv.mod_revision;
+            let key = m.dest_key(&kv.key);
+            ops.push(if event.r#type == EventType::Delete as i32 {
+                delete_op(key)
+            } else {
+                put_op(key, kv.value)
+            });
+            total.fetch_add(1, Ordering::Relaxed);
+        }
+        if !ops.is_empty() {
+            commit(dest, ops).await?;
+        }
+    }
+    drop(tx);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mirror;
+
+    fn mirror(prefix: &str, dest: &str) -> Mirror {
+        Mirror {
+            prefix: prefix.into(),
+            dest_prefix: dest.into(),
+            no_dest_prefix: false,
+        }
+    }
+
+    #[test]
+    fn dest_key_replaces_the_first_occurrence_of_the_prefix() {
+        assert_eq!(mirror("a/", "b/").dest_key(b"a/x/a/"), b"b/x/a/");
+        assert_eq!(mirror("a/", "").dest_key(b"a/x"), b"x");
+        assert_eq!(mirror("", "m/").dest_key(b"x"), b"m/x");
+        assert_eq!(mirror("", "").dest_key(b"x"), b"x");
+    }
+}
