@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's etcd 3.4 server and etcdctl, the oracle), then runs
+# Installs what the tests need (Debian's etcd 3.4 server and etcdctl, the oracle; etcd3gw from
+# PyPI), then runs
 # formatting and lint checks and every test. Usage: ./scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]} (Debian packages; the tests compare oxcd with real etcd)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# A real JSON-gateway client from PyPI, in a virtualenv of the project's own.
+if ! target/py/bin/python3 -c "import etcd3gw" >/dev/null 2>&1; then
+  echo "==> installing etcd3gw (PyPI) into target/py for the JSON gateway tests"
+  python3 -m venv target/py
+  target/py/bin/pip install --quiet etcd3gw==2.7.0
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "==> installing cargo-nextest"

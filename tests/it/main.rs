@@ -5,6 +5,7 @@ mod cluster;
 mod crash;
 mod differential;
 mod etcdctl;
+mod gateway;
 mod lease;
 mod ops;
 mod security;

@@ -35,6 +35,7 @@ pub fn free_port() -> u16 {
 
 pub mod certs;
 pub mod cluster;
+pub mod http;
 pub mod linearizability;
 pub mod proxy;
 

@@ -54,7 +54,9 @@ impl Session {
     /// Stops the keep-alives and revokes the lease (what it owns goes with it).
     async fn close(mut self) {
         self.keeper.abort();
-        let revoke = self.leases.lease_revoke(LeaseRevokeRequest { id: self.lease });
+        let revoke = self
+            .leases
+            .lease_revoke(LeaseRevokeRequest { id: self.lease });
         let _ = tokio::time::timeout(Duration::from_secs(5), revoke).await;
     }
 }
@@ -202,8 +204,7 @@ pub async fn elect(g: &Globals, c: &Client, args: &[String], listen: bool) -> Re
         _ => {
             return Err((
                 EXIT_BAD_ARGS,
-                "elect takes one election name argument and an optional proposal argument"
-                    .into(),
+                "elect takes one election name argument and an optional proposal argument".into(),
             ))
         }
     };
@@ -212,7 +213,11 @@ pub async fn elect(g: &Globals, c: &Client, args: &[String], listen: bool) -> Re
         let request = LeaderRequest {
             name: name.as_bytes().to_vec(),
         };
-        let mut stream = elections.observe(request).await.map_err(failed)?.into_inner();
+        let mut stream = elections
+            .observe(request)
+            .await
+            .map_err(failed)?
+            .into_inner();
         loop {
             let next = tokio::select! {
                 next = stream.message() => next,

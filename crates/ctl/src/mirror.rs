@@ -49,10 +49,12 @@ fn put_op(key: Vec<u8>, value: Vec<u8>) -> RequestOp {
 
 fn delete_op(key: Vec<u8>) -> RequestOp {
     RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-            key,
-            ..Default::default()
-        })),
+        request: Some(request_op::Request::RequestDeleteRange(
+            DeleteRangeRequest {
+                key,
+                ..Default::default()
+            },
+        )),
     }
 }
 
