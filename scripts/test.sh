@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Debian's etcd 3.4 server and etcdctl, the oracle; etcd3gw from
-# PyPI), then runs
-# formatting and lint checks and every test. Usage: ./scripts/test.sh
+# PyPI), then runs formatting and lint checks and every test. Usage: ./scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cluster;
+mod coordination;
 mod crash;
 mod differential;
 mod etcdctl;

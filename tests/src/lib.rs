@@ -391,3 +391,84 @@ pub fn http_get(host_port: &str, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, body.to_string())
 }
+
+/// A long-running command line tool (lock, elect, make-mirror) whose stdout is read line by
+/// line as it comes; killed by PID when dropped.
+pub struct Tool {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Tool {
+    pub fn spawn(program: &Path, args: &[&str]) -> Tool {
+        let mut child = Command::new(program)
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tool");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Tool {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until the tool has printed `n` lines in all, or the deadline passes; the lines
+    /// seen so far.
+    pub fn wait_lines(&mut self, n: usize, within: Duration) -> &[String] {
+        let deadline = Instant::now() + within;
+        while self.seen.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break,
+            }
+        }
+        &self.seen
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The exit code once the tool exits within the deadline.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Tool {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
