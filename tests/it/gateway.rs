@@ -309,6 +309,7 @@ fn event_lines(stream: &mut Stream, n: usize) -> Vec<Value> {
 #[tokio::test]
 async fn a_json_watch_streams_etcds_events() {
     let mut streams = Vec::new();
+    let mut open_streams = Vec::new();
     let servers = [
         Server::start(Kind::Etcd, &[]),
         Server::start(Kind::Oxcd, &[]),
@@ -336,10 +337,31 @@ async fn a_json_watch_streams_etcds_events() {
         let del = format!(r#"{{"key":"{}","range_end":"{}"}}"#, b64("w/"), b64("w0"));
         assert_eq!(http::post(&ep, "/v3/kv/deleterange", &del).status, 200);
         streams.push(event_lines(&mut stream, 3));
+        open_streams.push(stream);
     }
     let (want, got) = (&streams[0], &streams[1]);
     assert_eq!(want.len(), 3, "etcd's events: {want:?}");
     assert_eq!(want, got);
+
+    // A client that goes away takes its watch with it (the request stream is held open
+    // only while the reply is read).
+    drop(open_streams);
+    let oxcd = &servers[1];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, metrics) = oxcd_tests::http_get(&oxcd.endpoint(), "/metrics");
+        if metrics
+            .lines()
+            .any(|l| l == "etcd_debugging_mvcc_watcher_total 0")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch outlived its client"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The Python the tests run etcd3gw with: scripts/test.sh makes target/py.

@@ -2,6 +2,7 @@
 //! etcd-compatible endpoint, and `compare`, which runs the same loads against oxcd and real
 //! etcd started side by side on loopback and prints the ratios.
 
+mod gateway;
 mod load;
 mod ops;
 mod servers;
@@ -91,6 +92,16 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         total: usize,
     },
+    /// Put and range throughput through the JSON gateway and through gRPC, for one oxcd and
+    /// one etcd member side by side.
+    Gateway {
+        #[arg(long, default_value = "target/release/oxcd")]
+        oxcd: String,
+        #[arg(long, default_value = "/usr/bin/etcd")]
+        etcd: String,
+        #[arg(long, default_value_t = 20_000)]
+        total: usize,
+    },
     /// Backup, restore and defragmentation figures for oxcd and etcd side by side.
     Ops {
         #[arg(long, default_value = "target/release/oxcd")]
@@ -177,6 +188,7 @@ async fn main() {
             members,
             total,
         } => tls::compare(&oxcd, &etcd, members, total).await,
+        Cmd::Gateway { oxcd, etcd, total } => gateway::compare(&oxcd, &etcd, total).await,
     };
     if let Err(e) = result {
         eprintln!("oxcd-bench: {e}");

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tonic::service::Routes;
 use tonic::{Code, Status};
 use tower::ServiceExt;
@@ -415,6 +415,9 @@ async fn call(gateway: &Gateway, method: &str, req: axum::extract::Request) -> R
         );
     }
     let (parts, body) = req.into_parts();
+    // Dropped when the reply ends (or the client goes away): a held-open request stream
+    // then ends too, and the call with it.
+    let (reply_done, reply_gone) = oneshot::channel::<()>();
     let grpc_body = match rpc.kind {
         Kind::Unary | Kind::ServerStream => {
             let json = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
@@ -428,7 +431,8 @@ async fn call(gateway: &Gateway, method: &str, req: axum::extract::Request) -> R
         }
         Kind::BidiStream { hold_open } => {
             let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
-            tokio::spawn(stream_requests(body, rpc.request, tx, hold_open));
+            let hold = hold_open.then_some(reply_gone);
+            tokio::spawn(stream_requests(body, rpc.request, tx, hold));
             Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
         }
     };
@@ -467,7 +471,7 @@ async fn call(gateway: &Gateway, method: &str, req: axum::extract::Request) -> R
             Some(Err(status)) => error_response(&status),
             None => error_response(&Status::internal("oxcd: empty gRPC response")),
         },
-        _ => stream_response(frames, rpc.response).await,
+        _ => stream_response(frames, rpc.response, reply_done).await,
     }
 }
 
@@ -476,7 +480,7 @@ async fn stream_requests(
     mut body: Body,
     to_proto: fn(&[u8]) -> Result<Vec<u8>, serde_json::Error>,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
-    hold_open: bool,
+    hold_until: Option<oneshot::Receiver<()>>,
 ) {
     let mut buf = BytesMut::new();
     while let Some(Ok(frame)) = body.frame().await {
@@ -515,8 +519,11 @@ async fn stream_requests(
             }
         }
     }
-    if hold_open {
-        tx.closed().await;
+    if let Some(reply_gone) = hold_until {
+        tokio::select! {
+            _ = tx.closed() => {}
+            _ = reply_gone => {}
+        }
     }
 }
 
@@ -525,6 +532,7 @@ async fn stream_requests(
 async fn stream_response(
     mut frames: GrpcFrames,
     to_json: fn(&[u8]) -> Result<Vec<u8>, Status>,
+    reply_done: oneshot::Sender<()>,
 ) -> Response {
     let line = move |item: Result<Bytes, Status>| -> (Bytes, bool) {
         match item.and_then(|msg| to_json(&msg)) {
@@ -541,6 +549,7 @@ async fn stream_response(
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
     tokio::spawn(async move {
+        let _reply_done = reply_done;
         let (bytes, mut failed) = first;
         if tx.send(Ok(bytes)).await.is_err() {
             return;
