@@ -38,6 +38,15 @@ struct Common {
     total: usize,
 }
 
+/// The two servers measured side by side.
+#[derive(Args)]
+struct Products {
+    #[arg(long, default_value = "target/release/oxcd")]
+    oxcd: String,
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    etcd: String,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Puts `total` keys.
@@ -65,10 +74,8 @@ enum Cmd {
     /// Starts oxcd and etcd (same member count, same flags), runs the standard loads against
     /// both and prints each figure with the ratio oxcd/etcd.
     Compare {
-        #[arg(long, default_value = "target/release/oxcd")]
-        oxcd: String,
-        #[arg(long, default_value = "/usr/bin/etcd")]
-        etcd: String,
+        #[command(flatten)]
+        products: Products,
         /// Requests per put load.
         #[arg(long, default_value_t = 20_000)]
         total: usize,
@@ -83,10 +90,8 @@ enum Cmd {
     /// Put throughput over mutual TLS (client and peer) and over plain TCP, for oxcd and
     /// etcd clusters side by side.
     Tls {
-        #[arg(long, default_value = "target/release/oxcd")]
-        oxcd: String,
-        #[arg(long, default_value = "/usr/bin/etcd")]
-        etcd: String,
+        #[command(flatten)]
+        products: Products,
         #[arg(long, default_value_t = 3)]
         members: usize,
         #[arg(long, default_value_t = 20_000)]
@@ -95,19 +100,15 @@ enum Cmd {
     /// Put and range throughput through the JSON gateway and through gRPC, for one oxcd and
     /// one etcd member side by side.
     Gateway {
-        #[arg(long, default_value = "target/release/oxcd")]
-        oxcd: String,
-        #[arg(long, default_value = "/usr/bin/etcd")]
-        etcd: String,
+        #[command(flatten)]
+        products: Products,
         #[arg(long, default_value_t = 20_000)]
         total: usize,
     },
     /// Backup, restore and defragmentation figures for oxcd and etcd side by side.
     Ops {
-        #[arg(long, default_value = "target/release/oxcd")]
-        oxcd: String,
-        #[arg(long, default_value = "/usr/bin/etcd")]
-        etcd: String,
+        #[command(flatten)]
+        products: Products,
         #[arg(long, default_value = "target/release/oxcdctl")]
         oxcdctl: String,
         #[arg(long, default_value = "/usr/bin/etcdctl")]
@@ -169,26 +170,26 @@ async fn main() {
             load::run(&spec).await.map(|r| print_report(&r))
         }
         Cmd::Compare {
-            oxcd,
-            etcd,
+            products: Products { oxcd, etcd },
             total,
             load_keys,
             members,
         } => servers::compare(&oxcd, &etcd, total, load_keys, members).await,
         Cmd::Ops {
-            oxcd,
-            etcd,
+            products: Products { oxcd, etcd },
             oxcdctl,
             etcdctl,
             keys,
         } => ops::ops(&oxcd, &etcd, &oxcdctl, &etcdctl, keys).await,
         Cmd::Tls {
-            oxcd,
-            etcd,
+            products: Products { oxcd, etcd },
             members,
             total,
         } => tls::compare(&oxcd, &etcd, members, total).await,
-        Cmd::Gateway { oxcd, etcd, total } => gateway::compare(&oxcd, &etcd, total).await,
+        Cmd::Gateway {
+            products: Products { oxcd, etcd },
+            total,
+        } => gateway::compare(&oxcd, &etcd, total).await,
     };
     if let Err(e) = result {
         eprintln!("oxcd-bench: {e}");

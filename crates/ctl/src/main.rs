@@ -588,22 +588,29 @@ fn globals(m: &ArgMatches) -> Result<Globals, CtlError> {
 }
 
 /// etcdctl's TLS flags: TLS for https endpoints, and for bare ones once any TLS flag is set.
-fn dialer(m: &ArgMatches, timeout: Duration) -> Result<client::Dialer, CtlError> {
+/// The CA, certificate and key files named by the flags `names` (in that order).
+fn tls_files(m: &ArgMatches, names: [&str; 3]) -> oxcd_server::tls::ClientTls {
     let path = |name: &str| {
         Some(string(m, name))
             .filter(|s| !s.is_empty())
             .map(Into::into)
     };
-    let settings = oxcd_server::tls::ClientTls {
-        ca_file: path("cacert"),
-        cert_file: path("cert"),
-        key_file: path("key"),
-        skip_verify: flag(m, "insecure-skip-tls-verify"),
-    };
-    let any_flag = settings.ca_file.is_some()
-        || settings.cert_file.is_some()
-        || settings.key_file.is_some()
-        || settings.skip_verify;
+    oxcd_server::tls::ClientTls {
+        ca_file: path(names[0]),
+        cert_file: path(names[1]),
+        key_file: path(names[2]),
+        skip_verify: false,
+    }
+}
+
+fn any_file(settings: &oxcd_server::tls::ClientTls) -> bool {
+    settings.ca_file.is_some() || settings.cert_file.is_some() || settings.key_file.is_some()
+}
+
+fn dialer(m: &ArgMatches, timeout: Duration) -> Result<client::Dialer, CtlError> {
+    let mut settings = tls_files(m, ["cacert", "cert", "key"]);
+    settings.skip_verify = flag(m, "insecure-skip-tls-verify");
+    let any_flag = any_file(&settings) || settings.skip_verify;
     tls_dialer(settings, any_flag, timeout)
 }
 
@@ -636,25 +643,12 @@ async fn make_mirror(g: &Globals, m: &ArgMatches) -> Result<(), CtlError> {
     let [dest] = args.as_slice() else {
         return fail(EXIT_BAD_ARGS, "make-mirror takes one destination argument");
     };
-    let path = |name: &str| {
-        Some(string(m, name))
-            .filter(|s| !s.is_empty())
-            .map(Into::into)
-    };
-    let settings = oxcd_server::tls::ClientTls {
-        ca_file: path("dest-cacert"),
-        cert_file: path("dest-cert"),
-        key_file: path("dest-key"),
-        skip_verify: false,
-    };
+    let settings = tls_files(m, ["dest-cacert", "dest-cert", "dest-key"]);
     let insecure = m
         .get_one::<bool>("dest-insecure-transport")
         .copied()
         .unwrap_or(true);
-    let any_flag = settings.ca_file.is_some()
-        || settings.cert_file.is_some()
-        || settings.key_file.is_some()
-        || !insecure;
+    let any_flag = any_file(&settings) || !insecure;
     let dest_dialer = tls_dialer(settings, any_flag, g.dialer.timeout)?;
     let mirror = mirror::Mirror {
         prefix: string(m, "prefix"),

@@ -3,8 +3,8 @@
 //! every change of leader and of its value, in order.
 
 use super::local::{
-    created_at, delete_op, first_created, get_op, lease_key, put_op, txn_range, Caller,
-    GiveUpOnDrop, Local,
+    created_at, delete_op, first_created, get_op, put_op, txn_range, Caller, GiveUpOnDrop, Local,
+    SessionKey,
 };
 use oxcd_api::etcdserverpb::{ResponseHeader, TxnRequest};
 use oxcd_api::mvccpb::event::EventType;
@@ -70,9 +70,7 @@ impl Election for ElectionService {
     ) -> Result<Response<CampaignResponse>, Status> {
         let local = Local::new(&self.routes, Caller::of(&req));
         let CampaignRequest { name, lease, value } = req.into_inner();
-        let lease = local.session_lease(lease).await?;
-        let prefix = [name.as_slice(), b"/"].concat();
-        let key = lease_key(&prefix, lease);
+        let SessionKey { lease, prefix, key } = local.session_key(&name, lease).await?;
         let resp = local
             .txn(TxnRequest {
                 compare: vec![created_at(&key, 0)],

@@ -88,8 +88,16 @@ impl Local {
             .header)
     }
 
+    /// The session key NAME/<lease hex> a lock or campaign owns, with its prefix and lease.
+    pub async fn session_key(&self, name: &[u8], lease: i64) -> Result<SessionKey, Status> {
+        let lease = self.session_lease(lease).await?;
+        let prefix = [name, b"/"].concat();
+        let key = lease_key(&prefix, lease);
+        Ok(SessionKey { lease, prefix, key })
+    }
+
     /// The lease a session uses: the one given, or (for 0) a new one, as etcd's sessions do.
-    pub async fn session_lease(&self, lease: i64) -> Result<i64, Status> {
+    async fn session_lease(&self, lease: i64) -> Result<i64, Status> {
         if lease != 0 {
             return Ok(lease);
         }
@@ -171,6 +179,12 @@ impl Local {
     }
 }
 
+pub struct SessionKey {
+    pub lease: i64,
+    pub prefix: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
 /// A watch's responses; the watch ends when this is dropped.
 pub struct WatchStream {
     responses: Streaming<WatchResponse>,
@@ -198,7 +212,7 @@ impl WatchStream {
 }
 
 /// The key a session's lease owns under `prefix`: prefix + the lease ID in hex.
-pub fn lease_key(prefix: &[u8], lease: i64) -> Vec<u8> {
+fn lease_key(prefix: &[u8], lease: i64) -> Vec<u8> {
     let hex = if lease < 0 {
         format!("-{:x}", lease.unsigned_abs())
     } else {

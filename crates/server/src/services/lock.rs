@@ -3,8 +3,8 @@
 //! is deleted (Unlock) or its lease ends.
 
 use super::local::{
-    created_at, first_created, get_op, lease_key, put_op, range_op, txn_range, Caller,
-    GiveUpOnDrop, Local,
+    created_at, first_created, get_op, put_op, range_op, txn_range, Caller, GiveUpOnDrop, Local,
+    SessionKey,
 };
 use oxcd_api::etcdserverpb::{RangeRequest, TxnRequest};
 use oxcd_api::v3lockpb::lock_server::Lock;
@@ -21,9 +21,7 @@ impl Lock for LockService {
     async fn lock(&self, req: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
         let local = Local::new(&self.routes, Caller::of(&req));
         let LockRequest { name, lease } = req.into_inner();
-        let lease = local.session_lease(lease).await?;
-        let prefix = [name.as_slice(), b"/"].concat();
-        let key = lease_key(&prefix, lease);
+        let SessionKey { lease, prefix, key } = local.session_key(&name, lease).await?;
         let resp = local
             .txn(TxnRequest {
                 compare: vec![created_at(&key, 0)],
