@@ -456,3 +456,78 @@ async fn etcd3gw_from_pypi_works_against_oxcd() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A JSON request over https, presenting `client`'s certificate: (status, body).
+async fn post_tls(
+    server: &Server,
+    client: &oxcd_server::tls::ClientTls,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = oxcd_server::tls::client_config(client).expect("client TLS config");
+    let uri: tonic::codegen::http::Uri = server.url().parse().expect("server URL");
+    let mut conn = oxcd_server::tls::dial(&uri, None, Some(config))
+        .await
+        .expect("TLS connection")
+        .into_inner();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.endpoint(),
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    let _ = conn.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+#[tokio::test]
+async fn the_gateway_serves_https_and_refuses_a_certificate_cn_once_auth_is_on() {
+    let pki = oxcd_tests::certs::Pki::new();
+    let flags = pki.server_flags(false);
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let root = pki.client(Some("root"));
+    let oxcd = Server::start_tls(Kind::Oxcd, &flag_refs, root.clone());
+    oxcd.ready().await;
+    let put = format!(r#"{{"key":"{}","value":"{}"}}"#, b64("k"), b64("v"));
+    assert_eq!(post_tls(&oxcd, &root, "/v3/kv/put", &put).await.0, 200);
+    let (status, body) = post_tls(
+        &oxcd,
+        &root,
+        "/v3/kv/range",
+        &format!(r#"{{"key":"{}"}}"#, b64("k")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&b64("v")), "{body}");
+    for (path, body) in [
+        ("/v3/auth/role/add", r#"{"name":"root"}"#),
+        ("/v3/auth/user/add", r#"{"name":"root","password":"pw"}"#),
+        ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
+        ("/v3/auth/enable", "{}"),
+    ] {
+        let (status, reply) = post_tls(&oxcd, &root, path, body).await;
+        assert_eq!(status, 200, "{path}: {reply}");
+    }
+    // As etcd: the gateway would not carry the certificate's CN, so it refuses the request.
+    let (status, body) = post_tls(
+        &oxcd,
+        &root,
+        "/v3/kv/range",
+        &format!(r#"{{"key":"{}"}}"#, b64("k")),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("CommonName of client sending a request against gateway"),
+        "{body}"
+    );
+}
