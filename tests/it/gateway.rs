@@ -479,14 +479,7 @@ async fn post_tls(
     conn.write_all(request.as_bytes()).await.expect("send");
     let mut raw = Vec::new();
     let _ = conn.read_to_end(&mut raw).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    http::status_and_body(&raw)
 }
 
 #[tokio::test]
@@ -499,13 +492,8 @@ async fn the_gateway_serves_https_and_refuses_a_certificate_cn_once_auth_is_on()
     oxcd.ready().await;
     let put = format!(r#"{{"key":"{}","value":"{}"}}"#, b64("k"), b64("v"));
     assert_eq!(post_tls(&oxcd, &root, "/v3/kv/put", &put).await.0, 200);
-    let (status, body) = post_tls(
-        &oxcd,
-        &root,
-        "/v3/kv/range",
-        &format!(r#"{{"key":"{}"}}"#, b64("k")),
-    )
-    .await;
+    let range = format!(r#"{{"key":"{}"}}"#, b64("k"));
+    let (status, body) = post_tls(&oxcd, &root, "/v3/kv/range", &range).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(&b64("v")), "{body}");
     for (path, body) in [
@@ -518,13 +506,7 @@ async fn the_gateway_serves_https_and_refuses_a_certificate_cn_once_auth_is_on()
         assert_eq!(status, 200, "{path}: {reply}");
     }
     // As etcd: the gateway would not carry the certificate's CN, so it refuses the request.
-    let (status, body) = post_tls(
-        &oxcd,
-        &root,
-        "/v3/kv/range",
-        &format!(r#"{{"key":"{}"}}"#, b64("k")),
-    )
-    .await;
+    let (status, body) = post_tls(&oxcd, &root, "/v3/kv/range", &range).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body.contains("CommonName of client sending a request against gateway"),

@@ -382,14 +382,7 @@ pub fn http_get(host_port: &str, path: &str) -> (u16, String) {
     .expect("send HTTP request");
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
+    http::status_and_body(&raw)
 }
 
 /// A long-running command line tool (lock, elect, make-mirror) whose stdout is read line by
