@@ -28,6 +28,26 @@ pub mod oxcdpb {
 pub mod error;
 pub use error::EtcdError;
 
+/// A transaction operation from the request it carries: `put.into()`.
+macro_rules! request_op_from {
+    ($($request:ident => $variant:ident),* $(,)?) => {$(
+        impl From<etcdserverpb::$request> for etcdserverpb::RequestOp {
+            fn from(r: etcdserverpb::$request) -> Self {
+                etcdserverpb::RequestOp {
+                    request: Some(etcdserverpb::request_op::Request::$variant(r)),
+                }
+            }
+        }
+    )*};
+}
+
+request_op_from!(
+    RangeRequest => RequestRange,
+    PutRequest => RequestPut,
+    DeleteRangeRequest => RequestDeleteRange,
+    TxnRequest => RequestTxn,
+);
+
 /// The end of the key range holding every key that starts with `prefix` (etcd's
 /// `GetPrefixRangeEnd`); "\0", meaning no end, when no such bound exists.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {

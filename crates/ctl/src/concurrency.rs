@@ -14,7 +14,6 @@ use oxcd_api::v3electionpb::election_client::ElectionClient;
 use oxcd_api::v3electionpb::{CampaignRequest, LeaderRequest, ResignRequest};
 use oxcd_api::v3lockpb::lock_client::LockClient;
 use oxcd_api::v3lockpb::{LockRequest, UnlockRequest};
-use std::io::Write;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -115,8 +114,7 @@ fn print_get(printer: &Printer, resp: &RangeResponse) -> Result<(), Failure> {
     printer
         .get(&mut out, resp)
         .map_err(|msg| (crate::EXIT_BAD_FEATURE, msg))?;
-    print!("{}", out.stdout);
-    let _ = std::io::stdout().flush();
+    out.flush();
     Ok(())
 }
 

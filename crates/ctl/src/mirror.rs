@@ -7,8 +7,8 @@ use crate::client::{self, Client};
 use crate::lease::{Failure, EXIT_BAD_ARGS, EXIT_ERROR};
 use oxcd_api::etcdserverpb::watch_request::RequestUnion;
 use oxcd_api::etcdserverpb::{
-    request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
-    WatchCreateRequest, WatchRequest,
+    DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest,
+    WatchRequest,
 };
 use oxcd_api::mvccpb::event::EventType;
 use oxcd_api::EtcdError;
@@ -34,27 +34,6 @@ impl Mirror {
             _ if from.is_empty() => [to, key].concat(),
             _ => key.to_vec(),
         }
-    }
-}
-
-fn put_op(key: Vec<u8>, value: Vec<u8>) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestPut(PutRequest {
-            key,
-            value,
-            ..Default::default()
-        })),
-    }
-}
-
-fn delete_op(key: Vec<u8>) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(
-            DeleteRangeRequest {
-                key,
-                ..Default::default()
-            },
-        )),
     }
 }
 
@@ -180,9 +159,18 @@ async fn copy_then_follow(
             last_revision = kv.mod_revision;
             let key = m.dest_key(&kv.key);
             ops.push(if event.r#type == EventType::Delete as i32 {
-                delete_op(key)
+                DeleteRangeRequest {
+                    key,
+                    ..Default::default()
+                }
+                .into()
             } else {
-                put_op(key, kv.value)
+                PutRequest {
+                    key,
+                    value: kv.value,
+                    ..Default::default()
+                }
+                .into()
             });
             total.fetch_add(1, Ordering::Relaxed);
         }

@@ -70,6 +70,17 @@ impl Out {
         self.stdout.push_str(s.as_ref());
         self.stdout.push('\n');
     }
+
+    /// Writes what is collected so far, for commands that print as they go (watch, lock,
+    /// elect).
+    pub fn flush(&mut self) {
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(self.stdout.as_bytes());
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().write_all(self.stderr.as_bytes());
+        self.stdout.clear();
+        self.stderr.clear();
+    }
 }
 
 pub struct Printer {

@@ -9,7 +9,6 @@ use oxcd_api::etcdserverpb::watch_request::RequestUnion;
 use oxcd_api::etcdserverpb::{
     WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
-use std::io::Write;
 use tokio::sync::mpsc;
 
 pub const EXIT_BAD_ARGS: i32 = 128;
@@ -56,14 +55,6 @@ impl WatchArgs {
     }
 }
 
-fn flush(out: &mut Out) {
-    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().write_all(out.stderr.as_bytes());
-    out.stdout.clear();
-    out.stderr.clear();
-}
-
 fn reason(r: &WatchResponse) -> String {
     if r.compact_revision != 0 {
         oxcd_api::EtcdError::Compacted.to_string()
@@ -95,7 +86,7 @@ fn show(printer: &Printer, r: &WatchResponse, exec: &[String]) -> Result<(), Str
         out.stdout.push_str(&format!("progress notify: {rev}\n"));
     }
     printer.watch(&mut out, r)?;
-    flush(&mut out);
+    out.flush();
     if let Some((program, args)) = exec.split_first() {
         let rev = r.header.map_or(0, |h| h.revision);
         for e in &r.events {

@@ -9,7 +9,7 @@ use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxcd_api::etcdserverpb::watch_client::WatchClient;
 use oxcd_api::etcdserverpb::watch_request::RequestUnion;
 use oxcd_api::etcdserverpb::{
-    compare, request_op, Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
+    compare, Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest,
     RangeResponse, RequestOp, ResponseHeader, TxnRequest, TxnResponse, WatchCreateRequest,
     WatchRequest, WatchResponse,
 };
@@ -252,38 +252,29 @@ pub fn created_at(key: &[u8], revision: i64) -> Compare {
 }
 
 pub fn put_op(key: &[u8], value: &[u8], lease: i64) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestPut(PutRequest {
-            key: key.to_vec(),
-            value: value.to_vec(),
-            lease,
-            ..Default::default()
-        })),
+    PutRequest {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        lease,
+        ..Default::default()
     }
-}
-
-pub fn range_op(req: RangeRequest) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestRange(req)),
-    }
+    .into()
 }
 
 pub fn get_op(key: &[u8]) -> RequestOp {
-    range_op(RangeRequest {
+    RangeRequest {
         key: key.to_vec(),
         ..Default::default()
-    })
+    }
+    .into()
 }
 
 pub fn delete_op(key: &[u8]) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(
-            DeleteRangeRequest {
-                key: key.to_vec(),
-                ..Default::default()
-            },
-        )),
+    DeleteRangeRequest {
+        key: key.to_vec(),
+        ..Default::default()
     }
+    .into()
 }
 
 /// The keys the `index`th operation of a transaction read.

@@ -3,8 +3,7 @@
 //! is deleted (Unlock) or its lease ends.
 
 use super::local::{
-    created_at, first_created, get_op, put_op, range_op, txn_range, Caller, GiveUpOnDrop, Local,
-    SessionKey,
+    created_at, first_created, get_op, put_op, txn_range, Caller, GiveUpOnDrop, Local, SessionKey,
 };
 use oxcd_api::etcdserverpb::{RangeRequest, TxnRequest};
 use oxcd_api::v3lockpb::lock_server::Lock;
@@ -25,8 +24,8 @@ impl Lock for LockService {
         let resp = local
             .txn(TxnRequest {
                 compare: vec![created_at(&key, 0)],
-                success: vec![put_op(&key, b"", lease), range_op(first_created(&prefix))],
-                failure: vec![get_op(&key), range_op(first_created(&prefix))],
+                success: vec![put_op(&key, b"", lease), first_created(&prefix).into()],
+                failure: vec![get_op(&key), first_created(&prefix).into()],
             })
             .await?;
         let my_revision = if resp.succeeded {
