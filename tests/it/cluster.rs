@@ -460,23 +460,46 @@ async fn partitions_refuse_the_minority_keep_the_majority_and_stay_linearizable(
     progress(10).await;
     c.heal();
 
-    // One way only: the leader cannot reach one follower, which can still reach it.
+    // One way only: the leader cannot reach one follower, which can still reach it. The
+    // follower hears no heartbeat and loses its leader; the majority goes on writing.
     let leader = c.wait_leader(Duration::from_secs(20)).await;
     let f = (leader + 1) % 3;
     c.cut_one_way(leader, f);
+    eventually(
+        "the cut-off follower loses its leader",
+        Duration::from_millis(6 * ELECTION_MS),
+        || {
+            let c = c.clone();
+            async move { c.status(f).await.is_some_and(|s| s.leader == 0) }
+        },
+    )
+    .await;
     c.put(leader, "majority", "3")
         .await
         .expect("write with a one-way cut");
     progress(10).await;
     c.heal();
+    eventually(
+        "the cut-off follower catches up",
+        Duration::from_secs(20),
+        || {
+            let c = c.clone();
+            async move { c.get(f, "majority").await.ok().flatten().as_deref() == Some("3") }
+        },
+    )
+    .await;
 
-    // Slow links: everything still works.
+    // Slow links: everything still works. A write may time out while the links settle (its
+    // outcome is then unknown), so the check is that one succeeds within a deadline.
+    c.wait_leader(Duration::from_secs(20)).await;
     for i in 0..3 {
         c.proxy(i).set_delay(Duration::from_millis(20));
     }
-    c.put(0, "majority", "4")
-        .await
-        .expect("write over slow links");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = c.put(0, "majority", "4").await {
+        assert!(Instant::now() < deadline, "no write over slow links: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     progress(10).await;
     c.heal();
 
