@@ -14,9 +14,7 @@ fn put(key: &[u8], value: Vec<u8>) -> PutRequest {
 }
 
 fn op_put(k: String) -> RequestOp {
-    RequestOp {
-        request: Some(request_op::Request::RequestPut(put(k.as_bytes(), vec![]))),
-    }
+    put(k.as_bytes(), vec![]).into()
 }
 
 type Outcome = Result<String, (tonic::Code, String)>;

@@ -3,8 +3,8 @@
 //! replacement, learners, restarts.
 
 use oxcd_api::etcdserverpb::{
-    compare, request_op, Compare, DeleteRangeRequest, MemberListRequest, MemberPromoteRequest,
-    PutRequest, RequestOp, StatusRequest, TxnRequest,
+    compare, Compare, DeleteRangeRequest, MemberListRequest, MemberPromoteRequest, PutRequest,
+    StatusRequest, TxnRequest,
 };
 use oxcd_tests::cluster::{Cluster, Spec, ELECTION_MS};
 use oxcd_tests::linearizability::{self, History, Kind, Op};
@@ -100,13 +100,12 @@ async fn every_op_works_through_any_member_of_1_3_and_5() {
                         target_union: Some(compare::TargetUnion::Value(b"v".to_vec())),
                         ..Default::default()
                     }],
-                    success: vec![RequestOp {
-                        request: Some(request_op::Request::RequestPut(PutRequest {
-                            key: key.clone().into(),
-                            value: b"w".to_vec(),
-                            ..Default::default()
-                        })),
-                    }],
+                    success: vec![PutRequest {
+                        key: key.clone().into(),
+                        value: b"w".to_vec(),
+                        ..Default::default()
+                    }
+                    .into()],
                     failure: vec![],
                 })
                 .await

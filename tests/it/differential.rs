@@ -129,14 +129,11 @@ fn gen_compare(rng: &mut StdRng, rev: i64) -> Compare {
 }
 
 fn gen_request_op(rng: &mut StdRng, rev: i64, depth: u32) -> RequestOp {
-    let request = match rng.gen_range(0..if depth < 1 { 4 } else { 3 }) {
-        0 => request_op::Request::RequestRange(gen_range(rng, rev)),
-        1 => request_op::Request::RequestPut(gen_put(rng)),
-        2 => request_op::Request::RequestDeleteRange(gen_txn_delete(rng)),
-        _ => request_op::Request::RequestTxn(gen_txn(rng, rev, depth + 1)),
-    };
-    RequestOp {
-        request: Some(request),
+    match rng.gen_range(0..if depth < 1 { 4 } else { 3 }) {
+        0 => gen_range(rng, rev).into(),
+        1 => gen_put(rng).into(),
+        2 => gen_txn_delete(rng).into(),
+        _ => gen_txn(rng, rev, depth + 1).into(),
     }
 }
 
@@ -158,9 +155,7 @@ fn gen_txn(rng: &mut StdRng, rev: i64, depth: u32) -> TxnRequest {
 fn gen_read_only_txn(rng: &mut StdRng, rev: i64) -> TxnRequest {
     let ranges = |rng: &mut StdRng| -> Vec<RequestOp> {
         (0..rng.gen_range(0..3))
-            .map(|_| RequestOp {
-                request: Some(request_op::Request::RequestRange(gen_range(rng, rev))),
-            })
+            .map(|_| gen_range(rng, rev).into())
             .collect()
     };
     TxnRequest {

@@ -2,8 +2,8 @@
 //! HTTP health and metrics; with the real etcdctl where it drives them.
 
 use oxcd_api::etcdserverpb::{
-    compare, request_op, CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest,
-    PutRequest, RangeRequest, RequestOp, TxnRequest,
+    compare, CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest,
+    RangeRequest, RequestOp, TxnRequest,
 };
 use oxcd_tests::cluster::{Cluster, Spec};
 use oxcd_tests::{bin, http_get, run_tool, system_bin, Kind, Server};
@@ -72,9 +72,7 @@ async fn quota_raises_nospace_refuses_growth_and_recovers_after_defrag_and_disar
     };
     let e = kv.put(small.clone()).await.expect_err("capped");
     assert_eq!(e.message(), "etcdserver: mvcc: database space exceeded");
-    let put_op = RequestOp {
-        request: Some(request_op::Request::RequestPut(small.clone())),
-    };
+    let put_op = RequestOp::from(small.clone());
     let e = kv
         .txn(TxnRequest {
             success: vec![put_op],
@@ -107,15 +105,11 @@ async fn quota_raises_nospace_refuses_growth_and_recovers_after_defrag_and_disar
         .expect("reads work")
         .into_inner();
     assert!(stored.count > 10, "{stored:?}");
-    let txn_delete = RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(
-            DeleteRangeRequest {
-                key: b"big/".to_vec(),
-                range_end: b"big0".to_vec(),
-                ..Default::default()
-            },
-        )),
-    };
+    let txn_delete = RequestOp::from(DeleteRangeRequest {
+        key: b"big/".to_vec(),
+        range_end: b"big0".to_vec(),
+        ..Default::default()
+    });
     let cmp = Compare {
         key: b"big/000".to_vec(),
         target: compare::CompareTarget::Version as i32,

@@ -265,13 +265,11 @@ fn rpc_table() -> Vec<(&'static str, Call, &'static [&'static str])> {
             "Txn",
             |ch, t| {
                 async move {
-                    let put = RequestOp {
-                        request: Some(request_op::Request::RequestPut(PutRequest {
-                            key: b"app/t".to_vec(),
-                            value: b"1".to_vec(),
-                            ..Default::default()
-                        })),
-                    };
+                    let put = RequestOp::from(PutRequest {
+                        key: b"app/t".to_vec(),
+                        value: b"1".to_vec(),
+                        ..Default::default()
+                    });
                     let cmp = Compare {
                         key: b"app/a".to_vec(),
                         target: compare::CompareTarget::Version as i32,

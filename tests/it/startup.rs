@@ -1,7 +1,7 @@
 //! What operators and scripts see: etcd's startup milestones in JSON logs, flag errors in
 //! etcd's words, ETCD_* variables, identity stable across restarts.
 
-use oxcd_api::etcdserverpb::{request_op, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use oxcd_api::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 use oxcd_tests::{bin, run_tool, Kind, Server};
 use std::time::Duration;
 
@@ -78,11 +78,11 @@ fn bad_flag_values_get_etcds_messages_and_exit_codes() {
 async fn etcd_environment_variables_configure_the_server() {
     let server = Server::start_with_env(Kind::Oxcd, &[], &[("ETCD_MAX_TXN_OPS", "2")]);
     let mut kv = server.ready().await;
-    let put = |k: &str| RequestOp {
-        request: Some(request_op::Request::RequestPut(PutRequest {
+    let put = |k: &str| {
+        RequestOp::from(PutRequest {
             key: k.into(),
             ..Default::default()
-        })),
+        })
     };
     let txn = TxnRequest {
         compare: vec![],

@@ -202,12 +202,7 @@ async fn script(server: &Server, seed: u64) -> BTreeMap<i64, Seen> {
                 .expect("delete");
             }
             _ => {
-                let ops = ["c", "d"]
-                    .iter()
-                    .map(|k| RequestOp {
-                        request: Some(request_op::Request::RequestPut(put(k, "t"))),
-                    })
-                    .collect();
+                let ops = ["c", "d"].iter().map(|k| put(k, "t").into()).collect();
                 kv.txn(TxnRequest {
                     compare: vec![],
                     success: ops,

@@ -15,8 +15,8 @@ mod watch;
 use clap::{Arg, ArgMatches, Command};
 use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxcd_api::etcdserverpb::{
-    request_op, AlarmRequest, AuthenticateRequest, CompactionRequest, DeleteRangeRequest,
-    HashKvRequest, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
+    AlarmRequest, AuthenticateRequest, CompactionRequest, DeleteRangeRequest, HashKvRequest,
+    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
     MemberUpdateRequest, MoveLeaderRequest, PutRequest, RangeRequest, RequestOp, StatusRequest,
 };
 use printer::{EndpointHashKv, EndpointHealth, EndpointStatus, Format, Out, Printer};
@@ -529,21 +529,12 @@ fn txn_op(words: &[String]) -> Result<RequestOp, String> {
         .subcommand(del_cmd());
     let m = cmd.try_get_matches_from(words).map_err(|e| e.to_string())?;
     let wrap = |e: CtlError| e.msg;
-    let request = match m.subcommand() {
-        Some(("get", sm)) => {
-            request_op::Request::RequestRange(get_request(sm, Format::Simple).map_err(wrap)?)
-        }
-        Some(("put", sm)) => {
-            request_op::Request::RequestPut(put_request(sm, &mut std::io::empty()).map_err(wrap)?)
-        }
-        Some(("del", sm)) => {
-            request_op::Request::RequestDeleteRange(del_request(sm).map_err(wrap)?)
-        }
-        _ => return Err("unknown op".into()),
-    };
-    Ok(RequestOp {
-        request: Some(request),
-    })
+    match m.subcommand() {
+        Some(("get", sm)) => Ok(get_request(sm, Format::Simple).map_err(wrap)?.into()),
+        Some(("put", sm)) => Ok(put_request(sm, &mut std::io::empty()).map_err(wrap)?.into()),
+        Some(("del", sm)) => Ok(del_request(sm).map_err(wrap)?.into()),
+        _ => Err("unknown op".into()),
+    }
 }
 
 pub(crate) struct Globals {

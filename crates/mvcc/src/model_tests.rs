@@ -5,8 +5,7 @@
 use crate::Store;
 use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxcd_api::etcdserverpb::{
-    request_op, CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest,
-    RequestOp, TxnRequest,
+    CompactionRequest, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use oxcd_api::mvccpb::KeyValue;
 use oxcd_api::EtcdError;
@@ -163,8 +162,8 @@ proptest! {
                         target_union: Some(TargetUnion::Version(ver)),
                         range_end: vec![],
                     };
-                    let put = RequestOp { request: Some(request_op::Request::RequestPut(PutRequest { key: k(b), value: vec![v], ..Default::default() })) };
-                    let del = RequestOp { request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest { key: k(b), ..Default::default() })) };
+                    let put = RequestOp::from(PutRequest { key: k(b), value: vec![v], ..Default::default() });
+                    let del = RequestOp::from(DeleteRangeRequest { key: k(b), ..Default::default() });
                     let mut wb = store.begin_write().expect("write");
                     let resp = wb.txn(&TxnRequest { compare: vec![cmp], success: vec![put], failure: vec![del] }).expect("txn");
                     wb.commit(false).expect("commit");

@@ -136,24 +136,20 @@ mod tests {
     use super::*;
 
     fn put(k: &str) -> RequestOp {
-        RequestOp {
-            request: Some(request_op::Request::RequestPut(PutRequest {
-                key: k.into(),
-                ..Default::default()
-            })),
+        PutRequest {
+            key: k.into(),
+            ..Default::default()
         }
+        .into()
     }
 
     fn del(k: &str, end: &str) -> RequestOp {
-        RequestOp {
-            request: Some(request_op::Request::RequestDeleteRange(
-                DeleteRangeRequest {
-                    key: k.into(),
-                    range_end: end.into(),
-                    ..Default::default()
-                },
-            )),
+        DeleteRangeRequest {
+            key: k.into(),
+            range_end: end.into(),
+            ..Default::default()
         }
+        .into()
     }
 
     fn txn(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
@@ -165,9 +161,7 @@ mod tests {
     }
 
     fn nested(t: TxnRequest) -> RequestOp {
-        RequestOp {
-            request: Some(request_op::Request::RequestTxn(t)),
-        }
+        t.into()
     }
 
     #[test]
