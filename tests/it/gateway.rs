@@ -460,14 +460,14 @@ async fn etcd3gw_from_pypi_works_against_oxcd() {
 /// A JSON request over https, presenting `client`'s certificate: (status, body).
 async fn post_tls(
     server: &Server,
-    client: &oxcd_server::tls::ClientTls,
+    client: &oxcd_client::ClientTls,
     path: &str,
     body: &str,
 ) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = oxcd_server::tls::client_config(client).expect("client TLS config");
+    let config = oxcd_client::tls::client_config(client).expect("client TLS config");
     let uri: tonic::codegen::http::Uri = server.url().parse().expect("server URL");
-    let mut conn = oxcd_server::tls::dial(&uri, None, Some(config))
+    let mut conn = oxcd_client::dial::dial(&uri, None, Some(config))
         .await
         .expect("TLS connection")
         .into_inner();

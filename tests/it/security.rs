@@ -140,7 +140,7 @@ async fn auto_tls_serves_https_with_a_self_signed_certificate() {
     let server = Server::start_tls(
         Kind::Oxcd,
         &["--auto-tls"],
-        oxcd_server::tls::ClientTls {
+        oxcd_client::ClientTls {
             skip_verify: true,
             ..Default::default()
         },

@@ -76,8 +76,8 @@ impl Pki {
     }
 
     /// A client's TLS settings: trust the test CA, present NAME.pem.
-    pub fn client(&self, name: Option<&str>) -> oxcd_server::tls::ClientTls {
-        oxcd_server::tls::ClientTls {
+    pub fn client(&self, name: Option<&str>) -> oxcd_client::ClientTls {
+        oxcd_client::ClientTls {
             ca_file: Some(self.path("ca.pem")),
             cert_file: name.map(|n| self.path(&format!("{n}.pem"))),
             key_file: name.map(|n| self.path(&format!("{n}-key.pem"))),

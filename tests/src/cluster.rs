@@ -20,7 +20,7 @@ pub struct Spec {
     /// Extra flags for every member.
     pub flags: Vec<String>,
     /// https client and peer URLs; test clients dial with these settings.
-    pub tls: Option<oxcd_server::tls::ClientTls>,
+    pub tls: Option<oxcd_client::ClientTls>,
 }
 
 impl Spec {
@@ -48,7 +48,7 @@ pub struct Cluster {
     pub token: String,
     pub flags: Vec<String>,
     pub proxies: bool,
-    pub tls: Option<oxcd_server::tls::ClientTls>,
+    pub tls: Option<oxcd_client::ClientTls>,
     pub dir: tempfile::TempDir,
 }
 
@@ -62,13 +62,13 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(3);
 async fn channel_with(
     url: &str,
     timeout: Duration,
-    tls: Option<&oxcd_server::tls::ClientTls>,
+    tls: Option<&oxcd_client::ClientTls>,
 ) -> Option<Channel> {
     let tls = match tls {
-        Some(t) => Some(oxcd_server::tls::client_config(t).ok()?),
+        Some(t) => Some(oxcd_client::tls::client_config(t).ok()?),
         None => None,
     };
-    oxcd_server::tls::channel(url, tls, None, |e| {
+    oxcd_client::dial::channel(url, tls, None, |e| {
         e.connect_timeout(Duration::from_secs(1)).timeout(timeout)
     })
     .await

@@ -94,7 +94,7 @@ pub struct Server {
     /// The whole command line, when the caller builds it (cluster members).
     pub custom_args: Option<Vec<String>>,
     /// With TLS on the client URL: what test clients present and trust.
-    pub tls: Option<oxcd_server::tls::ClientTls>,
+    pub tls: Option<oxcd_client::ClientTls>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -109,7 +109,7 @@ impl Server {
     }
 
     /// A single server with TLS on its client URL; `client` is how test clients dial it.
-    pub fn start_tls(kind: Kind, extra: &[&str], client: oxcd_server::tls::ClientTls) -> Server {
+    pub fn start_tls(kind: Kind, extra: &[&str], client: oxcd_client::ClientTls) -> Server {
         let mut s = Self::unstarted(kind, extra, &[]);
         s.tls = Some(client);
         s.spawn();
@@ -119,10 +119,10 @@ impl Server {
     /// A gRPC channel to the client URL (TLS as the server wants it).
     pub async fn channel(&self) -> Result<Channel, String> {
         let tls = match &self.tls {
-            Some(t) => Some(oxcd_server::tls::client_config(t)?),
+            Some(t) => Some(oxcd_client::tls::client_config(t)?),
             None => None,
         };
-        oxcd_server::tls::channel(&self.url(), tls, None, |e| {
+        oxcd_client::dial::channel(&self.url(), tls, None, |e| {
             e.connect_timeout(Duration::from_secs(2))
         })
         .await

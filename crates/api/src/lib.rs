@@ -26,7 +26,9 @@ pub mod oxcdpb {
 }
 
 pub mod error;
+pub mod ids;
 pub use error::EtcdError;
+pub use ids::{ClusterId, LeaseId, MemberId, ParseIdError, Revision};
 
 /// A transaction operation from the request it carries: `put.into()`.
 macro_rules! request_op_from {
@@ -60,4 +62,14 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         end.pop();
     }
     vec![0]
+}
+
+/// An alarm's type as etcd names it (NOSPACE, CORRUPT).
+pub fn alarm_name(a: &etcdserverpb::AlarmMember) -> &'static str {
+    etcdserverpb::AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name())
+}
+
+/// etcd's text for an alarm (Go's compact proto text), as Status errors and etcdctl print it.
+pub fn alarm_text(a: &etcdserverpb::AlarmMember) -> String {
+    format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a))
 }

@@ -76,8 +76,7 @@ impl Report {
 }
 
 /// What https endpoints are dialed with (set once by the `tls` load).
-pub static CLIENT_TLS: std::sync::OnceLock<oxcd_server::tls::ClientTls> =
-    std::sync::OnceLock::new();
+pub static CLIENT_TLS: std::sync::OnceLock<oxcd_client::ClientTls> = std::sync::OnceLock::new();
 
 pub async fn connect(endpoint: &str) -> Result<Channel, String> {
     let uri = if endpoint.contains("://") {
@@ -87,8 +86,8 @@ pub async fn connect(endpoint: &str) -> Result<Channel, String> {
     };
     if uri.starts_with("https://") {
         let settings = CLIENT_TLS.get().cloned().unwrap_or_default();
-        let config = oxcd_server::tls::client_config(&settings)?;
-        return oxcd_server::tls::channel(&uri, Some(config), None, |e| {
+        let config = oxcd_client::tls::client_config(&settings)?;
+        return oxcd_client::dial::channel(&uri, Some(config), None, |e| {
             e.connect_timeout(Duration::from_secs(5))
         })
         .await

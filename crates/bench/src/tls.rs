@@ -50,7 +50,7 @@ pub async fn compare(oxcd: &str, etcd: &str, members: usize, total: usize) -> Re
         format!("--peer-trusted-ca-file={}", file("ca.pem")),
         "--peer-client-cert-auth".to_string(),
     ];
-    let _ = load::CLIENT_TLS.set(oxcd_server::tls::ClientTls {
+    let _ = load::CLIENT_TLS.set(oxcd_client::ClientTls {
         ca_file: Some(dir.path().join("ca.pem")),
         cert_file: Some(dir.path().join("cert.pem")),
         key_file: Some(dir.path().join("key.pem")),

@@ -580,13 +580,13 @@ fn globals(m: &ArgMatches) -> Result<Globals, CtlError> {
 
 /// etcdctl's TLS flags: TLS for https endpoints, and for bare ones once any TLS flag is set.
 /// The CA, certificate and key files named by the flags `names` (in that order).
-fn tls_files(m: &ArgMatches, names: [&str; 3]) -> oxcd_server::tls::ClientTls {
+fn tls_files(m: &ArgMatches, names: [&str; 3]) -> oxcd_client::ClientTls {
     let path = |name: &str| {
         Some(string(m, name))
             .filter(|s| !s.is_empty())
             .map(Into::into)
     };
-    oxcd_server::tls::ClientTls {
+    oxcd_client::ClientTls {
         ca_file: path(names[0]),
         cert_file: path(names[1]),
         key_file: path(names[2]),
@@ -594,7 +594,7 @@ fn tls_files(m: &ArgMatches, names: [&str; 3]) -> oxcd_server::tls::ClientTls {
     }
 }
 
-fn any_file(settings: &oxcd_server::tls::ClientTls) -> bool {
+fn any_file(settings: &oxcd_client::ClientTls) -> bool {
     settings.ca_file.is_some() || settings.cert_file.is_some() || settings.key_file.is_some()
 }
 
@@ -606,13 +606,13 @@ fn dialer(m: &ArgMatches, timeout: Duration) -> Result<client::Dialer, CtlError>
 }
 
 fn tls_dialer(
-    settings: oxcd_server::tls::ClientTls,
+    settings: oxcd_client::ClientTls,
     any_flag: bool,
     timeout: Duration,
 ) -> Result<client::Dialer, CtlError> {
     let tls = if any_flag {
         Some(
-            oxcd_server::tls::client_config(&settings).map_err(|msg| CtlError {
+            oxcd_client::tls::client_config(&settings).map_err(|msg| CtlError {
                 code: EXIT_BAD_ARGS,
                 msg,
             })?,

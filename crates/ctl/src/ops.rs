@@ -321,7 +321,7 @@ fn print_alarms(
         }
         _ => {
             for a in alarms {
-                out.line(oxcd_server::alarms::alarm_text(a));
+                out.line(oxcd_api::alarm_text(a));
             }
         }
     }

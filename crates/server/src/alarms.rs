@@ -83,7 +83,7 @@ impl Alarms {
                     let first = !active.iter().any(|a| a.alarm == req.alarm);
                     active.push(wanted);
                     if first {
-                        tracing::warn!(alarm = kind.as_str_name(), from = %crate::ids::MemberId(req.member_id), "alarm raised");
+                        tracing::warn!(alarm = kind.as_str_name(), from = %oxcd_api::MemberId(req.member_id), "alarm raised");
                     }
                 }
                 vec![wanted]
@@ -94,7 +94,7 @@ impl Alarms {
                 };
                 active.remove(i);
                 if !active.iter().any(|a| a.alarm == req.alarm) {
-                    tracing::warn!(alarm = kind.as_str_name(), from = %crate::ids::MemberId(req.member_id), "alarm disarmed");
+                    tracing::warn!(alarm = kind.as_str_name(), from = %oxcd_api::MemberId(req.member_id), "alarm disarmed");
                 }
                 vec![wanted]
             }
@@ -108,15 +108,7 @@ impl Alarms {
     }
 }
 
-/// An alarm's type as etcd names it (NOSPACE, CORRUPT).
-pub fn alarm_name(a: &AlarmMember) -> &'static str {
-    AlarmType::try_from(a.alarm).map_or("NONE", |t| t.as_str_name())
-}
-
-/// etcd's text for an alarm (Go's compact proto text), as Status errors and etcdctl print it.
-pub fn alarm_text(a: &AlarmMember) -> String {
-    format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a))
-}
+pub use oxcd_api::{alarm_name, alarm_text};
 
 fn put_cost(op: &RequestOp) -> u64 {
     match &op.request {

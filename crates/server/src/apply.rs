@@ -2,7 +2,6 @@
 //! shares one backend transaction, which also records the applied index, and only after it
 //! commits are proposers woken, so that what they were told is what readers see.
 
-use crate::ids::MemberId;
 use crate::membership;
 use crate::node::NodeMsg;
 use crate::server::{Applied, Waiters};
@@ -11,6 +10,7 @@ use oxcd_api::oxcdpb::{
     internal_request::Request, ClusterRecord, ConfChangeContext, InternalRequest,
 };
 use oxcd_api::EtcdError;
+use oxcd_api::MemberId;
 use oxcd_mvcc::{Store, StoreError, WriteBatch, META_APPLIED_INDEX, META_APPLIED_TERM};
 use prost::Message;
 use protobuf::Message as _;

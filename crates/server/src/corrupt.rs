@@ -52,7 +52,7 @@ async fn mismatches(server: &EtcdServer) -> Result<Vec<u64>, String> {
                     if their_compacted == compacted && theirs != hash {
                         tracing::error!(
                             local_member_id = %server.member_id,
-                            remote_peer_id = %crate::ids::MemberId(id),
+                            remote_peer_id = %oxcd_api::MemberId(id),
                             revision, local_hash = hash, remote_hash = theirs,
                             "found data inconsistency with peers"
                         );
@@ -61,7 +61,7 @@ async fn mismatches(server: &EtcdServer) -> Result<Vec<u64>, String> {
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(remote_peer_id = %crate::ids::MemberId(id), error = %e, "cannot fetch hash from remote peer");
+                    tracing::warn!(remote_peer_id = %oxcd_api::MemberId(id), error = %e, "cannot fetch hash from remote peer");
                 }
             }
         }

@@ -10,7 +10,6 @@ pub mod corrupt;
 pub mod gateway;
 pub mod h2_authority;
 pub mod http;
-pub mod ids;
 pub mod lessor;
 pub mod logging;
 pub mod membership;
@@ -24,7 +23,6 @@ pub mod transport;
 
 use crate::apply::Applier;
 use crate::config::{ClusterState, Config};
-use crate::ids::{ClusterId, MemberId};
 use crate::node::{Node, RaftStatus};
 use crate::server::{EtcdServer, Waiters};
 use oxcd_api::etcdserverpb::{
@@ -35,6 +33,7 @@ use oxcd_api::etcdserverpb::{
 use oxcd_api::oxcdpb::{internal_request::Request as Internal, ClusterRecord, MemberAttributes};
 use oxcd_api::v3electionpb::election_server::ElectionServer;
 use oxcd_api::v3lockpb::lock_server::LockServer;
+use oxcd_api::{ClusterId, MemberId};
 use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
 use oxcd_raftlog::RaftLog;
 use std::path::{Path, PathBuf};

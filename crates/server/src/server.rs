@@ -1,7 +1,6 @@
 //! The node as the gRPC services see it: propose a write and wait for its result, wait for a
 //! linearizable read point, fill response headers.
 
-use crate::ids::{ClusterId, MemberId};
 use crate::node::{NodeMsg, RaftStatus};
 use crate::transport::Transport;
 use oxcd_api::etcdserverpb::{
@@ -11,6 +10,7 @@ use oxcd_api::oxcdpb::{
     internal_request::Request, ClusterRecord, ConfChangeContext, InternalRequest,
 };
 use oxcd_api::EtcdError;
+use oxcd_api::{ClusterId, MemberId};
 use oxcd_mvcc::Store;
 use prost::Message;
 use raft::eraftpb::{ConfChange, ConfChangeType};

@@ -1,18 +1,16 @@
 //! TLS for client and peer URLs (rustls), as etcd configures it: a certificate and key, an
 //! optional CA whose signature client certificates must carry (`--client-cert-auth`), a CRL,
 //! self-signed certificates for `--auto-tls`, and certificates reread from disk when their
-//! files change, so they rotate without a restart. Also the dialer members and oxcdctl
-//! share, which speaks TLS to https URLs.
+//! files change, so they rotate without a restart. The client side (what oxcdctl and a member
+//! dialing its peers present and trust) is oxcd-client's.
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use oxcd_client::tls::{load_certs, load_key, load_roots, provider, read_err, ClientTls};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
-};
+use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{ClientConfig, ServerConfig};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -20,6 +18,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+
+pub use oxcd_client::dial::{channel, dial, Dialed};
+pub use oxcd_client::tls::client_config;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,10 +52,6 @@ pub fn parse_version(text: &str, default: u8) -> Result<u8, String> {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 fn versions(min: u8, max: u8) -> Vec<&'static rustls::SupportedProtocolVersion> {
     let mut v = Vec::new();
     if min <= 12 && max >= 12 {
@@ -64,33 +61,6 @@ fn versions(min: u8, max: u8) -> Vec<&'static rustls::SupportedProtocolVersion> 
         v.push(&rustls::version::TLS13);
     }
     v
-}
-
-fn read_err(path: &Path, e: impl std::fmt::Display) -> String {
-    format!("{}: {e}", path.display())
-}
-
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| read_err(path, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| read_err(path, e))?;
-    if certs.is_empty() {
-        return Err(read_err(path, "no certificate found"));
-    }
-    Ok(certs)
-}
-
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| read_err(path, e))
-}
-
-fn load_roots(path: &Path) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    for cert in load_certs(path)? {
-        roots.add(cert).map_err(|e| read_err(path, e))?;
-    }
-    Ok(roots)
 }
 
 fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
@@ -198,8 +168,7 @@ pub struct ConnInfo {
     pub common_name: Option<String>,
 }
 
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+pub use oxcd_client::dial::Io;
 
 /// An accepted connection, plain or TLS.
 pub struct Conn {
@@ -338,89 +307,6 @@ pub fn incoming(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// Accepts any server certificate (`--insecure-skip-tls-verify`, and peers under
-/// `--peer-auto-tls`, as etcd does), still checking the handshake's signatures.
-#[derive(Debug)]
-struct SkipVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for SkipVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// What a TLS client presents and trusts.
-#[derive(Debug, Clone, Default)]
-pub struct ClientTls {
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub skip_verify: bool,
-}
-
-pub fn client_config(t: &ClientTls) -> Result<Arc<ClientConfig>, String> {
-    let provider = provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = if t.skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SkipVerify(provider)))
-    } else {
-        let roots = match &t.ca_file {
-            Some(ca) => load_roots(ca)?,
-            None => RootCertStore::empty(),
-        };
-        builder.with_root_certificates(roots)
-    };
-    let mut config = match (&t.cert_file, &t.key_file) {
-        (Some(cert), Some(key)) => builder
-            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
-            .map_err(|e| format!("{}: {e}", cert.display()))?,
-        (None, None) => builder.with_no_client_auth(),
-        _ => return Err("a client certificate needs both a cert and a key file".into()),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
-}
-
 /// How a member dials with one side's settings (peers, or another member's client URL): its
 /// own certificate as the client's, trusting that side's CA.
 pub fn dial_config(t: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
@@ -430,88 +316,6 @@ pub fn dial_config(t: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
         key_file: Some(t.key_file.clone()),
         skip_verify: t.auto_tls,
     })
-}
-
-/// A dialed connection as hyper wants it.
-pub type Dialed = hyper_util::rt::TokioIo<Box<dyn Io>>;
-
-/// Connects to `uri`'s host and port (from `source` when given), with TLS when `tls` is set.
-pub async fn dial(
-    uri: &http::Uri,
-    source: Option<IpAddr>,
-    tls: Option<Arc<ClientConfig>>,
-) -> io::Result<Dialed> {
-    let named = uri.host().unwrap_or("127.0.0.1");
-    let named = named.trim_start_matches('[').trim_end_matches(']');
-    let host = if named == "localhost" {
-        "127.0.0.1"
-    } else {
-        named
-    };
-    let port = uri.port_u16().unwrap_or(2379);
-    let addr: SocketAddr = match host.parse::<IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, port),
-        Err(_) => tokio::net::lookup_host((host, port))
-            .await?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?,
-    };
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    // Only from an address of the same kind (loopback to loopback, other to other).
-    if let Some(ip) = source
-        .filter(|ip| ip.is_ipv4() == addr.is_ipv4() && ip.is_loopback() == addr.ip().is_loopback())
-    {
-        socket.bind(SocketAddr::new(ip, 0))?;
-    }
-    let stream = socket.connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let Some(tls) = tls else {
-        return Ok(hyper_util::rt::TokioIo::new(Box::new(stream)));
-    };
-    let name = ServerName::try_from(named.to_string())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, stream)
-        .await?;
-    Ok(hyper_util::rt::TokioIo::new(Box::new(stream)))
-}
-
-/// A gRPC channel to `url` (http or https); TLS by `tls` for https URLs.
-pub async fn channel(
-    url: &str,
-    tls: Option<Arc<ClientConfig>>,
-    source: Option<IpAddr>,
-    configure: impl FnOnce(tonic::transport::Endpoint) -> tonic::transport::Endpoint,
-) -> Result<tonic::transport::Channel, String> {
-    let (plain, tls) = match url.strip_prefix("https://") {
-        Some(rest) => (
-            format!("http://{rest}"),
-            Some(tls.ok_or_else(|| format!("{url}: no TLS settings for an https URL"))?),
-        ),
-        None => (url.to_string(), None),
-    };
-    let endpoint =
-        configure(tonic::transport::Endpoint::from_shared(plain).map_err(|e| e.to_string())?);
-    endpoint
-        .connect_with_connector(tower::service_fn(move |uri: http::Uri| {
-            let tls = tls.clone();
-            async move { dial(&uri, source, tls).await }
-        }))
-        .await
-        .map_err(|e| {
-            use std::error::Error;
-            let mut text = e.to_string();
-            let mut cause = e.source();
-            while let Some(c) = cause {
-                text = format!("{text}: {c}");
-                cause = c.source();
-            }
-            text
-        })
 }
 
 /// `--auto-tls`: a self-signed certificate for `hosts` in `dir`, made once and kept.

@@ -2,13 +2,13 @@
 //! peer, batched; reconnects with backoff; a MsgSnapshot travels on its own stream after the
 //! state machine it stands for. Also the receiving side (the `Raft` service on peer URLs).
 
-use crate::ids::{ClusterId, MemberId};
 use crate::membership;
 use crate::node::NodeMsg;
 use oxcd_api::etcdserverpb::Member;
 use oxcd_api::oxcdpb::raft_client::RaftClient;
 use oxcd_api::oxcdpb::raft_server::Raft;
 use oxcd_api::oxcdpb::{ClusterRecord, PeerAck, RaftBatch, SnapshotChunk};
+use oxcd_api::{ClusterId, MemberId};
 use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Message, MessageType};

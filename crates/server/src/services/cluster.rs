@@ -2,7 +2,6 @@
 //! strict-reconfig checks (refuse a change that would leave too few started or connected
 //! members for a quorum).
 
-use crate::ids::MemberId;
 use crate::node::NodeMsg;
 use crate::server::{Applied, EtcdServer};
 use oxcd_api::etcdserverpb::cluster_client::ClusterClient;
@@ -10,6 +9,7 @@ use oxcd_api::etcdserverpb::cluster_server::Cluster;
 use oxcd_api::etcdserverpb::*;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_api::EtcdError;
+use oxcd_api::MemberId;
 use raft::eraftpb::ConfChangeType;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -248,7 +248,7 @@ impl Maintenance for MaintenanceService {
             return Err(EtcdError::BadLeaderTransferee.into());
         }
         if target != s.member_id.0 {
-            tracing::info!(from = %s.member_id, to = %crate::ids::MemberId(target), "leadership transfer starting");
+            tracing::info!(from = %s.member_id, to = %oxcd_api::MemberId(target), "leadership transfer starting");
             s.transfer_leader(target)?;
             let deadline = tokio::time::Instant::now() + s.request_timeout;
             while s.raft.leader.load(Ordering::Acquire) != target {
