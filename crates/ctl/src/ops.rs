@@ -153,7 +153,7 @@ pub async fn snapshot(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), 
                     "snapshot restore requires exactly one argument",
                 );
             }
-            let opts = oxcd_server::restore::RestoreOptions {
+            let opts = oxcd_storage::RestoreOptions {
                 snapshot: args[0].clone().into(),
                 name: string(sm, "name"),
                 data_dir: Some(string(sm, "data-dir")),
@@ -171,7 +171,7 @@ pub async fn snapshot(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), 
                 "restoring snapshot",
                 &[("path", json!(args[0])), ("data-dir", json!(data_dir))],
             );
-            let done = oxcd_server::restore::restore(&opts).map_err(err)?;
+            let done = oxcd_storage::restore(&opts).map_err(err)?;
             log(
                 out,
                 "restored snapshot",
@@ -233,12 +233,12 @@ async fn save_part(g: &Globals, path: &str, part: &str, out: &mut Out) -> Result
     }
     buf.flush().map_err(|e| e.to_string())?;
     drop(buf);
-    if !oxcd_mvcc::has_checksum(size) {
+    if !oxcd_storage::has_checksum(size) {
         return Err(format!("sha256 checksum not found [bytes: {size}]"));
     }
     file.sync_all().map_err(|e| e.to_string())?;
     drop(file);
-    oxcd_mvcc::check_backup(Path::new(part), false).map_err(|e| e.to_string())?;
+    oxcd_storage::check_backup(Path::new(part), false).map_err(|e| e.to_string())?;
     log(
         out,
         "fetched snapshot",
@@ -263,7 +263,7 @@ fn status(g: &Globals, path: &str, out: &mut Out) -> Result<(), CtlError> {
     let len = std::fs::metadata(path)
         .map_err(|e| err(format!("stat {path}: {}", io_error_text(&e))))?
         .len();
-    let st = oxcd_mvcc::check_backup(Path::new(path), !oxcd_mvcc::has_checksum(len))
+    let st = oxcd_storage::check_backup(Path::new(path), !oxcd_storage::has_checksum(len))
         .map_err(|e| err(e.to_string()))?;
     let row = vec![
         format!("{:x}", st.hash),
@@ -368,7 +368,7 @@ pub async fn defrag(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), Ct
     let data_dir = string(m, "data-dir");
     if !data_dir.is_empty() {
         let db = Path::new(&data_dir).join("member").join("snap").join("db");
-        let result = oxcd_mvcc::Store::open(&db)
+        let result = oxcd_storage::Store::open(&db)
             .map_err(|e| e.to_string())
             .and_then(|s| s.defragment().map_err(|e| e.to_string()));
         if let Err(e) = result {

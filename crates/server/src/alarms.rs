@@ -3,25 +3,15 @@
 //! consulted by the apply thread, which refuses writes while one is active.
 
 use oxcd_api::etcdserverpb::{
-    alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, RequestOp,
-    TxnRequest,
+    alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmType, RequestOp, TxnRequest,
 };
-use oxcd_api::EtcdError;
 use oxcd_mvcc::{Store, StoreError, WriteBatch};
-use prost::Message;
+use oxcd_storage::records;
 use std::sync::RwLock;
-
-const KEY: &str = "alarms";
 
 #[derive(Default)]
 pub struct Alarms {
     active: RwLock<Vec<AlarmMember>>,
-}
-
-fn decode(bytes: &[u8]) -> Result<Vec<AlarmMember>, StoreError> {
-    AlarmResponse::decode(bytes)
-        .map(|r| r.alarms)
-        .map_err(|e| StoreError::Request(EtcdError::Internal(format!("alarm record: {e}"))))
 }
 
 impl Alarms {
@@ -33,10 +23,7 @@ impl Alarms {
 
     /// Takes on what the backend holds (at start, and after a snapshot replaced it).
     pub fn reload(&self, store: &Store) -> Result<(), StoreError> {
-        let list = match store.cluster_record(KEY)? {
-            Some(b) => decode(&b)?,
-            None => Vec::new(),
-        };
+        let list = records::load_alarms(store)?;
         *self.active.write().unwrap_or_else(|p| p.into_inner()) = list;
         Ok(())
     }
@@ -99,11 +86,7 @@ impl Alarms {
                 vec![wanted]
             }
         };
-        let record = AlarmResponse {
-            header: None,
-            alarms: active.clone(),
-        };
-        wb.set_cluster_record(KEY, &record.encode_to_vec())?;
+        records::save_alarms(wb, &active)?;
         Ok(changed)
     }
 }

@@ -2,16 +2,15 @@
 //! shares one backend transaction, which also records the applied index, and only after it
 //! commits are proposers woken, so that what they were told is what readers see.
 
-use crate::membership;
-use crate::node::NodeMsg;
-use crate::server::{Applied, Waiters};
-use crate::transport::CONF_STATE_KEY;
+use crate::msg::{Applied, Waiters};
+use crate::msg::{ApplyMsg, Fatal, FatalTx, NodeMsg};
 use oxcd_api::oxcdpb::{
     internal_request::Request, ClusterRecord, ConfChangeContext, InternalRequest,
 };
 use oxcd_api::EtcdError;
 use oxcd_api::MemberId;
 use oxcd_mvcc::{Store, StoreError, WriteBatch, META_APPLIED_INDEX, META_APPLIED_TERM};
+use oxcd_storage::membership;
 use prost::Message;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Snapshot};
@@ -30,18 +29,12 @@ const DURABLE_EVERY: Duration = Duration::from_millis(100);
 /// etcd warns of an apply slower than this.
 const SLOW_APPLY: Duration = Duration::from_millis(100);
 
-pub enum ApplyMsg {
-    Entries(Vec<Entry>),
-    /// The raft log now starts after this snapshot; its data names the received file.
-    Snapshot(Snapshot),
-}
-
 pub struct Applier {
     pub me: MemberId,
     pub store: Arc<Store>,
     pub inbox: Receiver<ApplyMsg>,
     pub members: watch::Sender<ClusterRecord>,
-    pub status: Arc<crate::node::RaftStatus>,
+    pub status: Arc<crate::msg::RaftStatus>,
     pub election_timeout: Duration,
     pub node: Sender<NodeMsg>,
     pub waiters: Arc<Waiters>,
@@ -51,6 +44,19 @@ pub struct Applier {
     pub snapshot_count: u64,
     /// Entries kept in the raft log behind a snapshot for slow followers (etcd's catch-up tail).
     pub catch_up_entries: u64,
+    pub fatal: FatalTx,
+}
+
+/// What stops the apply loop.
+enum Stop {
+    Store(StoreError),
+    Removed,
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Stop {
+        Stop::Store(e)
+    }
 }
 
 /// Where applying stands, and when the periodic follow-ups last ran.
@@ -62,7 +68,15 @@ struct Progress {
 }
 
 impl Applier {
+    /// Applies committed entries until raft's side closes or the node cannot go on (then
+    /// `fatal` hears why).
     pub fn run(self) {
+        if let Err(why) = self.drive() {
+            let _ = self.fatal.send(why);
+        }
+    }
+
+    fn drive(&self) -> Result<(), Fatal> {
         let applied = *self.applied.borrow();
         let mut progress = Progress {
             applied,
@@ -77,26 +91,35 @@ impl Applier {
                 match msg {
                     ApplyMsg::Entries(more) => entries.extend(more),
                     ApplyMsg::Snapshot(snap) => {
-                        self.apply_or_exit(&std::mem::take(&mut entries), &mut progress);
+                        self.apply_all(&std::mem::take(&mut entries), &mut progress)?;
                         if let Err(e) = self.restore(&snap, &mut progress) {
                             tracing::error!(error = %e, "failed to load the leader's snapshot; stopping");
-                            std::process::exit(1);
+                            return Err(Fatal::Failed(format!(
+                                "failed to load the leader's snapshot: {e}"
+                            )));
                         }
                     }
                 }
                 next = self.inbox.try_recv().ok();
             }
-            self.apply_or_exit(&entries, &mut progress);
+            self.apply_all(&entries, &mut progress)?;
         }
+        Ok(())
     }
 
-    fn apply_or_exit(&self, entries: &[Entry], progress: &mut Progress) {
+    fn apply_all(&self, entries: &[Entry], progress: &mut Progress) -> Result<(), Fatal> {
         if entries.is_empty() {
-            return;
+            return Ok(());
         }
-        if let Err(e) = self.apply_batch(entries, progress) {
-            tracing::error!(error = %e, "failed to apply committed entries; stopping");
-            std::process::exit(1);
+        match self.apply_batch(entries, progress) {
+            Ok(()) => Ok(()),
+            Err(Stop::Removed) => Err(Fatal::Removed),
+            Err(Stop::Store(e)) => {
+                tracing::error!(error = %e, "failed to apply committed entries; stopping");
+                Err(Fatal::Failed(format!(
+                    "failed to apply committed entries: {e}"
+                )))
+            }
         }
     }
 
@@ -117,7 +140,7 @@ impl Applier {
         Ok(())
     }
 
-    fn apply_batch(&self, entries: &[Entry], p: &mut Progress) -> Result<(), StoreError> {
+    fn apply_batch(&self, entries: &[Entry], p: &mut Progress) -> Result<(), Stop> {
         let batch_started = Instant::now();
         let mut wb = self.store.begin_write()?;
         let mut replies = Vec::new();
@@ -192,7 +215,7 @@ impl Applier {
             self.store.begin_write()?.commit(true)?;
             self.hand_over_if_leader();
             tracing::error!(local_member_id = %self.me, "the member has been permanently removed from the cluster; stopping");
-            std::process::exit(0);
+            return Err(Stop::Removed);
         }
         for (id, result) in replies {
             self.waiters.finish(id, result);
@@ -300,10 +323,7 @@ impl Applier {
                 record.members.push(m);
             }
         }
-        let cs_bytes = cs
-            .write_to_bytes()
-            .map_err(|err| bad(format!("conf state: {err}")))?;
-        wb.set_cluster_record(CONF_STATE_KEY, &cs_bytes)?;
+        oxcd_storage::records::save_conf_state(wb, &cs)?;
         membership::save(wb, &record)?;
         let member = record.members.iter().find(|m| m.id == id).cloned();
         tracing::info!(member_id = %MemberId(id), change = ?cc.get_change_type(), "applied a membership change");

@@ -4,7 +4,7 @@
 //! stands when the request is served or applied. Tokens are etcd's simple tokens (random,
 //! assigned through raft, expiring when idle) or signed JWTs.
 
-use crate::server::Applied;
+use crate::msg::Applied;
 use oxcd_api::authpb::{permission::Type as PermType, Permission, Role, User, UserAddOptions};
 use oxcd_api::etcdserverpb::{request_op, Compare, RequestOp, TxnRequest};
 use oxcd_api::oxcdpb::{internal_request::Request, AuthState};
@@ -86,7 +86,7 @@ fn parse_tokens(option: &str, simple_ttl: Duration) -> Result<Tokens, String> {
                 .parse()
                 .map_err(|_| "auth: invalid auth signature method".to_string())?;
             let ttl = match opts.get("ttl") {
-                Some(t) => crate::config::parse_go_duration(t)
+                Some(t) => crate::duration::parse_go_duration(t)
                     .ok_or_else(|| format!("auth: invalid auth options: ttl={t}"))?,
                 None => Duration::from_secs(300),
             };

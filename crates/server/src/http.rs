@@ -81,7 +81,7 @@ async fn ready(State(server): State<Arc<EtcdServer>>, RawQuery(q): RawQuery) -> 
 }
 
 async fn version() -> Response {
-    let v = crate::services::maintenance::SERVER_VERSION;
+    let v = crate::version::SERVER_VERSION;
     json(
         StatusCode::OK,
         serde_json::json!({"etcdserver": v, "etcdcluster": v}).to_string(),
@@ -94,7 +94,7 @@ async fn metrics(State(server): State<Arc<EtcdServer>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&server),
+        crate::exposition::render(&server),
     )
         .into_response()
 }

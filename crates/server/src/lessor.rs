@@ -3,7 +3,8 @@
 //! the same keys at the same revision. A new leader gives every lease its remaining TTL (the
 //! last checkpoint, or the whole TTL) plus an election timeout, as etcd does.
 
-use crate::server::{Applied, EtcdServer};
+use crate::msg::Applied;
+use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::LeaseRevokeRequest;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_api::oxcdpb::LeaseCheckpoint;

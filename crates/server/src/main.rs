@@ -41,8 +41,11 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(oxcd_server::run(*config)) {
-        tracing::error!(error = %e, "oxcd stopped");
-        eprintln!("oxcd: {e}");
-        std::process::exit(1);
+        let code = e.exit_code();
+        if code != 0 {
+            tracing::error!(error = %e, "oxcd stopped");
+            eprintln!("oxcd: {e}");
+        }
+        std::process::exit(code);
     }
 }

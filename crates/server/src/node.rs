@@ -2,75 +2,22 @@
 //! for every proposal in it), sends messages to peers, and hands committed entries to the
 //! apply thread in order.
 
-use crate::apply::ApplyMsg;
-use crate::server::Waiters;
+use crate::msg::Waiters;
+use crate::msg::{ApplyMsg, Fatal, FatalTx, NodeMsg, RaftStatus};
 use crate::transport::Transport;
 use oxcd_api::EtcdError;
 use oxcd_raftlog::RaftLog;
-use raft::eraftpb::{ConfChange, ConfState, Entry, Message, Snapshot};
+use raft::eraftpb::{Entry, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-pub enum NodeMsg {
-    Propose {
-        id: u64,
-        data: Vec<u8>,
-    },
-    ProposeConfChange {
-        id: u64,
-        change: ConfChange,
-    },
-    ReadIndex {
-        reply: oneshot::Sender<u64>,
-    },
-    /// A message from a peer.
-    Step(Box<Message>),
-    Unreachable {
-        id: u64,
-    },
-    SnapshotSent {
-        id: u64,
-        ok: bool,
-    },
-    /// A committed membership change the apply thread accepted: raft takes it on, persists
-    /// the new configuration, and answers with it.
-    ApplyConfChange {
-        change: ConfChange,
-        reply: std::sync::mpsc::Sender<ConfState>,
-    },
-    TransferLeader {
-        to: u64,
-    },
-    /// The leader's view of how far each member's log matches its own (empty elsewhere).
-    Progress {
-        reply: oneshot::Sender<HashMap<u64, u64>>,
-    },
-    /// The state machine durably holds everything up to `index`; drop older log entries.
-    CompactLog {
-        index: u64,
-    },
-    /// Entries up to `index` are applied; the in-memory copy of older ones can go.
-    ReleaseApplied {
-        index: u64,
-    },
-}
-
 /// etcd warns of an fsync slower than this (its disk advice: a dedicated, fast disk).
 const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// What the rest of the server may know of raft without asking the raft thread.
-#[derive(Default)]
-pub struct RaftStatus {
-    pub term: AtomicU64,
-    pub leader: AtomicU64,
-    pub commit: AtomicU64,
-    pub is_leader: AtomicBool,
-}
 
 pub struct Node {
     pub raw: RawNode<oxcd_raftlog::LogStorage>,
@@ -83,6 +30,7 @@ pub struct Node {
     pub tick: Duration,
     /// How long a read waits for its ReadIndex before it is given up.
     pub read_timeout: Duration,
+    pub fatal: FatalTx,
 }
 
 struct PendingRead {
@@ -91,7 +39,14 @@ struct PendingRead {
 }
 
 impl Node {
+    /// Drives raft until the inbox closes or the node cannot go on (then `fatal` hears why).
     pub fn run(mut self) {
+        if let Err(why) = self.drive() {
+            let _ = self.fatal.send(why);
+        }
+    }
+
+    fn drive(&mut self) -> Result<(), Fatal> {
         let mut last_tick = Instant::now();
         let mut reads: Vec<oneshot::Sender<u64>> = Vec::new();
         let mut pending_reads: HashMap<u64, PendingRead> = HashMap::new();
@@ -99,13 +54,13 @@ impl Node {
         loop {
             let wait = self.tick.saturating_sub(last_tick.elapsed());
             match self.inbox.recv_timeout(wait) {
-                Ok(msg) => self.handle(msg, &mut reads),
+                Ok(msg) => self.handle(msg, &mut reads)?,
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
             // Everything already queued joins this Ready: one fsync for all of it.
             while let Ok(msg) = self.inbox.try_recv() {
-                self.handle(msg, &mut reads);
+                self.handle(msg, &mut reads)?;
             }
             if last_tick.elapsed() >= self.tick {
                 self.raw.tick();
@@ -134,14 +89,11 @@ impl Node {
                     reads.clear();
                 }
             }
-            if let Err(e) = self.on_ready(&mut pending_reads) {
-                tracing::error!(error = %e, "failed to persist the raft log; stopping");
-                std::process::exit(1);
-            }
+            self.on_ready(&mut pending_reads)?;
         }
     }
 
-    fn handle(&mut self, msg: NodeMsg, reads: &mut Vec<oneshot::Sender<u64>>) {
+    fn handle(&mut self, msg: NodeMsg, reads: &mut Vec<oneshot::Sender<u64>>) -> Result<(), Fatal> {
         match msg {
             NodeMsg::Propose { id, data } => {
                 if self.raw.propose(vec![], data).is_err() {
@@ -173,7 +125,9 @@ impl Node {
                         self.log.set_conf_state(&cs);
                         if let Err(e) = self.log.sync() {
                             tracing::error!(error = %e, "failed to persist membership; stopping");
-                            std::process::exit(1);
+                            return Err(Fatal::Failed(format!(
+                                "failed to persist membership: {e}"
+                            )));
                         }
                         let _ = reply.send(cs);
                     }
@@ -208,12 +162,10 @@ impl Node {
                 }
             }
         }
+        Ok(())
     }
 
-    fn on_ready(
-        &mut self,
-        pending_reads: &mut HashMap<u64, PendingRead>,
-    ) -> Result<(), oxcd_raftlog::RaftLogError> {
+    fn on_ready(&mut self, pending_reads: &mut HashMap<u64, PendingRead>) -> Result<(), Fatal> {
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -223,9 +175,9 @@ impl Node {
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
         }
-        self.hand_off(rd.take_committed_entries());
+        self.hand_off(rd.take_committed_entries())?;
         if !rd.entries().is_empty() {
-            self.log.append(rd.entries())?;
+            self.log.append(rd.entries()).map_err(persist_failed)?;
         }
         if let Some(hs) = rd.hs() {
             self.log.set_hard_state(hs);
@@ -233,7 +185,7 @@ impl Node {
         // New entries, term or vote must be on disk before anyone hears of them.
         let must_sync = rd.must_sync();
         let started = std::time::Instant::now();
-        self.log.write(must_sync)?;
+        self.log.write(must_sync).map_err(persist_failed)?;
         if must_sync {
             let took = started.elapsed();
             crate::metrics::observe(|m| &m.wal_fsync, took.as_secs_f64());
@@ -264,7 +216,7 @@ impl Node {
             self.log.set_hard_state(&hs);
         }
         self.transport.send(light.take_messages());
-        self.hand_off(light.take_committed_entries());
+        self.hand_off(light.take_committed_entries())?;
         self.raw.advance_apply();
         let raft = &self.raw.raft;
         self.status.term.store(raft.term, Ordering::Release);
@@ -284,23 +236,34 @@ impl Node {
     /// The log restarts after the leader's snapshot, then the apply thread loads the state
     /// it carries. The file stays until the state machine holds it durably, so a crash in
     /// between finds it again on restart.
-    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), oxcd_raftlog::RaftLogError> {
-        self.log.apply_snapshot(snap.get_metadata())?;
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), Fatal> {
+        self.log
+            .apply_snapshot(snap.get_metadata())
+            .map_err(persist_failed)?;
         tracing::info!(
             snapshot_index = snap.get_metadata().index,
             "applied incoming snapshot to the raft log"
         );
         if self.apply.send(ApplyMsg::Snapshot(snap)).is_err() {
-            tracing::error!("apply thread is gone; stopping");
-            std::process::exit(1);
+            return Err(apply_gone());
         }
         Ok(())
     }
 
-    fn hand_off(&self, entries: Vec<Entry>) {
+    fn hand_off(&self, entries: Vec<Entry>) -> Result<(), Fatal> {
         if !entries.is_empty() && self.apply.send(ApplyMsg::Entries(entries)).is_err() {
-            tracing::error!("apply thread is gone; stopping");
-            std::process::exit(1);
+            return Err(apply_gone());
         }
+        Ok(())
     }
+}
+
+fn apply_gone() -> Fatal {
+    tracing::error!("apply thread is gone; stopping");
+    Fatal::Failed("apply thread is gone".into())
+}
+
+fn persist_failed(e: oxcd_raftlog::RaftLogError) -> Fatal {
+    tracing::error!(error = %e, "failed to persist the raft log; stopping");
+    Fatal::Failed(format!("failed to persist the raft log: {e}"))
 }

@@ -1,11 +1,9 @@
 //! The node as the gRPC services see it: propose a write and wait for its result, wait for a
 //! linearizable read point, fill response headers.
 
-use crate::node::{NodeMsg, RaftStatus};
+use crate::msg::{Applied, NodeMsg, RaftStatus, Waiters};
 use crate::transport::Transport;
-use oxcd_api::etcdserverpb::{
-    DeleteRangeResponse, Member, PutResponse, ResponseHeader, TxnResponse,
-};
+use oxcd_api::etcdserverpb::{Member, ResponseHeader};
 use oxcd_api::oxcdpb::{
     internal_request::Request, ClusterRecord, ConfChangeContext, InternalRequest,
 };
@@ -14,10 +12,9 @@ use oxcd_api::{ClusterId, MemberId};
 use oxcd_mvcc::Store;
 use prost::Message;
 use raft::eraftpb::{ConfChange, ConfChangeType};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
@@ -30,69 +27,6 @@ pub fn quota_bytes(flag: i64) -> Option<u64> {
         0 => Some(DEFAULT_QUOTA_BYTES),
         n if n < 0 => None,
         n => Some(n as u64),
-    }
-}
-
-/// What applying a request produced.
-#[derive(Debug)]
-pub enum Applied {
-    Put(PutResponse),
-    DeleteRange(DeleteRangeResponse),
-    Txn(TxnResponse),
-    /// Compaction done; the store's revision then.
-    Compacted(i64),
-    Published,
-    LeaseGranted {
-        id: i64,
-        ttl: i64,
-    },
-    /// A lease revoked (with its keys); the store's revision after.
-    LeaseRevoked(i64),
-    LeaseCheckpointed,
-    /// An auth store change (or a simple token assigned).
-    Auth,
-    /// The alarms an alarm request changed.
-    Alarms(Vec<oxcd_api::etcdserverpb::AlarmMember>),
-    /// A membership change: the member it concerned (gone if removed), everyone after it.
-    Members {
-        member: Option<Member>,
-        members: Vec<Member>,
-        removed: Option<u64>,
-    },
-}
-
-type Reply = oneshot::Sender<Result<Applied, EtcdError>>;
-
-/// Proposers waiting for their entry to be applied, by request ID.
-#[derive(Default)]
-pub struct Waiters {
-    waiting: Mutex<HashMap<u64, Reply>>,
-}
-
-impl Waiters {
-    fn register(&self, id: u64) -> oneshot::Receiver<Result<Applied, EtcdError>> {
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut w) = self.waiting.lock() {
-            w.insert(id, tx);
-        }
-        rx
-    }
-
-    fn forget(&self, id: u64) {
-        if let Ok(mut w) = self.waiting.lock() {
-            w.remove(&id);
-        }
-    }
-
-    pub fn pending(&self) -> usize {
-        self.waiting.lock().map_or(0, |w| w.len())
-    }
-
-    pub fn finish(&self, id: u64, result: Result<Applied, EtcdError>) {
-        let reply = self.waiting.lock().ok().and_then(|mut w| w.remove(&id));
-        if let Some(reply) = reply {
-            let _ = reply.send(result);
-        }
     }
 }
 

@@ -329,7 +329,7 @@ pub fn self_signed(
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
-    crate::mkdir(dir).map_err(|e| e.to_string())?;
+    oxcd_storage::mkdir(dir).map_err(|e| e.to_string())?;
     let mut names: Vec<String> = hosts.to_vec();
     names.sort();
     names.dedup();

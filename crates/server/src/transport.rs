@@ -2,16 +2,16 @@
 //! peer, batched; reconnects with backoff; a MsgSnapshot travels on its own stream after the
 //! state machine it stands for. Also the receiving side (the `Raft` service on peer URLs).
 
-use crate::membership;
-use crate::node::NodeMsg;
+use crate::msg::{Fatal, FatalTx, NodeMsg};
 use oxcd_api::etcdserverpb::Member;
 use oxcd_api::oxcdpb::raft_client::RaftClient;
 use oxcd_api::oxcdpb::raft_server::Raft;
 use oxcd_api::oxcdpb::{ClusterRecord, PeerAck, RaftBatch, SnapshotChunk};
 use oxcd_api::{ClusterId, MemberId};
 use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM};
+use oxcd_storage::membership;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Message, MessageType};
+use raft::eraftpb::{Message, MessageType};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -24,13 +24,45 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The key under which the cluster table keeps raft's membership (voters, learners).
-pub const CONF_STATE_KEY: &str = "conf_state";
 const QUEUE: usize = 4096;
 const BATCH: usize = 512;
 const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// Peer messages may carry up to a whole raft batch of max-size requests.
 pub const MAX_PEER_MESSAGE: usize = 256 << 20;
-const REMOVED: &str = "the member has been permanently removed from the cluster";
+/// Why a member refuses a peer's stream, carried in the status's metadata so the sender
+/// reads it by kind, not by the message's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerRefusal {
+    ClusterIdMismatch,
+    Removed,
+}
+
+const REFUSAL_KEY: &str = "oxcd-peer-refusal";
+
+impl PeerRefusal {
+    fn name(self) -> &'static str {
+        match self {
+            PeerRefusal::ClusterIdMismatch => "cluster-id-mismatch",
+            PeerRefusal::Removed => "removed",
+        }
+    }
+
+    fn status(self, message: String) -> Status {
+        let mut status = Status::failed_precondition(message);
+        status.metadata_mut().insert(
+            REFUSAL_KEY,
+            tonic::metadata::MetadataValue::from_static(self.name()),
+        );
+        status
+    }
+
+    fn of(status: &Status) -> Option<PeerRefusal> {
+        let value = status.metadata().get(REFUSAL_KEY)?.to_str().ok()?;
+        [PeerRefusal::ClusterIdMismatch, PeerRefusal::Removed]
+            .into_iter()
+            .find(|r| r.name() == value)
+    }
+}
 
 struct Peer {
     urls: Vec<String>,
@@ -51,6 +83,7 @@ pub struct Transport {
     tls: Option<Arc<rustls::ClientConfig>>,
     peers: Mutex<HashMap<u64, Peer>>,
     rt: tokio::runtime::Handle,
+    fatal: FatalTx,
 }
 
 impl Transport {
@@ -62,8 +95,10 @@ impl Transport {
         source_ip: Option<IpAddr>,
         keepalive: Duration,
         tls: Option<Arc<rustls::ClientConfig>>,
+        fatal: FatalTx,
     ) -> Arc<Transport> {
         Arc::new(Transport {
+            fatal,
             me,
             cluster_id,
             node,
@@ -270,17 +305,18 @@ impl Transport {
     }
 
     fn on_refused(&self, peer: MemberId, status: &Status) {
-        if status.message().contains(REMOVED) {
-            tracing::error!(
-                remote_peer_id = %peer,
-                "{REMOVED}; stopping"
-            );
-            std::process::exit(1);
-        }
-        if status.message().contains("cluster ID mismatch") {
-            tracing::error!(remote_peer_id = %peer, local_member_cluster_id = %self.cluster_id, error = %status.message(), "request sent was ignored due to cluster ID mismatch");
-        } else {
-            tracing::warn!(remote_peer_id = %peer, error = %status.message(), "peer stream ended");
+        match PeerRefusal::of(status) {
+            Some(PeerRefusal::Removed) => {
+                tracing::error!(remote_peer_id = %peer, "{}; stopping", Fatal::Removed);
+                // A peer told us, not our own applied log: etcd exits 1 here.
+                let _ = self.fatal.send(Fatal::Failed(Fatal::Removed.to_string()));
+            }
+            Some(PeerRefusal::ClusterIdMismatch) => {
+                tracing::error!(remote_peer_id = %peer, local_member_cluster_id = %self.cluster_id, error = %status.message(), "request sent was ignored due to cluster ID mismatch");
+            }
+            None => {
+                tracing::warn!(remote_peer_id = %peer, error = %status.message(), "peer stream ended");
+            }
         }
     }
 
@@ -299,12 +335,8 @@ impl Transport {
                 from,
             };
             let point = store.write_snapshot(&mut w)?;
-            let conf = point
-                .cluster(CONF_STATE_KEY)
-                .map(ConfState::parse_from_bytes)
-                .transpose()
-                .map_err(|e| std::io::Error::other(e.to_string()))?
-                .unwrap_or_default();
+            let conf = oxcd_storage::records::snapshot_conf_state(&point)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             let meta = msg.mut_snapshot().mut_metadata();
             meta.index = point.meta(META_APPLIED_INDEX).unwrap_or(0);
             meta.term = point.meta(META_APPLIED_TERM).unwrap_or(0);
@@ -382,6 +414,7 @@ impl std::io::Write for ChunkWriter {
 }
 
 /// The receiving side, served on the peer URLs.
+#[derive(Clone)]
 pub struct PeerService {
     pub cluster_id: ClusterId,
     pub member_id: MemberId,
@@ -394,7 +427,7 @@ impl PeerService {
     fn check_sender(&self, cluster_id: u64, from: u64) -> Result<(), Status> {
         if cluster_id != self.cluster_id.0 {
             tracing::warn!(local_member_cluster_id = %self.cluster_id, remote_peer_cluster_id = %ClusterId(cluster_id), remote_peer_id = %MemberId(from), "request cluster ID mismatch");
-            return Err(Status::failed_precondition(format!(
+            return Err(PeerRefusal::ClusterIdMismatch.status(format!(
                 "cluster ID mismatch: local {}, remote {}",
                 self.cluster_id,
                 ClusterId(cluster_id)
@@ -405,7 +438,7 @@ impl PeerService {
             .flatten()
             .is_some_and(|r| r.removed.contains(&from));
         if removed {
-            return Err(Status::failed_precondition(REMOVED));
+            return Err(PeerRefusal::Removed.status(Fatal::Removed.to_string()));
         }
         Ok(())
     }
@@ -490,7 +523,7 @@ impl Raft for PeerService {
         let (hash, compact_revision, hash_revision) = self
             .store
             .hash_kv(request.into_inner().revision)
-            .map_err(crate::services::kv::store_status)?;
+            .map_err(crate::error::store_status)?;
         Ok(Response::new(oxcd_api::etcdserverpb::HashKvResponse {
             header: Some(oxcd_api::etcdserverpb::ResponseHeader {
                 cluster_id: self.cluster_id.0,

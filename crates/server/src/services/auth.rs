@@ -3,7 +3,8 @@
 //! Everything but Authenticate and AuthStatus needs the root role once auth is enabled.
 
 use crate::auth::{AuthInfo, AuthStore};
-use crate::server::{Applied, EtcdServer};
+use crate::msg::Applied;
+use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::auth_server::Auth;
 use oxcd_api::etcdserverpb::*;
 use oxcd_api::oxcdpb::{internal_request::Request as Internal, InternalAuthenticate};

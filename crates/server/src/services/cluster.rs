@@ -2,8 +2,9 @@
 //! strict-reconfig checks (refuse a change that would leave too few started or connected
 //! members for a quorum).
 
-use crate::node::NodeMsg;
-use crate::server::{Applied, EtcdServer};
+use crate::msg::Applied;
+use crate::msg::NodeMsg;
+use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::cluster_client::ClusterClient;
 use oxcd_api::etcdserverpb::cluster_server::Cluster;
 use oxcd_api::etcdserverpb::*;

@@ -1,26 +1,21 @@
 //! etcd's KV service: checks a request as etcd does, then reads locally (after a ReadIndex
 //! barrier unless serializable) or proposes it through raft.
 
-use crate::server::{Applied, EtcdServer};
+use crate::error::store_status;
+use crate::msg::Applied;
+use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::kv_server::Kv;
 use oxcd_api::etcdserverpb::{
     request_op, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
-use oxcd_mvcc::{validate, StoreError};
+use oxcd_mvcc::validate;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct KvService {
     pub server: Arc<EtcdServer>,
-}
-
-pub(crate) fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::Request(e) => e.into(),
-        StoreError::Backend(e) => Status::internal(e.to_string()),
-    }
 }
 
 fn unexpected(what: &Applied) -> Status {

@@ -2,7 +2,8 @@
 //! answered by the leader, which alone keeps deadlines, so a follower hands them to it.
 
 use crate::lessor::{Lessor, MAX_TTL};
-use crate::server::{Applied, EtcdServer};
+use crate::msg::Applied;
+use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxcd_api::etcdserverpb::lease_server::Lease;
 use oxcd_api::etcdserverpb::*;

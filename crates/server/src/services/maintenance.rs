@@ -1,6 +1,7 @@
 //! etcd's Maintenance service: alarms, status, defragmentation, hashes, snapshots, leader moves.
 
-use crate::server::{Applied, EtcdServer};
+use crate::msg::Applied;
+use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::alarm_request::AlarmAction;
 use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::*;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-pub const SERVER_VERSION: &str = "3.5.0";
+use crate::version::SERVER_VERSION;
 
 pub struct MaintenanceService {
     pub server: Arc<EtcdServer>,
@@ -168,7 +169,7 @@ impl Maintenance for MaintenanceService {
         let (hash, revision) = tokio::task::spawn_blocking(move || store.hash_all())
             .await
             .map_err(|e| Status::internal(format!("hash: {e}")))?
-            .map_err(crate::services::kv::store_status)?;
+            .map_err(crate::error::store_status)?;
         Ok(Response::new(HashResponse {
             header: s.header(revision),
             hash,
@@ -181,7 +182,7 @@ impl Maintenance for MaintenanceService {
         let (hash, compact_revision, hash_revision) = s
             .store
             .hash_kv(r.into_inner().revision)
-            .map_err(crate::services::kv::store_status)?;
+            .map_err(crate::error::store_status)?;
         Ok(Response::new(HashKvResponse {
             header: s.header(s.store.current_revision()),
             hash,

@@ -1,10 +1,9 @@
 //! `snapshot restore`: a new member's data dir from a backup file, for a new cluster (new
 //! cluster ID, members from the flags) whose keyspace is the backup's, as etcdctl builds one.
 
-use crate::config::{self, Parsed};
+use crate::{bootstrap, mkdir, DataDir, InitialCluster};
 use oxcd_mvcc::Store;
 use oxcd_raftlog::RaftLog;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct RestoreOptions {
@@ -46,27 +45,29 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored, String> {
         .data_dir
         .clone()
         .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| format!("{}.etcd", opts.name));
-    let args: Vec<String> = [
-        "oxcd",
-        "--name",
-        &opts.name,
-        "--data-dir",
-        &data_dir,
-        "--initial-cluster",
-        &opts.initial_cluster,
-        "--initial-cluster-token",
-        &opts.initial_cluster_token,
-        "--initial-advertise-peer-urls",
-        &opts.initial_advertise_peer_urls,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let config = match config::parse(args, &BTreeMap::new()).map_err(|e| e.message)? {
-        Parsed::Run { config, .. } => config,
-        _ => return Err("unexpected restore flags".into()),
+        .unwrap_or_else(|| DataDir::default_path(&opts.name));
+    let advertise_peer_urls: Vec<String> = opts
+        .initial_advertise_peer_urls
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let members = if opts.initial_cluster.is_empty() {
+        advertise_peer_urls
+            .iter()
+            .map(|u| format!("{}={}", opts.name, u.trim_end_matches('/')))
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        opts.initial_cluster.clone()
     };
+    let cluster = InitialCluster {
+        name: opts.name.clone(),
+        members: InitialCluster::parse_members(&members)?,
+        token: opts.initial_cluster_token.clone(),
+        advertise_peer_urls,
+    };
+    cluster.members().map_err(|e| e.to_string())?;
     let data_dir = PathBuf::from(&data_dir);
     if exists(&data_dir) {
         return Err(format!(
@@ -92,7 +93,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored, String> {
     } else {
         staging.join("member").join("wal")
     };
-    let result = build(opts, &config, &staging, &staged_wal, backend_copy);
+    let result = build(opts, &cluster, &staging, &staged_wal, backend_copy);
     let result = result.and_then(|_| {
         if staged_wal != staging.join("member").join("wal") {
             std::fs::rename(&staged_wal, &wal_dir)
@@ -114,14 +115,14 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored, String> {
 
 fn build(
     opts: &RestoreOptions,
-    config: &config::Config,
+    cluster: &InitialCluster,
     data_dir: &Path,
     wal_dir: &Path,
     backend_copy: bool,
 ) -> Result<(), String> {
     let snap_dir = data_dir.join("member").join("snap");
-    crate::mkdir(&snap_dir).map_err(|e| e.to_string())?;
-    crate::mkdir(wal_dir).map_err(|e| e.to_string())?;
+    mkdir(&snap_dir).map_err(|e| e.to_string())?;
+    mkdir(wal_dir).map_err(|e| e.to_string())?;
     let db = snap_dir.join("db");
     if backend_copy {
         std::fs::copy(&opts.snapshot, &db).map_err(|e| format!("{}: {e}", db.display()))?;
@@ -133,6 +134,6 @@ fn build(
             .map_err(|e| e.to_string())?;
     }
     let mut log = RaftLog::open(wal_dir).map_err(|e| e.to_string())?;
-    crate::bootstrap(config, &store, &mut log).map_err(|e| e.to_string())?;
+    bootstrap(cluster, &store, &mut log).map_err(|e| e.to_string())?;
     Ok(())
 }

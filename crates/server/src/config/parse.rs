@@ -1,0 +1,330 @@
+//! Reading the flags, `ETCD_*` variables and etcd's YAML config file into a `Config`.
+
+use super::auto_compaction;
+use super::flags::{clap_to_etcd, command, env_name, FLAGS};
+use super::types::{usage_err, verify_err, ClusterState, Config, ConfigError, Parsed};
+use crate::duration::parse_go_duration;
+use clap::ArgMatches;
+use std::collections::BTreeMap;
+
+/// Reads the flags, then `ETCD_*` variables for flags not given (a flag wins, with a warning),
+/// or only the config file when `--config-file` is given, as etcd does.
+pub fn parse(args: Vec<String>, env: &BTreeMap<String, String>) -> Result<Parsed, ConfigError> {
+    let mut warnings = Vec::new();
+    let first = match command().try_get_matches_from(&args) {
+        Ok(m) => m,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            return Ok(Parsed::Help(e.render().to_string()))
+        }
+        Err(e) => return Err(clap_to_etcd(e)),
+    };
+    if first.get_flag("version") {
+        return Ok(Parsed::Version);
+    }
+    let config_file = first
+        .get_one::<String>("config-file")
+        .cloned()
+        .or_else(|| env.get("ETCD_CONFIG_FILE").cloned());
+    let matches = if let Some(path) = config_file {
+        warnings.push(format!(
+            "loaded server configuration from {path:?}; other command line flags and environment variables are ignored"
+        ));
+        let mut argv = vec!["oxcd".to_string()];
+        argv.extend(yaml_args(&path)?);
+        command().try_get_matches_from(argv).map_err(clap_to_etcd)?
+    } else {
+        let mut argv = args.clone();
+        for spec in FLAGS {
+            let var = env_name(spec.name);
+            let Some(value) = env.get(&var) else { continue };
+            if first.value_source(spec.name) == Some(clap::parser::ValueSource::CommandLine) {
+                warnings.push(format!(
+                    "conflicting environment variable {var:?} is shadowed by corresponding command-line flag (either unset environment variable or disable flag)"
+                ));
+            } else {
+                warnings.push(format!(
+                    "recognized and used environment variable {var}={value}"
+                ));
+                argv.push(format!("--{}={value}", spec.name));
+            }
+        }
+        for var in env.keys() {
+            let known = var == "ETCD_CONFIG_FILE" || FLAGS.iter().any(|s| &env_name(s.name) == var);
+            if var.starts_with("ETCD_") && !known && !var.starts_with("ETCD_UNSUPPORTED") {
+                warnings.push(format!("unrecognized environment variable {var}"));
+            }
+        }
+        command().try_get_matches_from(argv).map_err(clap_to_etcd)?
+    };
+    for spec in FLAGS.iter().filter(|s| !s.acted) {
+        if matches.value_source(spec.name) == Some(clap::parser::ValueSource::CommandLine) {
+            warnings.push(format!(
+                "flag --{} is accepted for etcd compatibility but oxcd does not act on it yet",
+                spec.name
+            ));
+        }
+    }
+    let config = build(&matches)?;
+    Ok(Parsed::Run {
+        config: Box::new(config),
+        warnings,
+    })
+}
+
+fn yaml_args(path: &str) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| verify_err(format!("cannot read config file {path:?}: {e}")))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text)
+        .map_err(|e| verify_err(format!("cannot parse config file {path:?}: {e}")))?;
+    let mut out = Vec::new();
+    let Some(map) = doc.as_mapping() else {
+        return Ok(out);
+    };
+    for (k, v) in map {
+        let Some(key) = k.as_str() else { continue };
+        if let (Some(prefix), Some(section)) = (
+            match key {
+                "client-transport-security" => Some(""),
+                "peer-transport-security" => Some("peer-"),
+                _ => None,
+            },
+            v.as_mapping(),
+        ) {
+            for (k, v) in section {
+                let flag = match (prefix, k.as_str().unwrap_or_default()) {
+                    ("", "crl-file") => "client-crl-file".to_string(),
+                    ("peer-", "allowed-cn") => "peer-cert-allowed-cn".to_string(),
+                    (p, name) => format!("{p}{name}"),
+                };
+                let value = match v {
+                    serde_yaml::Value::Bool(b) => b.to_string(),
+                    serde_yaml::Value::String(s) if !s.is_empty() => s.clone(),
+                    _ => continue,
+                };
+                if FLAGS.iter().any(|s| s.name == flag) {
+                    out.push(format!("--{flag}={value}"));
+                }
+            }
+            continue;
+        }
+        if !FLAGS.iter().any(|s| s.name == key) {
+            // etcd's file also holds nested TLS sections and keys oxcd has no flag for.
+            continue;
+        }
+        let value = match v {
+            serde_yaml::Value::Null => continue,
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::String(s) => s.clone(),
+            serde_yaml::Value::Sequence(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => continue,
+        };
+        out.push(format!("--{key}={value}"));
+    }
+    Ok(out)
+}
+
+// Every flag has its etcd default in clap, so a value is always there.
+fn get_str(m: &ArgMatches, name: &str) -> String {
+    m.get_one::<String>(name).cloned().unwrap_or_default()
+}
+
+fn get_u64(m: &ArgMatches, name: &str) -> u64 {
+    m.get_one::<u64>(name).copied().unwrap_or_default()
+}
+
+fn get_bool(m: &ArgMatches, name: &str) -> bool {
+    m.get_one::<bool>(name).copied().unwrap_or_default()
+}
+
+fn urls(m: &ArgMatches, name: &str) -> Result<Vec<url::Url>, ConfigError> {
+    get_str(m, name)
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let u = url::Url::parse(s).map_err(|e| usage_err(format!("invalid value {s:?} for flag -{name}: {e}")))?;
+            if u.scheme() != "http" && u.scheme() != "https" {
+                return Err(usage_err(format!(
+                    "invalid value {s:?} for flag -{name}: URL scheme must be http, https, unix, or unixs: {s}"
+                )));
+            }
+            if u.port().is_none() {
+                return Err(usage_err(format!("invalid value {s:?} for flag -{name}: missing port in address")));
+            }
+            Ok(u)
+        })
+        .collect()
+}
+
+fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
+    let name = get_str(m, "name");
+    let heartbeat = get_u64(m, "heartbeat-interval");
+    let election = get_u64(m, "election-timeout");
+    if heartbeat == 0 || election < 5 * heartbeat {
+        return Err(verify_err(format!(
+            "--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]"
+        )));
+    }
+    if election > 50000 {
+        return Err(verify_err(format!(
+            "--election-timeout[{election}ms] is too long, and should be set less than 50000ms"
+        )));
+    }
+    let state = match get_str(m, "initial-cluster-state").as_str() {
+        "new" => ClusterState::New,
+        "existing" => ClusterState::Existing,
+        other => {
+            return Err(usage_err(format!(
+                "invalid value {other:?} for flag -initial-cluster-state: valid values are \"new\", \"existing\""
+            )))
+        }
+    };
+    let log_level = get_str(m, "log-level");
+    if !["debug", "info", "warn", "error", "dpanic", "panic", "fatal"].contains(&log_level.as_str())
+    {
+        return Err(verify_err(format!("unknown log-level {log_level:?}")));
+    }
+    let initial_advertise_peer_urls = urls(m, "initial-advertise-peer-urls")?;
+    let mut initial = get_str(m, "initial-cluster");
+    if initial.is_empty() {
+        initial = initial_advertise_peer_urls
+            .iter()
+            .map(|u| format!("{name}={}", u.as_str().trim_end_matches('/')))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    let initial_cluster =
+        oxcd_storage::InitialCluster::parse_members(&initial).map_err(verify_err)?;
+    let data_dir = match get_str(m, "data-dir") {
+        d if d.is_empty() => oxcd_storage::DataDir::default_path(&name),
+        d => d,
+    };
+    let wal_dir = Some(get_str(m, "wal-dir")).filter(|s| !s.is_empty());
+    let max_request_bytes = get_u64(m, "max-request-bytes");
+    let tls_version = |flag: &str, default: u8| {
+        crate::tls::parse_version(&get_str(m, flag), default)
+            .map_err(|e| verify_err(format!("--{flag}: {e}")))
+    };
+    let (min_version, max_version) = (
+        tls_version("tls-min-version", 12)?,
+        tls_version("tls-max-version", 13)?,
+    );
+    if min_version > max_version {
+        return Err(verify_err(
+            "min version (--tls-min-version) is greater than max version (--tls-max-version)"
+                .into(),
+        ));
+    }
+    let path = |flag: &str| {
+        Some(std::path::PathBuf::from(get_str(m, flag))).filter(|p| !p.as_os_str().is_empty())
+    };
+    let tls_side = |cert: &str, key: &str, ca: &str, cca: &str, crl: &str, auto: &str| {
+        let auto_tls = get_bool(m, auto) && path(cert).is_none();
+        if path(cert).is_none() && !auto_tls {
+            return None;
+        }
+        Some(crate::tls::TlsConfig {
+            cert_file: path(cert).unwrap_or_default(),
+            key_file: path(key).unwrap_or_default(),
+            trusted_ca_file: path(ca),
+            client_cert_auth: get_bool(m, cca),
+            crl_file: path(crl),
+            auto_tls,
+            allowed_cn: None,
+            min_version,
+            max_version,
+        })
+    };
+    let client_tls = tls_side(
+        "cert-file",
+        "key-file",
+        "trusted-ca-file",
+        "client-cert-auth",
+        "client-crl-file",
+        "auto-tls",
+    );
+    let peer_tls = tls_side(
+        "peer-cert-file",
+        "peer-key-file",
+        "peer-trusted-ca-file",
+        "peer-client-cert-auth",
+        "peer-crl-file",
+        "peer-auto-tls",
+    )
+    .map(|t| crate::tls::TlsConfig {
+        allowed_cn: Some(get_str(m, "peer-cert-allowed-cn")).filter(|s| !s.is_empty()),
+        ..t
+    });
+    let auth_token = get_str(m, "auth-token");
+    if !auth_token.starts_with("simple") && !auth_token.starts_with("jwt") {
+        return Err(verify_err(format!("unknown token type: {auth_token}")));
+    }
+    let bcrypt_cost = get_u64(m, "bcrypt-cost");
+    if !(4..=31).contains(&bcrypt_cost) {
+        return Err(verify_err(format!(
+            "invalid bcrypt-cost: {bcrypt_cost} (must be between 4 and 31)"
+        )));
+    }
+    Ok(Config {
+        client_tls,
+        peer_tls,
+        self_signed_cert_validity_years: get_u64(m, "self-signed-cert-validity"),
+        auth_token,
+        auth_token_ttl: std::time::Duration::from_secs(get_u64(m, "auth-token-ttl")),
+        bcrypt_cost: bcrypt_cost as u32,
+        name,
+        data_dir,
+        wal_dir,
+        snapshot_count: get_u64(m, "snapshot-count"),
+        heartbeat_interval_ms: heartbeat,
+        election_timeout_ms: election,
+        listen_peer_urls: urls(m, "listen-peer-urls")?,
+        listen_client_urls: urls(m, "listen-client-urls")?,
+        initial_advertise_peer_urls,
+        advertise_client_urls: urls(m, "advertise-client-urls")?,
+        initial_cluster,
+        initial_cluster_state: state,
+        initial_cluster_token: get_str(m, "initial-cluster-token"),
+        quota_backend_bytes: m
+            .get_one::<i64>("quota-backend-bytes")
+            .copied()
+            .unwrap_or(0),
+        max_request_bytes,
+        max_txn_ops: get_u64(m, "max-txn-ops"),
+        log_level,
+        pre_vote: get_bool(m, "pre-vote"),
+        strict_reconfig_check: get_bool(m, "strict-reconfig-check"),
+        snapshot_catchup_entries: get_u64(m, "experimental-snapshot-catchup-entries"),
+        watch_progress_notify_interval: {
+            let text = get_str(m, "experimental-watch-progress-notify-interval");
+            parse_go_duration(&text).filter(|d| !d.is_zero()).ok_or_else(|| {
+                usage_err(format!(
+                    "invalid value {text:?} for flag -experimental-watch-progress-notify-interval: parse error"
+                ))
+            })?
+        },
+        max_learners: m
+            .get_one::<i64>("experimental-max-learners")
+            .copied()
+            .unwrap_or(1)
+            .max(0) as usize,
+        auto_compaction: auto_compaction::parse(
+            &get_str(m, "auto-compaction-mode"),
+            &get_str(m, "auto-compaction-retention"),
+        )
+        .map_err(verify_err)?,
+        initial_corrupt_check: get_bool(m, "experimental-initial-corrupt-check"),
+        corrupt_check_time: {
+            let text = get_str(m, "experimental-corrupt-check-time");
+            parse_go_duration(&text).ok_or_else(|| {
+                usage_err(format!(
+                    "invalid value {text:?} for flag -experimental-corrupt-check-time: parse error"
+                ))
+            })?
+        },
+    })
+}

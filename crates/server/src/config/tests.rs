@@ -1,0 +1,101 @@
+use super::*;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Result<(Config, Vec<String>), ConfigError> {
+    let mut argv = vec!["oxcd".to_string()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    match parse(argv, &env)? {
+        Parsed::Run { config, warnings } => Ok((*config, warnings)),
+        Parsed::Version | Parsed::Help(_) => panic!("unexpected --version or --help"),
+    }
+}
+
+#[test]
+fn defaults_match_etcd() {
+    let (c, _) = run(&[], &[]).expect("defaults parse");
+    assert_eq!(c.name, "default");
+    assert_eq!(c.data_dir, "default.etcd");
+    assert_eq!(c.heartbeat_interval_ms, 100);
+    assert_eq!(c.election_timeout_ms, 1000);
+    assert_eq!(c.max_txn_ops, 128);
+    assert_eq!(c.max_request_bytes, 1572864);
+    assert_eq!(
+        c.initial_cluster.get("default"),
+        Some(&vec!["http://localhost:2380".to_string()])
+    );
+}
+
+#[test]
+fn flag_wins_over_env_with_a_warning() {
+    let (c, w) = run(
+        &["--name", "bar"],
+        &[("ETCD_NAME", "foo"), ("ETCD_SNAPSHOT_COUNT", "7")],
+    )
+    .expect("parse");
+    assert_eq!(c.name, "bar");
+    assert_eq!(c.snapshot_count, 7);
+    assert!(
+        w.iter().any(|m| m.contains("\"ETCD_NAME\" is shadowed")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn bad_values_get_etcds_messages() {
+    let e = run(&["--heartbeat-interval=abc"], &[]).expect_err("must fail");
+    assert_eq!(
+        e.message,
+        "invalid value \"abc\" for flag -heartbeat-interval: parse error"
+    );
+    assert!(e.usage);
+    let e =
+        run(&["--election-timeout=100", "--heartbeat-interval=100"], &[]).expect_err("must fail");
+    assert!(e.message.contains(
+        "--election-timeout[100ms] should be at least as 5 times as --heartbeat-interval[100ms]"
+    ));
+    let e = run(&["--initial-cluster-state=bogus"], &[]).expect_err("must fail");
+    assert!(e.message.contains("valid values are \"new\", \"existing\""));
+}
+
+#[test]
+fn unacted_flags_are_accepted_with_a_warning() {
+    let (_, w) = run(
+        &[
+            "--enable-pprof",
+            "--experimental-compaction-batch-limit=500",
+            "--strict-reconfig-check=false",
+        ],
+        &[],
+    )
+    .expect("parse");
+    assert!(w.iter().any(|m| m.contains("--enable-pprof")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|m| m.contains("--experimental-compaction-batch-limit")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn config_file_uses_etcds_yaml_keys() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path().join("etcd.yaml");
+    std::fs::write(&p, "name: y1\nsnapshot-count: 5\nlisten-client-urls: http://127.0.0.1:4001\nmax-txn-ops: 9\nclient-transport-security:\n  cert-file: ''\n").expect("write");
+    let (c, _) = run(
+        &[
+            "--config-file",
+            p.to_str().expect("utf8"),
+            "--name",
+            "ignored",
+        ],
+        &[],
+    )
+    .expect("parse");
+    assert_eq!(c.name, "y1");
+    assert_eq!(c.snapshot_count, 5);
+    assert_eq!(c.max_txn_ops, 9);
+    assert_eq!(c.listen_client_urls[0].port(), Some(4001));
+}

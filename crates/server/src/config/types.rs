@@ -1,0 +1,81 @@
+//! What the flags decide: the node's configuration, and how reading them fails.
+
+use super::auto_compaction::AutoCompaction;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: String,
+    pub wal_dir: Option<String>,
+    pub snapshot_count: u64,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    pub listen_peer_urls: Vec<url::Url>,
+    pub listen_client_urls: Vec<url::Url>,
+    pub initial_advertise_peer_urls: Vec<url::Url>,
+    pub advertise_client_urls: Vec<url::Url>,
+    /// name → peer URLs
+    pub initial_cluster: BTreeMap<String, Vec<String>>,
+    pub initial_cluster_state: ClusterState,
+    pub initial_cluster_token: String,
+    pub quota_backend_bytes: i64,
+    pub max_request_bytes: u64,
+    pub max_txn_ops: u64,
+    pub log_level: String,
+    pub pre_vote: bool,
+    pub strict_reconfig_check: bool,
+    pub snapshot_catchup_entries: u64,
+    pub watch_progress_notify_interval: std::time::Duration,
+    pub max_learners: usize,
+    pub auto_compaction: AutoCompaction,
+    pub initial_corrupt_check: bool,
+    /// Zero: no periodic check.
+    pub corrupt_check_time: std::time::Duration,
+    pub client_tls: Option<crate::tls::TlsConfig>,
+    pub peer_tls: Option<crate::tls::TlsConfig>,
+    pub self_signed_cert_validity_years: u64,
+    /// `--auth-token`: `simple` or `jwt,...`.
+    pub auth_token: String,
+    pub auth_token_ttl: std::time::Duration,
+    pub bcrypt_cost: u32,
+}
+
+/// What went wrong reading the flags: the text etcd prints, and whether it is a usage error
+/// (exit 2, as Go's flag package) or a validation error (exit 1).
+#[derive(Debug)]
+pub struct ConfigError {
+    pub message: String,
+    pub usage: bool,
+}
+
+pub(crate) fn usage_err(message: String) -> ConfigError {
+    ConfigError {
+        message,
+        usage: true,
+    }
+}
+
+pub(crate) fn verify_err(message: String) -> ConfigError {
+    ConfigError {
+        message: format!("error verifying flags, {message}. See 'oxcd --help'."),
+        usage: false,
+    }
+}
+
+/// What parsing decided beyond the config: `--version`, and warnings to log once logging is up.
+pub enum Parsed {
+    Version,
+    /// `--help`: the text to print on stdout.
+    Help(String),
+    Run {
+        config: Box<Config>,
+        warnings: Vec<String>,
+    },
+}

@@ -1,0 +1,158 @@
+//! The messages between the gRPC layer, the raft thread and the apply thread, and the small
+//! shared state they meet at. A leaf: it imports nothing of the server's.
+
+use oxcd_api::etcdserverpb::{DeleteRangeResponse, Member, PutResponse, TxnResponse};
+use oxcd_api::EtcdError;
+use raft::eraftpb::{ConfChange, ConfState, Entry, Message, Snapshot};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Mutex;
+use tokio::sync::oneshot;
+
+/// To the raft thread.
+pub enum NodeMsg {
+    Propose {
+        id: u64,
+        data: Vec<u8>,
+    },
+    ProposeConfChange {
+        id: u64,
+        change: ConfChange,
+    },
+    ReadIndex {
+        reply: oneshot::Sender<u64>,
+    },
+    /// A message from a peer.
+    Step(Box<Message>),
+    Unreachable {
+        id: u64,
+    },
+    SnapshotSent {
+        id: u64,
+        ok: bool,
+    },
+    /// A committed membership change the apply thread accepted: raft takes it on, persists
+    /// the new configuration, and answers with it.
+    ApplyConfChange {
+        change: ConfChange,
+        reply: std::sync::mpsc::Sender<ConfState>,
+    },
+    TransferLeader {
+        to: u64,
+    },
+    /// The leader's view of how far each member's log matches its own (empty elsewhere).
+    Progress {
+        reply: oneshot::Sender<HashMap<u64, u64>>,
+    },
+    /// The state machine durably holds everything up to `index`; drop older log entries.
+    CompactLog {
+        index: u64,
+    },
+    /// Entries up to `index` are applied; the in-memory copy of older ones can go.
+    ReleaseApplied {
+        index: u64,
+    },
+}
+
+/// To the apply thread, from the raft thread.
+pub enum ApplyMsg {
+    Entries(Vec<Entry>),
+    /// The raft log now starts after this snapshot; its data names the received file.
+    Snapshot(Snapshot),
+}
+
+/// What the rest of the server may know of raft without asking the raft thread.
+#[derive(Default)]
+pub struct RaftStatus {
+    pub term: AtomicU64,
+    pub leader: AtomicU64,
+    pub commit: AtomicU64,
+    pub is_leader: AtomicBool,
+}
+
+/// What applying a request produced.
+#[derive(Debug)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    /// Compaction done; the store's revision then.
+    Compacted(i64),
+    Published,
+    LeaseGranted {
+        id: i64,
+        ttl: i64,
+    },
+    /// A lease revoked (with its keys); the store's revision after.
+    LeaseRevoked(i64),
+    LeaseCheckpointed,
+    /// An auth store change (or a simple token assigned).
+    Auth,
+    /// The alarms an alarm request changed.
+    Alarms(Vec<oxcd_api::etcdserverpb::AlarmMember>),
+    /// A membership change: the member it concerned (gone if removed), everyone after it.
+    Members {
+        member: Option<Member>,
+        members: Vec<Member>,
+        removed: Option<u64>,
+    },
+}
+
+type Reply = oneshot::Sender<Result<Applied, EtcdError>>;
+
+/// Proposers waiting for their entry to be applied, by request ID.
+#[derive(Default)]
+pub struct Waiters {
+    waiting: Mutex<HashMap<u64, Reply>>,
+}
+
+impl Waiters {
+    pub fn register(&self, id: u64) -> oneshot::Receiver<Result<Applied, EtcdError>> {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut w) = self.waiting.lock() {
+            w.insert(id, tx);
+        }
+        rx
+    }
+
+    pub fn forget(&self, id: u64) {
+        if let Ok(mut w) = self.waiting.lock() {
+            w.remove(&id);
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.waiting.lock().map_or(0, |w| w.len())
+    }
+
+    pub fn finish(&self, id: u64, result: Result<Applied, EtcdError>) {
+        let reply = self.waiting.lock().ok().and_then(|mut w| w.remove(&id));
+        if let Some(reply) = reply {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Why the node cannot go on: the raft or apply thread (or the peer transport) hands this up
+/// to `run`, which stops serving and returns it to `main`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fatal {
+    /// The disk failed us, or a thread the node needs is gone.
+    Failed(String),
+    /// This member was removed from the cluster (etcd exits 0 then).
+    Removed,
+}
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fatal::Failed(why) => f.write_str(why),
+            Fatal::Removed => {
+                f.write_str("the member has been permanently removed from the cluster")
+            }
+        }
+    }
+}
+
+/// Where the threads report a fatal error; the first report wins.
+pub type FatalTx = tokio::sync::mpsc::UnboundedSender<Fatal>;

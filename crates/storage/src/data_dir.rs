@@ -1,0 +1,78 @@
+//! Where a member keeps its files, as etcd lays them out: `member/snap/db` (the backend),
+//! `member/snap/*.snap` (snapshots received from a leader), `member/wal` (the raft log, or
+//! `--wal-dir`), `fixtures/{client,peer}` (certificates made by `--auto-tls`).
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+    wal: Option<PathBuf>,
+}
+
+impl DataDir {
+    /// etcd's default data dir for a member named `name`.
+    pub fn default_path(name: &str) -> String {
+        format!("{name}.etcd")
+    }
+
+    pub fn new(root: impl Into<PathBuf>, wal: Option<PathBuf>) -> DataDir {
+        DataDir {
+            root: root.into(),
+            wal,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn member_dir(&self) -> PathBuf {
+        self.root.join("member")
+    }
+    pub fn snap_dir(&self) -> PathBuf {
+        self.member_dir().join("snap")
+    }
+    pub fn backend_path(&self) -> PathBuf {
+        self.snap_dir().join("db")
+    }
+    pub fn wal_dir(&self) -> PathBuf {
+        self.wal
+            .clone()
+            .unwrap_or_else(|| self.member_dir().join("wal"))
+    }
+    /// The self-signed certificates of one side (`client` or `peer`).
+    pub fn fixtures(&self, side: &str) -> PathBuf {
+        self.root.join("fixtures").join(side)
+    }
+
+    /// Makes the snap and wal dirs (owner only, as etcd).
+    pub fn create(&self) -> std::io::Result<()> {
+        mkdir(&self.snap_dir())?;
+        mkdir(&self.wal_dir())
+    }
+}
+
+/// `mkdir -p` with mode 0700.
+pub fn mkdir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcds_layout() {
+        let d = DataDir::new("m1.etcd", None);
+        assert_eq!(d.backend_path(), Path::new("m1.etcd/member/snap/db"));
+        assert_eq!(d.wal_dir(), Path::new("m1.etcd/member/wal"));
+        let d = DataDir::new("m1.etcd", Some("/wal".into()));
+        assert_eq!(d.wal_dir(), Path::new("/wal"));
+        assert_eq!(DataDir::default_path("default"), "default.etcd");
+    }
+}
