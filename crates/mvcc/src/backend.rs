@@ -1,10 +1,13 @@
 //! The durable half of the store: a redb file with every revision's key-value and the meta
 //! the node needs on restart (applied raft index, compaction progress, cluster identity).
 
-use crate::Revision;
-use oxcd_api::mvccpb::KeyValue;
+use crate::error::BackendError;
+use crate::revision::Revision;
+use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
-use redb::{ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use std::collections::HashSet;
+use std::path::Path;
 
 /// revision → flag byte (0 put, 1 tombstone) + encoded KeyValue.
 pub(crate) const KV: TableDefinition<u128, &[u8]> = TableDefinition::new("kv");
@@ -23,41 +26,33 @@ pub const META_MEMBER_ID: &str = "member_id";
 const PUT: u8 = 0;
 const TOMBSTONE: u8 = 1;
 
-#[derive(Debug, thiserror::Error)]
-pub enum BackendError {
-    #[error("backend {path}: {source}")]
-    Database {
-        path: String,
-        source: redb::DatabaseError,
-    },
-    #[error("backend {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("backend: {0}")]
-    Redb(#[from] redb::Error),
-    #[error("backend: corrupt record at revision {0:?}")]
-    Corrupt(Revision),
+/// redb's own page cache. The file also sits in the OS page cache (all bbolt relies on), so
+/// redb's 1 GiB default mostly caches twice; measured: peak RSS 157 → 128 MiB at 100k keys.
+const BACKEND_CACHE_BYTES: usize = 32 << 20;
+
+pub(crate) fn create_db(path: &Path) -> Result<Database, BackendError> {
+    Database::builder()
+        .set_cache_size(BACKEND_CACHE_BYTES)
+        .create(path)
+        .map_err(|source| BackendError::Database {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for BackendError {
-            fn from(e: $t) -> Self {
-                BackendError::Redb(e.into())
-            }
-        }
-    )*};
+/// Opens (or creates) the backend file with every table the store uses.
+pub(crate) fn open(path: &Path) -> Result<Database, BackendError> {
+    let db = create_db(path)?;
+    let tx = db.begin_write()?;
+    tx.open_table(KV)?;
+    tx.open_table(META)?;
+    tx.open_table(CLUSTER)?;
+    tx.commit()?;
+    let tx = db.begin_write()?;
+    tx.open_table(LEASE)?;
+    tx.commit()?;
+    Ok(db)
 }
-from_redb!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::CompactionError,
-    redb::SetDurabilityError
-);
 
 pub(crate) fn encode_record(kv: &KeyValue, tombstone: bool) -> Vec<u8> {
     let mut buf = Vec::with_capacity(1 + kv.encoded_len());
@@ -89,4 +84,64 @@ pub(crate) fn load<T: ReadableTable<u128, &'static [u8]>>(
         .get(rev.to_backend_key())?
         .ok_or(BackendError::Corrupt(rev))?;
     Ok(decode_record(rev, guard.value())?.kv)
+}
+
+/// The change a record made, as a watcher sees it.
+fn event_of(rev: Revision, rec: Record) -> Event {
+    if rec.tombstone {
+        Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(KeyValue {
+                key: rec.kv.key,
+                mod_revision: rev.main,
+                ..Default::default()
+            }),
+            prev_kv: None,
+        }
+    } else {
+        Event {
+            r#type: EventType::Put as i32,
+            kv: Some(rec.kv),
+            prev_kv: None,
+        }
+    }
+}
+
+/// Every change of revisions `from..=upto`, in order.
+pub(crate) fn events(db: &Database, from: i64, upto: i64) -> Result<Vec<Event>, BackendError> {
+    let rx = db.begin_read()?;
+    let table = rx.open_table(KV)?;
+    let lo = Revision::new(from, 0).to_backend_key();
+    let hi = Revision::new(upto, i64::MAX).to_backend_key();
+    let mut events = Vec::new();
+    for item in table.range(lo..=hi)? {
+        let (k, v) = item?;
+        let rev = Revision::from_backend_key(k.value());
+        events.push(event_of(rev, decode_record(rev, v.value())?));
+    }
+    Ok(events)
+}
+
+/// Physically drops every record up to revision `at` but those in `keep`, and remembers `at`
+/// as the compaction point.
+pub(crate) fn compact(
+    tx: &WriteTransaction,
+    at: i64,
+    keep: &HashSet<Revision>,
+) -> Result<(), BackendError> {
+    let mut table = tx.open_table(KV)?;
+    let upto = Revision::new(at, i64::MAX).to_backend_key();
+    let mut doomed = Vec::new();
+    for item in table.range(..=upto)? {
+        let (k, _) = item?;
+        let key = k.value();
+        if !keep.contains(&Revision::from_backend_key(key)) {
+            doomed.push(key);
+        }
+    }
+    for k in doomed {
+        table.remove(k)?;
+    }
+    tx.open_table(META)?.insert(META_COMPACTED, at as u64)?;
+    Ok(())
 }

@@ -2,8 +2,8 @@
 //! to a multiple of 512 bytes, then the SHA-256 of all before it. etcdctl recognises a backup
 //! by that layout (size modulo 512 is 32) and checks the digest the same way.
 
-use crate::snapshot::{read_records, SnapshotError, TAG_KV};
-use crate::Store;
+use crate::error::BackupError;
+use crate::snapshot::{read_records, TAG_KV};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -55,15 +55,6 @@ impl<W: Write> Write for BackupWriter<W> {
     }
 }
 
-impl Store {
-    /// A backup of the whole store from one consistent read, as Maintenance.Snapshot sends it.
-    pub fn write_backup<W: Write>(&self, out: W) -> Result<W, SnapshotError> {
-        let mut w = BackupWriter::new(out);
-        self.write_snapshot(&mut w)?;
-        Ok(w.finish()?)
-    }
-}
-
 /// What `snapshot status` reports about a backup file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupStatus {
@@ -74,18 +65,6 @@ pub struct BackupStatus {
     /// Records of every table, as etcd counts the keys of every bucket.
     pub total_keys: u64,
     pub total_size: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BackupError {
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("snapshot missing hash but --skip-hash-check=false")]
-    MissingHash,
-    #[error("expected sha256 {expected}, got {got}")]
-    HashMismatch { expected: String, got: String },
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
 }
 
 /// Go's `%v` of a byte slice, as etcd prints digests: `[1 2 3]`.
@@ -141,22 +120,10 @@ pub fn check_backup(path: &Path, skip_hash_check: bool) -> Result<BackupStatus, 
     Ok(status)
 }
 
-impl Store {
-    /// Replaces the store with a backup file's contents, after `check_backup` passed on it.
-    pub fn restore_backup(
-        &self,
-        path: &Path,
-        skip_hash_check: bool,
-    ) -> Result<crate::SnapshotPoint, BackupError> {
-        check_backup(path, skip_hash_check)?;
-        let file = std::fs::File::open(path)?;
-        Ok(self.restore_snapshot(file)?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kvstore::Store;
     use oxcd_api::etcdserverpb::{PutRequest, RangeRequest};
 
     #[test]

@@ -2,17 +2,23 @@
 //! the old one. Writers wait for the copy; readers go on against the old file meanwhile, and
 //! find the new one, with the same contents, once it is swapped in.
 
-use crate::backend::{BackendError, CLUSTER, KV, LEASE, META};
-use crate::kvstore::{create_db, defrag_path};
-use crate::Store;
-use redb::{Durability, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction};
-use std::sync::Arc;
+use crate::backend::{create_db, CLUSTER, KV, LEASE, META};
+use crate::error::BackendError;
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction,
+};
+use std::path::{Path, PathBuf};
 
 /// Backend file sizes around a defragmentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Defragmented {
     pub size_before: u64,
     pub size_after: u64,
+}
+
+/// Where the copy is made; one found on open is a copy cut short.
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
+    path.with_extension("defrag")
 }
 
 fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
@@ -30,48 +36,41 @@ fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     Ok(())
 }
 
-impl Store {
-    pub fn defragment(&self) -> Result<Defragmented, BackendError> {
-        let _turn = self.writer_turn();
-        let size_before = self.db_size();
-        let path = self.path().to_path_buf();
-        let tmp = defrag_path(&path);
-        let _ = std::fs::remove_file(&tmp);
-        let fresh = create_db(&tmp)?;
-        {
-            let from = self.db().begin_read()?;
-            let mut to = fresh.begin_write()?;
-            copy_table(&from, &to, KV)?;
-            copy_table(&from, &to, META)?;
-            copy_table(&from, &to, CLUSTER)?;
-            copy_table(&from, &to, LEASE)?;
-            to.set_durability(Durability::Immediate)?;
-            to.commit()?;
-        }
-        let io = |e: std::io::Error| BackendError::Io {
-            path: path.display().to_string(),
-            source: e,
-        };
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
-        }
-        self.swap_db(Arc::new(fresh));
-        self.refresh_file_size();
-        self.refresh_size_in_use()?;
-        Ok(Defragmented {
-            size_before,
-            size_after: self.db_size(),
-        })
+/// Copies every table of `db` into a fresh file that then replaces the one at `path`;
+/// returns the fresh file. The caller keeps writers out meanwhile.
+pub(crate) fn copy_into_fresh_file(db: &Database, path: &Path) -> Result<Database, BackendError> {
+    let tmp = temp_path(path);
+    let _ = std::fs::remove_file(&tmp);
+    let fresh = create_db(&tmp)?;
+    {
+        let from = db.begin_read()?;
+        let mut to = fresh.begin_write()?;
+        copy_table(&from, &to, KV)?;
+        copy_table(&from, &to, META)?;
+        copy_table(&from, &to, CLUSTER)?;
+        copy_table(&from, &to, LEASE)?;
+        to.set_durability(Durability::Immediate)?;
+        to.commit()?;
     }
+    let io = |e: std::io::Error| BackendError::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(fresh)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::backend::KV;
+    use crate::kvstore::Store;
     use oxcd_api::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest};
+    use redb::ReadableDatabase;
 
     #[test]
     fn defragment_shrinks_the_file_and_keeps_every_record() {

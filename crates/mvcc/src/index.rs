@@ -2,7 +2,8 @@
 //! read at some revision sees.
 
 use crate::key_index::{KeyAt, KeyIndex};
-use crate::{KeyRange, Revision};
+use crate::key_range::KeyRange;
+use crate::revision::Revision;
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 

@@ -1,7 +1,7 @@
 //! The history of one key: generations of revisions, each generation running from a creation
 //! to a deletion (tombstone), as etcd's keyIndex.
 
-use crate::Revision;
+use crate::revision::Revision;
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,143 +1,79 @@
 //! The store: reads at the published revision from any thread, writes in batches from the
 //! single apply thread, each batch one backend transaction carrying the applied raft index.
+//! Every public operation is declared here and handed to the module of its concept.
 
-use crate::backend::{self, BackendError, CLUSTER, KV, META, META_COMPACTED};
+use crate::backend::{self, CLUSTER, KV, META, META_COMPACTED};
+use crate::backup::{check_backup, BackupWriter};
+use crate::db_size::DbSize;
+use crate::defrag::{self, Defragmented};
+use crate::error::{
+    backend_err, poisoned, snapshot_backend_err, BackendError, BackupError, SnapshotError,
+    StoreError,
+};
+use crate::hash;
 use crate::index::TreeIndex;
-use crate::txn::TxnWriter;
-use crate::Revision;
+use crate::key_range::KeyRange;
+use crate::lease::{LeaseInfo, Leases};
+use crate::revision::Revision;
+use crate::snapshot::{self, SnapshotPoint};
+use crate::txn::{self, TxnWriter};
+use crate::watch::{WatchKey, WatchSink, WatchSpec};
+use crate::watch_hub::{History, Hub};
 use oxcd_api::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
+use oxcd_api::mvccpb::Event;
 use oxcd_api::EtcdError;
 use redb::{
     Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, WriteTransaction,
 };
+use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The request is refused; nothing was changed.
-    #[error(transparent)]
-    Request(#[from] EtcdError),
-    /// The disk failed us; the node must not go on applying.
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-}
-
-pub(crate) fn backend_err<E: Into<BackendError>>(e: E) -> StoreError {
-    StoreError::Backend(e.into())
-}
-
-/// redb's own page cache. The file also sits in the OS page cache (all bbolt relies on), so
-/// redb's 1 GiB default mostly caches twice; measured: peak RSS 157 → 128 MiB at 100k keys.
-const BACKEND_CACHE_BYTES: usize = 32 << 20;
-
 pub struct Store {
     /// Swapped whole by defragmentation; readers clone the handle and never wait on it.
     db: RwLock<Arc<Database>>,
-    /// Held by the one write batch open at a time, and by defragmentation.
+    /// Held by the one write batch open at a time, by snapshot restores and defragmentation.
     writer: Mutex<()>,
-    size_in_use: std::sync::atomic::AtomicU64,
-    /// The backend file's size, taken after every commit rather than on every request.
-    file_size: std::sync::atomic::AtomicU64,
-    size_counted_at: Mutex<std::time::Instant>,
+    size: DbSize,
     path: PathBuf,
-    pub(crate) index: RwLock<TreeIndex>,
+    index: RwLock<TreeIndex>,
     /// The newest revision whose batch is committed, hence visible to readers.
     current: AtomicI64,
-    pub(crate) compacted: AtomicI64,
-    pub(crate) hub: std::sync::Mutex<crate::watch::Hub>,
-    pub(crate) leases: RwLock<crate::lease::Leases>,
-    /// Whether any watch exists; writes collect events only then.
-    pub(crate) watching: std::sync::atomic::AtomicBool,
+    compacted: AtomicI64,
+    hub: Hub,
+    leases: RwLock<Leases>,
 }
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, BackendError> {
         // A defragmentation cut short left its copy behind; the original is whole.
-        let _ = std::fs::remove_file(defrag_path(path));
-        let db = create_db(path)?;
-        let tx = db.begin_write()?;
-        tx.open_table(KV)?;
-        tx.open_table(META)?;
-        tx.open_table(CLUSTER)?;
-        tx.commit()?;
-
-        let tx = db.begin_write()?;
-        tx.open_table(crate::backend::LEASE)?;
-        tx.commit()?;
-        let loaded = load_index(&db)?;
-        let leases = crate::lease::load(&db, loaded.key_lease)?;
+        let _ = std::fs::remove_file(defrag::temp_path(path));
+        let db = backend::open(path)?;
+        let loaded = load(&db)?;
+        let leases = Leases::load(&db, loaded.key_lease)?;
         let store = Store {
             db: RwLock::new(Arc::new(db)),
             writer: Mutex::new(()),
-            size_in_use: Default::default(),
-            file_size: Default::default(),
+            size: DbSize::default(),
             path: path.to_path_buf(),
             index: RwLock::new(loaded.index),
             current: AtomicI64::new(loaded.current),
             compacted: AtomicI64::new(loaded.compacted),
-            hub: Default::default(),
-            watching: Default::default(),
+            hub: Hub::default(),
             leases: RwLock::new(leases),
-            size_counted_at: Mutex::new(std::time::Instant::now()),
         };
-        store.refresh_size_in_use()?;
-        store.refresh_file_size();
+        store.size.refresh_in_use(&store.db())?;
+        store.size.refresh_file(path);
         Ok(store)
-    }
-
-    /// The backend as it is now (a later defragmentation does not disturb a handle taken).
-    pub(crate) fn db(&self) -> Arc<Database> {
-        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub(crate) fn swap_db(&self, db: Arc<Database>) {
-        *self.db.write().unwrap_or_else(|p| p.into_inner()) = db;
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Bytes of the backend file holding live pages (etcd's db size in use), as of the last
-    /// count: counted on open, after compaction and defragmentation, and every few seconds of
-    /// writes.
-    pub fn db_size_in_use(&self) -> u64 {
-        self.size_in_use.load(Ordering::Relaxed).min(self.db_size())
-    }
-
-    /// The next durable commit recounts the pages in use (compaction freed some).
-    fn count_size_soon(&self) {
-        let mut at = self
-            .size_counted_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(past) = at.checked_sub(std::time::Duration::from_secs(60)) {
-            *at = past;
-        }
-    }
-
-    pub(crate) fn refresh_size_in_use(&self) -> Result<(), BackendError> {
-        let tx = self.db().begin_write()?;
-        let used = pages_in_use_bytes(&tx)?;
-        tx.abort()?;
-        self.size_in_use.store(used, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// The one writer's turn: write batches, snapshot restores and defragmentation take it.
-    pub(crate) fn writer_turn(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Publishes a state loaded from the backend (after a snapshot replaced it).
-    pub(crate) fn publish_loaded(&self, current: i64, compacted: i64) {
-        self.compacted.store(compacted, Ordering::Release);
-        self.current.store(current, Ordering::Release);
     }
 
     pub fn current_revision(&self) -> i64 {
@@ -146,6 +82,18 @@ impl Store {
 
     pub fn compacted_revision(&self) -> i64 {
         self.compacted.load(Ordering::Acquire)
+    }
+
+    /// Size of the backend file in bytes, as of the last commit.
+    pub fn db_size(&self) -> u64 {
+        self.size.file()
+    }
+
+    /// Bytes of the backend file holding live pages (etcd's db size in use), as of the last
+    /// count: counted on open, after compaction and defragmentation, and every few seconds of
+    /// writes.
+    pub fn db_size_in_use(&self) -> u64 {
+        self.size.in_use()
     }
 
     pub fn meta(&self, name: &str) -> Result<Option<u64>, BackendError> {
@@ -160,14 +108,172 @@ impl Store {
         Ok(t.get(name)?.map(|g| g.value().to_vec()))
     }
 
-    /// Size of the backend file in bytes, as of the last commit.
-    pub fn db_size(&self) -> u64 {
-        self.file_size.load(Ordering::Relaxed)
+    /// A read at `req.revision` (0: the newest), served from the published state.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        self.read_view(|table, index, current, compacted| {
+            txn::range(table, index, req, current, compacted)
+        })
     }
 
-    pub(crate) fn refresh_file_size(&self) {
-        let len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        self.file_size.store(len, Ordering::Relaxed);
+    /// A txn whose every op is a range (see `is_read_only`), served from the published state.
+    pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, StoreError> {
+        self.read_view(|table, index, current, compacted| {
+            txn::read_only_txn(table, index, req, current, compacted)
+        })
+    }
+
+    pub fn begin_write(&self) -> Result<WriteBatch<'_>, StoreError> {
+        let turn = self.writer_turn();
+        let tx = self.db().begin_write().map_err(backend_err)?;
+        Ok(WriteBatch {
+            rev: self.current_revision(),
+            store: self,
+            _turn: turn,
+            tx,
+            events: Vec::new(),
+        })
+    }
+
+    pub fn lease(&self, id: i64) -> Option<LeaseInfo> {
+        self.leases.read().ok()?.get(id).cloned()
+    }
+
+    pub fn lease_count(&self) -> usize {
+        self.leases.read().map_or(0, |l| l.len())
+    }
+
+    /// Every lease ID with its granted TTL and checkpointed remaining TTL.
+    pub fn lease_list(&self) -> Vec<(i64, i64, i64)> {
+        self.leases.read().map(|l| l.list()).unwrap_or_default()
+    }
+
+    /// Starts a watch. It is synced (fed by commits) when it starts after the current
+    /// revision, and catches up from history (`sync_watchers`) otherwise.
+    pub fn watch(&self, key: WatchKey, spec: WatchSpec, sink: Arc<dyn WatchSink>) {
+        self.hub.watch(key, spec, sink, self)
+    }
+
+    /// Ends a watch; false if there was none.
+    pub fn cancel_watch(&self, key: WatchKey) -> bool {
+        self.hub.cancel(key)
+    }
+
+    /// Ends every watch of a stream.
+    pub fn cancel_stream(&self, stream: u64) {
+        self.hub.cancel_stream(stream)
+    }
+
+    /// Whether a watch gets each commit as it happens (progress notifications go only to
+    /// those).
+    pub fn is_synced(&self, key: WatchKey) -> bool {
+        self.hub.is_synced(key)
+    }
+
+    pub fn watcher_count(&self) -> usize {
+        self.hub.len()
+    }
+
+    /// One catch-up round for unsynced watchers: at most `max_revisions` revisions of
+    /// history read from the store and sent; those that reach the present become synced.
+    /// Returns how many are still unsynced.
+    pub fn sync_watchers(&self, max_revisions: i64) -> Result<usize, StoreError> {
+        self.hub.sync(self, max_revisions)
+    }
+
+    /// Writes every record to `out` from one consistent read; returns the meta and cluster
+    /// records written, so the caller knows which raft index the stream stands for.
+    pub fn write_snapshot<W: Write>(&self, out: W) -> Result<SnapshotPoint, SnapshotError> {
+        let rx = self.db().begin_read().map_err(snapshot_backend_err)?;
+        snapshot::write(&rx, out)
+    }
+
+    /// Replaces the whole store with a stream `write_snapshot` made, durably, in one
+    /// transaction; nothing changes unless the stream is whole.
+    pub fn restore_snapshot<R: Read>(&self, input: R) -> Result<SnapshotPoint, SnapshotError> {
+        let turn = self.writer_turn();
+        let db = self.db();
+        let mut tx = db.begin_write().map_err(snapshot_backend_err)?;
+        let point = snapshot::restore(&mut tx, input)?;
+        tx.set_durability(Durability::Immediate)
+            .map_err(snapshot_backend_err)?;
+        // Readers see the new records only with the new index.
+        let mut index = self.index.write().map_err(|_| poisoned())?;
+        tx.commit().map_err(snapshot_backend_err)?;
+        let loaded = load(&db)?;
+        *index = loaded.index;
+        *self.leases.write().map_err(|_| poisoned())? = Leases::load(&db, loaded.key_lease)?;
+        self.compacted.store(loaded.compacted, Ordering::Release);
+        self.current.store(loaded.current, Ordering::Release);
+        self.size.refresh_file(&self.path);
+        drop(index);
+        drop(turn);
+        self.hub.unsync_all();
+        Ok(point)
+    }
+
+    /// A backup of the whole store from one consistent read, as Maintenance.Snapshot sends it.
+    pub fn write_backup<W: Write>(&self, out: W) -> Result<W, SnapshotError> {
+        let mut w = BackupWriter::new(out);
+        self.write_snapshot(&mut w)?;
+        Ok(w.finish()?)
+    }
+
+    /// Replaces the store with a backup file's contents, after `check_backup` passed on it.
+    pub fn restore_backup(
+        &self,
+        path: &Path,
+        skip_hash_check: bool,
+    ) -> Result<SnapshotPoint, BackupError> {
+        check_backup(path, skip_hash_check)?;
+        let file = std::fs::File::open(path)?;
+        Ok(self.restore_snapshot(file)?)
+    }
+
+    /// A CRC of every record but the meta ones (applied index and such differ by member):
+    /// etcd's Hash, equal on members that applied the same entries.
+    pub fn hash_all(&self) -> Result<(u32, i64), StoreError> {
+        let current = self.current_revision();
+        let rx = self.db().begin_read().map_err(backend_err)?;
+        Ok((hash::hash_all(&rx)?, current))
+    }
+
+    /// A CRC of every record up to revision `rev` (0: the newest), equal on members that
+    /// applied the same history. Returns (hash, compacted revision, revision hashed).
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), StoreError> {
+        let current = self.current_revision();
+        let compacted = self.compacted_revision();
+        let rx = self.db().begin_read().map_err(backend_err)?;
+        let rev = if rev == 0 { current } else { rev };
+        if rev > current {
+            return Err(EtcdError::FutureRev.into());
+        }
+        if rev < compacted {
+            return Err(EtcdError::Compacted.into());
+        }
+        Ok((hash::hash_kv(&rx, rev)?, compacted, rev))
+    }
+
+    pub fn defragment(&self) -> Result<Defragmented, BackendError> {
+        let _turn = self.writer_turn();
+        let size_before = self.db_size();
+        let fresh = defrag::copy_into_fresh_file(&self.db(), &self.path)?;
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        self.size.refresh_file(&self.path);
+        self.size.refresh_in_use(&self.db())?;
+        Ok(Defragmented {
+            size_before,
+            size_after: self.db_size(),
+        })
+    }
+
+    /// The backend as it is now (a later defragmentation does not disturb a handle taken).
+    pub(crate) fn db(&self) -> Arc<Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The one writer's turn: write batches, snapshot restores and defragmentation take it.
+    fn writer_turn(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `read` against the published state: the committed backend and the key index,
@@ -187,67 +293,35 @@ impl Store {
         let index = self.index.read().map_err(|_| poisoned())?;
         read(&table, &index, current, self.compacted_revision())
     }
+}
 
-    /// A read at `req.revision` (0: the newest), served from the published state.
-    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
-        self.read_view(|table, index, current, compacted| {
-            crate::txn::range(table, index, req, current, compacted)
-        })
+impl History for Store {
+    fn current(&self) -> i64 {
+        self.current_revision()
     }
 
-    /// A txn whose every op is a range (see `is_read_only`), served from the published state.
-    pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, StoreError> {
-        self.read_view(|table, index, current, compacted| {
-            crate::txn::read_only_txn(table, index, req, current, compacted)
-        })
+    fn compacted(&self) -> i64 {
+        self.compacted_revision()
     }
 
-    pub fn begin_write(&self) -> Result<WriteBatch<'_>, StoreError> {
-        let turn = self.writer_turn();
-        let tx = self.db().begin_write().map_err(backend_err)?;
-        Ok(WriteBatch {
-            rev: self.current_revision(),
-            store: self,
-            _turn: turn,
-            tx,
-            events: Vec::new(),
-        })
+    fn events(&self, from: i64, upto: i64) -> Result<Vec<Event>, StoreError> {
+        Ok(backend::events(&self.db(), from, upto)?)
     }
 }
 
-pub(crate) fn create_db(path: &Path) -> Result<Database, BackendError> {
-    Database::builder()
-        .set_cache_size(BACKEND_CACHE_BYTES)
-        .create(path)
-        .map_err(|source| BackendError::Database {
-            path: path.display().to_string(),
-            source,
-        })
-}
-
-/// Bytes of the file in allocated pages, as `tx` sees them.
-fn pages_in_use_bytes(tx: &WriteTransaction) -> Result<u64, BackendError> {
-    let stats = tx.stats()?;
-    Ok(stats.allocated_pages() * stats.page_size() as u64)
-}
-
-pub(crate) fn defrag_path(path: &Path) -> PathBuf {
-    path.with_extension("defrag")
-}
-
-pub(crate) struct Loaded {
-    pub index: TreeIndex,
-    pub current: i64,
-    pub compacted: i64,
+/// The state rebuilt from every record in the backend.
+struct Loaded {
+    index: TreeIndex,
+    current: i64,
+    compacted: i64,
     /// The lease each live key's latest version names.
-    pub key_lease: std::collections::HashMap<Vec<u8>, i64>,
+    key_lease: HashMap<Vec<u8>, i64>,
 }
 
-/// The key index and revisions, rebuilt from every record in the backend.
-pub(crate) fn load_index(db: &Database) -> Result<Loaded, BackendError> {
+fn load(db: &Database) -> Result<Loaded, BackendError> {
     let mut index = TreeIndex::default();
     let mut current = 0;
-    let mut key_lease = std::collections::HashMap::new();
+    let mut key_lease = HashMap::new();
     let rx = db.begin_read()?;
     let kv = rx.open_table(KV)?;
     for item in kv.iter()? {
@@ -281,10 +355,6 @@ pub(crate) fn load_index(db: &Database) -> Result<Loaded, BackendError> {
     })
 }
 
-pub(crate) fn poisoned() -> StoreError {
-    StoreError::Request(EtcdError::Internal("mvcc index lock poisoned".into()))
-}
-
 /// Changes applied together, published to readers and persisted on `commit`.
 pub struct WriteBatch<'s> {
     store: &'s Store,
@@ -292,50 +362,10 @@ pub struct WriteBatch<'s> {
     tx: WriteTransaction,
     rev: i64,
     /// What the batch changed, for watchers (collected only while there are any).
-    events: Vec<oxcd_api::mvccpb::Event>,
+    events: Vec<Event>,
 }
 
 impl WriteBatch<'_> {
-    fn with_writer<T>(
-        &mut self,
-        f: impl FnOnce(&mut TxnWriter<'_, '_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut table = self.tx.open_table(KV).map_err(backend_err)?;
-        let mut index = self.store.index.write().map_err(|_| poisoned())?;
-        let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
-        let mut w = TxnWriter::new(
-            &mut table,
-            &mut index,
-            &mut leases,
-            self.rev,
-            self.store.compacted_revision(),
-            self.store.watching.load(Ordering::Acquire),
-        );
-        let out = f(&mut w)?;
-        self.rev = w.rev();
-        self.events.append(&mut w.events);
-        Ok(out)
-    }
-
-    pub(crate) fn store(&self) -> &Store {
-        self.store
-    }
-
-    pub(crate) fn tx(&self) -> &WriteTransaction {
-        &self.tx
-    }
-
-    /// Deletes every key in `ranges` in one revision; returns the store's revision after.
-    pub(crate) fn delete_keys(&mut self, ranges: Vec<crate::KeyRange>) -> Result<i64, StoreError> {
-        self.with_writer(|w| {
-            for r in &ranges {
-                w.delete_keys(r)?;
-            }
-            Ok(())
-        })?;
-        Ok(self.rev)
-    }
-
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse, StoreError> {
         self.with_writer(|w| w.put_request(req))
     }
@@ -365,23 +395,8 @@ impl WriteBatch<'_> {
             self.store.compacted.store(at, Ordering::Release);
             index.compact(at)
         };
-        let mut table = self.tx.open_table(KV).map_err(backend_err)?;
-        let upto = Revision::new(at, i64::MAX).to_backend_key();
-        let mut doomed = Vec::new();
-        for item in table.range(..=upto).map_err(backend_err)? {
-            let (k, _) = item.map_err(backend_err)?;
-            let key = k.value();
-            if !keep.contains(&Revision::from_backend_key(key)) {
-                doomed.push(key);
-            }
-        }
-        for k in doomed {
-            table.remove(k).map_err(backend_err)?;
-        }
-        let mut meta = self.tx.open_table(META).map_err(backend_err)?;
-        meta.insert(META_COMPACTED, at as u64)
-            .map_err(backend_err)?;
-        self.store.count_size_soon();
+        backend::compact(&self.tx, at, &keep)?;
+        self.store.size.count_soon();
         Ok(self.rev)
     }
 
@@ -406,24 +421,29 @@ impl WriteBatch<'_> {
         Ok(())
     }
 
-    /// Recounts the backend's pages in use now and then, on a durable commit.
-    fn count_size_if_due(&self, durable: bool) {
-        const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-        if !durable {
-            return;
-        }
-        let mut at = self
+    pub fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<(), StoreError> {
+        let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
+        leases.grant(&self.tx, id, ttl)
+    }
+
+    pub fn lease_checkpoint(&mut self, id: i64, remaining_ttl: i64) -> Result<(), StoreError> {
+        let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
+        leases.checkpoint(&self.tx, id, remaining_ttl)
+    }
+
+    /// Ends a lease and deletes every key it holds, all in one revision. Returns the store's
+    /// revision after it.
+    pub fn lease_revoke(&mut self, id: i64) -> Result<i64, StoreError> {
+        let keys = self
             .store
-            .size_counted_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if at.elapsed() < EVERY {
-            return;
-        }
-        *at = std::time::Instant::now();
-        if let Ok(used) = pages_in_use_bytes(&self.tx) {
-            self.store.size_in_use.store(used, Ordering::Relaxed);
-        }
+            .leases
+            .read()
+            .map_err(|_| poisoned())?
+            .keys_of(id)?;
+        let rev = self.delete_keys(&keys)?;
+        let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
+        leases.remove(&self.tx, id)?;
+        Ok(rev)
     }
 
     /// Makes the batch visible to readers. With `durable` false the commit is not fsynced:
@@ -436,11 +456,43 @@ impl WriteBatch<'_> {
                 Durability::None
             })
             .map_err(backend_err)?;
-        self.count_size_if_due(durable);
+        self.store.size.count_if_due(&self.tx, durable);
         self.tx.commit().map_err(backend_err)?;
-        self.store.refresh_file_size();
+        self.store.size.refresh_file(&self.store.path);
         self.store.current.store(self.rev, Ordering::Release);
-        self.store.notify(std::mem::take(&mut self.events));
+        self.store.hub.notify(std::mem::take(&mut self.events));
         Ok(())
+    }
+
+    fn with_writer<T>(
+        &mut self,
+        f: impl FnOnce(&mut TxnWriter<'_, '_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut table = self.tx.open_table(KV).map_err(backend_err)?;
+        let mut index = self.store.index.write().map_err(|_| poisoned())?;
+        let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
+        let mut w = TxnWriter::new(
+            &mut table,
+            &mut index,
+            &mut leases,
+            self.rev,
+            self.store.compacted_revision(),
+            self.store.hub.is_watching(),
+        );
+        let out = f(&mut w)?;
+        self.rev = w.rev();
+        self.events.append(&mut w.events);
+        Ok(out)
+    }
+
+    /// Deletes every key in `ranges` in one revision; returns the store's revision after.
+    fn delete_keys(&mut self, ranges: &[KeyRange]) -> Result<i64, StoreError> {
+        self.with_writer(|w| {
+            for r in ranges {
+                w.delete_keys(r)?;
+            }
+            Ok(())
+        })?;
+        Ok(self.rev)
     }
 }

@@ -1,12 +1,13 @@
 //! Leases as the store keeps them: which exist (with their TTLs, in the backend), and which
 //! keys each one holds (rebuilt from the keys' latest versions on open). Expiry is the
-//! server's business: here a lease is only granted, checkpointed or revoked.
+//! server's business: here a lease is only granted, checkpointed or revoked; deleting a
+//! revoked lease's keys is the store's.
 
-use crate::backend::{BackendError, LEASE};
-use crate::kvstore::{backend_err, poisoned, Store, StoreError, WriteBatch};
-use crate::KeyRange;
+use crate::backend::LEASE;
+use crate::error::{backend_err, BackendError, StoreError};
+use crate::key_range::KeyRange;
 use oxcd_api::EtcdError;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use std::collections::{BTreeSet, HashMap};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,11 +21,75 @@ pub struct LeaseInfo {
 
 #[derive(Default)]
 pub(crate) struct Leases {
-    pub by_id: HashMap<i64, LeaseInfo>,
+    by_id: HashMap<i64, LeaseInfo>,
     key_lease: HashMap<Vec<u8>, i64>,
 }
 
+fn encode(ttl: i64, remaining: i64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&ttl.to_le_bytes());
+    b[8..].copy_from_slice(&remaining.to_le_bytes());
+    b
+}
+
+fn decode(b: &[u8]) -> (i64, i64) {
+    let mut t = [0u8; 8];
+    let mut r = [0u8; 8];
+    if b.len() == 16 {
+        t.copy_from_slice(&b[..8]);
+        r.copy_from_slice(&b[8..]);
+    }
+    (i64::from_le_bytes(t), i64::from_le_bytes(r))
+}
+
+fn save(tx: &WriteTransaction, id: i64, ttl: i64, remaining: i64) -> Result<(), StoreError> {
+    tx.open_table(LEASE)
+        .map_err(backend_err)?
+        .insert(id, encode(ttl, remaining).as_slice())
+        .map_err(backend_err)?;
+    Ok(())
+}
+
 impl Leases {
+    /// The leases in the backend, holding the keys whose latest version names them.
+    pub fn load(db: &Database, key_lease: HashMap<Vec<u8>, i64>) -> Result<Leases, BackendError> {
+        let rx = db.begin_read()?;
+        let table = rx.open_table(LEASE)?;
+        let mut leases = Leases::default();
+        for item in table.iter()? {
+            let (k, v) = item?;
+            let (ttl, remaining_ttl) = decode(v.value());
+            leases.by_id.insert(
+                k.value(),
+                LeaseInfo {
+                    ttl,
+                    remaining_ttl,
+                    keys: BTreeSet::new(),
+                },
+            );
+        }
+        for (key, lease) in key_lease {
+            leases.attach(&key, lease);
+        }
+        Ok(leases)
+    }
+
+    pub fn get(&self, id: i64) -> Option<&LeaseInfo> {
+        self.by_id.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Every lease ID with its granted TTL and checkpointed remaining TTL.
+    pub fn list(&self) -> Vec<(i64, i64, i64)> {
+        self.by_id
+            .iter()
+            .map(|(id, i)| (*id, i.ttl, i.remaining_ttl))
+            .collect()
+    }
+
     pub fn exists(&self, id: i64) -> bool {
         self.by_id.contains_key(&id)
     }
@@ -47,86 +112,13 @@ impl Leases {
             }
         }
     }
-}
 
-fn encode(ttl: i64, remaining: i64) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&ttl.to_le_bytes());
-    b[8..].copy_from_slice(&remaining.to_le_bytes());
-    b
-}
-
-fn decode(b: &[u8]) -> (i64, i64) {
-    let mut t = [0u8; 8];
-    let mut r = [0u8; 8];
-    if b.len() == 16 {
-        t.copy_from_slice(&b[..8]);
-        r.copy_from_slice(&b[8..]);
-    }
-    (i64::from_le_bytes(t), i64::from_le_bytes(r))
-}
-
-/// The leases in the backend, holding the keys whose latest version names them.
-pub(crate) fn load(
-    db: &redb::Database,
-    key_lease: HashMap<Vec<u8>, i64>,
-) -> Result<Leases, BackendError> {
-    let rx = db.begin_read()?;
-    let table = rx.open_table(LEASE)?;
-    let mut leases = Leases::default();
-    for item in table.iter()? {
-        let (k, v) = item?;
-        let (ttl, remaining_ttl) = decode(v.value());
-        leases.by_id.insert(
-            k.value(),
-            LeaseInfo {
-                ttl,
-                remaining_ttl,
-                keys: BTreeSet::new(),
-            },
-        );
-    }
-    for (key, lease) in key_lease {
-        leases.attach(&key, lease);
-    }
-    Ok(leases)
-}
-
-impl Store {
-    pub fn lease(&self, id: i64) -> Option<LeaseInfo> {
-        self.leases.read().ok()?.by_id.get(&id).cloned()
-    }
-
-    pub fn lease_count(&self) -> usize {
-        self.leases.read().map_or(0, |l| l.by_id.len())
-    }
-
-    /// Every lease ID with its granted TTL and checkpointed remaining TTL.
-    pub fn lease_list(&self) -> Vec<(i64, i64, i64)> {
-        self.leases
-            .read()
-            .map(|l| {
-                l.by_id
-                    .iter()
-                    .map(|(id, i)| (*id, i.ttl, i.remaining_ttl))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl WriteBatch<'_> {
-    pub fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<(), StoreError> {
-        let mut leases = self.store().leases.write().map_err(|_| poisoned())?;
-        if leases.exists(id) {
+    pub fn grant(&mut self, tx: &WriteTransaction, id: i64, ttl: i64) -> Result<(), StoreError> {
+        if self.exists(id) {
             return Err(EtcdError::LeaseExist.into());
         }
-        self.tx()
-            .open_table(LEASE)
-            .map_err(backend_err)?
-            .insert(id, encode(ttl, 0).as_slice())
-            .map_err(backend_err)?;
-        leases.by_id.insert(
+        save(tx, id, ttl, 0)?;
+        self.by_id.insert(
             id,
             LeaseInfo {
                 ttl,
@@ -136,46 +128,42 @@ impl WriteBatch<'_> {
         Ok(())
     }
 
-    pub fn lease_checkpoint(&mut self, id: i64, remaining_ttl: i64) -> Result<(), StoreError> {
-        let mut leases = self.store().leases.write().map_err(|_| poisoned())?;
-        let Some(l) = leases.by_id.get_mut(&id) else {
+    pub fn checkpoint(
+        &mut self,
+        tx: &WriteTransaction,
+        id: i64,
+        remaining_ttl: i64,
+    ) -> Result<(), StoreError> {
+        let Some(l) = self.by_id.get_mut(&id) else {
             return Ok(()); // revoked meanwhile: nothing to remember
         };
         l.remaining_ttl = remaining_ttl;
-        let ttl = l.ttl;
-        self.tx()
-            .open_table(LEASE)
-            .map_err(backend_err)?
-            .insert(id, encode(ttl, remaining_ttl).as_slice())
-            .map_err(backend_err)?;
-        Ok(())
+        save(tx, id, l.ttl, remaining_ttl)
     }
 
-    /// Ends a lease and deletes every key it holds, all in one revision. Returns the store's
-    /// revision after it.
-    pub fn lease_revoke(&mut self, id: i64) -> Result<i64, StoreError> {
-        let keys = {
-            let leases = self.store().leases.read().map_err(|_| poisoned())?;
-            match leases.by_id.get(&id) {
-                Some(l) => l.keys.clone(),
-                None => return Err(EtcdError::LeaseNotFound.into()),
-            }
-        };
-        let rev = self.delete_keys(keys.into_iter().map(KeyRange::Single).collect())?;
-        self.tx()
-            .open_table(LEASE)
+    /// The keys lease `id` holds, each a range to delete when it is revoked.
+    pub fn keys_of(&self, id: i64) -> Result<Vec<KeyRange>, StoreError> {
+        match self.by_id.get(&id) {
+            Some(l) => Ok(l.keys.iter().cloned().map(KeyRange::Single).collect()),
+            None => Err(EtcdError::LeaseNotFound.into()),
+        }
+    }
+
+    /// Forgets lease `id` (its keys deleted already).
+    pub fn remove(&mut self, tx: &WriteTransaction, id: i64) -> Result<(), StoreError> {
+        tx.open_table(LEASE)
             .map_err(backend_err)?
             .remove(id)
             .map_err(backend_err)?;
-        let mut leases = self.store().leases.write().map_err(|_| poisoned())?;
-        leases.by_id.remove(&id);
-        Ok(rev)
+        self.by_id.remove(&id);
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kvstore::{Store, WriteBatch};
     use oxcd_api::etcdserverpb::{PutRequest, RangeRequest};
 
     fn put(wb: &mut WriteBatch<'_>, key: &str, lease: i64) -> Result<(), StoreError> {

@@ -3,9 +3,13 @@
 
 mod backend;
 mod backup;
+mod db_size;
 mod defrag;
+mod error;
+mod hash;
 mod index;
 mod key_index;
+mod key_range;
 mod kvstore;
 mod lease;
 mod revision;
@@ -13,34 +17,20 @@ mod snapshot;
 mod txn;
 pub mod validate;
 mod watch;
+mod watch_hub;
+mod watcher_group;
 
-pub use backend::{BackendError, META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
-pub use backup::{check_backup, has_checksum, BackupError, BackupStatus, BackupWriter};
-pub use kvstore::{Store, StoreError, WriteBatch};
+pub use backend::{META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
+pub use backup::{check_backup, has_checksum, BackupStatus, BackupWriter};
+pub use defrag::Defragmented;
+pub use error::{BackendError, BackupError, SnapshotError, StoreError};
+pub use key_range::KeyRange;
+pub use kvstore::{Store, WriteBatch};
 pub use lease::LeaseInfo;
 pub use revision::Revision;
-pub use snapshot::{SnapshotError, SnapshotPoint};
+pub use snapshot::SnapshotPoint;
 pub use txn::is_read_only;
 pub use watch::{WatchBatch, WatchKey, WatchSink, WatchSpec};
-
-/// The keys a request names, from its `key` and `range_end` as etcd reads them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyRange {
-    Single(Vec<u8>),
-    /// `range_end` is "\0": every key from `key` on.
-    FromKey(Vec<u8>),
-    Between(Vec<u8>, Vec<u8>),
-}
-
-impl KeyRange {
-    pub fn new(key: &[u8], range_end: &[u8]) -> Self {
-        match range_end {
-            [] => KeyRange::Single(key.to_vec()),
-            [0] => KeyRange::FromKey(key.to_vec()),
-            end => KeyRange::Between(key.to_vec(), end.to_vec()),
-        }
-    }
-}
 
 #[cfg(test)]
 mod model_tests;

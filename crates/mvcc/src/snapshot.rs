@@ -1,12 +1,9 @@
 //! The whole store as one byte stream, for a lagging member to start from: every table's
-//! records from one read transaction, checked by a trailing CRC. Also the keyspace hash
-//! members compare (HashKV).
+//! records from one read transaction, checked by a trailing CRC.
 
-use crate::backend::{BackendError, CLUSTER, KV, LEASE, META, META_MEMBER_ID};
-use crate::kvstore::{backend_err, Store, StoreError};
-use crate::Revision;
-use oxcd_api::EtcdError;
-use redb::{ReadableDatabase, ReadableTable};
+use crate::backend::{CLUSTER, KV, LEASE, META, META_MEMBER_ID};
+use crate::error::{snapshot_backend_err as redb_err, SnapshotError};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use std::io::{Read, Write};
 
 const MAGIC: &[u8; 8] = b"OXSNAP1\n";
@@ -36,22 +33,6 @@ impl SnapshotPoint {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    #[error("snapshot stream: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("snapshot stream is not an oxcd snapshot or is damaged: {0}")]
-    Corrupt(&'static str),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl From<BackendError> for SnapshotError {
-    fn from(e: BackendError) -> Self {
-        SnapshotError::Store(StoreError::Backend(e))
-    }
-}
-
 struct Crc<W> {
     inner: W,
     crc: crc32fast::Hasher,
@@ -71,11 +52,7 @@ impl<W: Write> Crc<W> {
     }
 }
 
-fn redb_err<E: Into<BackendError>>(e: E) -> SnapshotError {
-    SnapshotError::from(e.into())
-}
-
-/// Reads a stream `write_snapshot` made, handing each record on, and checks its CRC.
+/// Reads a stream `write` made, handing each record on, and checks its CRC.
 pub(crate) fn read_records<R: Read>(
     input: &mut R,
     mut each: impl FnMut(u8, Vec<u8>, Vec<u8>) -> Result<(), SnapshotError>,
@@ -116,200 +93,125 @@ pub(crate) fn read_records<R: Read>(
     }
 }
 
-/// Feeds every KV record up to backend key `upto` into `crc`.
-fn hash_kv_records(
-    rx: &redb::ReadTransaction,
-    upto: u128,
-    crc: &mut crc32fast::Hasher,
-) -> Result<(), StoreError> {
-    let kv = rx.open_table(KV).map_err(backend_err)?;
-    for item in kv.range(..=upto).map_err(backend_err)? {
-        let (k, v) = item.map_err(backend_err)?;
-        crc.update(&k.value().to_be_bytes());
-        crc.update(v.value());
+/// Writes every record `rx` sees to `out`; returns the meta and cluster records written,
+/// so the caller knows which raft index the stream stands for.
+pub(crate) fn write<W: Write>(
+    rx: &ReadTransaction,
+    out: W,
+) -> Result<SnapshotPoint, SnapshotError> {
+    let mut w = Crc {
+        inner: out,
+        crc: crc32fast::Hasher::new(),
+    };
+    w.inner.write_all(MAGIC)?;
+    let mut point = SnapshotPoint::default();
+    let kv = rx.open_table(KV).map_err(redb_err)?;
+    for item in kv.iter().map_err(redb_err)? {
+        let (k, v) = item.map_err(redb_err)?;
+        w.record(TAG_KV, &k.value().to_be_bytes(), v.value())?;
     }
-    Ok(())
+    let meta = rx.open_table(META).map_err(redb_err)?;
+    for item in meta.iter().map_err(redb_err)? {
+        let (k, v) = item.map_err(redb_err)?;
+        if k.value() == META_MEMBER_ID {
+            continue;
+        }
+        w.record(TAG_META, k.value().as_bytes(), &v.value().to_le_bytes())?;
+        point.meta.push((k.value().to_string(), v.value()));
+    }
+    let cluster = rx.open_table(CLUSTER).map_err(redb_err)?;
+    for item in cluster.iter().map_err(redb_err)? {
+        let (k, v) = item.map_err(redb_err)?;
+        w.record(TAG_CLUSTER, k.value().as_bytes(), v.value())?;
+        point
+            .cluster
+            .push((k.value().to_string(), v.value().to_vec()));
+    }
+    let lease = rx.open_table(LEASE).map_err(redb_err)?;
+    for item in lease.iter().map_err(redb_err)? {
+        let (k, v) = item.map_err(redb_err)?;
+        w.record(TAG_LEASE, &k.value().to_le_bytes(), v.value())?;
+    }
+    let crc = w.crc.clone().finalize();
+    w.inner.write_all(&[END])?;
+    w.inner.write_all(&crc.to_le_bytes())?;
+    w.inner.flush()?;
+    Ok(point)
 }
 
-impl Store {
-    /// Writes every record to `out` from one consistent read; returns the meta and cluster
-    /// records written, so the caller knows which raft index the stream stands for.
-    pub fn write_snapshot<W: Write>(&self, out: W) -> Result<SnapshotPoint, SnapshotError> {
-        let rx = self.db().begin_read().map_err(redb_err)?;
-        let mut w = Crc {
-            inner: out,
-            crc: crc32fast::Hasher::new(),
-        };
-        w.inner.write_all(MAGIC)?;
-        let mut point = SnapshotPoint::default();
-        let kv = rx.open_table(KV).map_err(redb_err)?;
-        for item in kv.iter().map_err(redb_err)? {
-            let (k, v) = item.map_err(redb_err)?;
-            w.record(TAG_KV, &k.value().to_be_bytes(), v.value())?;
+/// Replaces every table in `tx` with the records of a stream `write` made, but for this
+/// member's own ID; the caller commits only if this succeeds (the stream is whole).
+pub(crate) fn restore<R: Read>(
+    tx: &mut WriteTransaction,
+    input: R,
+) -> Result<SnapshotPoint, SnapshotError> {
+    let mut input = std::io::BufReader::new(input);
+    let member_id = tx
+        .open_table(META)
+        .map_err(redb_err)?
+        .get(META_MEMBER_ID)
+        .map_err(redb_err)?
+        .map(|g| g.value());
+    tx.delete_table(KV).map_err(redb_err)?;
+    tx.delete_table(META).map_err(redb_err)?;
+    tx.delete_table(CLUSTER).map_err(redb_err)?;
+    tx.delete_table(LEASE).map_err(redb_err)?;
+    let mut point = SnapshotPoint::default();
+    {
+        let mut kv = tx.open_table(KV).map_err(redb_err)?;
+        let mut meta = tx.open_table(META).map_err(redb_err)?;
+        let mut cluster = tx.open_table(CLUSTER).map_err(redb_err)?;
+        let mut lease = tx.open_table(LEASE).map_err(redb_err)?;
+        if let Some(id) = member_id {
+            meta.insert(META_MEMBER_ID, id).map_err(redb_err)?;
         }
-        let meta = rx.open_table(META).map_err(redb_err)?;
-        for item in meta.iter().map_err(redb_err)? {
-            let (k, v) = item.map_err(redb_err)?;
-            if k.value() == META_MEMBER_ID {
-                continue;
-            }
-            w.record(TAG_META, k.value().as_bytes(), &v.value().to_le_bytes())?;
-            point.meta.push((k.value().to_string(), v.value()));
-        }
-        let cluster = rx.open_table(CLUSTER).map_err(redb_err)?;
-        for item in cluster.iter().map_err(redb_err)? {
-            let (k, v) = item.map_err(redb_err)?;
-            w.record(TAG_CLUSTER, k.value().as_bytes(), v.value())?;
-            point
-                .cluster
-                .push((k.value().to_string(), v.value().to_vec()));
-        }
-        let lease = rx.open_table(LEASE).map_err(redb_err)?;
-        for item in lease.iter().map_err(redb_err)? {
-            let (k, v) = item.map_err(redb_err)?;
-            w.record(TAG_LEASE, &k.value().to_le_bytes(), v.value())?;
-        }
-        let crc = w.crc.clone().finalize();
-        w.inner.write_all(&[END])?;
-        w.inner.write_all(&crc.to_le_bytes())?;
-        w.inner.flush()?;
-        Ok(point)
-    }
-
-    /// Replaces the whole store with a stream `write_snapshot` made, durably, in one
-    /// transaction; nothing changes unless the stream is whole.
-    pub fn restore_snapshot<R: Read>(&self, input: R) -> Result<SnapshotPoint, SnapshotError> {
-        let mut input = std::io::BufReader::new(input);
-        let turn = self.writer_turn();
-        let db = self.db();
-        let mut tx = db.begin_write().map_err(redb_err)?;
-        let member_id = tx
-            .open_table(META)
-            .map_err(redb_err)?
-            .get(META_MEMBER_ID)
-            .map_err(redb_err)?
-            .map(|g| g.value());
-        tx.delete_table(KV).map_err(redb_err)?;
-        tx.delete_table(META).map_err(redb_err)?;
-        tx.delete_table(CLUSTER).map_err(redb_err)?;
-        tx.delete_table(LEASE).map_err(redb_err)?;
-        let mut point = SnapshotPoint::default();
-        {
-            let mut kv = tx.open_table(KV).map_err(redb_err)?;
-            let mut meta = tx.open_table(META).map_err(redb_err)?;
-            let mut cluster = tx.open_table(CLUSTER).map_err(redb_err)?;
-            let mut lease = tx.open_table(LEASE).map_err(redb_err)?;
-            if let Some(id) = member_id {
-                meta.insert(META_MEMBER_ID, id).map_err(redb_err)?;
-            }
-            read_records(&mut input, |tag, key, value| {
-                let text = |b: Vec<u8>| {
-                    String::from_utf8(b).map_err(|_| SnapshotError::Corrupt("table key not UTF-8"))
-                };
-                match tag {
-                    TAG_KV => {
-                        let k: [u8; 16] = key
-                            .try_into()
-                            .map_err(|_| SnapshotError::Corrupt("revision key length"))?;
-                        kv.insert(u128::from_be_bytes(k), value.as_slice())
-                            .map_err(redb_err)?;
-                    }
-                    TAG_META => {
-                        let v: [u8; 8] = value
-                            .try_into()
-                            .map_err(|_| SnapshotError::Corrupt("meta value length"))?;
-                        let name = text(key)?;
-                        meta.insert(name.as_str(), u64::from_le_bytes(v))
-                            .map_err(redb_err)?;
-                        point.meta.push((name, u64::from_le_bytes(v)));
-                    }
-                    TAG_CLUSTER => {
-                        let name = text(key)?;
-                        cluster
-                            .insert(name.as_str(), value.as_slice())
-                            .map_err(redb_err)?;
-                        point.cluster.push((name, value));
-                    }
-                    TAG_LEASE => {
-                        let k: [u8; 8] = key
-                            .try_into()
-                            .map_err(|_| SnapshotError::Corrupt("lease key length"))?;
-                        lease
-                            .insert(i64::from_le_bytes(k), value.as_slice())
-                            .map_err(redb_err)?;
-                    }
-                    _ => return Err(SnapshotError::Corrupt("unknown record tag")),
+        read_records(&mut input, |tag, key, value| {
+            let text = |b: Vec<u8>| {
+                String::from_utf8(b).map_err(|_| SnapshotError::Corrupt("table key not UTF-8"))
+            };
+            match tag {
+                TAG_KV => {
+                    let k: [u8; 16] = key
+                        .try_into()
+                        .map_err(|_| SnapshotError::Corrupt("revision key length"))?;
+                    kv.insert(u128::from_be_bytes(k), value.as_slice())
+                        .map_err(redb_err)?;
                 }
-                Ok(())
-            })?;
-        }
-        tx.set_durability(redb::Durability::Immediate)
-            .map_err(redb_err)?;
-        let mut index = self.index.write().map_err(|_| crate::kvstore::poisoned())?;
-        tx.commit().map_err(redb_err)?;
-        let loaded = crate::kvstore::load_index(&db)?;
-        *index = loaded.index;
-        let leases = crate::lease::load(&db, loaded.key_lease)?;
-        *self
-            .leases
-            .write()
-            .map_err(|_| crate::kvstore::poisoned())? = leases;
-        self.publish_loaded(loaded.current, loaded.compacted);
-        self.refresh_file_size();
-        drop(index);
-        drop(turn);
-        self.hub
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unsync_all();
-        Ok(point)
+                TAG_META => {
+                    let v: [u8; 8] = value
+                        .try_into()
+                        .map_err(|_| SnapshotError::Corrupt("meta value length"))?;
+                    let name = text(key)?;
+                    meta.insert(name.as_str(), u64::from_le_bytes(v))
+                        .map_err(redb_err)?;
+                    point.meta.push((name, u64::from_le_bytes(v)));
+                }
+                TAG_CLUSTER => {
+                    let name = text(key)?;
+                    cluster
+                        .insert(name.as_str(), value.as_slice())
+                        .map_err(redb_err)?;
+                    point.cluster.push((name, value));
+                }
+                TAG_LEASE => {
+                    let k: [u8; 8] = key
+                        .try_into()
+                        .map_err(|_| SnapshotError::Corrupt("lease key length"))?;
+                    lease
+                        .insert(i64::from_le_bytes(k), value.as_slice())
+                        .map_err(redb_err)?;
+                }
+                _ => return Err(SnapshotError::Corrupt("unknown record tag")),
+            }
+            Ok(())
+        })?;
     }
-
-    /// A CRC of every record but the meta ones (applied index and such differ by member):
-    /// etcd's Hash, equal on members that applied the same entries.
-    pub fn hash_all(&self) -> Result<(u32, i64), StoreError> {
-        let current = self.current_revision();
-        let rx = self.db().begin_read().map_err(backend_err)?;
-        let mut crc = crc32fast::Hasher::new();
-        hash_kv_records(&rx, u128::MAX, &mut crc)?;
-        let cluster = rx.open_table(CLUSTER).map_err(backend_err)?;
-        for item in cluster.iter().map_err(backend_err)? {
-            let (k, v) = item.map_err(backend_err)?;
-            crc.update(k.value().as_bytes());
-            crc.update(v.value());
-        }
-        let lease = rx.open_table(LEASE).map_err(backend_err)?;
-        for item in lease.iter().map_err(backend_err)? {
-            let (k, v) = item.map_err(backend_err)?;
-            crc.update(&k.value().to_le_bytes());
-            crc.update(v.value());
-        }
-        Ok((crc.finalize(), current))
-    }
-
-    /// A CRC of every record up to revision `rev` (0: the newest), equal on members that
-    /// applied the same history. Returns (hash, compacted revision, revision hashed).
-    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), StoreError> {
-        let current = self.current_revision();
-        let compacted = self.compacted_revision();
-        let rx = self.db().begin_read().map_err(backend_err)?;
-        let rev = if rev == 0 { current } else { rev };
-        if rev > current {
-            return Err(EtcdError::FutureRev.into());
-        }
-        if rev < compacted {
-            return Err(EtcdError::Compacted.into());
-        }
-        let upto = Revision::new(rev, i64::MAX).to_backend_key();
-        let mut crc = crc32fast::Hasher::new();
-        hash_kv_records(&rx, upto, &mut crc)?;
-        Ok((crc.finalize(), compacted, rev))
-    }
+    Ok(point)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::kvstore::Store;
     use oxcd_api::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest};
 
     fn put(store: &Store, key: &str, value: &str) {

@@ -2,9 +2,11 @@
 //! the read path shared by plain reads and reads inside a transaction.
 
 use crate::backend;
+use crate::error::{backend_err, StoreError};
 use crate::index::TreeIndex;
-use crate::kvstore::{backend_err, StoreError};
-use crate::{KeyRange, Revision};
+use crate::key_range::KeyRange;
+use crate::lease::Leases;
+use crate::revision::Revision;
 use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxcd_api::etcdserverpb::{
@@ -114,7 +116,7 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
 pub(crate) struct TxnWriter<'t, 'i> {
     table: &'t mut Table<'i, u128, &'static [u8]>,
     index: &'t mut TreeIndex,
-    leases: &'t mut crate::lease::Leases,
+    leases: &'t mut Leases,
     begin: i64,
     compacted: i64,
     changes: i64,
@@ -126,7 +128,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
     pub(crate) fn new(
         table: &'t mut Table<'i, u128, &'static [u8]>,
         index: &'t mut TreeIndex,
-        leases: &'t mut crate::lease::Leases,
+        leases: &'t mut Leases,
         begin: i64,
         compacted: i64,
         collect_events: bool,

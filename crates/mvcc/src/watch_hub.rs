@@ -1,0 +1,361 @@
+//! The watchers' hub, as etcd's watchable store runs it: a synced watcher gets each
+//! revision's events as it is committed; one whose sink is full, or that asked for history,
+//! is unsynced and catches up from the store, so a write never waits for a watcher and
+//! nothing queues up beyond what the sinks hold.
+
+use crate::error::StoreError;
+use crate::watch::{revision_of, WatchBatch, WatchKey, WatchSink, WatchSpec, Watcher};
+use crate::watcher_group::WatcherGroup;
+use oxcd_api::mvccpb::Event;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// What the hub needs of the store: its revisions, and its history to catch up from.
+pub(crate) trait History {
+    fn current(&self) -> i64;
+    fn compacted(&self) -> i64;
+    /// Every event of revisions `from..=upto`, in order.
+    fn events(&self, from: i64, upto: i64) -> Result<Vec<Event>, StoreError>;
+}
+
+#[derive(Default)]
+pub(crate) struct Hub {
+    group: Mutex<WatcherGroup>,
+    /// Whether any watch exists; writes collect events only then.
+    watching: AtomicBool,
+}
+
+impl Hub {
+    fn group(&self) -> MutexGuard<'_, WatcherGroup> {
+        self.group.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_watching(&self) -> bool {
+        self.watching.load(Ordering::Acquire)
+    }
+
+    fn forget_if_empty(&self, group: &WatcherGroup) {
+        if group.is_empty() {
+            self.watching.store(false, Ordering::Release);
+        }
+    }
+
+    /// Starts a watch. It is synced (fed by commits) when it starts after the current
+    /// revision, and catches up from history (`sync`) otherwise.
+    pub fn watch(
+        &self,
+        key: WatchKey,
+        spec: WatchSpec,
+        sink: Arc<dyn WatchSink>,
+        store: &impl History,
+    ) {
+        let mut group = self.group();
+        let next = spec.start_revision;
+        group.insert(key, Watcher::new(spec, sink));
+        self.watching.store(true, Ordering::Release);
+        // Read under the lock: a commit after this read notifies after the watcher is in.
+        if next > store.current() {
+            group.make_synced(key);
+        }
+    }
+
+    /// Ends a watch; false if there was none.
+    pub fn cancel(&self, key: WatchKey) -> bool {
+        let mut group = self.group();
+        let found = group.remove(key);
+        self.forget_if_empty(&group);
+        found
+    }
+
+    /// Ends every watch of a stream.
+    pub fn cancel_stream(&self, stream: u64) {
+        let mut group = self.group();
+        for k in group.of_stream(stream) {
+            group.remove(k);
+        }
+        self.forget_if_empty(&group);
+    }
+
+    pub fn is_synced(&self, key: WatchKey) -> bool {
+        self.group().get(&key).is_some_and(|w| w.synced)
+    }
+
+    pub fn len(&self) -> usize {
+        self.group().len()
+    }
+
+    /// After the store was replaced wholesale: every watcher catches up from history.
+    pub fn unsync_all(&self) {
+        self.group().unsync_all();
+    }
+
+    /// Hands committed events (in revision order) to the synced watchers; a watcher whose
+    /// sink is full falls back to catching up from history.
+    pub fn notify(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut group = self.group();
+        for same_rev in events.chunk_by(|a, b| revision_of(a) == revision_of(b)) {
+            notify_revision(&mut group, same_rev);
+        }
+    }
+
+    /// One catch-up round for unsynced watchers: at most `max_revisions` revisions of
+    /// history read from the store and sent; those that reach the present become synced.
+    /// Returns how many are still unsynced.
+    pub fn sync(&self, store: &impl History, max_revisions: i64) -> Result<usize, StoreError> {
+        let current = store.current();
+        let compacted = store.compacted();
+        let from = {
+            let mut group = self.group();
+            end_compacted(&mut group, compacted);
+            let from = group
+                .unsynced()
+                .map(|(_, w)| w.next)
+                .filter(|n| *n >= compacted)
+                .min();
+            self.forget_if_empty(&group);
+            match from {
+                Some(f) => f,
+                None => return Ok(group.unsynced_count()),
+            }
+        };
+        let upto = current.min(from.saturating_add(max_revisions.max(1) - 1));
+        let history = if from <= upto {
+            store.events(from, upto)?
+        } else {
+            Vec::new()
+        };
+        let mut group = self.group();
+        for k in group.unsynced_keys() {
+            let now = store.current();
+            let Some(w) = group.get_mut(&k) else {
+                continue;
+            };
+            let caught_up = if w.next < from || w.next > upto {
+                w.next > now
+            } else {
+                let evs: Vec<Event> = history
+                    .iter()
+                    .filter(|e| revision_of(e) >= w.next && w.wants(e))
+                    .cloned()
+                    .collect();
+                let sent = evs.is_empty()
+                    || w.sink.try_send(WatchBatch {
+                        watch_id: k.1,
+                        events: evs,
+                        revision: upto,
+                        compact_revision: 0,
+                    });
+                if sent {
+                    w.next = upto + 1;
+                }
+                sent && w.next > now
+            };
+            if caught_up {
+                group.make_synced(k);
+            }
+        }
+        Ok(group.unsynced_count())
+    }
+}
+
+/// Sends one revision's events to the synced watchers that want them.
+fn notify_revision(group: &mut WatcherGroup, events: &[Event]) {
+    let rev = revision_of(&events[0]);
+    let mut batches: HashMap<WatchKey, Vec<Event>> = HashMap::new();
+    for ev in events {
+        let Some(kv) = &ev.kv else { continue };
+        for t in group.targets(&kv.key) {
+            if let Some(w) = group.get(&t) {
+                if rev >= w.next && w.wants(ev) {
+                    batches.entry(t).or_default().push(ev.clone());
+                }
+            }
+        }
+    }
+    for (t, evs) in batches {
+        let Some(w) = group.get_mut(&t) else {
+            continue;
+        };
+        let batch = WatchBatch {
+            watch_id: t.1,
+            events: evs,
+            revision: rev,
+            compact_revision: 0,
+        };
+        if w.sink.try_send(batch) {
+            w.next = rev + 1;
+        } else {
+            w.next = rev;
+            group.make_unsynced(t);
+        }
+    }
+}
+
+/// History before the compaction point is gone: says so to the unsynced watchers that
+/// wanted it, and ends their watches.
+fn end_compacted(group: &mut WatcherGroup, compacted: i64) {
+    let doomed: Vec<WatchKey> = group
+        .unsynced()
+        .filter(|(_, w)| w.next < compacted)
+        .map(|(k, _)| k)
+        .collect();
+    for k in doomed {
+        let sent = group.get(&k).is_some_and(|w| {
+            w.sink.try_send(WatchBatch {
+                watch_id: k.1,
+                events: vec![],
+                // etcd leaves the header revision of this answer at 0.
+                revision: 0,
+                compact_revision: compacted,
+            })
+        });
+        if sent {
+            group.remove(k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key_range::KeyRange;
+    use crate::kvstore::Store;
+    use oxcd_api::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest};
+    use oxcd_api::mvccpb::event::EventType;
+    use std::sync::Mutex;
+
+    /// A sink that holds at most `room` batches until drained.
+    struct Sink {
+        room: usize,
+        got: Mutex<Vec<WatchBatch>>,
+    }
+
+    impl WatchSink for Sink {
+        fn try_send(&self, batch: WatchBatch) -> bool {
+            let mut got = self.got.lock().expect("sink");
+            if got.len() >= self.room {
+                return false;
+            }
+            got.push(batch);
+            true
+        }
+    }
+
+    impl Sink {
+        fn drain(&self) -> Vec<WatchBatch> {
+            std::mem::take(&mut *self.got.lock().expect("sink"))
+        }
+    }
+
+    fn put(store: &Store, key: &str, value: &str) {
+        let mut wb = store.begin_write().expect("write");
+        wb.put(&PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        })
+        .expect("put");
+        wb.commit(false).expect("commit");
+    }
+
+    fn revisions(batches: &[WatchBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| b.events.iter().map(revision_of))
+            .collect()
+    }
+
+    #[test]
+    fn a_full_sink_falls_back_to_history_without_gaps_or_repeats() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        let sink = Arc::new(Sink {
+            room: 2,
+            got: Mutex::new(vec![]),
+        });
+        let spec = WatchSpec {
+            range: KeyRange::new(b"a", b"b"),
+            start_revision: store.current_revision() + 1,
+            no_put: false,
+            no_delete: false,
+        };
+        store.watch((1, 0), spec, sink.clone());
+        assert!(store.is_synced((1, 0)));
+        let mut seen = Vec::new();
+        for i in 0..10 {
+            put(&store, &format!("a{i}"), "v");
+            put(&store, "zz", "not watched");
+        }
+        assert!(
+            !store.is_synced((1, 0)),
+            "a full sink makes the watcher unsynced"
+        );
+        seen.extend(revisions(&sink.drain()));
+        for _ in 0..20 {
+            store.sync_watchers(3).expect("sync");
+            seen.extend(revisions(&sink.drain()));
+        }
+        assert!(store.is_synced((1, 0)));
+        let mut wb = store.begin_write().expect("write");
+        wb.delete_range(&DeleteRangeRequest {
+            key: b"a0".to_vec(),
+            ..Default::default()
+        })
+        .expect("delete");
+        wb.commit(false).expect("commit");
+        let last = sink.drain();
+        assert_eq!(last[0].events[0].r#type(), EventType::Delete);
+        seen.extend(revisions(&last));
+        // Revision 1 is the empty store; puts alternate watched and unwatched keys.
+        let expected: Vec<i64> = (0..10).map(|i| 2 + 2 * i).chain([22]).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn history_before_the_compaction_point_ends_the_watch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        for i in 0..5 {
+            put(&store, "k", &i.to_string());
+        }
+        let mut wb = store.begin_write().expect("write");
+        wb.compact(&CompactionRequest {
+            revision: 4,
+            physical: false,
+        })
+        .expect("compact");
+        wb.commit(false).expect("commit");
+        let sink = Arc::new(Sink {
+            room: 10,
+            got: Mutex::new(vec![]),
+        });
+        let from = |start_revision| WatchSpec {
+            range: KeyRange::new(b"k", b""),
+            start_revision,
+            no_put: false,
+            no_delete: true,
+        };
+        store.watch((1, 0), from(2), sink.clone());
+        store.watch((1, 1), from(4), sink.clone());
+        store.sync_watchers(100).expect("sync");
+        let got = sink.drain();
+        let compacted: Vec<&WatchBatch> = got.iter().filter(|b| b.compact_revision != 0).collect();
+        assert_eq!(compacted.len(), 1);
+        assert_eq!(
+            (compacted[0].watch_id, compacted[0].compact_revision),
+            (0, 4)
+        );
+        let from_4: Vec<i64> = got
+            .iter()
+            .filter(|b| b.watch_id == 1)
+            .flat_map(|b| b.events.iter().map(revision_of))
+            .collect();
+        // The five puts were revisions 2..=6.
+        assert_eq!(from_4, vec![4, 5, 6]);
+        assert_eq!(store.watcher_count(), 1);
+    }
+}
