@@ -86,6 +86,20 @@ impl From<Revision> for i64 {
     }
 }
 
+impl std::ops::Add<i64> for Revision {
+    type Output = Revision;
+    fn add(self, n: i64) -> Revision {
+        Revision(self.0 + n)
+    }
+}
+
+impl std::ops::Sub<i64> for Revision {
+    type Output = Revision;
+    fn sub(self, n: i64) -> Revision {
+        Revision(self.0 - n)
+    }
+}
+
 impl Revision {
     pub const fn get(self) -> i64 {
         self.0

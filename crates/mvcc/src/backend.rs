@@ -2,7 +2,7 @@
 //! the node needs on restart (applied raft index, compaction progress, cluster identity).
 
 use crate::error::BackendError;
-use crate::revision::Revision;
+use crate::revision::KeyRevision;
 use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -67,7 +67,7 @@ pub(crate) struct Record {
     pub tombstone: bool,
 }
 
-pub(crate) fn decode_record(rev: Revision, bytes: &[u8]) -> Result<Record, BackendError> {
+pub(crate) fn decode_record(rev: KeyRevision, bytes: &[u8]) -> Result<Record, BackendError> {
     let (flag, body) = bytes.split_first().ok_or(BackendError::Corrupt(rev))?;
     let kv = KeyValue::decode(body).map_err(|_| BackendError::Corrupt(rev))?;
     Ok(Record {
@@ -78,7 +78,7 @@ pub(crate) fn decode_record(rev: Revision, bytes: &[u8]) -> Result<Record, Backe
 
 pub(crate) fn load<T: ReadableTable<u128, &'static [u8]>>(
     table: &T,
-    rev: Revision,
+    rev: KeyRevision,
 ) -> Result<KeyValue, BackendError> {
     let guard = table
         .get(rev.to_backend_key())?
@@ -87,7 +87,7 @@ pub(crate) fn load<T: ReadableTable<u128, &'static [u8]>>(
 }
 
 /// The change a record made, as a watcher sees it.
-fn event_of(rev: Revision, rec: Record) -> Event {
+fn event_of(rev: KeyRevision, rec: Record) -> Event {
     if rec.tombstone {
         Event {
             r#type: EventType::Delete as i32,
@@ -111,12 +111,12 @@ fn event_of(rev: Revision, rec: Record) -> Event {
 pub(crate) fn events(db: &Database, from: i64, upto: i64) -> Result<Vec<Event>, BackendError> {
     let rx = db.begin_read()?;
     let table = rx.open_table(KV)?;
-    let lo = Revision::new(from, 0).to_backend_key();
-    let hi = Revision::new(upto, i64::MAX).to_backend_key();
+    let lo = KeyRevision::new(from, 0).to_backend_key();
+    let hi = KeyRevision::new(upto, i64::MAX).to_backend_key();
     let mut events = Vec::new();
     for item in table.range(lo..=hi)? {
         let (k, v) = item?;
-        let rev = Revision::from_backend_key(k.value());
+        let rev = KeyRevision::from_backend_key(k.value());
         events.push(event_of(rev, decode_record(rev, v.value())?));
     }
     Ok(events)
@@ -127,15 +127,15 @@ pub(crate) fn events(db: &Database, from: i64, upto: i64) -> Result<Vec<Event>, 
 pub(crate) fn compact(
     tx: &WriteTransaction,
     at: i64,
-    keep: &HashSet<Revision>,
+    keep: &HashSet<KeyRevision>,
 ) -> Result<(), BackendError> {
     let mut table = tx.open_table(KV)?;
-    let upto = Revision::new(at, i64::MAX).to_backend_key();
+    let upto = KeyRevision::new(at, i64::MAX).to_backend_key();
     let mut doomed = Vec::new();
     for item in table.range(..=upto)? {
         let (k, _) = item?;
         let key = k.value();
-        if !keep.contains(&Revision::from_backend_key(key)) {
+        if !keep.contains(&KeyRevision::from_backend_key(key)) {
             doomed.push(key);
         }
     }

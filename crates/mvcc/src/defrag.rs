@@ -70,6 +70,7 @@ mod tests {
     use crate::backend::KV;
     use crate::kvstore::Store;
     use oxcd_api::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest};
+    use oxcd_api::Revision;
     use redb::ReadableDatabase;
 
     #[test]
@@ -97,12 +98,12 @@ mod tests {
         .expect("delete");
         let rev = store.current_revision() + 1;
         wb.compact(&CompactionRequest {
-            revision: rev,
+            revision: rev.0,
             physical: true,
         })
         .expect("compact");
         wb.commit(true).expect("commit");
-        let hash_before = store.hash_kv(0).expect("hash");
+        let hash_before = store.hash_kv(Revision(0)).expect("hash");
         let reader = store.db().begin_read().expect("read before");
 
         let sizes = store.defragment().expect("defragment");
@@ -113,7 +114,7 @@ mod tests {
         assert_eq!(store.db_size(), sizes.size_after);
         assert!(store.db_size_in_use() <= store.db_size());
         assert!(reader.open_table(KV).is_ok(), "an old reader still reads");
-        assert_eq!(store.hash_kv(0).expect("hash"), hash_before);
+        assert_eq!(store.hash_kv(Revision(0)).expect("hash"), hash_before);
         let all = RangeRequest {
             key: vec![0],
             range_end: vec![0],
@@ -123,6 +124,6 @@ mod tests {
         assert_eq!(store.range(&all).expect("range").count, 0);
         drop(store);
         let reopened = Store::open(&dir.path().join("db")).expect("reopen");
-        assert_eq!(reopened.hash_kv(0).expect("hash"), hash_before);
+        assert_eq!(reopened.hash_kv(Revision(0)).expect("hash"), hash_before);
     }
 }

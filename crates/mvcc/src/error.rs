@@ -1,6 +1,6 @@
 //! Every error the store returns, in one leaf module.
 
-use crate::revision::Revision;
+use crate::revision::KeyRevision;
 use oxcd_api::EtcdError;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +18,7 @@ pub enum BackendError {
     #[error("backend: {0}")]
     Redb(#[from] redb::Error),
     #[error("backend: corrupt record at revision {0:?}")]
-    Corrupt(Revision),
+    Corrupt(KeyRevision),
 }
 
 macro_rules! from_redb {

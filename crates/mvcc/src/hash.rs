@@ -3,7 +3,7 @@
 
 use crate::backend::{CLUSTER, KV, LEASE};
 use crate::error::{backend_err, StoreError};
-use crate::revision::Revision;
+use crate::revision::KeyRevision;
 use redb::{ReadTransaction, ReadableTable};
 
 /// Feeds every KV record up to backend key `upto` into `crc`.
@@ -23,7 +23,7 @@ fn hash_kv_records(
 
 /// A CRC of every KV record up to revision `rev`.
 pub(crate) fn hash_kv(rx: &ReadTransaction, rev: i64) -> Result<u32, StoreError> {
-    let upto = Revision::new(rev, i64::MAX).to_backend_key();
+    let upto = KeyRevision::new(rev, i64::MAX).to_backend_key();
     let mut crc = crc32fast::Hasher::new();
     hash_kv_records(rx, upto, &mut crc)?;
     Ok(crc.finalize())

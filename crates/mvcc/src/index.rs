@@ -3,7 +3,7 @@
 
 use crate::key_index::{KeyAt, KeyIndex};
 use crate::key_range::KeyRange;
-use crate::revision::Revision;
+use crate::revision::KeyRevision;
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 
@@ -13,18 +13,24 @@ pub struct TreeIndex {
 }
 
 impl TreeIndex {
-    pub fn put(&mut self, key: &[u8], rev: Revision) {
+    pub fn put(&mut self, key: &[u8], rev: KeyRevision) {
         self.keys.entry(key.to_vec()).or_default().put(rev);
     }
 
-    pub fn restore(&mut self, key: &[u8], created: Revision, modified: Revision, version: i64) {
+    pub fn restore(
+        &mut self,
+        key: &[u8],
+        created: KeyRevision,
+        modified: KeyRevision,
+        version: i64,
+    ) {
         self.keys
             .entry(key.to_vec())
             .or_default()
             .restore(created, modified, version);
     }
 
-    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
+    pub fn tombstone(&mut self, key: &[u8], rev: KeyRevision) -> bool {
         self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
     }
 
@@ -59,7 +65,7 @@ impl TreeIndex {
     }
 
     /// Compacts every key's history at `at`; returns the revisions still reachable.
-    pub fn compact(&mut self, at: i64) -> HashSet<Revision> {
+    pub fn compact(&mut self, at: i64) -> HashSet<KeyRevision> {
         let mut keep = HashSet::new();
         self.keys.retain(|_, ki| {
             ki.compact(at, &mut keep);

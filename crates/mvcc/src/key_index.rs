@@ -1,27 +1,27 @@
 //! The history of one key: generations of revisions, each generation running from a creation
 //! to a deletion (tombstone), as etcd's keyIndex.
 
-use crate::revision::Revision;
+use crate::revision::KeyRevision;
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Generation {
     version: i64,
-    created: Revision,
-    revs: Vec<Revision>,
+    created: KeyRevision,
+    revs: Vec<KeyRevision>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyIndex {
-    modified: Revision,
+    modified: KeyRevision,
     generations: Vec<Generation>,
 }
 
 /// What a read at some revision sees of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyAt {
-    pub modified: Revision,
-    pub created: Revision,
+    pub modified: KeyRevision,
+    pub created: KeyRevision,
     pub version: i64,
 }
 
@@ -39,7 +39,7 @@ impl KeyIndex {
         push_compact(&mut self.generations, Generation::default());
     }
 
-    pub fn put(&mut self, rev: Revision) {
+    pub fn put(&mut self, rev: KeyRevision) {
         if self.generations.is_empty() {
             self.open_generation();
         }
@@ -54,7 +54,7 @@ impl KeyIndex {
 
     /// Records the restore of an existing revision (startup), keeping the creation revision
     /// and version the stored key-value carries.
-    pub fn restore(&mut self, created: Revision, modified: Revision, version: i64) {
+    pub fn restore(&mut self, created: KeyRevision, modified: KeyRevision, version: i64) {
         if self.generations.is_empty() {
             self.open_generation();
         }
@@ -68,7 +68,7 @@ impl KeyIndex {
     }
 
     /// Ends the current generation at `rev`. Returns false when the key is not live.
-    pub fn tombstone(&mut self, rev: Revision) -> bool {
+    pub fn tombstone(&mut self, rev: KeyRevision) -> bool {
         match self.generations.last() {
             Some(g) if !g.revs.is_empty() => {}
             _ => return false,
@@ -112,7 +112,7 @@ impl KeyIndex {
 
     /// Drops history a read at `at` or later can no longer see. The revisions that stay
     /// reachable at `at` are added to `keep`.
-    pub fn compact(&mut self, at: i64, keep: &mut HashSet<Revision>) {
+    pub fn compact(&mut self, at: i64, keep: &mut HashSet<KeyRevision>) {
         if self.generations.is_empty() {
             return;
         }
@@ -145,8 +145,8 @@ impl KeyIndex {
 mod tests {
     use super::*;
 
-    fn r(m: i64) -> Revision {
-        Revision::new(m, 0)
+    fn r(m: i64) -> KeyRevision {
+        KeyRevision::new(m, 0)
     }
 
     #[test]

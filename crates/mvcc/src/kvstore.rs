@@ -14,7 +14,7 @@ use crate::hash;
 use crate::index::TreeIndex;
 use crate::key_range::KeyRange;
 use crate::lease::{LeaseInfo, Leases};
-use crate::revision::Revision;
+use crate::revision::KeyRevision;
 use crate::snapshot::{self, SnapshotPoint};
 use crate::txn::{self, TxnWriter};
 use crate::watch::{WatchKey, WatchSink, WatchSpec};
@@ -24,7 +24,7 @@ use oxcd_api::etcdserverpb::{
     RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use oxcd_api::mvccpb::Event;
-use oxcd_api::EtcdError;
+use oxcd_api::{EtcdError, LeaseId, Revision};
 use redb::{
     Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, WriteTransaction,
 };
@@ -47,6 +47,31 @@ pub struct Store {
     compacted: AtomicI64,
     hub: Hub,
     leases: RwLock<Leases>,
+}
+
+/// A lease as `lease_list` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTtl {
+    pub id: LeaseId,
+    /// The TTL granted, in seconds.
+    pub ttl: i64,
+    /// The remaining TTL last checkpointed through raft (0: none).
+    pub remaining_ttl: i64,
+}
+
+/// etcd's Hash: a CRC of every record but the meta ones, at the store's revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreHash {
+    pub hash: u32,
+    pub revision: Revision,
+}
+
+/// etcd's HashKV: a CRC of the keyspace's history up to `revision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvHash {
+    pub hash: u32,
+    pub revision: Revision,
+    pub compact_revision: Revision,
 }
 
 impl Store {
@@ -76,12 +101,12 @@ impl Store {
         &self.path
     }
 
-    pub fn current_revision(&self) -> i64 {
-        self.current.load(Ordering::Acquire)
+    pub fn current_revision(&self) -> Revision {
+        Revision(self.current.load(Ordering::Acquire))
     }
 
-    pub fn compacted_revision(&self) -> i64 {
-        self.compacted.load(Ordering::Acquire)
+    pub fn compacted_revision(&self) -> Revision {
+        Revision(self.compacted.load(Ordering::Acquire))
     }
 
     /// Size of the backend file in bytes, as of the last commit.
@@ -126,7 +151,7 @@ impl Store {
         let turn = self.writer_turn();
         let tx = self.db().begin_write().map_err(backend_err)?;
         Ok(WriteBatch {
-            rev: self.current_revision(),
+            rev: self.current_revision().0,
             store: self,
             _turn: turn,
             tx,
@@ -134,17 +159,29 @@ impl Store {
         })
     }
 
-    pub fn lease(&self, id: i64) -> Option<LeaseInfo> {
-        self.leases.read().ok()?.get(id).cloned()
+    pub fn lease(&self, id: LeaseId) -> Option<LeaseInfo> {
+        self.leases.read().ok()?.get(id.0).cloned()
     }
 
     pub fn lease_count(&self) -> usize {
         self.leases.read().map_or(0, |l| l.len())
     }
 
-    /// Every lease ID with its granted TTL and checkpointed remaining TTL.
-    pub fn lease_list(&self) -> Vec<(i64, i64, i64)> {
-        self.leases.read().map(|l| l.list()).unwrap_or_default()
+    /// Every lease with its granted TTL and checkpointed remaining TTL.
+    pub fn lease_list(&self) -> Vec<LeaseTtl> {
+        self.leases
+            .read()
+            .map(|l| {
+                l.list()
+                    .into_iter()
+                    .map(|(id, ttl, remaining_ttl)| LeaseTtl {
+                        id: LeaseId(id),
+                        ttl,
+                        remaining_ttl,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Starts a watch. It is synced (fed by commits) when it starts after the current
@@ -231,26 +268,33 @@ impl Store {
 
     /// A CRC of every record but the meta ones (applied index and such differ by member):
     /// etcd's Hash, equal on members that applied the same entries.
-    pub fn hash_all(&self) -> Result<(u32, i64), StoreError> {
-        let current = self.current_revision();
+    pub fn hash_all(&self) -> Result<StoreHash, StoreError> {
+        let revision = self.current_revision();
         let rx = self.db().begin_read().map_err(backend_err)?;
-        Ok((hash::hash_all(&rx)?, current))
+        Ok(StoreHash {
+            hash: hash::hash_all(&rx)?,
+            revision,
+        })
     }
 
     /// A CRC of every record up to revision `rev` (0: the newest), equal on members that
-    /// applied the same history. Returns (hash, compacted revision, revision hashed).
-    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64, i64), StoreError> {
+    /// applied the same history.
+    pub fn hash_kv(&self, rev: Revision) -> Result<KvHash, StoreError> {
         let current = self.current_revision();
         let compacted = self.compacted_revision();
         let rx = self.db().begin_read().map_err(backend_err)?;
-        let rev = if rev == 0 { current } else { rev };
+        let rev = if rev.0 == 0 { current } else { rev };
         if rev > current {
             return Err(EtcdError::FutureRev.into());
         }
         if rev < compacted {
             return Err(EtcdError::Compacted.into());
         }
-        Ok((hash::hash_kv(&rx, rev)?, compacted, rev))
+        Ok(KvHash {
+            hash: hash::hash_kv(&rx, rev.0)?,
+            compact_revision: compacted,
+            revision: rev,
+        })
     }
 
     pub fn defragment(&self) -> Result<Defragmented, BackendError> {
@@ -291,17 +335,17 @@ impl Store {
         let rx = self.db().begin_read().map_err(backend_err)?;
         let table = rx.open_table(KV).map_err(backend_err)?;
         let index = self.index.read().map_err(|_| poisoned())?;
-        read(&table, &index, current, self.compacted_revision())
+        read(&table, &index, current.0, self.compacted_revision().0)
     }
 }
 
 impl History for Store {
     fn current(&self) -> i64 {
-        self.current_revision()
+        self.current_revision().0
     }
 
     fn compacted(&self) -> i64 {
-        self.compacted_revision()
+        self.compacted_revision().0
     }
 
     fn events(&self, from: i64, upto: i64) -> Result<Vec<Event>, StoreError> {
@@ -326,7 +370,7 @@ fn load(db: &Database) -> Result<Loaded, BackendError> {
     let kv = rx.open_table(KV)?;
     for item in kv.iter()? {
         let (k, v) = item?;
-        let rev = Revision::from_backend_key(k.value());
+        let rev = KeyRevision::from_backend_key(k.value());
         let rec = backend::decode_record(rev, v.value())?;
         if rec.tombstone || rec.kv.lease == 0 {
             key_lease.remove(&rec.kv.key);
@@ -338,7 +382,7 @@ fn load(db: &Database) -> Result<Loaded, BackendError> {
         } else {
             index.restore(
                 &rec.kv.key,
-                Revision::new(rec.kv.create_revision, 0),
+                KeyRevision::new(rec.kv.create_revision, 0),
                 rev,
                 rec.kv.version,
             );
@@ -382,9 +426,9 @@ impl WriteBatch<'_> {
     }
 
     /// Physically drops history no read at or after `req.revision` can reach.
-    pub fn compact(&mut self, req: &CompactionRequest) -> Result<i64, StoreError> {
+    pub fn compact(&mut self, req: &CompactionRequest) -> Result<Revision, StoreError> {
         let at = req.revision;
-        if at <= self.store.compacted_revision() {
+        if at <= self.store.compacted_revision().0 {
             return Err(EtcdError::Compacted.into());
         }
         if at > self.rev {
@@ -397,7 +441,7 @@ impl WriteBatch<'_> {
         };
         backend::compact(&self.tx, at, &keep)?;
         self.store.size.count_soon();
-        Ok(self.rev)
+        Ok(Revision(self.rev))
     }
 
     pub fn set_meta(&mut self, name: &str, value: u64) -> Result<(), StoreError> {
@@ -421,29 +465,29 @@ impl WriteBatch<'_> {
         Ok(())
     }
 
-    pub fn lease_grant(&mut self, id: i64, ttl: i64) -> Result<(), StoreError> {
+    pub fn lease_grant(&mut self, id: LeaseId, ttl: i64) -> Result<(), StoreError> {
         let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
-        leases.grant(&self.tx, id, ttl)
+        leases.grant(&self.tx, id.0, ttl)
     }
 
-    pub fn lease_checkpoint(&mut self, id: i64, remaining_ttl: i64) -> Result<(), StoreError> {
+    pub fn lease_checkpoint(&mut self, id: LeaseId, remaining_ttl: i64) -> Result<(), StoreError> {
         let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
-        leases.checkpoint(&self.tx, id, remaining_ttl)
+        leases.checkpoint(&self.tx, id.0, remaining_ttl)
     }
 
     /// Ends a lease and deletes every key it holds, all in one revision. Returns the store's
     /// revision after it.
-    pub fn lease_revoke(&mut self, id: i64) -> Result<i64, StoreError> {
+    pub fn lease_revoke(&mut self, id: LeaseId) -> Result<Revision, StoreError> {
         let keys = self
             .store
             .leases
             .read()
             .map_err(|_| poisoned())?
-            .keys_of(id)?;
+            .keys_of(id.0)?;
         let rev = self.delete_keys(&keys)?;
         let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
-        leases.remove(&self.tx, id)?;
-        Ok(rev)
+        leases.remove(&self.tx, id.0)?;
+        Ok(Revision(rev))
     }
 
     /// Makes the batch visible to readers. With `durable` false the commit is not fsynced:
@@ -476,7 +520,7 @@ impl WriteBatch<'_> {
             &mut index,
             &mut leases,
             self.rev,
-            self.store.compacted_revision(),
+            self.store.compacted_revision().0,
             self.store.hub.is_watching(),
         );
         let out = f(&mut w)?;

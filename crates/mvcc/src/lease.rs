@@ -165,6 +165,7 @@ mod tests {
     use super::*;
     use crate::kvstore::{Store, WriteBatch};
     use oxcd_api::etcdserverpb::{PutRequest, RangeRequest};
+    use oxcd_api::LeaseId;
 
     fn put(wb: &mut WriteBatch<'_>, key: &str, lease: i64) -> Result<(), StoreError> {
         wb.put(&PutRequest {
@@ -187,26 +188,26 @@ mod tests {
                 put(&mut wb, "k", 7),
                 Err(StoreError::Request(EtcdError::LeaseNotFound))
             ));
-            wb.lease_grant(7, 60).expect("grant");
+            wb.lease_grant(LeaseId(7), 60).expect("grant");
             assert!(matches!(
-                wb.lease_grant(7, 60),
+                wb.lease_grant(LeaseId(7), 60),
                 Err(StoreError::Request(EtcdError::LeaseExist))
             ));
-            wb.lease_grant(8, 60).expect("grant");
+            wb.lease_grant(LeaseId(8), 60).expect("grant");
             for k in ["a", "b", "c"] {
                 put(&mut wb, k, 7).expect("put");
             }
             put(&mut wb, "c", 8).expect("moves c to lease 8");
-            wb.lease_checkpoint(7, 42).expect("checkpoint");
+            wb.lease_checkpoint(LeaseId(7), 42).expect("checkpoint");
             wb.commit(true).expect("commit");
         }
         let store = Store::open(&path).expect("reopen");
-        let l7 = store.lease(7).expect("lease 7");
+        let l7 = store.lease(LeaseId(7)).expect("lease 7");
         assert_eq!((l7.ttl, l7.remaining_ttl), (60, 42));
         assert_eq!(l7.keys.len(), 2, "{l7:?}");
         let before = store.current_revision();
         let mut wb = store.begin_write().expect("write");
-        let rev = wb.lease_revoke(7).expect("revoke");
+        let rev = wb.lease_revoke(LeaseId(7)).expect("revoke");
         wb.commit(true).expect("commit");
         assert_eq!(rev, before + 1, "both keys go in one revision");
         let all = store
@@ -218,7 +219,7 @@ mod tests {
             .expect("range");
         let keys: Vec<&[u8]> = all.kvs.iter().map(|kv| kv.key.as_slice()).collect();
         assert_eq!(keys, vec![b"c".as_slice()]);
-        assert!(store.lease(7).is_none());
-        assert_eq!(store.lease(8).expect("lease 8").keys.len(), 1);
+        assert!(store.lease(LeaseId(7)).is_none());
+        assert_eq!(store.lease(LeaseId(8)).expect("lease 8").keys.len(), 1);
     }
 }

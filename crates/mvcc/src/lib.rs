@@ -25,9 +25,9 @@ pub use backup::{check_backup, has_checksum, BackupStatus, BackupWriter};
 pub use defrag::Defragmented;
 pub use error::{BackendError, BackupError, SnapshotError, StoreError};
 pub use key_range::KeyRange;
-pub use kvstore::{Store, WriteBatch};
+pub use kvstore::{KvHash, LeaseTtl, Store, StoreHash, WriteBatch};
 pub use lease::LeaseInfo;
-pub use revision::Revision;
+
 pub use snapshot::SnapshotPoint;
 pub use txn::is_read_only;
 pub use watch::{WatchBatch, WatchKey, WatchSink, WatchSpec};

@@ -1,14 +1,14 @@
 /// A point in the store's history: `main` is the cluster-wide revision of a write
 /// transaction, `sub` the position of a change inside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Revision {
+pub struct KeyRevision {
     pub main: i64,
     pub sub: i64,
 }
 
-impl Revision {
+impl KeyRevision {
     pub const fn new(main: i64, sub: i64) -> Self {
-        Revision { main, sub }
+        KeyRevision { main, sub }
     }
 
     /// Order-preserving key for the backend (revisions are never negative).
@@ -17,7 +17,7 @@ impl Revision {
     }
 
     pub fn from_backend_key(k: u128) -> Self {
-        Revision {
+        KeyRevision {
             main: (k >> 64) as u64 as i64,
             sub: k as u64 as i64,
         }
@@ -30,9 +30,9 @@ mod tests {
 
     #[test]
     fn backend_key_orders_like_revisions() {
-        let a = Revision::new(5, 9);
-        let b = Revision::new(6, 0);
+        let a = KeyRevision::new(5, 9);
+        let b = KeyRevision::new(6, 0);
         assert!(a.to_backend_key() < b.to_backend_key());
-        assert_eq!(Revision::from_backend_key(a.to_backend_key()), a);
+        assert_eq!(KeyRevision::from_backend_key(a.to_backend_key()), a);
     }
 }

@@ -213,6 +213,7 @@ pub(crate) fn restore<R: Read>(
 mod tests {
     use crate::kvstore::Store;
     use oxcd_api::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest};
+    use oxcd_api::Revision;
 
     fn put(store: &Store, key: &str, value: &str) {
         let mut wb = store.begin_write().expect("write");
@@ -264,8 +265,11 @@ mod tests {
         );
         assert_eq!(restored.cluster("members"), Some(&b"abc"[..]));
         assert_eq!(b.current_revision(), a.current_revision());
-        assert_eq!(b.compacted_revision(), 20);
-        assert_eq!(b.hash_kv(0).expect("hash b"), a.hash_kv(0).expect("hash a"));
+        assert_eq!(b.compacted_revision(), Revision(20));
+        assert_eq!(
+            b.hash_kv(Revision(0)).expect("hash b"),
+            a.hash_kv(Revision(0)).expect("hash a")
+        );
         let all = RangeRequest {
             key: vec![0],
             range_end: vec![0],

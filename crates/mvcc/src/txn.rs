@@ -6,7 +6,7 @@ use crate::error::{backend_err, StoreError};
 use crate::index::TreeIndex;
 use crate::key_range::KeyRange;
 use crate::lease::Leases;
-use crate::revision::Revision;
+use crate::revision::KeyRevision;
 use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxcd_api::etcdserverpb::{
@@ -171,7 +171,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
             Some(at) => (at.created.main, at.version + 1),
             None => (rev, 1),
         };
-        let idx_rev = Revision::new(rev, self.changes);
+        let idx_rev = KeyRevision::new(rev, self.changes);
         let kv = KeyValue {
             key: key.to_vec(),
             create_revision,
@@ -211,7 +211,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
             .map(|(k, _)| k.to_vec())
             .collect();
         for key in &doomed {
-            let idx_rev = Revision::new(rev, self.changes);
+            let idx_rev = KeyRevision::new(rev, self.changes);
             let kv = KeyValue {
                 key: key.clone(),
                 ..Default::default()

@@ -279,7 +279,7 @@ mod tests {
         });
         let spec = WatchSpec {
             range: KeyRange::new(b"a", b"b"),
-            start_revision: store.current_revision() + 1,
+            start_revision: store.current_revision().0 + 1,
             no_put: false,
             no_delete: false,
         };
@@ -310,7 +310,7 @@ mod tests {
         let last = sink.drain();
         assert_eq!(last[0].events[0].r#type(), EventType::Delete);
         seen.extend(revisions(&last));
-        // Revision 1 is the empty store; puts alternate watched and unwatched keys.
+        // KeyRevision 1 is the empty store; puts alternate watched and unwatched keys.
         let expected: Vec<i64> = (0..10).map(|i| 2 + 2 * i).chain([22]).collect();
         assert_eq!(seen, expected);
     }

@@ -8,6 +8,7 @@ use oxcd_api::oxcdpb::{
     internal_request::Request, ClusterRecord, ConfChangeContext, InternalRequest,
 };
 use oxcd_api::EtcdError;
+use oxcd_api::LeaseId;
 use oxcd_api::MemberId;
 use oxcd_mvcc::{Store, StoreError, WriteBatch, META_APPLIED_INDEX, META_APPLIED_TERM};
 use oxcd_storage::membership;
@@ -381,14 +382,15 @@ fn apply_one(
         Some(Request::Publish(attrs)) => publish(wb, attrs).map(|_| Applied::Published),
         Some(Request::UpdateMember(m)) => update_member(wb, m),
         Some(Request::LeaseGrant(g)) => {
-            wb.lease_grant(g.id, g.ttl).map(|_| Applied::LeaseGranted {
-                id: g.id,
-                ttl: g.ttl,
-            })
+            wb.lease_grant(LeaseId(g.id), g.ttl)
+                .map(|_| Applied::LeaseGranted {
+                    id: LeaseId(g.id),
+                    ttl: g.ttl,
+                })
         }
-        Some(Request::LeaseRevoke(r)) => wb.lease_revoke(r.id).map(Applied::LeaseRevoked),
+        Some(Request::LeaseRevoke(r)) => wb.lease_revoke(LeaseId(r.id)).map(Applied::LeaseRevoked),
         Some(Request::LeaseCheckpoint(c)) => wb
-            .lease_checkpoint(c.id, c.remaining_ttl)
+            .lease_checkpoint(LeaseId(c.id), c.remaining_ttl)
             .map(|_| Applied::LeaseCheckpointed),
         Some(Request::Alarm(a)) => alarms.apply(wb, &a).map(Applied::Alarms),
         // Taken by the auth store above.

@@ -6,7 +6,7 @@ use crate::config::AutoCompaction;
 use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::CompactionRequest;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
-use oxcd_api::EtcdError;
+use oxcd_api::{EtcdError, Revision};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub async fn run(server: Arc<EtcdServer>, policy: AutoCompaction) {
             let interval = period.min(Duration::from_secs(3600));
             let sample = interval / 10;
             let keep = (period.as_secs_f64() / sample.as_secs_f64()) as usize + 1;
-            let mut revs: VecDeque<i64> = VecDeque::new();
+            let mut revs: VecDeque<Revision> = VecDeque::new();
             let mut last = tokio::time::Instant::now();
             let mut wait = period;
             loop {
@@ -38,31 +38,31 @@ pub async fn run(server: Arc<EtcdServer>, policy: AutoCompaction) {
                 }
                 wait = interval;
                 let Some(&rev) = revs.front() else { continue };
-                tracing::info!(revision = rev, compact_period = ?period, "starting auto periodic compaction");
+                tracing::info!(revision = rev.0, compact_period = ?period, "starting auto periodic compaction");
                 match compact(&server, rev).await {
                     Ok(()) => {
-                        tracing::info!(revision = rev, compact_period = ?period, "completed auto periodic compaction");
+                        tracing::info!(revision = rev.0, compact_period = ?period, "completed auto periodic compaction");
                         last = tokio::time::Instant::now();
                     }
                     Err(e) => {
-                        tracing::warn!(revision = rev, error = %e, "failed auto periodic compaction")
+                        tracing::warn!(revision = rev.0, error = %e, "failed auto periodic compaction")
                     }
                 }
             }
         }
         AutoCompaction::Revision(retention) => {
-            let mut previous = 0;
+            let mut previous = Revision(0);
             loop {
                 tokio::time::sleep(REVISION_INTERVAL).await;
                 if !leader() {
                     continue;
                 }
                 let rev = server.store.current_revision() - retention;
-                if rev <= 0 || rev == previous {
+                if rev <= Revision(0) || rev == previous {
                     continue;
                 }
                 tracing::info!(
-                    revision = rev,
+                    revision = rev.0,
                     revision_compaction_retention = retention,
                     "starting auto revision compaction"
                 );
@@ -70,13 +70,13 @@ pub async fn run(server: Arc<EtcdServer>, policy: AutoCompaction) {
                     Ok(()) => {
                         previous = rev;
                         tracing::info!(
-                            revision = rev,
+                            revision = rev.0,
                             revision_compaction_retention = retention,
                             "completed auto revision compaction"
                         );
                     }
                     Err(e) => {
-                        tracing::warn!(revision = rev, error = %e, "failed auto revision compaction")
+                        tracing::warn!(revision = rev.0, error = %e, "failed auto revision compaction")
                     }
                 }
             }
@@ -84,9 +84,9 @@ pub async fn run(server: Arc<EtcdServer>, policy: AutoCompaction) {
     }
 }
 
-async fn compact(server: &EtcdServer, revision: i64) -> Result<(), EtcdError> {
+async fn compact(server: &EtcdServer, revision: Revision) -> Result<(), EtcdError> {
     let req = CompactionRequest {
-        revision,
+        revision: revision.0,
         physical: false,
     };
     match server.propose(Internal::Compaction(req)).await {

@@ -6,6 +6,7 @@
 use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::{alarm_request::AlarmAction, AlarmRequest, AlarmType, HashKvRequest};
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
+use oxcd_api::Revision;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,11 @@ async fn peer_hash(
 
 /// Members whose hash at this member's revision differs from its own (same compaction).
 async fn mismatches(server: &EtcdServer) -> Result<Vec<u64>, String> {
-    let (hash, compacted, revision) = server.store.hash_kv(0).map_err(|e| e.to_string())?;
+    let ours = server
+        .store
+        .hash_kv(Revision(0))
+        .map_err(|e| e.to_string())?;
+    let (hash, compacted, revision) = (ours.hash, ours.compact_revision.0, ours.revision.0);
     let peers: Vec<(u64, Vec<String>)> = server
         .members
         .borrow()

@@ -90,14 +90,14 @@ pub fn render(server: &EtcdServer) -> String {
         "etcd_debugging_mvcc_current_revision",
         "The current revision of store.",
         "",
-        server.store.current_revision() as f64,
+        server.store.current_revision().0 as f64,
     );
     gauge(
         &mut out,
         "etcd_debugging_mvcc_compact_revision",
         "The revision of the last compaction in store.",
         "",
-        server.store.compacted_revision() as f64,
+        server.store.compacted_revision().0 as f64,
     );
     gauge(
         &mut out,

@@ -8,6 +8,7 @@ use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::LeaseRevokeRequest;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_api::oxcdpb::LeaseCheckpoint;
+use oxcd_api::LeaseId;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -25,8 +26,8 @@ pub const MAX_TTL: i64 = 9_000_000_000;
 #[derive(Default)]
 struct State {
     primary: bool,
-    expiry: HashMap<i64, Instant>,
-    revoking: HashMap<i64, Instant>,
+    expiry: HashMap<LeaseId, Instant>,
+    revoking: HashMap<LeaseId, Instant>,
 }
 
 pub struct Lessor {
@@ -53,7 +54,7 @@ impl Lessor {
     }
 
     /// Renews a lease on the leader; its TTL, or None when it does not exist.
-    pub fn renew(&self, server: &EtcdServer, id: i64) -> Option<i64> {
+    pub fn renew(&self, server: &EtcdServer, id: LeaseId) -> Option<i64> {
         let lease = server.store.lease(id)?;
         self.state().expiry.insert(
             id,
@@ -63,7 +64,7 @@ impl Lessor {
     }
 
     /// Seconds left on the leader's clock (truncated, as etcd reports it).
-    pub fn remaining(&self, id: i64) -> Option<i64> {
+    pub fn remaining(&self, id: LeaseId) -> Option<i64> {
         let expiry = *self.state().expiry.get(&id)?;
         Some(expiry.saturating_duration_since(Instant::now()).as_secs() as i64)
     }
@@ -85,10 +86,14 @@ impl Lessor {
                     st.revoking.clear();
                     if leader {
                         // Promotion: remaining TTL plus an election timeout for every lease.
-                        for (id, ttl, remaining) in &leases {
-                            let left = if *remaining > 0 { *remaining } else { *ttl };
+                        for lease in &leases {
+                            let left = if lease.remaining_ttl > 0 {
+                                lease.remaining_ttl
+                            } else {
+                                lease.ttl
+                            };
                             st.expiry.insert(
-                                *id,
+                                lease.id,
                                 now + Duration::from_secs(left.max(0) as u64) + self.extend,
                             );
                         }
@@ -97,16 +102,16 @@ impl Lessor {
                 if !leader {
                     continue;
                 }
-                let live: std::collections::HashSet<i64> =
-                    leases.iter().map(|(id, _, _)| *id).collect();
+                let live: std::collections::HashSet<LeaseId> =
+                    leases.iter().map(|lease| lease.id).collect();
                 st.expiry.retain(|id, _| live.contains(id));
                 st.revoking.retain(|id, _| live.contains(id));
-                for (id, ttl, _) in &leases {
+                for lease in &leases {
                     st.expiry
-                        .entry(*id)
-                        .or_insert(now + Duration::from_secs((*ttl).max(0) as u64));
+                        .entry(lease.id)
+                        .or_insert(now + Duration::from_secs(lease.ttl.max(0) as u64));
                 }
-                let expired: Vec<i64> = st
+                let expired: Vec<LeaseId> = st
                     .expiry
                     .iter()
                     .filter(|(id, at)| {
@@ -124,11 +129,11 @@ impl Lessor {
                 let mut checkpoints = Vec::new();
                 if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                     last_checkpoint = Instant::now();
-                    for (id, ttl, _) in &leases {
-                        if let Some(at) = st.expiry.get(id) {
+                    for lease in &leases {
+                        if let Some(at) = st.expiry.get(&lease.id) {
                             let left = at.saturating_duration_since(now).as_secs() as i64;
-                            if left < *ttl {
-                                checkpoints.push((*id, left.max(1)));
+                            if left < lease.ttl {
+                                checkpoints.push((lease.id, left.max(1)));
                             }
                         }
                     }
@@ -138,14 +143,18 @@ impl Lessor {
             for id in expired {
                 let server = server.clone();
                 tokio::spawn(async move {
-                    let revoke = Internal::LeaseRevoke(LeaseRevokeRequest { id });
+                    let revoke = Internal::LeaseRevoke(LeaseRevokeRequest { id: id.0 });
                     match server.propose(revoke).await {
                         Ok(Applied::LeaseRevoked(rev)) => {
-                            tracing::info!(lease_id = id, revision = rev, "revoked expired lease")
+                            tracing::info!(
+                                lease_id = id.0,
+                                revision = rev.0,
+                                "revoked expired lease"
+                            )
                         }
                         Ok(_) => {}
                         Err(e) => {
-                            tracing::warn!(lease_id = id, error = %e, "failed to revoke expired lease")
+                            tracing::warn!(lease_id = id.0, error = %e, "failed to revoke expired lease")
                         }
                     }
                 });
@@ -153,7 +162,10 @@ impl Lessor {
             for (id, remaining_ttl) in checkpoints {
                 let server = server.clone();
                 tokio::spawn(async move {
-                    let cp = Internal::LeaseCheckpoint(LeaseCheckpoint { id, remaining_ttl });
+                    let cp = Internal::LeaseCheckpoint(LeaseCheckpoint {
+                        id: id.0,
+                        remaining_ttl,
+                    });
                     let _ = server.propose(cp).await;
                 });
             }

@@ -2,7 +2,7 @@
 //! shared state they meet at. A leaf: it imports nothing of the server's.
 
 use oxcd_api::etcdserverpb::{DeleteRangeResponse, Member, PutResponse, TxnResponse};
-use oxcd_api::EtcdError;
+use oxcd_api::{EtcdError, LeaseId, Revision};
 use raft::eraftpb::{ConfChange, ConfState, Entry, Message, Snapshot};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -77,14 +77,14 @@ pub enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     /// Compaction done; the store's revision then.
-    Compacted(i64),
+    Compacted(Revision),
     Published,
     LeaseGranted {
-        id: i64,
+        id: LeaseId,
         ttl: i64,
     },
     /// A lease revoked (with its keys); the store's revision after.
-    LeaseRevoked(i64),
+    LeaseRevoked(Revision),
     LeaseCheckpointed,
     /// An auth store change (or a simple token assigned).
     Auth,

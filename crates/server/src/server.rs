@@ -8,7 +8,7 @@ use oxcd_api::oxcdpb::{
     internal_request::Request, ClusterRecord, ConfChangeContext, InternalRequest,
 };
 use oxcd_api::EtcdError;
-use oxcd_api::{ClusterId, MemberId};
+use oxcd_api::{ClusterId, MemberId, Revision};
 use oxcd_mvcc::Store;
 use prost::Message;
 use raft::eraftpb::{ConfChange, ConfChangeType};
@@ -116,18 +116,18 @@ impl EtcdServer {
         self.node.send(msg).map_err(|_| EtcdError::Stopped)
     }
 
-    pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
+    pub fn header(&self, revision: Revision) -> Option<ResponseHeader> {
         Some(ResponseHeader {
             cluster_id: self.cluster_id.0,
             member_id: self.member_id.0,
-            revision,
+            revision: revision.0,
             raft_term: self.raft.term.load(Ordering::Acquire),
         })
     }
 
     /// Completes a header the store made (revision only) with this member's identity.
     pub fn fill_header(&self, header: &mut Option<ResponseHeader>) {
-        *header = self.header(header.map_or(0, |h| h.revision));
+        *header = self.header(Revision(header.map_or(0, |h| h.revision)));
     }
 
     /// A new lease ID: positive, unique across members (etcd's request ID generator).

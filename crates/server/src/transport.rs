@@ -7,6 +7,7 @@ use oxcd_api::etcdserverpb::Member;
 use oxcd_api::oxcdpb::raft_client::RaftClient;
 use oxcd_api::oxcdpb::raft_server::Raft;
 use oxcd_api::oxcdpb::{ClusterRecord, PeerAck, RaftBatch, SnapshotChunk};
+use oxcd_api::Revision;
 use oxcd_api::{ClusterId, MemberId};
 use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM};
 use oxcd_storage::membership;
@@ -520,9 +521,9 @@ impl Raft for PeerService {
         &self,
         request: Request<oxcd_api::etcdserverpb::HashKvRequest>,
     ) -> Result<Response<oxcd_api::etcdserverpb::HashKvResponse>, Status> {
-        let (hash, compact_revision, hash_revision) = self
+        let kv = self
             .store
-            .hash_kv(request.into_inner().revision)
+            .hash_kv(Revision(request.into_inner().revision))
             .map_err(crate::error::store_status)?;
         Ok(Response::new(oxcd_api::etcdserverpb::HashKvResponse {
             header: Some(oxcd_api::etcdserverpb::ResponseHeader {
@@ -530,9 +531,9 @@ impl Raft for PeerService {
                 member_id: self.member_id.0,
                 ..Default::default()
             }),
-            hash,
-            compact_revision,
-            hash_revision,
+            hash: kv.hash,
+            compact_revision: kv.compact_revision.0,
+            hash_revision: kv.revision.0,
         }))
     }
 

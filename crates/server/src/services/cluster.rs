@@ -11,6 +11,7 @@ use oxcd_api::etcdserverpb::*;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_api::EtcdError;
 use oxcd_api::MemberId;
+use oxcd_api::Revision;
 use raft::eraftpb::ConfChangeType;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -223,7 +224,7 @@ impl Cluster for ClusterService {
             .await?;
         let (added, members) = members_of(applied)?;
         Ok(Response::new(MemberAddResponse {
-            header: self.server.header(0),
+            header: self.server.header(Revision(0)),
             member: added.or(Some(member)),
             members,
         }))
@@ -242,7 +243,7 @@ impl Cluster for ClusterService {
             .await?;
         let (_, members) = members_of(applied)?;
         Ok(Response::new(MemberRemoveResponse {
-            header: self.server.header(0),
+            header: self.server.header(Revision(0)),
             members,
         }))
     }
@@ -275,7 +276,7 @@ impl Cluster for ClusterService {
             .await?;
         let (_, members) = members_of(applied)?;
         Ok(Response::new(MemberUpdateResponse {
-            header: self.server.header(0),
+            header: self.server.header(Revision(0)),
             members,
         }))
     }
@@ -292,7 +293,7 @@ impl Cluster for ClusterService {
             self.promote_on_leader(id).await?
         };
         Ok(Response::new(MemberPromoteResponse {
-            header: self.server.header(0),
+            header: self.server.header(Revision(0)),
             members,
         }))
     }
@@ -308,7 +309,7 @@ impl Cluster for ClusterService {
         }
         Ok(Response::new(MemberListResponse {
             // etcd's cluster responses carry no revision.
-            header: self.server.header(0),
+            header: self.server.header(Revision(0)),
             members: self.members(),
         }))
     }

@@ -9,6 +9,7 @@ use oxcd_api::etcdserverpb::lease_server::Lease;
 use oxcd_api::etcdserverpb::*;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_api::EtcdError;
+use oxcd_api::LeaseId;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -80,7 +81,7 @@ impl LeaseService {
         token: Option<&MetadataValue<Ascii>>,
     ) -> Result<LeaseKeepAliveResponse, Status> {
         if self.is_leader() {
-            let ttl = self.lessor.renew(&self.server, id).unwrap_or(0);
+            let ttl = self.lessor.renew(&self.server, LeaseId(id)).unwrap_or(0);
             crate::metrics::inc(|m| &m.lease_renewed);
             return Ok(LeaseKeepAliveResponse {
                 header: self.server.header(self.server.store.current_revision()),
@@ -134,7 +135,7 @@ impl Lease for LeaseService {
                 }
                 Ok(Response::new(LeaseGrantResponse {
                     header: self.server.header(self.server.store.current_revision()),
-                    id,
+                    id: id.0,
                     ttl,
                     error: String::new(),
                 }))
@@ -152,7 +153,7 @@ impl Lease for LeaseService {
         let who = self.server.require_user(&r)?;
         let r = r.into_inner();
         // As etcd: revoking deletes the lease's keys, so it needs write permission on each.
-        if let Some(lease) = self.server.store.lease(r.id) {
+        if let Some(lease) = self.server.store.lease(LeaseId(r.id)) {
             for key in &lease.keys {
                 self.server.auth.check_put(who.as_ref(), key, false)?;
             }
@@ -219,7 +220,7 @@ impl Lease for LeaseService {
             return Ok(Response::new(resp));
         }
         let header = self.server.header(self.server.store.current_revision());
-        let Some(lease) = self.server.store.lease(r.id) else {
+        let Some(lease) = self.server.store.lease(LeaseId(r.id)) else {
             // As etcd: an unknown (or expired) lease has TTL -1, not an error.
             return Ok(Response::new(LeaseTimeToLiveResponse {
                 header,
@@ -235,7 +236,7 @@ impl Lease for LeaseService {
                 self.server.auth.check_read(who.as_ref(), key, &[])?;
             }
         }
-        let ttl = self.lessor.remaining(r.id).unwrap_or(lease.ttl);
+        let ttl = self.lessor.remaining(LeaseId(r.id)).unwrap_or(lease.ttl);
         Ok(Response::new(LeaseTimeToLiveResponse {
             header,
             id: r.id,
@@ -259,7 +260,7 @@ impl Lease for LeaseService {
             .store
             .lease_list()
             .into_iter()
-            .map(|(id, _, _)| id)
+            .map(|lease| lease.id.0)
             .collect();
         ids.sort_unstable();
         Ok(Response::new(LeaseLeasesResponse {

@@ -7,6 +7,7 @@ use oxcd_api::etcdserverpb::maintenance_server::Maintenance;
 use oxcd_api::etcdserverpb::*;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_api::EtcdError;
+use oxcd_api::Revision;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -166,28 +167,28 @@ impl Maintenance for MaintenanceService {
         self.server.require_admin(&r)?;
         let s = &self.server;
         let store = s.store.clone();
-        let (hash, revision) = tokio::task::spawn_blocking(move || store.hash_all())
+        let all = tokio::task::spawn_blocking(move || store.hash_all())
             .await
             .map_err(|e| Status::internal(format!("hash: {e}")))?
             .map_err(crate::error::store_status)?;
         Ok(Response::new(HashResponse {
-            header: s.header(revision),
-            hash,
+            header: s.header(all.revision),
+            hash: all.hash,
         }))
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         self.server.require_admin(&r)?;
         let s = &self.server;
-        let (hash, compact_revision, hash_revision) = s
+        let kv = s
             .store
-            .hash_kv(r.into_inner().revision)
+            .hash_kv(Revision(r.into_inner().revision))
             .map_err(crate::error::store_status)?;
         Ok(Response::new(HashKvResponse {
             header: s.header(s.store.current_revision()),
-            hash,
-            compact_revision,
-            hash_revision,
+            hash: kv.hash,
+            compact_revision: kv.compact_revision.0,
+            hash_revision: kv.revision.0,
         }))
     }
 

@@ -8,6 +8,7 @@ use oxcd_api::etcdserverpb::watch_request::RequestUnion;
 use oxcd_api::etcdserverpb::watch_server::Watch;
 use oxcd_api::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest, WatchResponse};
 use oxcd_api::mvccpb::event::EventType;
+use oxcd_api::Revision;
 use oxcd_mvcc::{KeyRange, WatchBatch, WatchSink, WatchSpec};
 use prost::Message;
 use std::collections::HashMap;
@@ -261,7 +262,7 @@ async fn create(
                 return;
             }
             let start = if c.start_revision == 0 {
-                current + 1
+                current.0 + 1
             } else {
                 c.start_revision
             };
@@ -367,7 +368,7 @@ fn respond(server: &EtcdServer, state: &Shared, batch: WatchBatch) -> Vec<WatchR
     }
     let compacted = batch.compact_revision != 0;
     let whole = WatchResponse {
-        header: server.header(batch.revision),
+        header: server.header(Revision(batch.revision)),
         watch_id: batch.watch_id,
         created: false,
         canceled: compacted,
