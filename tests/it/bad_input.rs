@@ -2,19 +2,12 @@
 
 use oxcd_api::etcdserverpb::kv_client::KvClient;
 use oxcd_api::etcdserverpb::*;
+use oxcd_tests::kv::put;
 use oxcd_tests::{Kind, Server};
 use tonic::transport::Channel;
 
-fn put(key: &[u8], value: Vec<u8>) -> PutRequest {
-    PutRequest {
-        key: key.to_vec(),
-        value,
-        ..Default::default()
-    }
-}
-
 fn op_put(k: String) -> RequestOp {
-    put(k.as_bytes(), vec![]).into()
+    put(k, "").into()
 }
 
 type Outcome = Result<String, (tonic::Code, String)>;
@@ -33,7 +26,7 @@ async fn outcomes(kv: &mut KvClient<Channel>) -> Vec<(&'static str, Outcome)> {
             ));
         };
     }
-    record!("put empty key", kv.put(put(b"", b"v".to_vec())));
+    record!("put empty key", kv.put(put(b"", b"v")));
     record!("range empty key", kv.range(RangeRequest::default()));
     record!(
         "delete empty key",
@@ -94,8 +87,8 @@ async fn outcomes(kv: &mut KvClient<Channel>) -> Vec<(&'static str, Outcome)> {
             failure: vec![]
         })
     );
-    record!("put a", kv.put(put(b"a", b"1".to_vec())));
-    record!("put b", kv.put(put(b"b", b"2".to_vec())));
+    record!("put a", kv.put(put(b"a", b"1")));
+    record!("put b", kv.put(put(b"b", b"2")));
     record!(
         "range_end before key",
         kv.range(RangeRequest {
@@ -149,7 +142,7 @@ async fn outcomes(kv: &mut KvClient<Channel>) -> Vec<(&'static str, Outcome)> {
             physical: false
         })
     );
-    record!("still healthy: put", kv.put(put(b"after", b"ok".to_vec())));
+    record!("still healthy: put", kv.put(put(b"after", b"ok")));
     record!(
         "still healthy: get",
         kv.range(RangeRequest {
@@ -209,7 +202,5 @@ async fn a_request_over_the_grpc_limit_is_refused_and_the_server_goes_on() {
         ),
         "{err:?}"
     );
-    o.put(put(b"k", b"v".to_vec()))
-        .await
-        .expect("still serving");
+    o.put(put(b"k", b"v")).await.expect("still serving");
 }

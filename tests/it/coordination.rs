@@ -2,30 +2,31 @@
 //! etcdctl as separate processes against oxcd; make-mirror from a live etcd into oxcd.
 
 use oxcd_api::etcdserverpb::kv_client::KvClient;
-use oxcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
+use oxcd_api::etcdserverpb::DeleteRangeRequest;
+use oxcd_tests::kv::{self, put};
+use oxcd_tests::wait::{eventually, retry};
 use oxcd_tests::{bin, system_bin, Kind, Server, Tool};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn keys_under(kv: &mut KvClient<Channel>, prefix: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let req = RangeRequest {
-        key: prefix.as_bytes().to_vec(),
-        range_end: oxcd_api::prefix_end(prefix.as_bytes()),
-        ..Default::default()
-    };
-    let resp = kv.range(req).await.expect("range").into_inner();
+    let resp = kv
+        .range(kv::prefix(prefix))
+        .await
+        .expect("range")
+        .into_inner();
     resp.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()
 }
 
 async fn wait_for_keys(kv: &mut KvClient<Channel>, prefix: &str, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while keys_under(kv, prefix).await.len() != n {
-        assert!(Instant::now() < deadline, "{prefix} never held {n} keys");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(&format!("{prefix} never held {n} keys"), WAIT, || {
+        let mut kv = kv.clone();
+        async move { keys_under(&mut kv, prefix).await.len() == n }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -159,11 +160,6 @@ async fn make_mirror_copies_a_live_etcd_keyspace_into_oxcd() {
     let oxcd = Server::start(Kind::Oxcd, &[]);
     let mut source = etcd.ready().await;
     let mut dest = oxcd.ready().await;
-    let put = |key: String, value: String| PutRequest {
-        key: key.into_bytes(),
-        value: value.into_bytes(),
-        ..Default::default()
-    };
     for i in 0..300 {
         source
             .put(put(format!("app/{i:03}"), format!("base-{i}")))
@@ -171,7 +167,7 @@ async fn make_mirror_copies_a_live_etcd_keyspace_into_oxcd() {
             .expect("put");
     }
     source
-        .put(put("other/x".into(), "not mirrored".into()))
+        .put(put("other/x", "not mirrored"))
         .await
         .expect("put");
 
@@ -188,11 +184,7 @@ async fn make_mirror_copies_a_live_etcd_keyspace_into_oxcd() {
                     };
                     source.delete_range(del).await.expect("delete");
                 } else {
-                    let req = PutRequest {
-                        key: key.into_bytes(),
-                        value: format!("live-{i}").into_bytes(),
-                        ..Default::default()
-                    };
+                    let req = put(key, format!("live-{i}"));
                     source.put(req).await.expect("put");
                 }
             }
@@ -213,19 +205,19 @@ async fn make_mirror_copies_a_live_etcd_keyspace_into_oxcd() {
 
     let want = keys_under(&mut source, "app/").await;
     assert!(want.len() > 250, "the source has {} keys", want.len());
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = keys_under(&mut dest, "app/").await;
-        if got == want {
-            break;
+    let mirrored = retry(WAIT, Duration::from_millis(100), || {
+        let (mut dest, want) = (dest.clone(), &want);
+        async move {
+            let got = keys_under(&mut dest, "app/").await;
+            (got == *want).then_some(()).ok_or(got.len())
         }
-        assert!(
-            Instant::now() < deadline,
-            "the mirror differs: {} keys in etcd, {} in oxcd",
-            want.len(),
-            got.len()
+    })
+    .await;
+    if let Err(got) = mirrored {
+        panic!(
+            "the mirror differs: {} keys in etcd, {got} in oxcd",
+            want.len()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(keys_under(&mut dest, "other/").await.is_empty());
     assert_eq!(

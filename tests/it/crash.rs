@@ -2,20 +2,18 @@
 //! elsewhere stops the member with a message naming the file.
 
 use oxcd_api::etcdserverpb::kv_client::KvClient;
-use oxcd_api::etcdserverpb::{PutRequest, RangeRequest, RangeResponse};
+use oxcd_api::etcdserverpb::RangeResponse;
+use oxcd_tests::kv::{self, put};
+use oxcd_tests::wait::eventually;
 use oxcd_tests::{Kind, Server};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 
 /// Every key under `prefix`, read linearizably.
 async fn read_prefix(kv: &mut KvClient<Channel>, prefix: &str) -> RangeResponse {
-    let req = RangeRequest {
-        key: prefix.as_bytes().to_vec(),
-        range_end: oxcd_api::prefix_end(prefix.as_bytes()),
-        ..Default::default()
-    };
+    let req = kv::prefix(prefix);
     kv.range(req).await.expect("range").into_inner()
 }
 
@@ -31,12 +29,7 @@ async fn kill9_under_concurrent_writes_keeps_every_acknowledged_write() {
         writers.push(tokio::spawn(async move {
             for n in 0..10_000 {
                 let key = format!("w/{w:02}/{n:05}");
-                let put = PutRequest {
-                    key: key.clone().into_bytes(),
-                    value: key.clone().into_bytes(),
-                    ..Default::default()
-                };
-                match kv.put(put).await {
+                match kv.put(put(key.clone(), key.clone())).await {
                     Ok(r) => {
                         let rev = r.into_inner().header.map_or(0, |h| h.revision);
                         acked.lock().expect("lock").insert(key, rev);
@@ -46,14 +39,15 @@ async fn kill9_under_concurrent_writes_keeps_every_acknowledged_write() {
             }
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acked.lock().expect("lock").len() < 1500 {
-        assert!(
-            Instant::now() < deadline,
-            "writers made too little progress"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "writers made too little progress",
+        Duration::from_secs(30),
+        || {
+            let n = acked.lock().expect("lock").len();
+            async move { n >= 1500 }
+        },
+    )
+    .await;
     server.kill9();
     for w in writers {
         let _ = w.await;
@@ -92,12 +86,7 @@ async fn kill9_under_concurrent_writes_keeps_every_acknowledged_write() {
 async fn write_keys(server: &Server, n: usize) {
     let mut kv = server.ready().await;
     for i in 0..n {
-        let put = PutRequest {
-            key: format!("k{i:03}").into_bytes(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        };
-        kv.put(put).await.expect("put");
+        kv.put(put(format!("k{i:03}"), "v")).await.expect("put");
     }
 }
 
@@ -161,12 +150,7 @@ async fn snapshot_count_compacts_the_log_and_restart_keeps_everything() {
         writers.push(tokio::spawn(async move {
             for n in 0..250 {
                 let key = format!("s/{w:02}/{n:03}");
-                let put = PutRequest {
-                    key: key.clone().into_bytes(),
-                    value: key.into_bytes(),
-                    ..Default::default()
-                };
-                kv.put(put).await.expect("put");
+                kv.put(put(key.clone(), key)).await.expect("put");
             }
         }));
     }
@@ -237,11 +221,5 @@ async fn a_backend_ahead_of_a_cut_log_restarts_from_the_backend() {
     );
     let resp = read_prefix(&mut kv, "k").await;
     assert_eq!(resp.count, 20, "the backend had applied every put");
-    kv.put(PutRequest {
-        key: b"after".to_vec(),
-        value: b"ok".to_vec(),
-        ..Default::default()
-    })
-    .await
-    .expect("writes go on");
+    kv.put(put("after", "ok")).await.expect("writes go on");
 }

@@ -1,7 +1,7 @@
 //! The real etcdctl against oxcd, and oxcdctl against oxcd, give etcdctl-against-etcd's
 //! output for the same commands on the same data (IDs and raft term masked).
 
-use oxcd_tests::{bin, run_tool, run_tool_env, system_bin, Kind, Server};
+use oxcd_tests::{bin, ctl, run_tool, run_tool_env, system_bin, Kind, Server};
 use regex::Regex;
 
 /// (command line, stdin)
@@ -165,12 +165,7 @@ async fn endpoint_health_and_status_work_with_both_clients() {
     oxcd.ready().await;
     let ep = oxcd.endpoint();
     for tool in [system_bin("etcdctl"), bin("oxcdctl")] {
-        let args = |extra: &[&str]| {
-            let mut a = vec!["--endpoints".to_string(), ep.clone()];
-            a.extend(extra.iter().map(|s| s.to_string()));
-            a
-        };
-        let (out, _, code) = run_tool(&tool, &args(&["member", "list"]), None);
+        let (out, _, code) = ctl(&tool, &ep, &["member", "list"]);
         assert_eq!(code, 0);
         let id = out.split(',').next().unwrap_or_default().to_string();
         assert!(
@@ -186,7 +181,7 @@ async fn endpoint_health_and_status_work_with_both_clients() {
             )
         );
 
-        let (_, err, code) = run_tool(&tool, &args(&["endpoint", "health"]), None);
+        let (_, err, code) = ctl(&tool, &ep, &["endpoint", "health"]);
         assert_eq!(code, 0, "{}: {err}", tool.display());
         assert!(
             err.starts_with(&format!(
@@ -195,7 +190,7 @@ async fn endpoint_health_and_status_work_with_both_clients() {
             "{err}"
         );
 
-        let (out, err, code) = run_tool(&tool, &args(&["endpoint", "status", "-w", "table"]), None);
+        let (out, err, code) = ctl(&tool, &ep, &["endpoint", "status", "-w", "table"]);
         assert_eq!(code, 0, "{err}");
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 5, "{out}");
@@ -208,7 +203,7 @@ async fn endpoint_health_and_status_work_with_both_clients() {
             "{out}"
         );
 
-        let (out, _, code) = run_tool(&tool, &args(&["endpoint", "status", "-w", "json"]), None);
+        let (out, _, code) = ctl(&tool, &ep, &["endpoint", "status", "-w", "json"]);
         assert_eq!(code, 0);
         assert!(
             out.starts_with(&format!(
@@ -220,33 +215,21 @@ async fn endpoint_health_and_status_work_with_both_clients() {
 
         // etcdctl 3.4 dials a single endpoint with the whole URL as the HTTP/2 :authority
         // (`--cluster`, URL-form endpoints); oxcd must accept it as etcd does.
-        let (out, err, code) = run_tool(&tool, &args(&["endpoint", "status", "--cluster"]), None);
+        let (out, err, code) = ctl(&tool, &ep, &["endpoint", "status", "--cluster"]);
         assert_eq!(code, 0, "{err}");
         assert!(
             out.starts_with(&format!("{}, {id}, 3.5.0, ", oxcd.url())),
             "{out}"
         );
-        let url_args = vec![
-            "--endpoints".to_string(),
-            oxcd.url(),
-            "endpoint".into(),
-            "status".into(),
-        ];
-        let (out, err, code) = run_tool(&tool, &url_args, None);
+        let (out, err, code) = ctl(&tool, &oxcd.url(), &["endpoint", "status"]);
         assert_eq!(code, 0, "{err}");
         assert!(out.starts_with(&format!("{}, {id}, ", oxcd.url())), "{out}");
     }
     let dead = format!("127.0.0.1:{}", oxcd_tests::free_port());
-    let (_, err, code) = run_tool(
+    let (_, err, code) = ctl(
         &bin("oxcdctl"),
-        &[
-            "--endpoints".into(),
-            dead.clone(),
-            "--dial-timeout=300ms".into(),
-            "endpoint".into(),
-            "health".into(),
-        ],
-        None,
+        &dead,
+        &["--dial-timeout=300ms", "endpoint", "health"],
     );
     assert_eq!(code, 1);
     assert!(
@@ -260,50 +243,21 @@ async fn endpoint_health_and_status_work_with_both_clients() {
 async fn count_only_is_for_fields_output_as_in_etcdctl_3_5() {
     let oxcd = Server::start(Kind::Oxcd, &[]);
     oxcd.ready().await;
-    let ctl = bin("oxcdctl");
+    let oxcdctl = bin("oxcdctl");
     let ep = oxcd.endpoint();
     for k in ["a1", "a2", "b1"] {
-        let (_, _, code) = run_tool(
-            &ctl,
-            &[
-                "--endpoints".into(),
-                ep.clone(),
-                "put".into(),
-                k.into(),
-                "v".into(),
-            ],
-            None,
-        );
+        let (_, _, code) = ctl(&oxcdctl, &ep, &["put", k, "v"]);
         assert_eq!(code, 0);
     }
-    let (out, _, code) = run_tool(
-        &ctl,
-        &[
-            "--endpoints".into(),
-            ep.clone(),
-            "get".into(),
-            "a".into(),
-            "--prefix".into(),
-            "--count-only".into(),
-            "-w".into(),
-            "fields".into(),
-        ],
-        None,
+    let (out, _, code) = ctl(
+        &oxcdctl,
+        &ep,
+        &["get", "a", "--prefix", "--count-only", "-w", "fields"],
     );
     assert_eq!(code, 0);
     assert!(out.ends_with("\"More\" : false\n\"Count\" : 2\n"), "{out}");
     assert!(!out.contains("\"Key\""), "{out}");
-    let (_, err, code) = run_tool(
-        &ctl,
-        &[
-            "--endpoints".into(),
-            ep,
-            "get".into(),
-            "a".into(),
-            "--count-only".into(),
-        ],
-        None,
-    );
+    let (_, err, code) = ctl(&oxcdctl, &ep, &["get", "a", "--count-only"]);
     assert_eq!(code, 128);
     assert_eq!(
         err,
@@ -315,25 +269,30 @@ async fn count_only_is_for_fields_output_as_in_etcdctl_3_5() {
 async fn etcdctl_variables_configure_oxcdctl_and_flags_win() {
     let oxcd = Server::start(Kind::Oxcd, &[]);
     oxcd.ready().await;
-    let ctl = bin("oxcdctl");
+    let oxcdctl = bin("oxcdctl");
     let ep = oxcd.endpoint();
     let env = [
         ("ETCDCTL_ENDPOINTS", ep.as_str()),
         ("ETCDCTL_WRITE_OUT", "json"),
         ("ETCDCTL_COMMAND_TIMEOUT", "3s"),
     ];
-    let (out, err, code) = run_tool_env(&ctl, &["put".into(), "k".into(), "v".into()], None, &env);
+    let (out, err, code) = run_tool_env(
+        &oxcdctl,
+        &["put".into(), "k".into(), "v".into()],
+        None,
+        &env,
+    );
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("{\"header\":{\"cluster_id\":"), "{out}");
     let (out, _, code) = run_tool_env(
-        &ctl,
+        &oxcdctl,
         &["get".into(), "k".into(), "-w".into(), "simple".into()],
         None,
         &env,
     );
     assert_eq!((out.as_str(), code), ("k\nv\n", 0));
     let (_, err, code) = run_tool_env(
-        &ctl,
+        &oxcdctl,
         &["get".into(), "k".into()],
         None,
         &[("ETCDCTL_DIAL_TIMEOUT", "bogus")],

@@ -4,6 +4,7 @@
 
 use base64::Engine;
 use oxcd_tests::http::{self, Stream};
+use oxcd_tests::wait::eventually;
 use oxcd_tests::{Kind, Server};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -347,21 +348,14 @@ async fn a_json_watch_streams_etcds_events() {
     // only while the reply is read).
     drop(open_streams);
     let oxcd = &servers[1];
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let within = std::time::Duration::from_secs(20);
+    eventually("the watch outlived its client", within, || async {
         let (_, metrics) = oxcd_tests::http_get(&oxcd.endpoint(), "/metrics");
-        if metrics
+        metrics
             .lines()
             .any(|l| l == "etcd_debugging_mvcc_watcher_total 0")
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the watch outlived its client"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 /// The Python the tests run etcd3gw with: scripts/test.sh makes target/py.

@@ -2,8 +2,10 @@
 
 use oxcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxcd_api::etcdserverpb::*;
+use oxcd_tests::kv::{self, put};
+use oxcd_tests::wait::eventually;
 use oxcd_tests::{Kind, Server};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 
 async fn lease_client(url: &str) -> LeaseClient<Channel> {
@@ -26,12 +28,11 @@ fn outcome<T: std::fmt::Debug>(
     }
 }
 
-fn put(key: &str, lease: i64) -> PutRequest {
+/// A put of "v" at `key` attached to `lease`.
+fn leased(key: &str, lease: i64) -> PutRequest {
     PutRequest {
-        key: key.into(),
-        value: b"v".to_vec(),
         lease,
-        ..Default::default()
+        ..put(key, "v")
     }
 }
 
@@ -60,15 +61,13 @@ async fn script(server: &Server) -> Vec<String> {
         show_grant,
     ));
     let rev = |r: &PutResponse| format!("put rev {}", r.header.map_or(0, |h| h.revision));
-    out.push(outcome(kv.put(put("k1", 0x12)).await, rev));
-    out.push(outcome(kv.put(put("k2", 0x12)).await, rev));
-    out.push(outcome(kv.put(put("k3", 0x99)).await, rev));
-    out.push(outcome(kv.put(put("short", 0x10)).await, rev));
+    out.push(outcome(kv.put(leased("k1", 0x12)).await, rev));
+    out.push(outcome(kv.put(leased("k2", 0x12)).await, rev));
+    out.push(outcome(kv.put(leased("k3", 0x99)).await, rev));
+    out.push(outcome(kv.put(leased("short", 0x10)).await, rev));
     let keep = PutRequest {
-        key: b"k2".to_vec(),
-        value: b"v2".to_vec(),
         ignore_lease: true,
-        ..Default::default()
+        ..put("k2", "v2")
     };
     out.push(outcome(kv.put(keep).await, rev));
     let ttl = leases
@@ -124,23 +123,17 @@ async fn script(server: &Server) -> Vec<String> {
         "after revoke ttl {} granted {}",
         gone.ttl, gone.granted_ttl
     ));
-    let range = |key: &str| RangeRequest {
-        key: key.into(),
-        range_end: oxcd_api::prefix_end(key.as_bytes()),
-        ..Default::default()
-    };
-    let left = kv.range(range("k")).await.expect("range").into_inner();
+    let left = kv.range(kv::prefix("k")).await.expect("range").into_inner();
     out.push(format!("k* left {}", left.count));
     // Lease 0x10 (2 s, the minimum) expires by itself and takes "short" with it.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = kv.range(range("short")).await.expect("range").into_inner();
-        if r.count == 0 {
-            break;
+    eventually("lease 0x10 never expired", Duration::from_secs(15), || {
+        let mut kv = kv.clone();
+        async move {
+            let r = kv.range(kv::prefix("short")).await.expect("range");
+            r.into_inner().count == 0
         }
-        assert!(Instant::now() < deadline, "lease 0x10 never expired");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     out.push("short expired".into());
     out
 }
@@ -155,10 +148,10 @@ async fn lease_answers_match_etcd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcdctl_and_oxcdctl_lease_commands_print_the_same() {
-    use oxcd_tests::{bin, run_tool, system_bin};
+    use oxcd_tests::{bin, ctl, system_bin};
     let oxcd = Server::start(Kind::Oxcd, &[]);
     oxcd.ready().await;
-    let ep = format!("--endpoints={}", oxcd.endpoint());
+    let ep = oxcd.endpoint();
     let mut leases = lease_client(&oxcd.url()).await;
     leases
         .lease_grant(LeaseGrantRequest {
@@ -168,7 +161,7 @@ async fn etcdctl_and_oxcdctl_lease_commands_print_the_same() {
         .await
         .expect("grant");
     let mut kv = oxcd.ready().await;
-    kv.put(put("held", 0xabc)).await.expect("put");
+    kv.put(leased("held", 0xabc)).await.expect("put");
     for args in [
         vec!["lease", "timetolive", "abc", "--keys"],
         vec!["lease", "timetolive", "123"],
@@ -181,10 +174,8 @@ async fn etcdctl_and_oxcdctl_lease_commands_print_the_same() {
         vec!["lease", "revoke", "123"],
         vec!["put", "k", "v", "--lease=123"],
     ] {
-        let mut a = vec![ep.clone()];
-        a.extend(args.iter().map(|s| s.to_string()));
-        let theirs = run_tool(&system_bin("etcdctl"), &a, None);
-        let ours = run_tool(&bin("oxcdctl"), &a, None);
+        let theirs = ctl(&system_bin("etcdctl"), &ep, &args);
+        let ours = ctl(&bin("oxcdctl"), &ep, &args);
         // etcdctl's client logs its retries on stderr; the last line is the error.
         let last = |s: &str| s.lines().last().unwrap_or("").to_string();
         assert_eq!(
@@ -201,13 +192,7 @@ async fn etcdctl_and_oxcdctl_lease_commands_print_the_same() {
         })
         .await
         .expect("grant");
-    let revoke = |tool: &std::path::Path, id: &str| {
-        run_tool(
-            tool,
-            &[ep.clone(), "lease".into(), "revoke".into(), id.into()],
-            None,
-        )
-    };
+    let revoke = |tool: &std::path::Path, id: &str| ctl(tool, &ep, &["lease", "revoke", id]);
     let theirs = revoke(&system_bin("etcdctl"), "abc");
     let ours = revoke(&bin("oxcdctl"), "def");
     assert_eq!(theirs.0.replace("abc", "def"), ours.0);

@@ -1,5 +1,6 @@
 //! The one integration-test binary: oxcd and real etcd as processes on loopback.
 
+mod architecture;
 mod bad_input;
 mod cluster;
 mod coordination;
@@ -11,4 +12,5 @@ mod lease;
 mod ops;
 mod security;
 mod startup;
+mod utl;
 mod watch;

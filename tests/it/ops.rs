@@ -6,23 +6,15 @@ use oxcd_api::etcdserverpb::{
     RangeRequest, RequestOp, TxnRequest,
 };
 use oxcd_tests::cluster::{Cluster, Spec};
-use oxcd_tests::{bin, http_get, run_tool, system_bin, Kind, Server};
+use oxcd_tests::kv::put;
+use oxcd_tests::wait::{eventually, retry, POLL};
+use oxcd_tests::{bin, ctl, http_get, run_tool, system_bin, Kind, Server};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn ctl(program: &std::path::Path, endpoints: &str, args: &[&str]) -> (String, String, i32) {
-    let mut a = vec!["--endpoints".to_string(), endpoints.to_string()];
-    a.extend(args.iter().map(|s| s.to_string()));
-    run_tool(program, &a, None)
-}
-
 fn big_put(key: &str) -> PutRequest {
-    PutRequest {
-        key: key.as_bytes().to_vec(),
-        value: vec![b'x'; 100_000],
-        ..Default::default()
-    }
+    put(key, vec![b'x'; 100_000])
 }
 
 #[tokio::test]
@@ -65,11 +57,7 @@ async fn quota_raises_nospace_refuses_growth_and_recovers_after_defrag_and_disar
     assert_eq!(code, 200);
 
     // Even a small put, a txn that puts, and a lease grant are refused; reads and deletes work.
-    let small = PutRequest {
-        key: b"small".to_vec(),
-        value: b"v".to_vec(),
-        ..Default::default()
-    };
+    let small = put("small", "v");
     let e = kv.put(small.clone()).await.expect_err("capped");
     assert_eq!(e.message(), "etcdserver: mvcc: database space exceeded");
     let put_op = RequestOp::from(small.clone());
@@ -177,13 +165,7 @@ async fn metrics_version_and_health_are_served_on_the_client_port() {
     let server = Server::start(Kind::Oxcd, &[]);
     let mut kv = server.ready().await;
     for i in 0..20 {
-        kv.put(PutRequest {
-            key: format!("m/{i}").into_bytes(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .expect("put");
+        kv.put(put(format!("m/{i}"), "v")).await.expect("put");
     }
     let ep = server.endpoint();
     let (code, body) = http_get(&ep, "/version");
@@ -208,12 +190,7 @@ async fn metrics_version_and_health_are_served_on_the_client_port() {
         if text.contains("etcd_disk_backend_commit_duration_seconds_count 0") {
             assert!(Instant::now() < deadline, "no durable backend commit");
             tokio::time::sleep(Duration::from_millis(20)).await;
-            kv.put(PutRequest {
-                key: b"m/extra".to_vec(),
-                ..Default::default()
-            })
-            .await
-            .expect("put");
+            kv.put(put("m/extra", "")).await.expect("put");
             continue;
         }
         break scrape;
@@ -286,23 +263,18 @@ async fn cluster_backup_under_load_restores_every_member() {
             let mut n = 0u64;
             while !stop.load(Ordering::Acquire) && n < 100_000 {
                 let key = format!("load/{n:06}");
-                let put = PutRequest {
-                    key: key.clone().into_bytes(),
-                    value: vec![b'v'; 256],
-                    ..Default::default()
-                };
-                if kv.put(put).await.is_ok() {
+                if kv.put(put(key.clone(), vec![b'v'; 256])).await.is_ok() {
                     acked.lock().expect("acked").push(key);
                 }
                 n += 1;
             }
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acked.lock().expect("acked").len() < 300 {
-        assert!(Instant::now() < deadline, "writes do not get through");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("writes do not get through", Duration::from_secs(30), || {
+        let n = acked.lock().expect("acked").len();
+        async move { n >= 300 }
+    })
+    .await;
     let before_save: Vec<String> = acked.lock().expect("acked").clone();
     let dir = tempfile::tempdir().expect("tempdir");
     let backup = dir.path().join("backup.db");
@@ -430,13 +402,9 @@ async fn cluster_backup_under_load_restores_every_member() {
             missing.len(),
             &missing[..missing.len().min(5)]
         );
-        kv.put(PutRequest {
-            key: format!("after-restore/{i}").into_bytes(),
-            value: b"ok".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .expect("clients carry on");
+        kv.put(put(format!("after-restore/{i}"), "ok"))
+            .await
+            .expect("clients carry on");
     }
     assert!(cluster_ids
         .iter()
@@ -462,13 +430,9 @@ async fn cluster_defrag_under_load_shrinks_the_file_without_client_errors() {
     let c = Cluster::start(Spec::new(3)).await;
     let mut kv = c.patient_kv(0).await;
     for i in 0..3000 {
-        kv.put(PutRequest {
-            key: format!("fill/{i:05}").into_bytes(),
-            value: vec![b'f'; 1024],
-            ..Default::default()
-        })
-        .await
-        .expect("fill");
+        kv.put(put(format!("fill/{i:05}"), vec![b'f'; 1024]))
+            .await
+            .expect("fill");
     }
     let resp = kv
         .delete_range(DeleteRangeRequest {
@@ -487,16 +451,16 @@ async fn cluster_defrag_under_load_shrinks_the_file_without_client_errors() {
     .await
     .expect("compact");
     // Let the compaction's commit reach disk before measuring.
-    let before = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let s = c.status(0).await.expect("status");
-            if s.raft_applied_index >= s.raft_index || Instant::now() > deadline {
-                break s.db_size;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = retry(Duration::from_secs(10), POLL, || async {
+        let s = c.status(0).await.expect("status");
+        if s.raft_applied_index >= s.raft_index {
+            Ok(s.db_size)
+        } else {
+            Err(s.db_size)
         }
-    };
+    })
+    .await
+    .unwrap_or_else(|db_size| db_size);
 
     let stop = Arc::new(AtomicBool::new(false));
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -509,12 +473,7 @@ async fn cluster_defrag_under_load_shrinks_the_file_without_client_errors() {
             let mut n = 0u64;
             while !stop.load(Ordering::Acquire) {
                 let key = format!("during/{i}/{}", n % 100).into_bytes();
-                let put = kv.put(PutRequest {
-                    key: key.clone(),
-                    value: b"v".to_vec(),
-                    ..Default::default()
-                });
-                if let Err(e) = put.await {
+                if let Err(e) = kv.put(put(key.clone(), "v")).await {
                     errors
                         .lock()
                         .expect("errors")
@@ -535,25 +494,23 @@ async fn cluster_defrag_under_load_shrinks_the_file_without_client_errors() {
             }
         }));
     }
-    let started_ops = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while ops.load(Ordering::Relaxed) < 100 {
-            assert!(Instant::now() < deadline, "load does not run");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        ops.load(Ordering::Relaxed)
-    };
+    eventually("load does not run", Duration::from_secs(10), || {
+        let n = ops.load(Ordering::Relaxed);
+        async move { n >= 100 }
+    })
+    .await;
+    let started_ops = ops.load(Ordering::Relaxed);
     let (out, err, rc) = ctl(&bin("oxcdctl"), &c.url(0), &["defrag"]);
     assert_eq!(rc, 0, "{err}");
     assert_eq!(
         out,
         format!("Finished defragmenting etcd member[{}]\n", c.url(0))
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ops.load(Ordering::Relaxed) < started_ops + 100 {
-        assert!(Instant::now() < deadline, "load stalls after defrag");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("load stalls after defrag", Duration::from_secs(10), || {
+        let n = ops.load(Ordering::Relaxed);
+        async move { n >= started_ops + 100 }
+    })
+    .await;
     stop.store(true, Ordering::Release);
     for t in load {
         t.await.expect("load task");

@@ -1,7 +1,8 @@
 //! What operators and scripts see: etcd's startup milestones in JSON logs, flag errors in
 //! etcd's words, ETCD_* variables, identity stable across restarts.
 
-use oxcd_api::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
+use oxcd_api::etcdserverpb::{RangeRequest, TxnRequest};
+use oxcd_tests::kv::put;
 use oxcd_tests::{bin, run_tool, Kind, Server};
 use std::time::Duration;
 
@@ -78,15 +79,13 @@ fn bad_flag_values_get_etcds_messages_and_exit_codes() {
 async fn etcd_environment_variables_configure_the_server() {
     let server = Server::start_with_env(Kind::Oxcd, &[], &[("ETCD_MAX_TXN_OPS", "2")]);
     let mut kv = server.ready().await;
-    let put = |k: &str| {
-        RequestOp::from(PutRequest {
-            key: k.into(),
-            ..Default::default()
-        })
-    };
     let txn = TxnRequest {
         compare: vec![],
-        success: vec![put("a"), put("b"), put("c")],
+        success: vec![
+            put("a", "").into(),
+            put("b", "").into(),
+            put("c", "").into(),
+        ],
         failure: vec![],
     };
     let err = kv.txn(txn).await.expect_err("3 ops over a limit of 2");
@@ -103,15 +102,7 @@ async fn etcd_environment_variables_configure_the_server() {
 async fn identity_and_data_survive_a_restart() {
     let mut server = Server::start(Kind::Oxcd, &[]);
     let mut kv = server.ready().await;
-    let put = kv
-        .put(PutRequest {
-            key: b"k".to_vec(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .expect("put")
-        .into_inner();
+    let put = kv.put(put("k", "v")).await.expect("put").into_inner();
     let before = put.header.expect("header");
     server.stop();
     server.spawn();

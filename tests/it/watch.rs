@@ -6,6 +6,7 @@ use oxcd_api::etcdserverpb::watch_create_request::FilterType;
 use oxcd_api::etcdserverpb::watch_request::RequestUnion;
 use oxcd_api::etcdserverpb::*;
 use oxcd_api::mvccpb::Event;
+use oxcd_tests::kv::put;
 use oxcd_tests::{bin, free_port, system_bin, Kind, Server};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -99,14 +100,6 @@ fn record(seen: &mut BTreeMap<i64, Seen>, r: WatchResponse) {
     s.events.extend(r.events);
 }
 
-fn put(k: &str, v: &str) -> PutRequest {
-    PutRequest {
-        key: k.into(),
-        value: v.into(),
-        ..Default::default()
-    }
-}
-
 /// The same script against a server: writes, watches of every kind, more writes, a
 /// compaction and a watch from before it, a cancel.
 async fn script(server: &Server, seed: u64) -> BTreeMap<i64, Seen> {
@@ -183,7 +176,7 @@ async fn script(server: &Server, seed: u64) -> BTreeMap<i64, Seen> {
         let k = keys[rng.gen_range(0..keys.len())];
         match rng.gen_range(0..4) {
             0 | 1 => {
-                kv.put(put(k, &rng.gen_range(0..100).to_string()))
+                kv.put(put(k, rng.gen_range(0..100).to_string()))
                     .await
                     .expect("put");
             }
@@ -287,7 +280,7 @@ async fn write_4k(server: &Server, n: usize) -> i64 {
     let mut last = 0;
     for i in 0..n {
         last = kv
-            .put(put(&format!("s/{i:05}"), &value))
+            .put(put(format!("s/{i:05}"), &value))
             .await
             .expect("writes go on while a watcher is stalled")
             .into_inner()
@@ -419,7 +412,7 @@ async fn ten_thousand_watchers_on_a_key_and_a_thousand_on_a_prefix_see_every_eve
     let mut pre = Vec::new();
     for i in 0..5 {
         hot.push(
-            kv.put(put("hot", &i.to_string()))
+            kv.put(put("hot", i.to_string()))
                 .await
                 .expect("put")
                 .into_inner()
@@ -428,7 +421,7 @@ async fn ten_thousand_watchers_on_a_key_and_a_thousand_on_a_prefix_see_every_eve
                 .revision,
         );
         pre.push(
-            kv.put(put(&format!("p/{i}"), "x"))
+            kv.put(put(format!("p/{i}"), "x"))
                 .await
                 .expect("put")
                 .into_inner()

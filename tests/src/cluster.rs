@@ -1,17 +1,20 @@
 //! oxcd clusters as separate processes on loopback: member i serves on 127.0.0.(11+i), on
 //! ports picked free; optionally a proxy (see `proxy`) in front of each peer URL.
 
+use crate::kv::put;
 use crate::proxy::PeerProxy;
+use crate::wait::{retry, POLL};
 use crate::{free_port, Server};
+use futures::FutureExt;
 use oxcd_api::etcdserverpb::cluster_client::ClusterClient;
 use oxcd_api::etcdserverpb::kv_client::KvClient;
 use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxcd_api::etcdserverpb::{
-    HashKvRequest, MemberAddRequest, PutRequest, RangeRequest, StatusRequest, StatusResponse,
+    HashKvRequest, MemberAddRequest, RangeRequest, StatusRequest, StatusResponse,
 };
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 
 pub struct Spec {
@@ -247,14 +250,12 @@ impl Cluster {
     }
 
     async fn channel(&self, i: usize) -> Channel {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(ch) = channel_with(&self.url(i), CLIENT_TIMEOUT, self.tls.as_ref()).await {
-                return ch;
-            }
-            assert!(Instant::now() < deadline, "member {i} unreachable");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let url = self.url(i);
+        retry(Duration::from_secs(20), POLL, || {
+            channel_with(&url, CLIENT_TIMEOUT, self.tls.as_ref()).map(|ch| ch.ok_or(()))
+        })
+        .await
+        .unwrap_or_else(|_| panic!("member {i} unreachable"))
     }
 
     pub async fn status(&self, i: usize) -> Option<StatusResponse> {
@@ -268,8 +269,7 @@ impl Cluster {
 
     /// The index of the member every running member agrees leads, within `within`.
     pub async fn wait_leader(&self, within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        loop {
+        let agreed = retry(within, Duration::from_millis(20), || async {
             let mut leaders = Vec::new();
             let mut ids = Vec::new();
             for i in self.running().collect::<Vec<_>>() {
@@ -284,27 +284,18 @@ impl Cluster {
                 && leaders.iter().all(|l| *l == leaders[0])
             {
                 if let Some((i, _)) = ids.iter().find(|(_, id)| *id == leaders[0]) {
-                    return *i;
+                    return Ok(*i);
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "no agreed leader within {within:?}: {leaders:x?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            Err(leaders)
+        })
+        .await;
+        agreed.unwrap_or_else(|leaders| panic!("no agreed leader within {within:?}: {leaders:x?}"))
     }
 
     pub async fn put(&self, i: usize, key: &str, value: &str) -> Result<i64, tonic::Status> {
         let mut kv = self.kv(i).await;
-        let resp = kv
-            .put(PutRequest {
-                key: key.into(),
-                value: value.into(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
+        let resp = kv.put(put(key, value)).await?.into_inner();
         Ok(resp.header.map_or(0, |h| h.revision))
     }
 
@@ -328,20 +319,13 @@ impl Cluster {
     pub async fn hashes(&self, revision: i64) -> Vec<u32> {
         let mut out = Vec::new();
         for i in self.running().collect::<Vec<_>>() {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
+            let hash = retry(Duration::from_secs(20), POLL, || async move {
                 let mut m = self.maintenance(i).await;
-                match m.hash_kv(HashKvRequest { revision }).await {
-                    Ok(r) => {
-                        out.push(r.into_inner().hash);
-                        break;
-                    }
-                    Err(e) => {
-                        assert!(Instant::now() < deadline, "member {i} hashkv: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
+                m.hash_kv(HashKvRequest { revision }).await
+            })
+            .await
+            .unwrap_or_else(|e| panic!("member {i} hashkv: {e}"));
+            out.push(hash.into_inner().hash);
         }
         out
     }

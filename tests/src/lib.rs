@@ -6,7 +6,7 @@ use oxcd_api::etcdserverpb::RangeRequest;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 
 /// A free TCP port on 127.0.0.1 that no earlier call in this process returned.
@@ -36,8 +36,13 @@ pub fn free_port() -> u16 {
 pub mod certs;
 pub mod cluster;
 pub mod http;
+pub mod kv;
 pub mod linearizability;
 pub mod proxy;
+pub mod tools;
+pub mod wait;
+
+pub use tools::{ctl, run_tool, run_tool_env, Tool};
 
 /// Directory holding this workspace's built binaries (target/debug or target/release).
 pub fn bin_dir() -> PathBuf {
@@ -253,42 +258,28 @@ impl Server {
                 .arg("-TERM")
                 .arg(c.id().to_string())
                 .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if wait::wait_exit(&mut c, Duration::from_secs(10)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
             }
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 
     /// The process's exit status if it has exited by the deadline.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        let c = self.child.as_mut()?;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = c.try_wait() {
-                self.child = None;
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let status = wait::wait_exit(self.child.as_mut()?, within)?;
+        self.child = None;
+        Some(status)
     }
 
     /// Waits (bounded) until the log contains `text`.
     pub async fn wait_for_log(&self, text: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.log().contains(text) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
+        let poll = Duration::from_millis(20);
+        wait::retry(within, poll, || async move {
+            self.log().contains(text).then_some(()).ok_or(())
+        })
+        .await
+        .is_ok()
     }
 
     /// The raft log files in the data dir.
@@ -304,27 +295,23 @@ impl Server {
 
     /// A client once the server answers a serializable read, within 30 s.
     pub async fn ready(&self) -> KvClient<Channel> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(ch) = self.channel().await {
-                let mut kv = KvClient::new(ch);
-                let probe = RangeRequest {
-                    key: b"ready-probe".to_vec(),
-                    serializable: true,
-                    ..Default::default()
-                };
-                if kv.range(probe).await.is_ok() {
-                    return kv;
-                }
+        let probe = RangeRequest {
+            key: b"ready-probe".to_vec(),
+            serializable: true,
+            ..Default::default()
+        };
+        let ready = wait::retry(Duration::from_secs(30), wait::POLL, || {
+            let probe = probe.clone();
+            async move {
+                let mut kv = KvClient::new(self.channel().await?);
+                kv.range(probe).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(kv)
             }
-            assert!(
-                Instant::now() < deadline,
-                "{:?} not ready within 30s; log:\n{}",
-                self.kind,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
+        ready.unwrap_or_else(|_| {
+            panic!("{:?} not ready within 30s; log:\n{}", self.kind, self.log())
+        })
     }
 }
 
@@ -332,41 +319,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-/// Runs a command line tool and returns (stdout, stderr, exit code).
-pub fn run_tool(program: &Path, args: &[String], stdin: Option<&str>) -> (String, String, i32) {
-    run_tool_env(program, args, stdin, &[])
-}
-
-/// `run_tool` with extra environment variables.
-pub fn run_tool_env(
-    program: &Path,
-    args: &[String],
-    stdin: Option<&str>,
-    env: &[(&str, &str)],
-) -> (String, String, i32) {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tool");
-    if let Some(mut sin) = child.stdin.take() {
-        if let Some(text) = stdin {
-            let _ = sin.write_all(text.as_bytes());
-        }
-    }
-    let out = child.wait_with_output().expect("tool output");
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.code().unwrap_or(-1),
-    )
 }
 
 /// A plain HTTP/1.1 GET to `host:port` (the client port serves HTTP beside gRPC): the
@@ -383,85 +335,4 @@ pub fn http_get(host_port: &str, path: &str) -> (u16, String) {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     http::status_and_body(&raw)
-}
-
-/// A long-running command line tool (lock, elect, make-mirror) whose stdout is read line by
-/// line as it comes; killed by PID when dropped.
-pub struct Tool {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    pub seen: Vec<String>,
-}
-
-impl Tool {
-    pub fn spawn(program: &Path, args: &[&str]) -> Tool {
-        let mut child = Command::new(program)
-            .args(args)
-            .env("ETCDCTL_API", "3")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn tool");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Tool {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits until the tool has printed `n` lines in all, or the deadline passes; the lines
-    /// seen so far.
-    pub fn wait_lines(&mut self, n: usize, within: Duration) -> &[String] {
-        let deadline = Instant::now() + within;
-        while self.seen.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => break,
-            }
-        }
-        &self.seen
-    }
-
-    pub fn signal(&self, signal: &str) {
-        let _ = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status();
-    }
-
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// The exit code once the tool exits within the deadline.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Tool {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }

@@ -151,13 +151,6 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A key range: `end` empty for one key, `[0]` for no end.
-#[derive(Clone, Copy)]
-pub struct KeyRange<'a> {
-    pub key: &'a [u8],
-    pub end: &'a [u8],
-}
-
 /// `[start, end)`, `None` meaning no end.
 fn interval(key: &[u8], end: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
     match end {
@@ -171,9 +164,10 @@ fn interval(key: &[u8], end: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
     }
 }
 
-/// Whether the union of `granted` covers the whole of `wanted`.
-fn covered(mut granted: Vec<(Vec<u8>, Option<Vec<u8>>)>, wanted: KeyRange<'_>) -> bool {
-    let (start, end) = interval(wanted.key, wanted.end);
+/// Whether the union of `granted` covers the whole of `[key, end)` (one key when `end` is
+/// empty, no end when it is "\0").
+fn covered(mut granted: Vec<(Vec<u8>, Option<Vec<u8>>)>, key: &[u8], end: &[u8]) -> bool {
+    let (start, end) = interval(key, end);
     granted.sort();
     let mut reach: Option<Vec<u8>> = Some(start);
     for (s, e) in granted {
@@ -374,7 +368,7 @@ impl AuthStore {
     pub fn check_range(
         &self,
         info: Option<&AuthInfo>,
-        range: KeyRange<'_>,
+        (key, end): (&[u8], &[u8]),
         wanted: PermType,
     ) -> Result<(), EtcdError> {
         let Some(name) = self.caller(info)? else {
@@ -395,7 +389,7 @@ impl AuthStore {
             .filter(|p| p.perm_type == wanted as i32 || p.perm_type == PermType::Readwrite as i32)
             .map(|p| interval(&p.key, &p.range_end))
             .collect();
-        if covered(granted, range) {
+        if covered(granted, key, end) {
             Ok(())
         } else {
             Err(EtcdError::PermissionDenied)
@@ -422,7 +416,7 @@ impl AuthStore {
         key: &[u8],
         end: &[u8],
     ) -> Result<(), EtcdError> {
-        self.check_range(info, KeyRange { key, end }, PermType::Read)
+        self.check_range(info, (key, end), PermType::Read)
     }
 
     /// A put needs write permission on the key, and read permission too for its prev_kv.
@@ -432,7 +426,7 @@ impl AuthStore {
         key: &[u8],
         prev_kv: bool,
     ) -> Result<(), EtcdError> {
-        let one = KeyRange { key, end: &[] };
+        let one: (&[u8], &[u8]) = (key, &[]);
         self.check_range(info, one, PermType::Write)?;
         if prev_kv {
             self.check_range(info, one, PermType::Read)?;
@@ -447,7 +441,7 @@ impl AuthStore {
         end: &[u8],
         prev_kv: bool,
     ) -> Result<(), EtcdError> {
-        let range = KeyRange { key, end };
+        let range = (key, end);
         self.check_range(info, range, PermType::Write)?;
         if prev_kv {
             self.check_range(info, range, PermType::Read)?;
@@ -738,31 +732,28 @@ mod tests {
         interval(key, end)
     }
 
-    fn want<'a>(key: &'a [u8], end: &'a [u8]) -> KeyRange<'a> {
-        KeyRange { key, end }
-    }
 
     #[test]
     fn ranges_are_covered_only_by_what_was_granted() {
         let prefix = oxcd_api::prefix_end(b"app/");
         let granted = vec![perm(b"app/", &prefix), perm(b"single", b"")];
-        assert!(covered(granted.clone(), want(b"app/x", b"")));
-        assert!(covered(granted.clone(), want(b"app/", &prefix)));
-        assert!(covered(granted.clone(), want(b"single", b"")));
-        assert!(!covered(granted.clone(), want(b"single2", b"")));
-        assert!(!covered(granted.clone(), want(b"app/", b"\0")));
-        assert!(!covered(granted.clone(), want(b"ap", &prefix)));
-        assert!(!covered(granted, want(b"other", b"")));
+        assert!(covered(granted.clone(), b"app/x", b""));
+        assert!(covered(granted.clone(), b"app/", &prefix));
+        assert!(covered(granted.clone(), b"single", b""));
+        assert!(!covered(granted.clone(), b"single2", b""));
+        assert!(!covered(granted.clone(), b"app/", b"\0"));
+        assert!(!covered(granted.clone(), b"ap", &prefix));
+        assert!(!covered(granted, b"other", b""));
     }
 
     #[test]
     fn adjacent_grants_join_and_open_ends_reach_everything() {
         let granted = vec![perm(b"a", b"c"), perm(b"c", b"e")];
-        assert!(covered(granted.clone(), want(b"a", b"e")));
-        assert!(!covered(granted, want(b"a", b"f")));
+        assert!(covered(granted.clone(), b"a", b"e"));
+        assert!(!covered(granted, b"a", b"f"));
         let everything = vec![perm(b"\0", b"\0")];
-        assert!(covered(everything.clone(), want(b"\0", b"\0")));
-        assert!(covered(everything, want(b"zzz", b"")));
-        assert!(!covered(vec![], want(b"a", b"")));
+        assert!(covered(everything.clone(), b"\0", b"\0"));
+        assert!(covered(everything, b"zzz", b""));
+        assert!(!covered(vec![], b"a", b""));
     }
 }

@@ -1,0 +1,12 @@
+//! Clusters of separate oxcd processes on loopback: every op through any member, failover,
+//! partitions (through proxies in front of peer URLs) with a linearizability check, member
+//! replacement, learners, restarts. One scenario a module; all run in nextest's `heavy`
+//! group (`test(/^cluster::/)`).
+
+mod any_member;
+mod checker;
+mod failover;
+mod leases;
+mod membership;
+mod partitions;
+mod restarts;
