@@ -21,6 +21,19 @@ pub enum BackendError {
     Corrupt(KeyRevision),
 }
 
+impl BackendError {
+    /// Another process (a running member) has the backend file open.
+    pub fn is_held_elsewhere(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Database {
+                source: redb::DatabaseError::DatabaseAlreadyOpen,
+                ..
+            }
+        )
+    }
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for BackendError {

@@ -12,8 +12,8 @@ pub mod restore;
 pub use bootstrap::{bootstrap, BootstrapError, InitialCluster};
 pub use data_dir::{mkdir, DataDir};
 pub use oxcd_mvcc::{
-    check_backup, has_checksum, BackupStatus, Store, META_APPLIED_INDEX, META_APPLIED_TERM,
-    META_MEMBER_ID,
+    check_backup, has_checksum, BackendError, BackupStatus, Store, META_APPLIED_INDEX,
+    META_APPLIED_TERM, META_MEMBER_ID,
 };
 pub use oxcd_raftlog::RaftLog;
-pub use restore::{restore, RestoreOptions, Restored};
+pub use restore::{is_backend_file, restore, RestoreOptions, Restored};

@@ -27,7 +27,8 @@ pub struct Restored {
 /// redb's file header: a backend copied out of a data dir rather than a backup.
 const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
 
-fn is_backend_file(path: &Path) -> bool {
+/// Whether `path` is a backend file (copied out of a data dir) rather than a backup.
+pub fn is_backend_file(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 9];
     std::fs::File::open(path)
