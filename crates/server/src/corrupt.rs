@@ -17,7 +17,7 @@ async fn peer_hash(
     url: &str,
     revision: i64,
 ) -> Result<(u64, u32, i64), String> {
-    let channel = crate::tls::channel(url, server.transport.tls(), None, |e| {
+    let channel = oxcd_client::dial::channel(url, server.transport.tls(), None, |e| {
         e.connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(5))
     })

@@ -19,8 +19,6 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-pub use oxcd_client::dial::{channel, dial, Dialed};
-pub use oxcd_client::tls::client_config;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -168,7 +166,7 @@ pub struct ConnInfo {
     pub common_name: Option<String>,
 }
 
-pub use oxcd_client::dial::Io;
+use oxcd_client::dial::Io;
 
 /// An accepted connection, plain or TLS.
 pub struct Conn {
@@ -310,7 +308,7 @@ pub fn incoming(
 /// How a member dials with one side's settings (peers, or another member's client URL): its
 /// own certificate as the client's, trusting that side's CA.
 pub fn dial_config(t: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
-    client_config(&ClientTls {
+    oxcd_client::tls::client_config(&ClientTls {
         ca_file: t.trusted_ca_file.clone(),
         cert_file: Some(t.cert_file.clone()),
         key_file: Some(t.key_file.clone()),

@@ -189,7 +189,7 @@ impl Transport {
 
     async fn connect(&self, url: &str) -> Result<Channel, String> {
         let keepalive = self.keepalive;
-        crate::tls::channel(url, self.tls.clone(), self.source_ip, |e| {
+        oxcd_client::dial::channel(url, self.tls.clone(), self.source_ip, |e| {
             e.connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(keepalive)

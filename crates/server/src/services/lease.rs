@@ -64,7 +64,7 @@ impl LeaseService {
             .and_then(|m| m.client_ur_ls.first().cloned())
             .ok_or(EtcdError::NoLeader)?;
         let timeout = self.server.election_timeout;
-        let channel = crate::tls::channel(&url, self.server.client_dial_tls.clone(), None, |e| {
+        let channel = oxcd_client::dial::channel(&url, self.server.client_dial_tls.clone(), None, |e| {
             e.connect_timeout(timeout)
         })
         .await
