@@ -2,15 +2,16 @@
 //! of rate-limited puts of 256-byte keys and 1 KiB values under a prefix, then the prefix is
 //! deleted (and optionally compacted and defragmented).
 
-use crate::client;
+use crate::connect::{connect, connect_to};
+use crate::error::{err, fail, CtlError, Result, EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT};
+use crate::flags::{bool_flag, flag, string, subcommand};
+use crate::globals::Globals;
 use crate::printer::Out;
-use crate::{
-    err, fail, flag, string, CtlError, Globals, EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT,
-};
 use clap::{Arg, ArgMatches, Command};
 use oxcd_api::etcdserverpb::{
     CompactionRequest, DefragmentRequest, DeleteRangeRequest, PutRequest, RangeRequest,
 };
+use oxcd_client::with_timeout;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,8 +34,8 @@ pub fn check_cmd() -> Command {
                         .default_value("/etcdctl-check-perf/")
                         .help("The prefix for writing the performance check's keys."),
                 )
-                .arg(crate::bool_flag("auto-compact", "Compact storage with last revision after test is finished."))
-                .arg(crate::bool_flag("auto-defrag", "Defragment storage after test is finished.")),
+                .arg(bool_flag("auto-compact", "Compact storage with last revision after test is finished."))
+                .arg(bool_flag("auto-defrag", "Defragment storage after test is finished.")),
         )
 }
 
@@ -49,19 +50,19 @@ fn level(name: &str) -> Option<(u32, usize, u64)> {
     }
 }
 
-pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
-    let (_, sm) = m.subcommand().ok_or_else(|| err("no command".into()))?;
+pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<()> {
+    let (_, sm) = subcommand(m)?;
     let load = string(sm, "load");
     let Some((limit, clients, seconds)) = level(&load) else {
         return fail(EXIT_BAD_FEATURE, format!("unknown load option {load}"));
     };
     let prefix = string(sm, "prefix");
-    let c = crate::connect(g).await?;
+    let c = connect(g).await?;
     let mut end = prefix.clone().into_bytes();
     if let Some(last) = end.last_mut() {
         *last += 1;
     }
-    let existing = client::with_timeout(
+    let existing = with_timeout(
         g.command_timeout,
         c.kv().range(RangeRequest {
             key: prefix.clone().into_bytes(),
@@ -131,7 +132,7 @@ pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), Ctl
         let _ = w.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let deleted = client::with_timeout(
+    let deleted = with_timeout(
         Duration::from_secs(30),
         c.kv().delete_range(DeleteRangeRequest {
             key: prefix.clone().into_bytes(),
@@ -143,7 +144,7 @@ pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), Ctl
     .map_err(err)?;
     if flag(sm, "auto-compact") {
         let rev = deleted.header.map_or(0, |h| h.revision);
-        let _ = client::with_timeout(
+        let _ = with_timeout(
             g.command_timeout,
             c.kv().compact(CompactionRequest {
                 revision: rev,
@@ -154,8 +155,8 @@ pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), Ctl
     }
     if flag(sm, "auto-defrag") {
         for ep in &g.endpoints {
-            if let Ok(one) = crate::connect_to(g, ep).await {
-                let _ = client::with_timeout(
+            if let Ok(one) = connect_to(g, ep).await {
+                let _ = with_timeout(
                     g.command_timeout,
                     one.maintenance().defragment(DefragmentRequest {}),
                 )
@@ -205,6 +206,6 @@ pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<(), Ctl
         Ok(())
     } else {
         out.line("FAIL");
-        fail(EXIT_ERROR, "")
+        Err(CtlError::silent(EXIT_ERROR))
     }
 }

@@ -1,5 +1,5 @@
-//! Go's ways of writing values that etcdctl's output inherits: `%q` quoting, durations,
-//! humanized byte sizes and etcdctl's `\x`-prefixed hex.
+//! Go's ways of writing values that etcdctl's output inherits: `%q` quoting, durations
+//! and etcdctl's `\x`-prefixed hex (humanized byte sizes are oxcd-utl's).
 
 use std::time::Duration;
 
@@ -118,20 +118,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// go-humanize's `Bytes`: SI units, one decimal below 10.
-pub fn humanize_bytes(n: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    if n < 10 {
-        return format!("{n} B");
-    }
-    let e = ((n as f64).ln() / 1000f64.ln()).floor();
-    let val = ((n as f64) / 1000f64.powf(e) * 10.0 + 0.5).floor() / 10.0;
-    let unit = UNITS[e as usize];
-    if val < 10.0 {
-        format!("{val:.1} {unit}")
-    } else {
-        format!("{val:.0} {unit}")
-    }
+/// Go's strconv error for a number that does not parse: `func` is `ParseInt` or `ParseUint`.
+pub fn strconv_error(func: &str, s: &str, e: &std::num::ParseIntError) -> String {
+    use std::num::IntErrorKind::{NegOverflow, PosOverflow};
+    let why = match e.kind() {
+        PosOverflow | NegOverflow => "value out of range",
+        _ => "invalid syntax",
+    };
+    format!("strconv.{func}: parsing {}: {why}", quote(s.as_bytes()))
+}
+
+/// `strconv.ParseInt: parsing "s": invalid syntax`, the text etcdctl shows for most numeric
+/// arguments (whatever went wrong).
+pub fn parse_int_error(s: &str) -> String {
+    format!(
+        "strconv.ParseInt: parsing {}: invalid syntax",
+        quote(s.as_bytes())
+    )
 }
 
 /// etcdctl's `--hex`: every byte as `\xNN`.
@@ -154,10 +157,6 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("5x").is_err());
-        assert_eq!(humanize_bytes(143_360), "143 kB");
-        assert_eq!(humanize_bytes(20_480), "20 kB");
-        assert_eq!(humanize_bytes(5), "5 B");
-        assert_eq!(humanize_bytes(1_500_000), "1.5 MB");
         assert_eq!(hex(b"ab"), "\\x61\\x62");
     }
 }

@@ -1,87 +1,122 @@
 //! `lease grant/revoke/timetolive/list/keep-alive`, with etcdctl's arguments, messages and
 //! simple output.
 
-use crate::client::{self, Client};
-use crate::{go_parse_int_error, Globals};
+use crate::connect::connect;
+use crate::error::{CtlError, Result, EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_ERROR};
+use crate::flags::{args, args_of, bool_flag, flag, subcommand};
+use crate::globals::Globals;
+use crate::gofmt;
+use crate::printer::Out;
+use clap::{ArgMatches, Command};
 use oxcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxcd_api::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
 };
+use oxcd_api::LeaseId;
+use oxcd_client::{with_timeout, Client, Conn};
 use std::io::Write;
 use std::time::Duration;
 
-pub const EXIT_ERROR: i32 = 1;
-pub const EXIT_BAD_CONNECTION: i32 = 2;
-pub const EXIT_BAD_ARGS: i32 = 128;
+pub fn lease_cmd() -> Command {
+    Command::new("lease")
+        .about("Lease related commands")
+        .subcommand_required(true)
+        .subcommand(
+            Command::new("grant")
+                .about("Creates leases")
+                .arg(args().allow_negative_numbers(true)),
+        )
+        .subcommand(Command::new("revoke").about("Revokes leases").arg(args()))
+        .subcommand(
+            Command::new("timetolive")
+                .about("Get lease information")
+                .arg(args())
+                .arg(bool_flag("keys", "Get keys attached to this lease")),
+        )
+        .subcommand(Command::new("list").about("List all active leases"))
+        .subcommand(
+            Command::new("keep-alive")
+                .about("Keeps leases alive (renew)")
+                .arg(args())
+                .arg(bool_flag(
+                    "once",
+                    "Resets the keep-alive time to its original value and exits immediately",
+                )),
+        )
+}
 
-/// (exit code, message) for etcdctl's `Error: ...` line.
-pub type Failure = (i32, String);
-
-fn client(c: &Client) -> LeaseClient<crate::client::Conn> {
+fn client(c: &Client) -> LeaseClient<Conn> {
     LeaseClient::new(c.channel.clone())
 }
 
-/// etcdctl's strconv.ParseInt(arg, 16, 64) with its message.
-pub fn lease_id(arg: &str) -> Result<i64, Failure> {
-    i64::from_str_radix(arg, 16).map_err(|e| {
-        let why = match e.kind() {
-            std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => {
-                "value out of range"
-            }
-            _ => "invalid syntax",
-        };
-        (
+/// A lease ID argument: Go's strconv.ParseInt(arg, 16, 64) (so not oxcd-api's LeaseId
+/// parser, which reads 64 bits unsigned), with etcdctl's message.
+fn lease_id(arg: &str) -> Result<LeaseId> {
+    i64::from_str_radix(arg, 16).map(LeaseId).map_err(|e| {
+        CtlError::new(
             EXIT_BAD_ARGS,
             format!(
-                "bad lease ID arg (strconv.ParseInt: parsing {}: {why}), expecting ID in Hex",
-                crate::gofmt::quote(arg.as_bytes())
+                "bad lease ID arg ({}), expecting ID in Hex",
+                gofmt::strconv_error("ParseInt", arg, &e)
             ),
         )
     })
 }
 
-fn one_arg(args: &[String], missing: &str) -> Result<String, Failure> {
+fn one_arg(args: &[String], missing: &str) -> Result<String> {
     match args {
         [a] => Ok(a.clone()),
-        _ => Err((EXIT_BAD_ARGS, missing.to_string())),
+        _ => Err(CtlError::new(EXIT_BAD_ARGS, missing)),
     }
 }
 
-pub async fn run(
+/// `lease SUB ...`: connects first, then checks the arguments.
+pub async fn run(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<()> {
+    let (sub, lm) = subcommand(m)?;
+    let args = args_of(lm);
+    let c = connect(g).await?;
+    let text = lease(g, &c, sub, &args, flag(lm, "keys"), flag(lm, "once")).await?;
+    out.stdout.push_str(&text);
+    Ok(())
+}
+
+async fn lease(
     g: &Globals,
     c: &Client,
     sub: &str,
     args: &[String],
     keys: bool,
     once: bool,
-) -> Result<String, Failure> {
+) -> Result<String> {
     let timeout = g.command_timeout;
     match sub {
         "grant" => {
             let a = one_arg(args, "lease grant command needs TTL argument")?;
             let ttl: i64 = a.parse().map_err(|_| {
-                (
+                CtlError::new(
                     EXIT_BAD_ARGS,
-                    format!("bad TTL ({})", go_parse_int_error(&a)),
+                    format!("bad TTL ({})", gofmt::parse_int_error(&a)),
                 )
             })?;
-            let r = client::with_timeout(
+            let r = with_timeout(
                 timeout,
                 client(c).lease_grant(LeaseGrantRequest { ttl, id: 0 }),
             )
             .await
-            .map_err(|e| (EXIT_ERROR, format!("failed to grant lease ({e})")))?;
+            .map_err(|e| CtlError::new(EXIT_ERROR, format!("failed to grant lease ({e})")))?;
             Ok(format!(
                 "lease {:016x} granted with TTL({}s)\n",
-                r.id, r.ttl
+                LeaseId(r.id),
+                r.ttl
             ))
         }
         "revoke" => {
             let id = lease_id(&one_arg(args, "lease revoke command needs 1 argument")?)?;
-            client::with_timeout(timeout, client(c).lease_revoke(LeaseRevokeRequest { id }))
+            let req = LeaseRevokeRequest { id: id.get() };
+            with_timeout(timeout, client(c).lease_revoke(req))
                 .await
-                .map_err(|e| (EXIT_ERROR, format!("failed to revoke lease ({e})")))?;
+                .map_err(|e| CtlError::new(EXIT_ERROR, format!("failed to revoke lease ({e})")))?;
             Ok(format!("lease {id:016x} revoked\n"))
         }
         "timetolive" => {
@@ -89,18 +124,17 @@ pub async fn run(
                 args,
                 "lease timetolive command needs lease ID as argument",
             )?)?;
-            let r = client::with_timeout(
-                timeout,
-                client(c).lease_time_to_live(LeaseTimeToLiveRequest { id, keys }),
-            )
-            .await
-            .map_err(|e| (EXIT_BAD_CONNECTION, e))?;
+            let req = LeaseTimeToLiveRequest { id: id.get(), keys };
+            let r = with_timeout(timeout, client(c).lease_time_to_live(req))
+                .await
+                .map_err(|e| CtlError::new(EXIT_BAD_CONNECTION, e))?;
+            let id = LeaseId(r.id);
             if r.granted_ttl == 0 && r.ttl == -1 {
-                return Ok(format!("lease {:016x} already expired\n", r.id));
+                return Ok(format!("lease {id:016x} already expired\n"));
             }
             let mut text = format!(
-                "lease {:016x} granted with TTL({}s), remaining({}s)",
-                r.id, r.granted_ttl, r.ttl
+                "lease {id:016x} granted with TTL({}s), remaining({}s)",
+                r.granted_ttl, r.ttl
             );
             if keys {
                 let ks: Vec<String> = r
@@ -113,12 +147,12 @@ pub async fn run(
             Ok(text + "\n")
         }
         "list" => {
-            let r = client::with_timeout(timeout, client(c).lease_leases(LeaseLeasesRequest {}))
+            let r = with_timeout(timeout, client(c).lease_leases(LeaseLeasesRequest {}))
                 .await
-                .map_err(|e| (EXIT_BAD_CONNECTION, e))?;
+                .map_err(|e| CtlError::new(EXIT_BAD_CONNECTION, e))?;
             let mut text = format!("found {} leases\n", r.leases.len());
             for l in r.leases {
-                text.push_str(&format!("{:016x}\n", l.id));
+                text.push_str(&format!("{:016x}\n", LeaseId(l.id)));
             }
             Ok(text)
         }
@@ -129,36 +163,45 @@ pub async fn run(
             )?)?;
             keep_alive(c, id, once).await
         }
-        other => Err((EXIT_BAD_ARGS, format!("unknown command {other:?}"))),
+        other => Err(CtlError::new(
+            EXIT_BAD_ARGS,
+            format!("unknown command {other:?}"),
+        )),
     }
 }
 
 /// As etcd's client: one request, then another a third of the TTL after each answer, until
 /// the lease is gone.
-async fn keep_alive(c: &Client, id: i64, once: bool) -> Result<String, Failure> {
+async fn keep_alive(c: &Client, lease: LeaseId, once: bool) -> Result<String> {
+    let id = lease.get();
+    let bad_connection = |e: tonic::Status| CtlError::new(EXIT_BAD_CONNECTION, e.message());
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let _ = tx.send(LeaseKeepAliveRequest { id }).await;
     let mut stream = client(c)
         .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
-        .map_err(|e| (EXIT_BAD_CONNECTION, e.message().to_string()))?
+        .map_err(bad_connection)?
         .into_inner();
     loop {
         let r = match stream.message().await {
             Ok(Some(r)) => r,
             Ok(None) => break,
-            Err(e) => return Err((EXIT_BAD_CONNECTION, e.message().to_string())),
+            Err(e) => return Err(bad_connection(e)),
         };
         if r.ttl <= 0 {
             if once {
-                return Err((
+                return Err(CtlError::new(
                     EXIT_BAD_CONNECTION,
                     oxcd_api::EtcdError::LeaseNotFound.to_string(),
                 ));
             }
             break;
         }
-        let line = format!("lease {:016x} keepalived with TTL({})\n", r.id, r.ttl);
+        let line = format!(
+            "lease {:016x} keepalived with TTL({})\n",
+            LeaseId(r.id),
+            r.ttl
+        );
         if once {
             return Ok(line);
         }
@@ -169,5 +212,5 @@ async fn keep_alive(c: &Client, id: i64, once: bool) -> Result<String, Failure> 
             break;
         }
     }
-    Ok(format!("lease {id:016x} expired or revoked.\n"))
+    Ok(format!("lease {lease:016x} expired or revoked.\n"))
 }

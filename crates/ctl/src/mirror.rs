@@ -3,8 +3,11 @@
 //! until interrupted or the source compacts past it. Prints the count of keys copied every
 //! 30 seconds.
 
-use crate::client::{self, Client};
-use crate::lease::{Failure, EXIT_BAD_ARGS, EXIT_ERROR};
+use crate::connect::connect;
+use crate::error::{err, fail, CtlError, Result, EXIT_BAD_ARGS, EXIT_ERROR};
+use crate::flags::{args, args_of, bool_flag, flag, string};
+use crate::globals::{any_file, tls_dialer, tls_files, Globals};
+use clap::{Arg, ArgMatches, Command};
 use oxcd_api::etcdserverpb::watch_request::RequestUnion;
 use oxcd_api::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest,
@@ -12,6 +15,7 @@ use oxcd_api::etcdserverpb::{
 };
 use oxcd_api::mvccpb::event::EventType;
 use oxcd_api::EtcdError;
+use oxcd_client::{describe, Client};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +23,61 @@ use std::time::Duration;
 /// Keys read a request while copying the base, as etcd's mirror syncer does.
 const BATCH_LIMIT: i64 = 1000;
 
-pub struct Mirror {
-    pub prefix: String,
-    pub dest_prefix: String,
-    pub no_dest_prefix: bool,
+pub fn make_mirror_cmd() -> Command {
+    let text = |name: &'static str, help: &'static str| {
+        Arg::new(name).long(name).default_value("").help(help)
+    };
+    Command::new("make-mirror")
+        .about("Makes a mirror at the destination etcd cluster")
+        .arg(args())
+        .arg(text("prefix", "Key-value prefix to mirror"))
+        .arg(text("dest-prefix", "destination prefix to mirror a prefix to a different prefix in the destination cluster"))
+        .arg(bool_flag("no-dest-prefix", "mirror key-values to the root of the destination cluster"))
+        .arg(text("dest-cert", "Identify secure client using this TLS certificate file for the destination cluster"))
+        .arg(text("dest-key", "Identify secure client using this TLS key file"))
+        .arg(text("dest-cacert", "Verify certificates of TLS enabled secure servers using this CA bundle"))
+        .arg(
+            Arg::new("dest-insecure-transport")
+                .long("dest-insecure-transport")
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_value("true")
+                .default_missing_value("true")
+                .value_parser(clap::value_parser!(bool))
+                .help("Disable transport security for client connections"),
+        )
+}
+
+/// `make-mirror DEST`: the destination is dialed with the --dest-* TLS flags and no
+/// credentials, as etcdctl dials it.
+pub async fn run(g: &Globals, m: &ArgMatches) -> Result<()> {
+    let args = args_of(m);
+    let [dest] = args.as_slice() else {
+        return fail(EXIT_BAD_ARGS, "make-mirror takes one destination argument");
+    };
+    let settings = tls_files(m, ["dest-cacert", "dest-cert", "dest-key"]);
+    let insecure = m
+        .get_one::<bool>("dest-insecure-transport")
+        .copied()
+        .unwrap_or(true);
+    let any_flag = any_file(&settings) || !insecure;
+    let dest_dialer = tls_dialer(settings, any_flag, g.dialer.timeout)?;
+    let mirror = Mirror {
+        prefix: string(m, "prefix"),
+        dest_prefix: string(m, "dest-prefix"),
+        no_dest_prefix: flag(m, "no-dest-prefix"),
+    };
+    let dest = oxcd_client::connect_one(dest, &dest_dialer)
+        .await
+        .map_err(err)?;
+    let src = connect(g).await?;
+    make_mirror(mirror, &src, &dest).await
+}
+
+struct Mirror {
+    prefix: String,
+    dest_prefix: String,
+    no_dest_prefix: bool,
 }
 
 impl Mirror {
@@ -37,25 +92,24 @@ impl Mirror {
     }
 }
 
-async fn commit(dest: &Client, ops: Vec<RequestOp>) -> Result<(), Failure> {
+fn failed(e: tonic::Status) -> CtlError {
+    CtlError::new(EXIT_ERROR, describe(&e))
+}
+
+async fn commit(dest: &Client, ops: Vec<RequestOp>) -> Result<()> {
     let txn = TxnRequest {
         success: ops,
         ..Default::default()
     };
-    dest.kv()
-        .txn(txn)
-        .await
-        .map(|_| ())
-        .map_err(|e| (EXIT_ERROR, client::describe(&e)))
+    dest.kv().txn(txn).await.map(|_| ()).map_err(failed)
 }
 
-pub async fn make_mirror(mut m: Mirror, src: &Client, dest: &Client) -> Result<(), Failure> {
+async fn make_mirror(mut m: Mirror, src: &Client, dest: &Client) -> Result<()> {
     if m.no_dest_prefix && !m.dest_prefix.is_empty() {
-        return Err((
+        return fail(
             EXIT_BAD_ARGS,
-            "`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one"
-                .into(),
-        ));
+            "`--dest-prefix` and `--no-dest-prefix` cannot be set at the same time, choose one",
+        );
     }
     if !m.no_dest_prefix && m.dest_prefix.is_empty() {
         m.dest_prefix = m.prefix.clone();
@@ -80,8 +134,7 @@ async fn copy_then_follow(
     src: &Client,
     dest: &Client,
     total: &AtomicU64,
-) -> Result<(), Failure> {
-    let failed = |e: tonic::Status| (EXIT_ERROR, client::describe(&e));
+) -> Result<()> {
     let (mut key, range_end) = if m.prefix.is_empty() {
         (vec![0], vec![0])
     } else {
@@ -146,7 +199,7 @@ async fn copy_then_follow(
         .into_inner();
     while let Some(resp) = stream.message().await.map_err(failed)? {
         if resp.compact_revision != 0 {
-            return Err((EXIT_ERROR, EtcdError::Compacted.to_string()));
+            return fail(EXIT_ERROR, EtcdError::Compacted.to_string());
         }
         // One destination transaction for each source revision, in order.
         let mut ops = Vec::new();

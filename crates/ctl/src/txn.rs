@@ -1,29 +1,30 @@
 //! etcdctl's txn input: compares, a blank line, success ops, a blank line, failure ops, a
 //! blank line; each op written like the get/put/del command line.
 
+use crate::error::{CtlError, Result, EXIT_INVALID_INPUT};
 use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxcd_api::etcdserverpb::{Compare, RequestOp, TxnRequest};
 use std::io::BufRead;
 
-pub enum TxnInputError {
-    /// Exit code 3 (ExitInvalidInput), as etcdctl.
-    Invalid(String),
+/// Bad txn input: ExitInvalidInput, as etcdctl.
+fn invalid(msg: impl Into<String>) -> CtlError {
+    CtlError::new(EXIT_INVALID_INPUT, msg)
 }
 
-fn read_line(r: &mut dyn BufRead) -> Result<String, TxnInputError> {
+fn read_line(r: &mut dyn BufRead) -> Result<String> {
     let mut line = String::new();
     match r.read_line(&mut line) {
         Ok(_) if line.ends_with('\n') => Ok(line),
-        Ok(_) => Err(TxnInputError::Invalid("EOF".into())),
-        Err(e) => Err(TxnInputError::Invalid(e.to_string())),
+        Ok(_) => Err(invalid("EOF")),
+        Err(e) => Err(invalid(e.to_string())),
     }
 }
 
 pub fn read_txn(
     r: &mut dyn BufRead,
     interactive: bool,
-    parse_op: &dyn Fn(&[String]) -> Result<RequestOp, String>,
-) -> Result<TxnRequest, TxnInputError> {
+    parse_op: &dyn Fn(&[String]) -> Result<RequestOp>,
+) -> Result<TxnRequest> {
     let prompt = |s: &str| {
         if interactive {
             println!("{s}");
@@ -37,8 +38,7 @@ pub fn read_txn(
         if line.is_empty() {
             break;
         }
-        txn.compare
-            .push(parse_compare(line).map_err(TxnInputError::Invalid)?);
+        txn.compare.push(parse_compare(line)?);
     }
     for (i, title) in [
         "success requests (get, put, del):",
@@ -56,12 +56,10 @@ pub fn read_txn(
             }
             let args = argify(line);
             if args.len() < 2 {
-                return Err(TxnInputError::Invalid(format!(
-                    "invalid txn compare request: {line}"
-                )));
+                return Err(invalid(format!("invalid txn compare request: {line}")));
             }
-            let op = parse_op(&args)
-                .map_err(|_| TxnInputError::Invalid(format!("invalid txn request: {line}")))?;
+            let op =
+                parse_op(&args).map_err(|_| invalid(format!("invalid txn request: {line}")))?;
             if i == 0 {
                 txn.success.push(op);
             } else {
@@ -122,8 +120,8 @@ pub fn argify(s: &str) -> Vec<String> {
 }
 
 /// `target("key") op "value"`, e.g. `mod("k") > "3"` or `value("k") = "v"`.
-pub fn parse_compare(line: &str) -> Result<Compare, String> {
-    let malformed = || format!("malformed comparison: {line}");
+pub fn parse_compare(line: &str) -> Result<Compare> {
+    let malformed = || invalid(format!("malformed comparison: {line}"));
     let (target, rest) = line.split_once('(').ok_or_else(malformed)?;
     let rest = rest.trim_start();
     let (key, rest) = take_quoted(rest).ok_or_else(malformed)?;
@@ -141,8 +139,8 @@ pub fn parse_compare(line: &str) -> Result<Compare, String> {
         "<" => CompareResult::Less,
         _ => return Err(malformed()),
     };
-    let invalid = || format!("invalid txn compare request: {line}");
-    let int = |radix| i64::from_str_radix(&val, radix).map_err(|_| invalid());
+    let bad_value = || invalid(format!("invalid txn compare request: {line}"));
+    let int = |radix| i64::from_str_radix(&val, radix).map_err(|_| bad_value());
     let (t, union) = match target.trim() {
         "ver" | "version" => (CompareTarget::Version, TargetUnion::Version(int(10)?)),
         "c" | "create" => (CompareTarget::Create, TargetUnion::CreateRevision(int(10)?)),
@@ -153,9 +151,9 @@ pub fn parse_compare(line: &str) -> Result<Compare, String> {
         ),
         "lease" => (CompareTarget::Lease, TargetUnion::Lease(int(16)?)),
         other => {
-            return Err(format!(
+            return Err(invalid(format!(
                 "malformed comparison: {line} (unknown target {other})"
-            ))
+            )))
         }
     };
     Ok(Compare {

@@ -4,5 +4,6 @@
 mod restore;
 mod status;
 
+pub use oxcd_storage::has_checksum;
 pub use restore::{restore, RestoreOptions, RestorePaths};
 pub use status::{status, SnapshotStatus};

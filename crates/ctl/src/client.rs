@@ -1,3 +1,0 @@
-//! Connections to the endpoints (oxcd-client's).
-
-pub use oxcd_client::conn::*;
