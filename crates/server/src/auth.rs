@@ -732,7 +732,6 @@ mod tests {
         interval(key, end)
     }
 
-
     #[test]
     fn ranges_are_covered_only_by_what_was_granted() {
         let prefix = oxcd_api::prefix_end(b"app/");

@@ -19,7 +19,6 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One side's TLS settings (client URLs or peer URLs).

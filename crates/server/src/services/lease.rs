@@ -64,11 +64,12 @@ impl LeaseService {
             .and_then(|m| m.client_ur_ls.first().cloned())
             .ok_or(EtcdError::NoLeader)?;
         let timeout = self.server.election_timeout;
-        let channel = oxcd_client::dial::channel(&url, self.server.client_dial_tls.clone(), None, |e| {
-            e.connect_timeout(timeout)
-        })
-        .await
-        .map_err(|_| EtcdError::NoLeader)?;
+        let channel =
+            oxcd_client::dial::channel(&url, self.server.client_dial_tls.clone(), None, |e| {
+                e.connect_timeout(timeout)
+            })
+            .await
+            .map_err(|_| EtcdError::NoLeader)?;
         if let Ok(mut c) = self.leader_channel.lock() {
             *c = Some((leader, channel.clone()));
         }
