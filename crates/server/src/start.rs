@@ -90,14 +90,16 @@ pub fn start_raft(
             .ok()
             .filter(|ip| !ip.is_unspecified())
     });
+    let dialing = transport::PeerDialing {
+        source_ip,
+        keepalive: Duration::from_millis(config.heartbeat_interval_ms.max(100)),
+        tls: peer_dial,
+    };
     let transport = transport::Transport::new(
-        member_id,
-        cluster_id,
+        (member_id, cluster_id),
         node_tx.clone(),
         store.clone(),
-        source_ip,
-        Duration::from_millis(config.heartbeat_interval_ms.max(100)),
-        peer_dial,
+        dialing,
         fatal.clone(),
     );
     let record = membership::load(&store)?.unwrap_or_default();

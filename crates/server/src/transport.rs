@@ -87,15 +87,21 @@ pub struct Transport {
     fatal: FatalTx,
 }
 
+/// How this member dials its peers.
+pub struct PeerDialing {
+    /// The address connections come from (the peer listen address), when it is specific.
+    pub source_ip: Option<IpAddr>,
+    pub keepalive: Duration,
+    /// With peer TLS: what this member presents and trusts.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
 impl Transport {
     pub fn new(
-        me: MemberId,
-        cluster_id: ClusterId,
+        (me, cluster_id): (MemberId, ClusterId),
         node: Sender<NodeMsg>,
         store: Arc<Store>,
-        source_ip: Option<IpAddr>,
-        keepalive: Duration,
-        tls: Option<Arc<rustls::ClientConfig>>,
+        dialing: PeerDialing,
         fatal: FatalTx,
     ) -> Arc<Transport> {
         Arc::new(Transport {
@@ -104,9 +110,9 @@ impl Transport {
             cluster_id,
             node,
             store,
-            source_ip,
-            keepalive,
-            tls,
+            source_ip: dialing.source_ip,
+            keepalive: dialing.keepalive,
+            tls: dialing.tls,
             peers: Mutex::new(HashMap::new()),
             rt: tokio::runtime::Handle::current(),
         })

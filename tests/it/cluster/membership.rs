@@ -52,6 +52,11 @@ async fn replace_a_member_by_hex_id() {
             .is_some(),
         "a removed member stops"
     );
+    let log = c.members[1].server.log();
+    assert!(
+        log.contains("the member has been permanently removed from the cluster"),
+        "a removed member says why it stops:\n{log}"
+    );
     let (_, err, code) = ctl(
         &bin("oxcdctl"),
         &eps,
