@@ -156,6 +156,7 @@ impl Store {
             _turn: turn,
             tx,
             events: Vec::new(),
+            events_complete: true,
         })
     }
 
@@ -407,6 +408,9 @@ pub struct WriteBatch<'s> {
     rev: i64,
     /// What the batch changed, for watchers (collected only while there are any).
     events: Vec<Event>,
+    /// Whether every change of the batch was collected into `events` (there were watchers
+    /// whenever one was prepared).
+    events_complete: bool,
 }
 
 impl WriteBatch<'_> {
@@ -503,8 +507,13 @@ impl WriteBatch<'_> {
         self.store.size.count_if_due(&self.tx, durable);
         self.tx.commit().map_err(backend_err)?;
         self.store.size.refresh_file(&self.store.path);
-        self.store.current.store(self.rev, Ordering::Release);
-        self.store.hub.notify(std::mem::take(&mut self.events));
+        let (store, rev) = (self.store, self.rev);
+        store.hub.publish(
+            rev,
+            std::mem::take(&mut self.events),
+            self.events_complete,
+            || store.current.store(rev, Ordering::Release),
+        );
         Ok(())
     }
 
@@ -515,13 +524,15 @@ impl WriteBatch<'_> {
         let mut table = self.tx.open_table(KV).map_err(backend_err)?;
         let mut index = self.store.index.write().map_err(|_| poisoned())?;
         let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
+        let watching = self.store.hub.is_watching();
+        self.events_complete &= watching;
         let mut w = TxnWriter::new(
             &mut table,
             &mut index,
             &mut leases,
             self.rev,
             self.store.compacted_revision().0,
-            self.store.hub.is_watching(),
+            watching,
         );
         let out = f(&mut w)?;
         self.rev = w.rev();

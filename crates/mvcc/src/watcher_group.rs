@@ -97,6 +97,15 @@ impl WatcherGroup {
         }
     }
 
+    /// Synced watchers still waiting for revision `rev` or an earlier one.
+    pub fn synced_from(&self, rev: i64) -> Vec<WatchKey> {
+        self.watchers
+            .iter()
+            .filter(|(_, w)| w.synced && w.next <= rev)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     /// After the store was replaced wholesale: every watcher catches up from history.
     pub fn unsync_all(&mut self) {
         let keys: Vec<WatchKey> = self.watchers.keys().copied().collect();
