@@ -30,6 +30,13 @@ const BATCH: usize = 512;
 const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// Peer messages may carry up to a whole raft batch of max-size requests.
 pub const MAX_PEER_MESSAGE: usize = 256 << 20;
+/// How often a peer connection is pinged, and how long a ping's answer may take before the
+/// connection counts as dead (etcd's rafthttp read timeout). Raft's heartbeats and
+/// check-quorum decide whether a peer is alive: a busy machine that answers a ping late must
+/// not lose its connection, and with it its leader.
+const PEER_PING_EVERY: Duration = Duration::from_secs(1);
+const PEER_SILENCE_LIMIT: Duration = Duration::from_secs(5);
+
 /// Why a member refuses a peer's stream, carried in the status's metadata so the sender
 /// reads it by kind, not by the message's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,12 +201,11 @@ impl Transport {
     }
 
     async fn connect(&self, url: &str) -> Result<Channel, String> {
-        let keepalive = self.keepalive;
         oxcd_client::dial::channel(url, self.tls.clone(), self.source_ip, |e| {
             e.connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
-                .http2_keep_alive_interval(keepalive)
-                .keep_alive_timeout(keepalive * 3)
+                .http2_keep_alive_interval(PEER_PING_EVERY)
+                .keep_alive_timeout(PEER_SILENCE_LIMIT)
                 .keep_alive_while_idle(true)
         })
         .await

@@ -10,3 +10,4 @@ mod leases;
 mod membership;
 mod partitions;
 mod restarts;
+mod slow_links;
