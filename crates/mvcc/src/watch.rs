@@ -21,6 +21,12 @@ pub struct WatchBatch {
 /// Where a watch's batches go. `try_send` must not block: false means full.
 pub trait WatchSink: Send + Sync {
     fn try_send(&self, batch: WatchBatch) -> bool;
+
+    /// Whether a batch would be taken now. A watcher whose sink is full (its client stopped
+    /// reading) is passed over by catch-up, so it never holds the others back.
+    fn has_room(&self) -> bool {
+        true
+    }
 }
 
 pub struct WatchSpec {

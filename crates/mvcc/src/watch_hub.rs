@@ -120,10 +120,12 @@ impl Hub {
         let from = {
             let mut group = self.group();
             end_compacted(&mut group, compacted);
+            // Each round reads from the furthest-behind watcher that can take a batch now;
+            // one whose client stopped reading (etcd's victim) pins no window.
             let from = group
                 .unsynced()
+                .filter(|(_, w)| w.next >= compacted && w.sink.has_room())
                 .map(|(_, w)| w.next)
-                .filter(|n| *n >= compacted)
                 .min();
             self.forget_if_empty(&group);
             match from {
@@ -143,6 +145,9 @@ impl Hub {
             let Some(w) = group.get_mut(&k) else {
                 continue;
             };
+            if !w.sink.has_room() {
+                continue;
+            }
             let caught_up = if w.next < from || w.next > upto {
                 w.next > now
             } else {
@@ -251,6 +256,10 @@ mod tests {
             }
             got.push(batch);
             true
+        }
+
+        fn has_room(&self) -> bool {
+            self.got.lock().expect("sink").len() < self.room
         }
     }
 
@@ -472,6 +481,55 @@ mod tests {
             let expected: Vec<i64> = (*start..=last).collect();
             assert_eq!(seen, expected, "watch {i} from {start}");
         }
+    }
+
+    /// A watcher whose client stopped reading does not hold back one that resumes from a
+    /// recent revision (catch-up once read only from the furthest-behind watcher, and a
+    /// stuck one pinned that window for everyone).
+    #[test]
+    fn a_stuck_watcher_does_not_hold_back_the_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        for i in 0..3000 {
+            put(&store, "k", &i.to_string());
+        }
+        let from = |start_revision| WatchSpec {
+            range: KeyRange::new(b"k", b""),
+            start_revision,
+            no_put: false,
+            no_delete: false,
+        };
+        let stuck = Arc::new(Sink {
+            room: 1,
+            got: Mutex::new(vec![]),
+        });
+        store.watch((1, 0), from(2), stuck.clone());
+        let resuming = Arc::new(Sink {
+            room: 100,
+            got: Mutex::new(vec![]),
+        });
+        let end = store.current_revision().0;
+        store.watch((2, 0), from(end - 10), resuming.clone());
+        for _ in 0..5 {
+            store.sync_watchers(1000).expect("sync");
+        }
+        assert!(store.is_synced((2, 0)), "the resuming watcher caught up");
+        let expected: Vec<i64> = (end - 10..=end).collect();
+        assert_eq!(revisions(&resuming.drain()), expected);
+        assert!(
+            !store.is_synced((1, 0)),
+            "the stuck one waits for its client"
+        );
+        let first = stuck.drain();
+        assert_eq!(revisions(&first), (2..=1001).collect::<Vec<i64>>());
+        for _ in 0..5 {
+            store.sync_watchers(1000).expect("sync");
+            let _ = stuck.drain();
+        }
+        assert!(
+            store.is_synced((1, 0)),
+            "once read again, it catches up too"
+        );
     }
 
     #[test]

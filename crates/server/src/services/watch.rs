@@ -38,6 +38,10 @@ impl WatchSink for ChannelSink {
     fn try_send(&self, batch: WatchBatch) -> bool {
         self.0.try_send(batch).is_ok()
     }
+
+    fn has_room(&self) -> bool {
+        self.0.capacity() > 0
+    }
 }
 
 #[derive(Default, Clone, Copy)]
