@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", proto_dir.join(f).display());
     }
     let fds = protox::compile(files, [&proto_dir])?;
+    write_client_rpcs(&fds)?;
     let mut json = pbjson_build::Builder::new();
     for file in &fds.file {
         json.register_file_descriptor(file.clone());
@@ -32,5 +33,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;
+    Ok(())
+}
+
+/// Every RPC clients may call (all services but the members' own `oxcdpb`), as
+/// `("package.Service", "Method")`: the gRPC paths oxcd serves on its client URLs.
+fn write_client_rpcs(
+    fds: &prost_types::FileDescriptorSet,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut rpcs = Vec::new();
+    for file in &fds.file {
+        let package = file.package();
+        if package == "oxcdpb" {
+            continue;
+        }
+        for service in &file.service {
+            for method in &service.method {
+                rpcs.push(format!(
+                    "    (\"{package}.{}\", \"{}\"),\n",
+                    service.name(),
+                    method.name()
+                ));
+            }
+        }
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR")?).join("client_rpcs.rs");
+    std::fs::write(
+        out,
+        format!(
+            "/// Every RPC clients may call, as (\"package.Service\", \"Method\").\npub const CLIENT_RPCS: &[(&str, &str)] = &[\n{}];\n",
+            rpcs.concat()
+        ),
+    )?;
     Ok(())
 }

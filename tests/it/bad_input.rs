@@ -204,3 +204,135 @@ async fn a_request_over_the_grpc_limit_is_refused_and_the_server_goes_on() {
     );
     o.put(put(b"k", b"v")).await.expect("still serving");
 }
+
+/// gRPC calls to paths no service has answer Unimplemented and leave no trace in /metrics:
+/// the method label values are etcd's RPCs only, so a client choosing paths cannot grow
+/// the metrics without bound.
+#[tokio::test]
+async fn made_up_grpc_paths_add_no_metric_series() {
+    use tonic::codegen::{http, Service};
+    let server = Server::start(Kind::Oxcd, &[]);
+    let mut kv = server.ready().await;
+    kv.range(RangeRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .expect("a real RPC");
+    let mut channel = server.channel().await.expect("channel");
+    for i in 0..20 {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/made.up.Service{i}/Method{i}", server.url()))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(tonic::body::Body::empty())
+            .expect("request");
+        std::future::poll_fn(|cx| channel.poll_ready(cx))
+            .await
+            .expect("ready");
+        let resp = channel.call(req).await.expect("an answer");
+        let status = resp
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        assert_eq!(status.as_deref(), Some("12"), "Unimplemented");
+    }
+    let (code, text) = oxcd_tests::http_get(&server.endpoint(), "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        text.contains("grpc_method=\"Range\""),
+        "etcd's RPCs are counted"
+    );
+    assert!(
+        !text.contains("made.up") && !text.contains("Method1"),
+        "made-up paths became label values:\n{}",
+        text.lines()
+            .filter(|l| l.contains("made.up"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// What a raw HTTP/2 client hears after sending `frames` (after the preface and an empty
+/// SETTINGS): true once the server resets a stream, sends GOAWAY or closes the connection.
+async fn server_refuses(server: &Server, frames: &[u8]) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(server.endpoint())
+        .await
+        .expect("connect");
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    conn.write_all(&hello).await.expect("preface");
+    // The server may stop reading (and the rest of the write fail) once it has refused.
+    let _ = conn.write_all(frames).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout_at(deadline, conn.read(&mut buf)).await;
+        match read {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+        // Walk the frames: RST_STREAM (3) or GOAWAY (7) is a refusal.
+        let mut at = 0;
+        while seen.len() >= at + 9 {
+            let len = u32::from_be_bytes([0, seen[at], seen[at + 1], seen[at + 2]]) as usize;
+            if matches!(seen[at + 3], 3 | 7) {
+                return true;
+            }
+            at += 9 + len;
+        }
+    }
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The client port reads HTTP/2 before any auth: a header block that never ends is refused
+/// at once instead of being held in memory while more of it is awaited.
+#[tokio::test]
+async fn an_endless_header_block_is_refused_not_buffered() {
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    // HEADERS without END_HEADERS, then 1 MiB of CONTINUATION frames that never end it.
+    let mut endless = frame(0x1, 0, 1, &[0x82]);
+    for _ in 0..64 {
+        endless.extend(frame(0x9, 0, 1, &[0x40; 16_384]));
+    }
+    assert!(
+        server_refuses(&server, &endless).await,
+        "an endless header block is refused"
+    );
+    let mut kv = server.ready().await;
+    kv.put(put("still", "serving"))
+        .await
+        .expect("the server serves on");
+}
+
+/// A frame declared larger than any the server accepts is refused at once, not awaited
+/// (16 MiB held per connection before).
+#[tokio::test]
+async fn an_oversized_frame_is_refused_not_awaited() {
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let mut huge = vec![0xff, 0xff, 0xff, 0x0, 0x0, 0, 0, 0, 1];
+    huge.extend_from_slice(&[0u8; 65_536]);
+    assert!(
+        server_refuses(&server, &huge).await,
+        "a frame larger than the server's limit is refused"
+    );
+    let mut kv = server.ready().await;
+    kv.put(put("still", "serving"))
+        .await
+        .expect("the server serves on");
+}

@@ -20,6 +20,9 @@ const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
 /// The h2 server's default SETTINGS_MAX_FRAME_SIZE.
 const MAX_FRAME: usize = 16_384;
+/// The most of one header block held back for inspection (HEADERS plus CONTINUATIONs);
+/// beyond it the block goes to the server as it came, whose own limits then apply.
+const MAX_HELD_BLOCK: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -81,6 +84,11 @@ impl<S> AuthorityFix<S> {
                 break;
             }
             let len = u32::from_be_bytes([0, self.inbuf[0], self.inbuf[1], self.inbuf[2]]) as usize;
+            if len > MAX_FRAME || self.held.len() + FRAME_HEADER + len > MAX_HELD_BLOCK {
+                // Nothing a proper client sends: the server refuses it; never wait for it.
+                self.mode = Mode::PassThrough;
+                break;
+            }
             if self.inbuf.len() < FRAME_HEADER + len {
                 break;
             }

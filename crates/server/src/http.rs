@@ -144,7 +144,12 @@ where
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         let path = req.uri().path().trim_start_matches('/').to_string();
         let fut = self.inner.call(req);
-        let Some((service, method)) = path.split_once('/').filter(|_| grpc) else {
+        // Only etcd's RPCs become label values: a client choosing paths must not grow the
+        // metrics without bound.
+        let Some((service, method)) = path
+            .split_once('/')
+            .filter(|(s, m)| grpc && oxcd_api::is_client_rpc(s, m))
+        else {
             return Box::pin(fut);
         };
         let (service, method) = (service.to_string(), method.to_string());
