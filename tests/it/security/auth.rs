@@ -266,3 +266,55 @@ async fn etcdctl_auth_user_role_commands_match_etcd() {
         }
     }
 }
+
+/// The threads a process runs now (Linux's /proc).
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A flood of logins with a wrong password (each a bcrypt check) runs a few checks at a
+/// time, not one thread each: it once took a blocking thread per login, up to 512, and
+/// starved the node. The node serves on meanwhile and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_wrong_passwords_checks_a_few_at_a_time() {
+    const LOGINS: usize = 32;
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let ch = server.channel().await.expect("channel");
+    set_up_users(&ch).await;
+    let pid = server.pid().expect("running");
+    let before = threads_of(pid);
+    let flood: Vec<_> = (0..LOGINS)
+        .map(|_| {
+            let ch = ch.clone();
+            tokio::spawn(async move { authenticate(&ch, "alice", "not-her-password").await })
+        })
+        .collect();
+    let mut most = before;
+    while !flood.iter().all(|f| f.is_finished()) {
+        most = most.max(threads_of(pid));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for f in flood {
+        let status = f.await.expect("login task").expect_err("a wrong password");
+        assert_eq!(
+            status.message(),
+            "etcdserver: authentication failed, invalid user ID or password"
+        );
+    }
+    assert!(
+        most <= before + 8,
+        "{LOGINS} concurrent logins grew the server from {before} to {most} threads"
+    );
+    let token = authenticate(&ch, "alice", "alice-pw")
+        .await
+        .expect("the right password still works");
+    assert!(!token.is_empty());
+}

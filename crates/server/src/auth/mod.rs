@@ -43,6 +43,9 @@ pub struct AuthStore {
     state: RwLock<AuthState>,
     tokens: Tokens,
     bcrypt_cost: u32,
+    /// Password hashes and checks (bcrypt, deliberately slow) run a few at a time, one per
+    /// core: a flood of logins queues here instead of taking a thread each.
+    password_work: tokio::sync::Semaphore,
 }
 
 fn decode_state(bytes: &[u8]) -> Result<AuthState, StoreError> {
@@ -63,6 +66,9 @@ impl AuthStore {
                 ..Default::default()
             }),
             tokens: Tokens::parse(token_option, simple_ttl)?,
+            password_work: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
             bcrypt_cost,
         };
         auth.reload(store).map_err(|e| e.to_string())?;
@@ -114,6 +120,22 @@ impl AuthStore {
                 Err(EtcdError::AuthFailed)
             }
         }
+    }
+
+    /// Runs `work` (a password hash or check) on the blocking pool once a slot is free.
+    pub async fn password_work<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        work: impl FnOnce(&AuthStore) -> Result<T, EtcdError> + Send + 'static,
+    ) -> Result<T, EtcdError> {
+        let _slot = self
+            .password_work
+            .acquire()
+            .await
+            .map_err(|e| EtcdError::Internal(e.to_string()))?;
+        let auth = self.clone();
+        tokio::task::spawn_blocking(move || work(&auth))
+            .await
+            .map_err(|e| EtcdError::Internal(e.to_string()))?
     }
 
     pub fn hash_password(&self, password: &str) -> Result<String, EtcdError> {

@@ -32,10 +32,10 @@ impl AuthService {
     }
 
     async fn hash(&self, password: String) -> Result<String, Status> {
-        let auth = self.server.auth.clone();
-        tokio::task::spawn_blocking(move || auth.hash_password(&password))
+        self.server
+            .auth
+            .password_work(move |auth| auth.hash_password(&password))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Status::from)
     }
 
@@ -89,11 +89,11 @@ impl Auth for AuthService {
         r: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
         let AuthenticateRequest { name, password } = r.into_inner();
-        let auth = self.server.auth.clone();
         let user = name.clone();
-        tokio::task::spawn_blocking(move || auth.check_password(&user, &password))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))??;
+        self.server
+            .auth
+            .password_work(move |auth| auth.check_password(&user, &password))
+            .await?;
         let token = match self.server.auth.sign_jwt(&name) {
             Some(signed) => signed?,
             None => {
