@@ -10,6 +10,7 @@ mod etcdctl;
 mod gateway;
 mod lease;
 mod ops;
+mod overload;
 mod security;
 mod startup;
 mod utl;

@@ -533,9 +533,12 @@ impl Raft for PeerService {
         &self,
         request: Request<oxcd_api::etcdserverpb::HashKvRequest>,
     ) -> Result<Response<oxcd_api::etcdserverpb::HashKvResponse>, Status> {
-        let kv = self
-            .store
-            .hash_kv(Revision(request.into_inner().revision))
+        let store = self.store.clone();
+        let rev = Revision(request.into_inner().revision);
+        // It reads the whole history: off the async runtime, which serves raft's messages.
+        let kv = tokio::task::spawn_blocking(move || store.hash_kv(rev))
+            .await
+            .map_err(|e| Status::internal(format!("hashkv: {e}")))?
             .map_err(crate::error::store_status)?;
         Ok(Response::new(oxcd_api::etcdserverpb::HashKvResponse {
             header: Some(oxcd_api::etcdserverpb::ResponseHeader {

@@ -18,6 +18,27 @@ pub struct KvService {
     pub server: Arc<EtcdServer>,
 }
 
+/// The most keys a range may ask for and still be served on the async runtime.
+const SMALL_RANGE: i64 = 1000;
+
+/// Whether a range may read many keys: a key range without a small limit.
+fn may_be_large(r: &RangeRequest) -> bool {
+    !r.range_end.is_empty() && (r.limit == 0 || r.limit > SMALL_RANGE)
+}
+
+/// Runs a read that may touch many keys on the blocking pool, so the async runtime's few
+/// threads stay free for raft's peers, heartbeats and small requests.
+async fn off_runtime<T: Send + 'static>(
+    server: &EtcdServer,
+    read: impl FnOnce(&oxcd_mvcc::Store) -> Result<T, oxcd_mvcc::StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    let store = server.store.clone();
+    tokio::task::spawn_blocking(move || read(&store))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(store_status)
+}
+
 fn unexpected(what: &Applied) -> Status {
     Status::internal(format!("oxcd: unexpected apply result {what:?}"))
 }
@@ -34,7 +55,11 @@ impl Kv for KvService {
         if !req.serializable {
             self.server.linearizable_read_barrier().await?;
         }
-        let mut resp = self.server.store.range(&req).map_err(store_status)?;
+        let mut resp = if may_be_large(&req) {
+            off_runtime(&self.server, move |store| store.range(&req)).await?
+        } else {
+            self.server.store.range(&req).map_err(store_status)?
+        };
         self.server.fill_header(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -101,11 +126,17 @@ impl Kv for KvService {
             if !serializable {
                 self.server.linearizable_read_barrier().await?;
             }
-            let mut resp = self
-                .server
-                .store
-                .read_only_txn(&req)
-                .map_err(store_status)?;
+            let large = req.success.iter().chain(&req.failure).any(|op| {
+                matches!(&op.request, Some(request_op::Request::RequestRange(r)) if may_be_large(r))
+            });
+            let mut resp = if large {
+                off_runtime(&self.server, move |store| store.read_only_txn(&req)).await?
+            } else {
+                self.server
+                    .store
+                    .read_only_txn(&req)
+                    .map_err(store_status)?
+            };
             self.server.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
         }
