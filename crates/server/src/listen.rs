@@ -172,8 +172,13 @@ pub fn client_routes(
     let watch_streams = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let s = server;
     let core = tonic::service::Routes::new(
-        KvServer::new(services::kv::KvService { server: s.clone() })
-            .max_decoding_message_size(limit),
+        KvServer::new(services::kv::KvService {
+            server: s.clone(),
+            big_reads: Arc::new(tokio::sync::Semaphore::new(
+                2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
+        })
+        .max_decoding_message_size(limit),
     )
     .add_service(
         WatchServer::new(services::watch::WatchService {

@@ -6,7 +6,7 @@ use crate::apply::Applier;
 use crate::config::Config;
 use crate::error::{io_error, StartError};
 use crate::identity::Storage;
-use crate::msg::{FatalTx, NodeMsg, RaftStatus, Waiters};
+use crate::msg::{Fatal, FatalTx, NodeMsg, RaftStatus, Waiters};
 use crate::node::Node;
 use crate::server::EtcdServer;
 use crate::{alarms, auth, compactor, corrupt, lessor, logging, server, transport};
@@ -136,11 +136,11 @@ pub fn start_raft(
         tick: Duration::from_millis(config.heartbeat_interval_ms),
         read_timeout: Duration::from_secs(5)
             + Duration::from_millis(2 * config.election_timeout_ms),
-        fatal,
+        fatal: fatal.clone(),
     };
     std::thread::Builder::new()
         .name("raft".into())
-        .spawn(move || node.run())
+        .spawn(reporting_panics(fatal.clone(), "raft", move || node.run()))
         .map_err(io_error(dir.wal_dir()))?;
     let raft = Raft {
         node: node_tx,
@@ -153,6 +153,20 @@ pub fn start_raft(
         apply_inbox: apply_rx,
     };
     Ok((raft, store))
+}
+
+/// A thread's body that reports a panic (raft-rs panics on an inconsistent log) as fatal, so
+/// the node stops instead of serving on without that thread.
+fn reporting_panics(
+    fatal: FatalTx,
+    thread: &'static str,
+    body: impl FnOnce() + Send + 'static,
+) -> impl FnOnce() + Send + 'static {
+    move || {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+            let _ = fatal.send(Fatal::Failed(format!("the {thread} thread panicked")));
+        }
+    }
 }
 
 /// Starts the apply thread and makes the server the services share.
@@ -191,11 +205,11 @@ pub fn start_apply(
         applied: applied_tx,
         snapshot_count: config.snapshot_count,
         catch_up_entries: config.snapshot_catchup_entries,
-        fatal,
+        fatal: fatal.clone(),
     };
     std::thread::Builder::new()
         .name("apply".into())
-        .spawn(move || applier.run())
+        .spawn(reporting_panics(fatal, "apply", move || applier.run()))
         .map_err(io_error(store.path()))?;
     Ok(Arc::new(EtcdServer::new(
         member_id,

@@ -16,6 +16,24 @@ impl DataDir {
         format!("{name}.etcd")
     }
 
+    /// Where oxcd before 0.2 kept a member's data without `--data-dir`.
+    pub fn legacy_default_path(name: &str) -> String {
+        format!("{name}.oxcd")
+    }
+
+    /// The data dir a member named `name` uses without `--data-dir`: etcd's `NAME.etcd`, or the
+    /// `NAME.oxcd` an older oxcd left when there is no `NAME.etcd`, so an upgraded member
+    /// finds its data instead of bootstrapping an empty one.
+    pub fn default_path_found(name: &str, exists: impl Fn(&Path) -> bool) -> String {
+        let etcd = Self::default_path(name);
+        let legacy = Self::legacy_default_path(name);
+        if !exists(Path::new(&etcd)) && exists(Path::new(&legacy)) {
+            legacy
+        } else {
+            etcd
+        }
+    }
+
     pub fn new(root: impl Into<PathBuf>, wal: Option<PathBuf>) -> DataDir {
         DataDir {
             root: root.into(),
@@ -74,5 +92,20 @@ mod tests {
         let d = DataDir::new("m1.etcd", Some("/wal".into()));
         assert_eq!(d.wal_dir(), Path::new("/wal"));
         assert_eq!(DataDir::default_path("default"), "default.etcd");
+    }
+
+    #[test]
+    fn an_older_oxcds_default_data_dir_is_found_again() {
+        let only = |present: &'static str| move |p: &Path| p == Path::new(present);
+        assert_eq!(
+            DataDir::default_path_found("m1", only("m1.oxcd")),
+            "m1.oxcd"
+        );
+        assert_eq!(
+            DataDir::default_path_found("m1", only("m1.etcd")),
+            "m1.etcd"
+        );
+        assert_eq!(DataDir::default_path_found("m1", |_| false), "m1.etcd");
+        assert_eq!(DataDir::default_path_found("m1", |_| true), "m1.etcd");
     }
 }

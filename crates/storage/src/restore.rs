@@ -41,6 +41,23 @@ fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
 
+/// A peer URL as etcd's flags take it: http or https, with a port.
+fn check_urls(flag: &str, urls: &[String]) -> Result<(), String> {
+    for s in urls {
+        let bad = |why: &str| format!("invalid value {s:?} for flag -{flag}: {why}");
+        let u = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+        if u.scheme() != "http" && u.scheme() != "https" {
+            return Err(bad(&format!(
+                "URL scheme must be http, https, unix, or unixs: {s}"
+            )));
+        }
+        if u.port().is_none() {
+            return Err(bad("missing port in address"));
+        }
+    }
+    Ok(())
+}
+
 pub fn restore(opts: &RestoreOptions) -> Result<Restored, String> {
     let data_dir = opts
         .data_dir
@@ -53,6 +70,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored, String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
+    check_urls("initial-advertise-peer-urls", &advertise_peer_urls)?;
     let members = if opts.initial_cluster.is_empty() {
         advertise_peer_urls
             .iter()
@@ -68,6 +86,9 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored, String> {
         token: opts.initial_cluster_token.clone(),
         advertise_peer_urls,
     };
+    for urls in cluster.members.values() {
+        check_urls("initial-cluster", urls)?;
+    }
     cluster.members().map_err(|e| e.to_string())?;
     let data_dir = PathBuf::from(&data_dir);
     if exists(&data_dir) {
@@ -137,4 +158,45 @@ fn build(
     let mut log = RaftLog::open(wal_dir).map_err(|e| e.to_string())?;
     bootstrap(cluster, &store, &mut log).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restore_with(initial_cluster: &str, advertise: &str) -> Result<Restored, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        restore(&RestoreOptions {
+            snapshot: dir.path().join("missing.db"),
+            name: "m1".into(),
+            data_dir: Some(dir.path().join("m1.etcd").display().to_string()),
+            wal_dir: None,
+            initial_cluster: initial_cluster.into(),
+            initial_cluster_token: "t".into(),
+            initial_advertise_peer_urls: advertise.into(),
+            skip_hash_check: false,
+        })
+    }
+
+    /// Peer URLs a member could never dial are refused before anything is written, as
+    /// etcd's flag parsing refuses them.
+    #[test]
+    fn peer_urls_without_a_scheme_or_a_port_are_refused() {
+        let err = restore_with("m1=10.0.0.1:2380", "10.0.0.1:2380")
+            .err()
+            .expect("no scheme");
+        assert!(
+            err.starts_with(
+                "invalid value \"10.0.0.1:2380\" for flag -initial-advertise-peer-urls: "
+            ),
+            "{err}"
+        );
+        let err = restore_with("m1=http://10.0.0.1", "http://10.0.0.1:2380")
+            .err()
+            .expect("no port");
+        assert_eq!(
+            err,
+            "invalid value \"http://10.0.0.1\" for flag -initial-cluster: missing port in address"
+        );
+    }
 }

@@ -45,7 +45,7 @@ pub struct AuthStore {
     bcrypt_cost: u32,
     /// Password hashes and checks (bcrypt, deliberately slow) run a few at a time, one per
     /// core: a flood of logins queues here instead of taking a thread each.
-    password_work: tokio::sync::Semaphore,
+    password_work: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 fn decode_state(bytes: &[u8]) -> Result<AuthState, StoreError> {
@@ -66,9 +66,9 @@ impl AuthStore {
                 ..Default::default()
             }),
             tokens: Tokens::parse(token_option, simple_ttl)?,
-            password_work: tokio::sync::Semaphore::new(
+            password_work: std::sync::Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
-            ),
+            )),
             bcrypt_cost,
         };
         auth.reload(store).map_err(|e| e.to_string())?;
@@ -127,15 +127,20 @@ impl AuthStore {
         self: &std::sync::Arc<Self>,
         work: impl FnOnce(&AuthStore) -> Result<T, EtcdError> + Send + 'static,
     ) -> Result<T, EtcdError> {
-        let _slot = self
+        // The slot goes with the work: a caller that gives up does not free it early.
+        let slot = self
             .password_work
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| EtcdError::Internal(e.to_string()))?;
         let auth = self.clone();
-        tokio::task::spawn_blocking(move || work(&auth))
-            .await
-            .map_err(|e| EtcdError::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work(&auth)
+        })
+        .await
+        .map_err(|e| EtcdError::Internal(e.to_string()))?
     }
 
     pub fn hash_password(&self, password: &str) -> Result<String, EtcdError> {

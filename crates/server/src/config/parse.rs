@@ -65,6 +65,15 @@ pub fn parse(args: Vec<String>, env: &BTreeMap<String, String>) -> Result<Parsed
         }
     }
     let config = build(&matches)?;
+    if get_str(&matches, "data-dir").is_empty()
+        && config.data_dir == oxcd_storage::DataDir::legacy_default_path(&config.name)
+    {
+        warnings.push(format!(
+            "using {}, the data dir an older oxcd made; without --data-dir oxcd now uses etcd's default, {}",
+            config.data_dir,
+            oxcd_storage::DataDir::default_path(&config.name)
+        ));
+    }
     Ok(Parsed::Run {
         config: Box::new(config),
         warnings,
@@ -200,7 +209,7 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
     let initial_cluster =
         oxcd_storage::InitialCluster::parse_members(&initial).map_err(verify_err)?;
     let data_dir = match get_str(m, "data-dir") {
-        d if d.is_empty() => oxcd_storage::DataDir::default_path(&name),
+        d if d.is_empty() => oxcd_storage::DataDir::default_path_found(&name, |p| p.exists()),
         d => d,
     };
     let wal_dir = Some(get_str(m, "wal-dir")).filter(|s| !s.is_empty());

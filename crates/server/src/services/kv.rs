@@ -16,27 +16,57 @@ use tonic::{Request, Response, Status};
 
 pub struct KvService {
     pub server: Arc<EtcdServer>,
+    /// Slots for reads that may touch many keys (two per core).
+    pub big_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The most keys a range may ask for and still be served on the async runtime.
 const SMALL_RANGE: i64 = 1000;
 
-/// Whether a range may read many keys: a key range without a small limit.
+/// Whether a range may read many keys: a key range without a small limit, or one that
+/// sorts or filters (those read the whole range whatever the limit).
 fn may_be_large(r: &RangeRequest) -> bool {
-    !r.range_end.is_empty() && (r.limit == 0 || r.limit > SMALL_RANGE)
+    let reads_all = r.sort_order != 0
+        || r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0;
+    !r.range_end.is_empty() && (r.limit == 0 || r.limit > SMALL_RANGE || reads_all)
+}
+
+/// Whether a read-only txn may read many keys: any of its ranges may, or it nests txns.
+fn txn_may_be_large(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .any(|op| match &op.request {
+            Some(request_op::Request::RequestRange(r)) => may_be_large(r),
+            Some(request_op::Request::RequestTxn(_)) => true,
+            _ => false,
+        })
 }
 
 /// Runs a read that may touch many keys on the blocking pool, so the async runtime's few
-/// threads stay free for raft's peers, heartbeats and small requests.
+/// threads stay free for raft's peers, heartbeats and small requests; at most `big_reads`
+/// of them at once, so their responses do not pile up in memory together.
 async fn off_runtime<T: Send + 'static>(
-    server: &EtcdServer,
+    service: &KvService,
     read: impl FnOnce(&oxcd_mvcc::Store) -> Result<T, oxcd_mvcc::StoreError> + Send + 'static,
 ) -> Result<T, Status> {
-    let store = server.store.clone();
-    tokio::task::spawn_blocking(move || read(&store))
+    let slot = service
+        .big_reads
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(store_status)
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let store = service.server.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        read(&store)
+    })
+    .await
+    .map_err(|e| Status::internal(e.to_string()))?
+    .map_err(store_status)
 }
 
 fn unexpected(what: &Applied) -> Status {
@@ -56,7 +86,7 @@ impl Kv for KvService {
             self.server.linearizable_read_barrier().await?;
         }
         let mut resp = if may_be_large(&req) {
-            off_runtime(&self.server, move |store| store.range(&req)).await?
+            off_runtime(self, move |store| store.range(&req)).await?
         } else {
             self.server.store.range(&req).map_err(store_status)?
         };
@@ -126,11 +156,8 @@ impl Kv for KvService {
             if !serializable {
                 self.server.linearizable_read_barrier().await?;
             }
-            let large = req.success.iter().chain(&req.failure).any(|op| {
-                matches!(&op.request, Some(request_op::Request::RequestRange(r)) if may_be_large(r))
-            });
-            let mut resp = if large {
-                off_runtime(&self.server, move |store| store.read_only_txn(&req)).await?
+            let mut resp = if txn_may_be_large(&req) {
+                off_runtime(self, move |store| store.read_only_txn(&req)).await?
             } else {
                 self.server
                     .store
