@@ -5,7 +5,7 @@ use crate::error::BackendError;
 use crate::revision::KeyRevision;
 use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -108,8 +108,11 @@ fn event_of(rev: KeyRevision, rec: Record) -> Event {
 }
 
 /// Every change of revisions `from..=upto`, in order.
-pub(crate) fn events(db: &Database, from: i64, upto: i64) -> Result<Vec<Event>, BackendError> {
-    let rx = db.begin_read()?;
+pub(crate) fn events(
+    rx: &redb::ReadTransaction,
+    from: i64,
+    upto: i64,
+) -> Result<Vec<Event>, BackendError> {
     let table = rx.open_table(KV)?;
     let lo = KeyRevision::new(from, 0).to_backend_key();
     let hi = KeyRevision::new(upto, i64::MAX).to_backend_key();

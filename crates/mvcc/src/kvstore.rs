@@ -349,8 +349,14 @@ impl History for Store {
         self.compacted_revision().0
     }
 
-    fn events(&self, from: i64, upto: i64) -> Result<Vec<Event>, StoreError> {
-        Ok(backend::events(&self.db(), from, upto)?)
+    fn events(&self, from: i64, upto: i64) -> Result<Option<Vec<Event>>, StoreError> {
+        let rx = self.db().begin_read().map_err(backend_err)?;
+        // Read once the snapshot is open: a compaction raises it before it commits, so a
+        // snapshot it emptied is never read as whole history.
+        if from < self.compacted_revision().0 {
+            return Ok(None);
+        }
+        Ok(Some(backend::events(&rx, from, upto)?))
     }
 }
 

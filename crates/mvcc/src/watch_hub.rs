@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) trait History {
     fn current(&self) -> i64;
     fn compacted(&self) -> i64;
-    /// Every event of revisions `from..=upto`, in order.
-    fn events(&self, from: i64, upto: i64) -> Result<Vec<Event>, StoreError>;
+    /// Every event of revisions `from..=upto`, in order; `None` when a compaction has
+    /// reached `from` meanwhile (that history is gone).
+    fn events(&self, from: i64, upto: i64) -> Result<Option<Vec<Event>>, StoreError>;
 }
 
 #[derive(Default)]
@@ -135,7 +136,11 @@ impl Hub {
         };
         let upto = current.min(from.saturating_add(max_revisions.max(1) - 1));
         let history = if from <= upto {
-            store.events(from, upto)?
+            match store.events(from, upto)? {
+                Some(events) => events,
+                // Compacted meanwhile: the next round tells those watchers so.
+                None => return Ok(self.group().unsynced_count()),
+            }
         } else {
             Vec::new()
         };
@@ -530,6 +535,75 @@ mod tests {
             store.is_synced((1, 0)),
             "once read again, it catches up too"
         );
+    }
+
+    /// A history that compacts the store the first time catch-up reads it, between the
+    /// moment catch-up chose where to read from and the read itself.
+    struct CompactsDuringCatchUp<'a> {
+        store: &'a Store,
+        at: i64,
+        compacted: std::cell::Cell<bool>,
+    }
+
+    impl History for CompactsDuringCatchUp<'_> {
+        fn current(&self) -> i64 {
+            History::current(self.store)
+        }
+        fn compacted(&self) -> i64 {
+            History::compacted(self.store)
+        }
+        fn events(&self, from: i64, upto: i64) -> Result<Option<Vec<Event>>, StoreError> {
+            if !self.compacted.replace(true) {
+                let mut wb = self.store.begin_write().expect("write");
+                wb.compact(&CompactionRequest {
+                    revision: self.at,
+                    physical: true,
+                })
+                .expect("compact");
+                wb.commit(false).expect("commit");
+            }
+            History::events(self.store, from, upto)
+        }
+    }
+
+    /// A compaction that lands while catch-up reads history does not hand the watcher the
+    /// rest of the history with a hole in it: the watcher is told of the compaction instead.
+    #[test]
+    fn a_compaction_during_catch_up_ends_the_watch_instead_of_skipping_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        for i in 0..10 {
+            put(&store, "k", &i.to_string());
+        }
+        let hub = Hub::default();
+        let sink = Arc::new(Sink {
+            room: 10,
+            got: Mutex::new(vec![]),
+        });
+        let spec = WatchSpec {
+            range: KeyRange::new(b"k", b""),
+            start_revision: 2,
+            no_put: false,
+            no_delete: false,
+        };
+        hub.watch((1, 0), spec, sink.clone(), &store);
+        let racing = CompactsDuringCatchUp {
+            store: &store,
+            at: 6,
+            compacted: std::cell::Cell::new(false),
+        };
+        for _ in 0..3 {
+            hub.sync(&racing, 100).expect("sync");
+        }
+        let got = sink.drain();
+        assert!(
+            got.iter().all(|b| b.events.is_empty()),
+            "history with a hole was sent: {:?}",
+            revisions(&got)
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].compact_revision, 6);
+        assert_eq!(hub.len(), 0, "the watch is over");
     }
 
     #[test]
