@@ -507,3 +507,58 @@ async fn the_gateway_serves_https_and_refuses_a_certificate_cn_once_auth_is_on()
         "{body}"
     );
 }
+
+/// A streaming JSON request that never ends one value (here a key that goes on and on) is
+/// refused once it outgrows any request the server accepts: the call ends instead of the
+/// gateway holding, and re-reading, an ever longer body.
+#[tokio::test]
+async fn a_json_stream_request_that_never_ends_is_cut_off() {
+    use std::io::{Read, Write};
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let mut conn = std::net::TcpStream::connect(server.endpoint()).expect("connect");
+    conn.write_all(
+        b"POST /v3/watch HTTP/1.1\r\nHost: oxcd\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .expect("head");
+    let mut chunk = |data: &[u8]| {
+        let mut c = format!("{:x}\r\n", data.len()).into_bytes();
+        c.extend_from_slice(data);
+        c.extend_from_slice(b"\r\n");
+        // Once the server has given up on the request, it may stop reading.
+        conn.write_all(&c).is_ok()
+    };
+    chunk(br#"{"create_request":{"key":""#);
+    // 8 MiB of one key, well past the default request limit (1.5 MiB) however encoded.
+    let piece = vec![b'A'; 64 * 1024];
+    for _ in 0..128 {
+        if !chunk(&piece) {
+            break;
+        }
+    }
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    let ended = loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => {
+                reply.extend_from_slice(&buf[..n]);
+                if reply.ends_with(b"0\r\n\r\n") {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        ended,
+        "the gateway still waits for the rest of the value: {}",
+        String::from_utf8_lossy(&reply)
+    );
+    let mut kv = server.ready().await;
+    kv.put(oxcd_tests::kv::put("still", "serving"))
+        .await
+        .expect("the server serves on");
+}

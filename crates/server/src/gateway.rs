@@ -432,7 +432,9 @@ async fn call(gateway: &Gateway, method: &str, req: axum::extract::Request) -> R
         Kind::BidiStream { hold_open } => {
             let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
             let hold = hold_open.then_some(reply_gone);
-            tokio::spawn(stream_requests(body, rpc.request, tx, hold));
+            // A request's JSON is at most about twice its protobuf (base64, names, quotes).
+            let max_json = 2 * gateway.server.max_request_bytes as usize + 64 * 1024;
+            tokio::spawn(stream_requests(body, rpc.request, max_json, tx, hold));
             Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
         }
     };
@@ -475,10 +477,14 @@ async fn call(gateway: &Gateway, method: &str, req: axum::extract::Request) -> R
     }
 }
 
-/// Reads JSON requests one after another from the body and sends each as a gRPC frame.
+/// Reads JSON requests one after another from the body and sends each as a gRPC frame. A
+/// request still incomplete past `max_json` bytes ends the stream: it could never be
+/// accepted, and holding it would let one client grow the buffer (and its re-reading)
+/// without bound.
 async fn stream_requests(
     mut body: Body,
     to_proto: fn(&[u8]) -> Result<Vec<u8>, serde_json::Error>,
+    max_json: usize,
     tx: mpsc::Sender<Result<Bytes, Infallible>>,
     hold_until: Option<oneshot::Receiver<()>>,
 ) {
@@ -507,7 +513,16 @@ async fn stream_requests(
                         }
                     }
                 }
-                Some(Err(e)) if e.is_eof() => break,
+                Some(Err(e)) if e.is_eof() => {
+                    if buf.len() > max_json {
+                        tracing::info!(
+                            bytes = buf.len(),
+                            "gateway: a JSON request in a stream outgrew the request limit"
+                        );
+                        return;
+                    }
+                    break;
+                }
                 None => {
                     buf.clear();
                     break;
