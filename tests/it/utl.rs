@@ -5,38 +5,21 @@
 use oxcd_api::etcdserverpb::kv_client::KvClient;
 use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxcd_api::etcdserverpb::{
-    CompactionRequest, DeleteRangeRequest, HashKvRequest, HashKvResponse, PutRequest, RangeRequest,
+    CompactionRequest, DeleteRangeRequest, HashKvRequest, HashKvResponse,
 };
-use oxcd_tests::{bin, bin_dir, free_port, run_tool, Kind, Server};
+use oxcd_tests::{bin, ctl, free_port, run_tool, Kind, Server};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
 
 /// target/<profile>/oxcdutl, found where the helpers find oxcd and oxcdctl.
-fn oxcdutl_bin() -> PathBuf {
-    let p = bin_dir().join("oxcdutl");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build -p oxcd-utl` first",
-        p.display()
-    );
-    p
-}
-
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
 /// `oxcdutl ARGS`: (stdout, stderr, exit code).
 fn utl(args: &[&str]) -> (String, String, i32) {
-    run_tool(&oxcdutl_bin(), &strings(args), None)
-}
-
-/// `oxcdctl --endpoints=URL ARGS`.
-fn oxcdctl(server: &Server, args: &[&str]) -> (String, String, i32) {
-    let mut a = vec![format!("--endpoints={}", server.url())];
-    a.extend(strings(args));
-    run_tool(&bin("oxcdctl"), &a, None)
+    run_tool(&bin("oxcdutl"), &strings(args), None)
 }
 
 fn text(p: &Path) -> String {
@@ -53,32 +36,24 @@ fn listing(dir: &Path) -> BTreeSet<String> {
 }
 
 async fn put(kv: &mut KvClient<Channel>, key: &str, value: &[u8]) -> i64 {
-    kv.put(PutRequest {
-        key: key.as_bytes().to_vec(),
-        value: value.to_vec(),
-        ..Default::default()
-    })
-    .await
-    .expect("put")
-    .into_inner()
-    .header
-    .map_or(0, |h| h.revision)
+    kv.put(oxcd_tests::kv::put(key, value))
+        .await
+        .expect("put")
+        .into_inner()
+        .header
+        .map_or(0, |h| h.revision)
 }
 
 /// Every key and value under "k/".
 async fn all_keys(kv: &mut KvClient<Channel>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    kv.range(RangeRequest {
-        key: b"k/".to_vec(),
-        range_end: b"k0".to_vec(),
-        ..Default::default()
-    })
-    .await
-    .expect("range")
-    .into_inner()
-    .kvs
-    .into_iter()
-    .map(|kv| (kv.key, kv.value))
-    .collect()
+    kv.range(oxcd_tests::kv::prefix("k/"))
+        .await
+        .expect("range")
+        .into_inner()
+        .kvs
+        .into_iter()
+        .map(|kv| (kv.key, kv.value))
+        .collect()
 }
 
 async fn hash_kv(server: &Server, revision: i64) -> HashKvResponse {
@@ -105,7 +80,11 @@ async fn backed_up(dir: &Path) -> (Server, KvClient<Channel>, PathBuf, i64) {
         .await;
     }
     let backup = dir.join("backup.db");
-    let (out, err, rc) = oxcdctl(&server, &["snapshot", "save", &text(&backup)]);
+    let (out, err, rc) = ctl(
+        &bin("oxcdctl"),
+        &server.url(),
+        &["snapshot", "save", &text(&backup)],
+    );
     assert_eq!(rc, 0, "snapshot save: {err}");
     assert_eq!(out, format!("Snapshot saved at {}\n", text(&backup)));
     (server, kv, backup, rev)
@@ -510,7 +489,7 @@ async fn bad_input_gets_etcdutls_errors_and_leaves_nothing_behind() {
         ),
     ];
     for (args, code, want) in cases {
-        let (_, err, rc) = run_tool(&oxcdutl_bin(), &args, None);
+        let (_, err, rc) = run_tool(&bin("oxcdutl"), &args, None);
         assert_eq!(rc, code, "oxcdutl {args:?}: {err}");
         // Log lines (restore's "restoring snapshot") may come first; the error comes last.
         let last = err
