@@ -33,6 +33,27 @@ pub struct InitialCluster {
     pub advertise_peer_urls: Vec<String>,
 }
 
+/// A flag's comma-separated URLs as etcd takes them: http or https, with a port; the
+/// error worded as etcd's flag parsing words it.
+pub fn parse_urls(flag: &str, text: &str) -> Result<Vec<url::Url>, String> {
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let bad = |why: &str| format!("invalid value {s:?} for flag -{flag}: {why}");
+            let u = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
+            if u.scheme() != "http" && u.scheme() != "https" {
+                return Err(bad(&format!(
+                    "URL scheme must be http, https, unix, or unixs: {s}"
+                )));
+            }
+            if u.port().is_none() {
+                return Err(bad("missing port in address"));
+            }
+            Ok(u)
+        })
+        .collect()
+}
+
 /// URLs without a trailing slash, sorted: the form IDs are derived from.
 pub fn normalized(urls: &[String]) -> Vec<String> {
     let mut v: Vec<String> = urls

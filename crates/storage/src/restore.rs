@@ -1,6 +1,7 @@
 //! `snapshot restore`: a new member's data dir from a backup file, for a new cluster (new
 //! cluster ID, members from the flags) whose keyspace is the backup's, as etcdctl builds one.
 
+use crate::bootstrap::parse_urls;
 use crate::{bootstrap, mkdir, DataDir, InitialCluster};
 use oxcd_mvcc::Store;
 use oxcd_raftlog::RaftLog;
@@ -41,36 +42,19 @@ fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
 
-/// A peer URL as etcd's flags take it: http or https, with a port.
-fn check_urls(flag: &str, urls: &[String]) -> Result<(), String> {
-    for s in urls {
-        let bad = |why: &str| format!("invalid value {s:?} for flag -{flag}: {why}");
-        let u = url::Url::parse(s).map_err(|e| bad(&e.to_string()))?;
-        if u.scheme() != "http" && u.scheme() != "https" {
-            return Err(bad(&format!(
-                "URL scheme must be http, https, unix, or unixs: {s}"
-            )));
-        }
-        if u.port().is_none() {
-            return Err(bad("missing port in address"));
-        }
-    }
-    Ok(())
-}
-
 pub fn restore(opts: &RestoreOptions) -> Result<Restored, String> {
     let data_dir = opts
         .data_dir
         .clone()
         .filter(|d| !d.is_empty())
         .unwrap_or_else(|| DataDir::default_path(&opts.name));
-    let advertise_peer_urls: Vec<String> = opts
-        .initial_advertise_peer_urls
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    check_urls("initial-advertise-peer-urls", &advertise_peer_urls)?;
+    let advertise_peer_urls: Vec<String> = parse_urls(
+        "initial-advertise-peer-urls",
+        &opts.initial_advertise_peer_urls,
+    )?
+    .iter()
+    .map(|u| u.to_string())
+    .collect();
     let members = if opts.initial_cluster.is_empty() {
         advertise_peer_urls
             .iter()
@@ -87,7 +71,7 @@ pub fn restore(opts: &RestoreOptions) -> Result<Restored, String> {
         advertise_peer_urls,
     };
     for urls in cluster.members.values() {
-        check_urls("initial-cluster", urls)?;
+        parse_urls("initial-cluster", &urls.join(","))?;
     }
     cluster.members().map_err(|e| e.to_string())?;
     let data_dir = PathBuf::from(&data_dir);

@@ -151,22 +151,7 @@ fn get_bool(m: &ArgMatches, name: &str) -> bool {
 }
 
 fn urls(m: &ArgMatches, name: &str) -> Result<Vec<url::Url>, ConfigError> {
-    get_str(m, name)
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let u = url::Url::parse(s).map_err(|e| usage_err(format!("invalid value {s:?} for flag -{name}: {e}")))?;
-            if u.scheme() != "http" && u.scheme() != "https" {
-                return Err(usage_err(format!(
-                    "invalid value {s:?} for flag -{name}: URL scheme must be http, https, unix, or unixs: {s}"
-                )));
-            }
-            if u.port().is_none() {
-                return Err(usage_err(format!("invalid value {s:?} for flag -{name}: missing port in address")));
-            }
-            Ok(u)
-        })
-        .collect()
+    oxcd_storage::bootstrap::parse_urls(name, &get_str(m, name)).map_err(usage_err)
 }
 
 fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
