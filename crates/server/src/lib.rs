@@ -4,6 +4,7 @@
 pub mod alarms;
 pub mod apply;
 pub mod auth;
+pub mod blocking;
 pub mod compactor;
 pub mod config;
 pub mod corrupt;

@@ -533,13 +533,9 @@ impl Raft for PeerService {
         &self,
         request: Request<oxcd_api::etcdserverpb::HashKvRequest>,
     ) -> Result<Response<oxcd_api::etcdserverpb::HashKvResponse>, Status> {
-        let store = self.store.clone();
-        let rev = Revision(request.into_inner().revision);
-        // It reads the whole history: off the async runtime, which serves raft's messages.
-        let kv = tokio::task::spawn_blocking(move || store.hash_kv(rev))
-            .await
-            .map_err(|e| Status::internal(format!("hashkv: {e}")))?
-            .map_err(crate::error::store_status)?;
+        let kv =
+            crate::blocking::hash_kv(self.store.clone(), Revision(request.into_inner().revision))
+                .await?;
         Ok(Response::new(oxcd_api::etcdserverpb::HashKvResponse {
             header: Some(oxcd_api::etcdserverpb::ResponseHeader {
                 cluster_id: self.cluster_id.0,

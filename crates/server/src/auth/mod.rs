@@ -127,20 +127,10 @@ impl AuthStore {
         self: &std::sync::Arc<Self>,
         work: impl FnOnce(&AuthStore) -> Result<T, EtcdError> + Send + 'static,
     ) -> Result<T, EtcdError> {
-        // The slot goes with the work: a caller that gives up does not free it early.
-        let slot = self
-            .password_work
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| EtcdError::Internal(e.to_string()))?;
         let auth = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            work(&auth)
-        })
-        .await
-        .map_err(|e| EtcdError::Internal(e.to_string()))?
+        crate::blocking::run(Some(&self.password_work), move || work(&auth))
+            .await
+            .map_err(EtcdError::Internal)?
     }
 
     pub fn hash_password(&self, password: &str) -> Result<String, EtcdError> {

@@ -46,27 +46,17 @@ fn txn_may_be_large(t: &TxnRequest) -> bool {
         })
 }
 
-/// Runs a read that may touch many keys on the blocking pool, so the async runtime's few
-/// threads stay free for raft's peers, heartbeats and small requests; at most `big_reads`
-/// of them at once, so their responses do not pile up in memory together.
+/// Runs a read that may touch many keys on the blocking pool, at most `big_reads` of them
+/// at once, so their responses do not pile up in memory together.
 async fn off_runtime<T: Send + 'static>(
     service: &KvService,
     read: impl FnOnce(&oxcd_mvcc::Store) -> Result<T, oxcd_mvcc::StoreError> + Send + 'static,
 ) -> Result<T, Status> {
-    let slot = service
-        .big_reads
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
     let store = service.server.store.clone();
-    tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        read(&store)
-    })
-    .await
-    .map_err(|e| Status::internal(e.to_string()))?
-    .map_err(store_status)
+    crate::blocking::run(Some(&service.big_reads), move || read(&store))
+        .await
+        .map_err(Status::internal)?
+        .map_err(store_status)
 }
 
 fn unexpected(what: &Applied) -> Status {

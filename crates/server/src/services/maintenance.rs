@@ -180,13 +180,8 @@ impl Maintenance for MaintenanceService {
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         self.server.require_admin(&r)?;
         let s = &self.server;
-        let store = s.store.clone();
-        let rev = Revision(r.into_inner().revision);
-        // It reads the whole history: off the async runtime.
-        let kv = tokio::task::spawn_blocking(move || store.hash_kv(rev))
-            .await
-            .map_err(|e| Status::internal(format!("hashkv: {e}")))?
-            .map_err(crate::error::store_status)?;
+        let kv =
+            crate::blocking::hash_kv(s.store.clone(), Revision(r.into_inner().revision)).await?;
         Ok(Response::new(HashKvResponse {
             header: s.header(s.store.current_revision()),
             hash: kv.hash,
