@@ -16,22 +16,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+/// The host a URL names, brackets off; as etcd, "localhost" (or none) means the IPv4
+/// loopback, whatever order the resolver prefers.
+pub fn host_of(url: &url::Url) -> &str {
+    match url
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+    {
+        None | Some("localhost") => "127.0.0.1",
+        Some(host) => host,
+    }
+}
+
 pub async fn bind(url: &url::Url) -> Result<tokio::net::TcpListener, StartError> {
     let err = |source| StartError::Listen {
         url: url.to_string(),
         source,
     };
-    let host = url
-        .host_str()
-        .unwrap_or("localhost")
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    // As etcd: "localhost" means the IPv4 loopback, whatever order the resolver prefers.
-    let host = if host == "localhost" {
-        "127.0.0.1"
-    } else {
-        host
-    };
+    let host = host_of(url);
     let port = url.port().unwrap_or(2379);
     tokio::net::TcpListener::bind((host, port))
         .await

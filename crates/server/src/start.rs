@@ -80,13 +80,8 @@ pub fn start_raft(
 
     let (node_tx, node_rx) = std::sync::mpsc::channel();
     let source_ip = config.listen_peer_urls.first().and_then(|u| {
-        let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
-        let host = if host == "localhost" {
-            "127.0.0.1"
-        } else {
-            host
-        };
-        host.parse::<std::net::IpAddr>()
+        crate::listen::host_of(u)
+            .parse::<std::net::IpAddr>()
             .ok()
             .filter(|ip| !ip.is_unspecified())
     });
