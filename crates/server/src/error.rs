@@ -20,6 +20,9 @@ pub enum StartError {
     Bootstrap(#[from] oxcd_storage::BootstrapError),
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    /// The data dir's directories could not be made (the error names the path).
+    #[error(transparent)]
+    DataDir(std::io::Error),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -19,7 +19,7 @@ pub struct Storage {
 }
 
 pub fn open_storage(dir: DataDir) -> Result<Storage, StartError> {
-    dir.create().map_err(io_error(dir.root()))?;
+    dir.create().map_err(StartError::DataDir)?;
     let db_path = dir.backend_path();
     let store = Arc::new(Store::open(&db_path)?);
     tracing::info!(path = %db_path.display(), "opened backend db");
