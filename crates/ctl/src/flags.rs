@@ -3,17 +3,7 @@
 
 use clap::{Arg, ArgMatches};
 
-/// A boolean flag as Go's flag package takes one: `--name`, `--name=true|false`.
-pub fn bool_flag(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name)
-        .long(name)
-        .num_args(0..=1)
-        .require_equals(true)
-        .default_missing_value("true")
-        .default_value("false")
-        .value_parser(clap::builder::BoolishValueParser::new())
-        .help(help)
-}
+pub use oxcd_utl::cli::bool_flag;
 
 /// The positional arguments every command takes as `args`.
 pub fn args() -> Arg {

@@ -4,6 +4,7 @@
 //! commands (`snapshot status|restore`, `defrag --data-dir`) call the same functions.
 
 pub mod backend;
+pub mod cli;
 pub mod defrag;
 pub mod error;
 pub mod hashkv;

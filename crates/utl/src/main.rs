@@ -2,6 +2,7 @@
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgMatches, Command};
+use oxcd_utl::cli::bool_flag;
 use oxcd_utl::printer::{self, Format};
 use oxcd_utl::snapshot::{RestoreOptions, RestorePaths};
 use oxcd_utl::{defrag, hashkv, log, snapshot, UtlError};
@@ -13,18 +14,6 @@ fn flag(name: &'static str, default: &'static str, help: &'static str) -> Arg {
         .long(name)
         .num_args(1)
         .default_value(default)
-        .help(help)
-}
-
-/// A boolean flag as cobra reads one: `--x`, `--x=true`, `--x=false`.
-fn bool_flag(name: &'static str, help: &'static str) -> Arg {
-    Arg::new(name)
-        .long(name)
-        .num_args(0..=1)
-        .require_equals(true)
-        .default_missing_value("true")
-        .default_value("false")
-        .value_parser(clap::builder::BoolishValueParser::new())
         .help(help)
 }
 
