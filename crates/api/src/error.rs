@@ -97,6 +97,12 @@ pub enum EtcdError {
     InvalidAuthToken,
     #[error("etcdserver: invalid auth management")]
     InvalidAuthMgmt,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    /// gRPC's refusal of a response over the send limit; `size` is what had been gathered
+    /// when the read stopped, not the whole response.
+    #[error("grpc: trying to send message larger than max ({size} vs. {max})")]
+    ResponseTooLarge { size: usize, max: usize },
     #[error("{0}")]
     Unimplemented(String),
     #[error("{0}")]
@@ -111,7 +117,7 @@ impl EtcdError {
             | RequestTooLarge => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             LeaseExist => Code::FailedPrecondition,
-            NoSpace => Code::ResourceExhausted,
+            NoSpace | TooManyRequests | ResponseTooLarge { .. } => Code::ResourceExhausted,
             LeaseNotFound => Code::NotFound,
             NoLeader
             | Stopped
@@ -192,6 +198,7 @@ impl EtcdError {
             PermissionNotGranted,
             AuthNotEnabled,
             InvalidAuthToken,
+            TooManyRequests,
             InvalidAuthMgmt,
         ]
         .into_iter()

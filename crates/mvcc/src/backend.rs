@@ -86,6 +86,41 @@ pub(crate) fn load<T: ReadableTable<u128, &'static [u8]>>(
     Ok(decode_record(rev, guard.value())?.kv)
 }
 
+/// A stored KeyValue without its value: decoding skips the value's bytes (field 5).
+#[derive(Clone, PartialEq, prost::Message)]
+struct KeyOnly {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+    #[prost(int64, tag = "2")]
+    create_revision: i64,
+    #[prost(int64, tag = "3")]
+    mod_revision: i64,
+    #[prost(int64, tag = "4")]
+    version: i64,
+    #[prost(int64, tag = "6")]
+    lease: i64,
+}
+
+/// The record at `rev` with an empty value, never copying the value out.
+pub(crate) fn load_key<T: ReadableTable<u128, &'static [u8]>>(
+    table: &T,
+    rev: KeyRevision,
+) -> Result<KeyValue, BackendError> {
+    let guard = table
+        .get(rev.to_backend_key())?
+        .ok_or(BackendError::Corrupt(rev))?;
+    let body = guard.value().get(1..).ok_or(BackendError::Corrupt(rev))?;
+    let k = KeyOnly::decode(body).map_err(|_| BackendError::Corrupt(rev))?;
+    Ok(KeyValue {
+        key: k.key,
+        create_revision: k.create_revision,
+        mod_revision: k.mod_revision,
+        version: k.version,
+        value: Vec::new(),
+        lease: k.lease,
+    })
+}
+
 /// The change a record made, as a watcher sees it.
 fn event_of(rev: KeyRevision, rec: Record) -> Event {
     if rec.tombstone {

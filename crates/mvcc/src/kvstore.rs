@@ -14,6 +14,9 @@ use crate::hash;
 use crate::index::TreeIndex;
 use crate::key_range::KeyRange;
 use crate::lease::{LeaseInfo, Leases};
+use crate::range::{
+    self, PublishedIndex, ReadLimits, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_READ_SHARE,
+};
 use crate::revision::KeyRevision;
 use crate::snapshot::{self, SnapshotPoint};
 use crate::txn::{self, TxnWriter};
@@ -31,7 +34,7 @@ use redb::{
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 pub struct Store {
@@ -47,6 +50,11 @@ pub struct Store {
     compacted: AtomicI64,
     hub: Hub,
     leases: RwLock<Leases>,
+    /// The most key-value bytes one read may hold (see `set_max_response_bytes`).
+    max_response_bytes: AtomicUsize,
+    /// What one read may gather before it must hold `big_read_gate`.
+    read_share: AtomicUsize,
+    big_read_gate: Mutex<()>,
 }
 
 /// A lease as `lease_list` reports it.
@@ -91,10 +99,26 @@ impl Store {
             compacted: AtomicI64::new(loaded.compacted),
             hub: Hub::default(),
             leases: RwLock::new(leases),
+            max_response_bytes: AtomicUsize::new(DEFAULT_MAX_RESPONSE_BYTES),
+            read_share: AtomicUsize::new(DEFAULT_READ_SHARE),
+            big_read_gate: Mutex::new(()),
         };
         store.size.refresh_in_use(&store.db())?;
         store.size.refresh_file(path);
         Ok(store)
+    }
+
+    /// Bounds the key-values one read may gather: a read that would hold more is refused
+    /// with ResourceExhausted, as gRPC refuses a message over its send limit, instead of
+    /// being built. Reads inside a write transaction are not bounded.
+    pub fn set_max_response_bytes(&self, max: usize) {
+        self.max_response_bytes.store(max, Ordering::Relaxed);
+    }
+
+    /// Sets how much a read may gather before it waits for the other big reads: past it,
+    /// one read at a time goes on, so many big reads at once take about one's memory.
+    pub fn set_read_share(&self, bytes: usize) {
+        self.read_share.store(bytes, Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {
@@ -135,15 +159,15 @@ impl Store {
 
     /// A read at `req.revision` (0: the newest), served from the published state.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
-        self.read_view(|table, index, current, compacted| {
-            txn::range(table, index, req, current, compacted)
+        self.read_view(|table, index, current, limits| {
+            range::range(table, index, req, current, limits)
         })
     }
 
     /// A txn whose every op is a range (see `is_read_only`), served from the published state.
     pub fn read_only_txn(&self, req: &TxnRequest) -> Result<TxnResponse, StoreError> {
-        self.read_view(|table, index, current, compacted| {
-            txn::read_only_txn(table, index, req, current, compacted)
+        self.read_view(|table, index, current, limits| {
+            txn::read_only_txn(table, index, req, current, limits)
         })
     }
 
@@ -321,22 +345,30 @@ impl Store {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `read` against the published state: the committed backend and the key index,
-    /// with the revision readers may see and the compaction point.
+    /// Runs `read` against the published state: a backend snapshot holding every revision
+    /// up to the one readers may see, the key index, and the bounds on the read's memory.
     fn read_view<T>(
         &self,
         read: impl FnOnce(
             &ReadOnlyTable<u128, &'static [u8]>,
-            &TreeIndex,
+            &PublishedIndex<'_>,
             i64,
-            i64,
+            &ReadLimits<'_>,
         ) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let current = self.current_revision();
         let rx = self.db().begin_read().map_err(backend_err)?;
         let table = rx.open_table(KV).map_err(backend_err)?;
-        let index = self.index.read().map_err(|_| poisoned())?;
-        read(&table, &index, current.0, self.compacted_revision().0)
+        let index = PublishedIndex {
+            index: &self.index,
+            compacted: &self.compacted,
+        };
+        let limits = ReadLimits {
+            max_bytes: self.max_response_bytes.load(Ordering::Relaxed),
+            share: self.read_share.load(Ordering::Relaxed),
+            gate: Some(&self.big_read_gate),
+        };
+        read(&table, &index, current.0, &limits)
     }
 }
 

@@ -12,6 +12,7 @@ mod key_index;
 mod key_range;
 mod kvstore;
 mod lease;
+mod range;
 mod revision;
 mod snapshot;
 mod txn;
@@ -27,6 +28,7 @@ pub use error::{BackendError, BackupError, SnapshotError, StoreError};
 pub use key_range::KeyRange;
 pub use kvstore::{KvHash, LeaseTtl, Store, StoreHash, WriteBatch};
 pub use lease::LeaseInfo;
+pub use range::DEFAULT_MAX_RESPONSE_BYTES;
 
 pub use snapshot::SnapshotPoint;
 pub use txn::is_read_only;
@@ -34,3 +36,5 @@ pub use watch::{WatchBatch, WatchKey, WatchSink, WatchSpec};
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod test_support;

@@ -2,13 +2,13 @@
 //! the read path shared by plain reads and reads inside a transaction.
 
 use crate::backend;
+use crate::range::{header, range, HeldIndex, IndexView, ReadLimits};
 use crate::error::{backend_err, StoreError};
 use crate::index::TreeIndex;
 use crate::key_range::KeyRange;
 use crate::lease::Leases;
 use crate::revision::KeyRevision;
 use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxcd_api::etcdserverpb::{
     request_op, response_op, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
@@ -18,99 +18,6 @@ use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use oxcd_api::EtcdError;
 use redb::{ReadableTable, Table};
 use std::cmp::Ordering;
-
-fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..Default::default()
-    })
-}
-
-/// Serves `req` at its revision against `current`, the newest revision the caller sees.
-pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
-    table: &T,
-    index: &TreeIndex,
-    req: &RangeRequest,
-    current: i64,
-    compacted: i64,
-) -> Result<RangeResponse, StoreError> {
-    if req.revision > current {
-        return Err(EtcdError::FutureRev.into());
-    }
-    let rev = if req.revision <= 0 {
-        current
-    } else {
-        req.revision
-    };
-    if rev < compacted {
-        return Err(EtcdError::Compacted.into());
-    }
-    let keys = KeyRange::new(&req.key, &req.range_end);
-    let filtered = req.min_mod_revision != 0
-        || req.max_mod_revision != 0
-        || req.min_create_revision != 0
-        || req.max_create_revision != 0;
-    let mut order = req.sort_order();
-    let target = req.sort_target();
-    if target != SortTarget::Key && order == SortOrder::None {
-        order = SortOrder::Ascend;
-    }
-    // As etcd, whether to fetch everything depends on the order asked for, not the default:
-    // a sort target with no order sorts only the first `limit + 1` keys.
-    let fetch = if req.sort_order() != SortOrder::None || filtered || req.limit <= 0 {
-        usize::MAX
-    } else {
-        req.limit as usize + 1
-    };
-
-    let mut count = 0i64;
-    let mut kvs = Vec::new();
-    for (_, at) in index.range(&keys, rev) {
-        count += 1;
-        if !req.count_only && kvs.len() < fetch {
-            kvs.push(backend::load(table, at.modified).map_err(StoreError::from)?);
-        }
-    }
-    kvs.retain(|kv| {
-        (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
-            && (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
-            && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
-            && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
-    });
-    if order != SortOrder::None {
-        let cmp = |a: &KeyValue, b: &KeyValue| -> Ordering {
-            match target {
-                SortTarget::Key => a.key.cmp(&b.key),
-                SortTarget::Version => a.version.cmp(&b.version),
-                SortTarget::Create => a.create_revision.cmp(&b.create_revision),
-                SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
-                SortTarget::Value => a.value.cmp(&b.value),
-            }
-        };
-        if order == SortOrder::Descend {
-            kvs.sort_by(|a, b| cmp(b, a));
-        } else {
-            kvs.sort_by(cmp);
-        }
-    }
-    let mut more = false;
-    if req.limit > 0 && kvs.len() > req.limit as usize {
-        kvs.truncate(req.limit as usize);
-        more = true;
-    }
-    if req.keys_only {
-        for kv in &mut kvs {
-            kv.value.clear();
-        }
-    }
-    Ok(RangeResponse {
-        // etcd answers with the store's revision, not the one read at.
-        header: header(current),
-        kvs,
-        more,
-        count,
-    })
-}
 
 /// Writes of one transaction: all its changes share revision `begin + 1`.
 pub(crate) struct TxnWriter<'t, 'i> {
@@ -155,7 +62,11 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
     }
 
     fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
-        range(&*self.table, self.index, req, self.rev(), self.compacted)
+        let index = HeldIndex {
+            index: self.index,
+            compacted: self.compacted,
+        };
+        range(&*self.table, &index, req, self.rev(), &ReadLimits::UNBOUNDED)
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
@@ -435,12 +346,13 @@ pub fn is_read_only(req: &TxnRequest) -> bool {
 /// A read-only txn served from a read view at `current`, without a write transaction.
 pub(crate) fn read_only_txn<T: ReadableTable<u128, &'static [u8]>>(
     table: &T,
-    index: &TreeIndex,
+    index: &impl IndexView,
     req: &TxnRequest,
     current: i64,
-    compacted: i64,
+    limits: &ReadLimits<'_>,
 ) -> Result<TxnResponse, StoreError> {
-    let read = |r: &RangeRequest| range(table, index, r, current, compacted);
+    let read = |r: &RangeRequest| range(table, index, r, current, limits);
+    let compacted = index.with(|_, compacted| compacted)?;
     let ok = compares_hold(req, &read)?;
     let ranges = branch(req, ok).iter().filter_map(|op| match &op.request {
         Some(request_op::Request::RequestRange(r)) => Some(r),

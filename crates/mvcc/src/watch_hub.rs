@@ -241,6 +241,7 @@ fn end_compacted(group: &mut WatcherGroup, compacted: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::put;
     use crate::key_range::KeyRange;
     use crate::kvstore::{Store, WriteBatch};
     use oxcd_api::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest};
@@ -272,17 +273,6 @@ mod tests {
         fn drain(&self) -> Vec<WatchBatch> {
             std::mem::take(&mut *self.got.lock().expect("sink"))
         }
-    }
-
-    fn put(store: &Store, key: &str, value: &str) {
-        let mut wb = store.begin_write().expect("write");
-        wb.put(&PutRequest {
-            key: key.into(),
-            value: value.into(),
-            ..Default::default()
-        })
-        .expect("put");
-        wb.commit(false).expect("commit");
     }
 
     fn revisions(batches: &[WatchBatch]) -> Vec<i64> {
@@ -496,7 +486,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("db")).expect("open");
         for i in 0..3000 {
-            put(&store, "k", &i.to_string());
+            put(&store, "k", i.to_string());
         }
         let from = |start_revision| WatchSpec {
             range: KeyRange::new(b"k", b""),
@@ -573,7 +563,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("db")).expect("open");
         for i in 0..10 {
-            put(&store, "k", &i.to_string());
+            put(&store, "k", i.to_string());
         }
         let hub = Hub::default();
         let sink = Arc::new(Sink {
@@ -611,7 +601,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("db")).expect("open");
         for i in 0..5 {
-            put(&store, "k", &i.to_string());
+            put(&store, "k", i.to_string());
         }
         let mut wb = store.begin_write().expect("write");
         wb.compact(&CompactionRequest {

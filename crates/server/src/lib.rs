@@ -42,6 +42,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(name = %config.name, data_dir = %config.data_dir, "starting an etcd server");
     let tls = listen::tls_setup(&config, &dir)?;
     let mut storage = identity::open_storage(dir)?;
+    storage
+        .store
+        .set_max_response_bytes(usize::try_from(config.max_response_bytes).unwrap_or(usize::MAX));
     let ids = identity::identify(&config, &mut storage, tls.peer_dial.clone()).await?;
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel();
     let (raft, store) = start::start_raft(

@@ -52,6 +52,8 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
     f("advertise-client-urls", "http://localhost:2379", Str, true),
     f("quota-backend-bytes", "0", Int, true),
     f("max-request-bytes", "1572864", Uint, true),
+    // oxcd's own: etcd's gRPC send limit (math.MaxInt32), which etcd does not let one set.
+    f("max-response-bytes", "2147483647", Uint, true),
     f("max-txn-ops", "128", Uint, true),
     f("log-level", "info", Str, true),
     f("logger", "zap", Str, true),

@@ -288,6 +288,7 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
             .copied()
             .unwrap_or(0),
         max_request_bytes,
+        max_response_bytes: get_u64(m, "max-response-bytes"),
         max_txn_ops: get_u64(m, "max-txn-ops"),
         log_level,
         pre_vote: get_bool(m, "pre-vote"),

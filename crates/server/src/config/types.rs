@@ -27,6 +27,8 @@ pub struct Config {
     pub initial_cluster_token: String,
     pub quota_backend_bytes: i64,
     pub max_request_bytes: u64,
+    /// The most key-value bytes one read may gather before it is refused.
+    pub max_response_bytes: u64,
     pub max_txn_ops: u64,
     pub log_level: String,
     pub pre_vote: bool,
