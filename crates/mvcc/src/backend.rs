@@ -5,8 +5,7 @@ use crate::error::BackendError;
 use crate::revision::KeyRevision;
 use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
-use std::collections::HashSet;
+use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
 
 /// revision → flag byte (0 put, 1 tombstone) + encoded KeyValue.
@@ -20,6 +19,9 @@ pub(crate) const LEASE: TableDefinition<i64, &[u8]> = TableDefinition::new("leas
 pub const META_APPLIED_INDEX: &str = "applied_index";
 pub const META_APPLIED_TERM: &str = "applied_term";
 pub(crate) const META_COMPACTED: &str = "compacted_revision";
+/// The compaction point up to which history is physically deleted (etcd's
+/// finishedCompactRev); below `META_COMPACTED` while a compaction runs in the background.
+pub(crate) const META_COMPACT_FINISHED: &str = "compact_finished_revision";
 /// This member's own ID: kept out of snapshots, and kept when one is restored.
 pub const META_MEMBER_ID: &str = "member_id";
 
@@ -111,6 +113,7 @@ pub(crate) fn load_key<T: ReadableTable<u128, &'static [u8]>>(
         .ok_or(BackendError::Corrupt(rev))?;
     let body = guard.value().get(1..).ok_or(BackendError::Corrupt(rev))?;
     let k = KeyOnly::decode(body).map_err(|_| BackendError::Corrupt(rev))?;
+
     Ok(KeyValue {
         key: k.key,
         create_revision: k.create_revision,
@@ -160,26 +163,10 @@ pub(crate) fn events(
     Ok(events)
 }
 
-/// Physically drops every record up to revision `at` but those in `keep`, and remembers `at`
-/// as the compaction point.
-pub(crate) fn compact(
-    tx: &WriteTransaction,
-    at: i64,
-    keep: &HashSet<KeyRevision>,
-) -> Result<(), BackendError> {
-    let mut table = tx.open_table(KV)?;
-    let upto = KeyRevision::new(at, i64::MAX).to_backend_key();
-    let mut doomed = Vec::new();
-    for item in table.range(..=upto)? {
-        let (k, _) = item?;
-        let key = k.value();
-        if !keep.contains(&KeyRevision::from_backend_key(key)) {
-            doomed.push(key);
-        }
-    }
-    for k in doomed {
-        table.remove(k)?;
-    }
-    tx.open_table(META)?.insert(META_COMPACTED, at as u64)?;
-    Ok(())
+/// The key a stored record is for, without copying its value out.
+pub(crate) fn record_key(rev: KeyRevision, bytes: &[u8]) -> Result<Vec<u8>, BackendError> {
+    let body = bytes.get(1..).ok_or(BackendError::Corrupt(rev))?;
+    Ok(KeyOnly::decode(body)
+        .map_err(|_| BackendError::Corrupt(rev))?
+        .key)
 }

@@ -64,6 +64,20 @@ impl TreeIndex {
         iter.filter_map(move |(k, ki)| ki.get(at).map(|at| (k.as_slice(), at)))
     }
 
+    /// Whether `key` still has revision `rev` (compaction has not dropped it).
+    pub fn holds(&self, key: &[u8], rev: KeyRevision) -> bool {
+        self.keys.get(key).is_some_and(|ki| ki.holds(rev))
+    }
+
+    /// Every revision at or before `at` that some key still has.
+    pub fn revisions_upto(&self, at: i64) -> HashSet<KeyRevision> {
+        let mut held = HashSet::new();
+        for ki in self.keys.values() {
+            ki.revisions_upto(at, &mut held);
+        }
+        held
+    }
+
     /// Compacts every key's history at `at`; returns the revisions still reachable.
     pub fn compact(&mut self, at: i64) -> HashSet<KeyRevision> {
         let mut keep = HashSet::new();

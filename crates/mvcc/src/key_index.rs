@@ -78,6 +78,20 @@ impl KeyIndex {
         true
     }
 
+    /// Whether `rev` is one of the revisions the key still has.
+    pub fn holds(&self, rev: KeyRevision) -> bool {
+        self.generations
+            .iter()
+            .any(|g| g.revs.binary_search(&rev).is_ok())
+    }
+
+    /// Adds the key's revisions at or before `at` to `into`.
+    pub fn revisions_upto(&self, at: i64, into: &mut HashSet<KeyRevision>) {
+        for g in &self.generations {
+            into.extend(g.revs.iter().take_while(|r| r.main <= at));
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.generations.iter().all(|g| g.revs.is_empty())
     }

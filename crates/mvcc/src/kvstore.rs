@@ -2,7 +2,8 @@
 //! single apply thread, each batch one backend transaction carrying the applied raft index.
 //! Every public operation is declared here and handed to the module of its concept.
 
-use crate::backend::{self, CLUSTER, KV, META, META_COMPACTED};
+use crate::backend::{self, CLUSTER, KV, META, META_COMPACTED, META_COMPACT_FINISHED};
+use crate::compaction::Physical;
 use crate::backup::{check_backup, BackupWriter};
 use crate::db_size::DbSize;
 use crate::defrag::{self, Defragmented};
@@ -50,6 +51,7 @@ pub struct Store {
     compacted: AtomicI64,
     hub: Hub,
     leases: RwLock<Leases>,
+    physical: Physical,
     /// The most key-value bytes one read may hold (see `set_max_response_bytes`).
     max_response_bytes: AtomicUsize,
     /// What one read may gather before it must hold `big_read_gate`.
@@ -98,6 +100,7 @@ impl Store {
             current: AtomicI64::new(loaded.current),
             compacted: AtomicI64::new(loaded.compacted),
             hub: Hub::default(),
+            physical: Physical::new(loaded.compact_finished),
             leases: RwLock::new(leases),
             max_response_bytes: AtomicUsize::new(DEFAULT_MAX_RESPONSE_BYTES),
             read_share: AtomicUsize::new(DEFAULT_READ_SHARE),
@@ -113,6 +116,36 @@ impl Store {
     /// being built. Reads inside a write transaction are not bounded.
     pub fn set_max_response_bytes(&self, max: usize) {
         self.max_response_bytes.store(max, Ordering::Relaxed);
+    }
+
+    /// Whether compacted history is still waiting to be deleted from the backend.
+    pub fn compaction_pending(&self) -> bool {
+        self.physical.done() < self.compacted_revision().0
+    }
+
+    /// The compaction point whose unreachable history is all deleted from the backend.
+    pub fn physically_compacted(&self) -> Revision {
+        Revision(self.physical.done())
+    }
+
+    /// Deletes up to `limit` records that compaction made unreachable, in one short write
+    /// transaction; returns whether more remain. Call it again after a pause until then.
+    pub fn compact_step(&self, limit: usize) -> Result<bool, StoreError> {
+        let target = self.compacted_revision().0;
+        let _turn = self.writer_turn();
+        let more = self
+            .physical
+            .step(&self.db(), &self.index, target, limit)?;
+        if !more {
+            self.size.count_soon();
+        }
+        Ok(more)
+    }
+
+    /// Runs `compact_step` until nothing compacted is left in the backend.
+    pub fn finish_compaction(&self) -> Result<(), StoreError> {
+        while self.compact_step(10_000)? {}
+        Ok(())
     }
 
     /// Sets how much a read may gather before it waits for the other big reads: past it,
@@ -146,13 +179,15 @@ impl Store {
     }
 
     pub fn meta(&self, name: &str) -> Result<Option<u64>, BackendError> {
-        let rx = self.db().begin_read()?;
+        let db = self.db();
+        let rx = db.begin_read()?;
         let meta = rx.open_table(META)?;
         Ok(meta.get(name)?.map(|g| g.value()))
     }
 
     pub fn cluster_record(&self, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        let rx = self.db().begin_read()?;
+        let db = self.db();
+        let rx = db.begin_read()?;
         let t = rx.open_table(CLUSTER)?;
         Ok(t.get(name)?.map(|g| g.value().to_vec()))
     }
@@ -245,7 +280,8 @@ impl Store {
     /// Writes every record to `out` from one consistent read; returns the meta and cluster
     /// records written, so the caller knows which raft index the stream stands for.
     pub fn write_snapshot<W: Write>(&self, out: W) -> Result<SnapshotPoint, SnapshotError> {
-        let rx = self.db().begin_read().map_err(snapshot_backend_err)?;
+        let db = self.db();
+        let rx = db.begin_read().map_err(snapshot_backend_err)?;
         snapshot::write(&rx, out)
     }
 
@@ -265,6 +301,7 @@ impl Store {
         *index = loaded.index;
         *self.leases.write().map_err(|_| poisoned())? = Leases::load(&db, loaded.key_lease)?;
         self.compacted.store(loaded.compacted, Ordering::Release);
+        self.physical.reset(loaded.compact_finished);
         self.current.store(loaded.current, Ordering::Release);
         self.size.refresh_file(&self.path);
         drop(index);
@@ -295,7 +332,8 @@ impl Store {
     /// etcd's Hash, equal on members that applied the same entries.
     pub fn hash_all(&self) -> Result<StoreHash, StoreError> {
         let revision = self.current_revision();
-        let rx = self.db().begin_read().map_err(backend_err)?;
+        let db = self.db();
+        let rx = db.begin_read().map_err(backend_err)?;
         Ok(StoreHash {
             hash: hash::hash_all(&rx)?,
             revision,
@@ -306,8 +344,17 @@ impl Store {
     /// applied the same history.
     pub fn hash_kv(&self, rev: Revision) -> Result<KvHash, StoreError> {
         let current = self.current_revision();
-        let compacted = self.compacted_revision();
-        let rx = self.db().begin_read().map_err(backend_err)?;
+        let db = self.db();
+        let rx = db.begin_read().map_err(backend_err)?;
+        // While compacted history is still being deleted, members differ in how much of it
+        // is left: what the index no longer has is left out, as etcd's HashKV does.
+        let (compacted, held) = {
+            let index = self.index.read().map_err(|_| poisoned())?;
+            let compacted = self.compacted_revision();
+            let held = (self.physical.done() < compacted.0)
+                .then(|| (compacted.0, index.revisions_upto(compacted.0)));
+            (compacted, held)
+        };
         let rev = if rev.0 == 0 { current } else { rev };
         if rev > current {
             return Err(EtcdError::FutureRev.into());
@@ -316,7 +363,7 @@ impl Store {
             return Err(EtcdError::Compacted.into());
         }
         Ok(KvHash {
-            hash: hash::hash_kv(&rx, rev.0)?,
+            hash: hash::hash_kv(&rx, rev.0, held.as_ref())?,
             compact_revision: compacted,
             revision: rev,
         })
@@ -324,6 +371,19 @@ impl Store {
 
     pub fn defragment(&self) -> Result<Defragmented, BackendError> {
         let _turn = self.writer_turn();
+        // What compaction left for later goes first, or the copy would keep it.
+        let target = self.compacted_revision().0;
+        while self
+            .physical
+            .step(&self.db(), &self.index, target, usize::MAX)
+            .map_err(|e| match e {
+                StoreError::Backend(e) => e,
+                StoreError::Request(e) => BackendError::Io {
+                    path: self.path.display().to_string(),
+                    source: std::io::Error::other(e.to_string()),
+                },
+            })?
+        {}
         let size_before = self.db_size();
         let fresh = defrag::copy_into_fresh_file(&self.db(), &self.path)?;
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
@@ -335,7 +395,8 @@ impl Store {
         })
     }
 
-    /// The backend as it is now (a later defragmentation does not disturb a handle taken).
+    /// The backend as it is now. A read holds the handle until it ends: a defragmentation
+    /// may swap it meanwhile, and a dropped handle ends its reads.
     pub(crate) fn db(&self) -> Arc<Database> {
         self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -357,7 +418,8 @@ impl Store {
         ) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let current = self.current_revision();
-        let rx = self.db().begin_read().map_err(backend_err)?;
+        let db = self.db();
+        let rx = db.begin_read().map_err(backend_err)?;
         let table = rx.open_table(KV).map_err(backend_err)?;
         let index = PublishedIndex {
             index: &self.index,
@@ -382,7 +444,8 @@ impl History for Store {
     }
 
     fn events(&self, from: i64, upto: i64) -> Result<Option<Vec<Event>>, StoreError> {
-        let rx = self.db().begin_read().map_err(backend_err)?;
+        let db = self.db();
+        let rx = db.begin_read().map_err(backend_err)?;
         // Read once the snapshot is open: a compaction raises it before it commits, so a
         // snapshot it emptied is never read as whole history.
         if from < self.compacted_revision().0 {
@@ -399,6 +462,7 @@ struct Loaded {
     compacted: i64,
     /// The lease each live key's latest version names.
     key_lease: HashMap<Vec<u8>, i64>,
+    compact_finished: i64,
 }
 
 fn load(db: &Database) -> Result<Loaded, BackendError> {
@@ -430,11 +494,20 @@ fn load(db: &Database) -> Result<Loaded, BackendError> {
     }
     let meta = rx.open_table(META)?;
     let compacted = meta.get(META_COMPACTED)?.map_or(0, |g| g.value() as i64);
+    // Backends written before compaction ran in the background finished it at once.
+    let compact_finished = meta
+        .get(META_COMPACT_FINISHED)?
+        .map_or(compacted, |g| g.value() as i64);
+    if compact_finished < compacted {
+        // What the background deletion had not reached is still in the file.
+        index.compact(compacted);
+    }
     Ok(Loaded {
         index,
         current: current.max(compacted).max(1),
         compacted,
         key_lease,
+        compact_finished,
     })
 }
 
@@ -467,7 +540,8 @@ impl WriteBatch<'_> {
         self.with_writer(|w| w.txn_request(req))
     }
 
-    /// Physically drops history no read at or after `req.revision` can reach.
+    /// Drops history no read at or after `req.revision` can reach: at once from the index
+    /// and from reads, from the backend later by `compact_step`.
     pub fn compact(&mut self, req: &CompactionRequest) -> Result<Revision, StoreError> {
         let at = req.revision;
         if at <= self.store.compacted_revision().0 {
@@ -476,13 +550,14 @@ impl WriteBatch<'_> {
         if at > self.rev {
             return Err(EtcdError::FutureRev.into());
         }
-        let keep = {
+        {
             let mut index = self.store.index.write().map_err(|_| poisoned())?;
             self.store.compacted.store(at, Ordering::Release);
-            index.compact(at)
-        };
-        backend::compact(&self.tx, at, &keep)?;
-        self.store.size.count_soon();
+            index.compact(at);
+        }
+        self.set_meta(META_COMPACTED, at as u64)?;
+        // Written with every compaction: a backend without it finished compacting long ago.
+        self.set_meta(META_COMPACT_FINISHED, self.store.physical.done() as u64)?;
         Ok(Revision(self.rev))
     }
 

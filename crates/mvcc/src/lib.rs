@@ -3,6 +3,7 @@
 
 mod backend;
 mod backup;
+mod compaction;
 mod db_size;
 mod defrag;
 mod error;

@@ -21,6 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// The most entries one backend transaction applies.
+const MAX_BATCH_ENTRIES: usize = 1000;
+
 /// How often (in applied entries) the in-memory raft log drops what is applied.
 const RELEASE_EVERY: u64 = 10_000;
 /// The longest a run of applied writes stays out of a durable backend commit (etcd's batch
@@ -109,19 +112,21 @@ impl Applier {
     }
 
     fn apply_all(&self, entries: &[Entry], progress: &mut Progress) -> Result<(), Fatal> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        match self.apply_batch(entries, progress) {
-            Ok(()) => Ok(()),
-            Err(Stop::Removed) => Err(Fatal::Removed),
-            Err(Stop::Store(e)) => {
-                tracing::error!(error = %e, "failed to apply committed entries; stopping");
-                Err(Fatal::Failed(format!(
-                    "failed to apply committed entries: {e}"
-                )))
+        // A backlog is applied in bounded batches, each published as it commits, so readers,
+        // watchers and waiting clients see progress instead of one long transaction.
+        for batch in entries.chunks(MAX_BATCH_ENTRIES) {
+            match self.apply_batch(batch, progress) {
+                Ok(()) => {}
+                Err(Stop::Removed) => return Err(Fatal::Removed),
+                Err(Stop::Store(e)) => {
+                    tracing::error!(error = %e, "failed to apply committed entries; stopping");
+                    return Err(Fatal::Failed(format!(
+                        "failed to apply committed entries: {e}"
+                    )));
+                }
             }
         }
+        Ok(())
     }
 
     /// Replaces the state machine with the snapshot's, durably, then drops the file.

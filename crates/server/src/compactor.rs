@@ -94,3 +94,48 @@ async fn compact(server: &EtcdServer, revision: Revision) -> Result<(), EtcdErro
         Err(e) => Err(e),
     }
 }
+
+/// How often a member looks for compacted history left to delete.
+const DELETION_POLL: Duration = Duration::from_millis(100);
+
+/// Deletes what compactions left in the backend, `batch_limit` records at a time with
+/// `pause` between batches, so writes and reads go on in between (etcd's
+/// --experimental-compaction-batch-limit and --experimental-compaction-sleep-interval).
+pub async fn delete_compacted(store: Arc<oxcd_mvcc::Store>, batch_limit: usize, pause: Duration) {
+    loop {
+        if !store.compaction_pending() {
+            tokio::time::sleep(DELETION_POLL).await;
+            continue;
+        }
+        let started = std::time::Instant::now();
+        loop {
+            let batch = store.clone();
+            match crate::blocking::run(None, move || batch.compact_step(batch_limit)).await {
+                Ok(Ok(true)) => tokio::time::sleep(pause).await,
+                Ok(Ok(false)) => break,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "failed to delete compacted history");
+                    tokio::time::sleep(DELETION_POLL).await;
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "compaction batch did not finish");
+                    break;
+                }
+            }
+        }
+        tracing::info!(
+            compact_revision = store.physically_compacted().0,
+            took = ?started.elapsed(),
+            "finished scheduled compaction"
+        );
+    }
+}
+
+/// Waits until compacted history up to `rev` is deleted from the backend
+/// (CompactionRequest.physical).
+pub async fn wait_physical(store: &oxcd_mvcc::Store, rev: Revision) {
+    while store.physically_compacted() < rev {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

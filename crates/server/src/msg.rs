@@ -70,6 +70,21 @@ pub struct RaftStatus {
     pub is_leader: AtomicBool,
 }
 
+/// etcd's most entries committed but not yet applied before new proposals are refused.
+pub const MAX_APPLY_BACKLOG: u64 = 5000;
+
+impl RaftStatus {
+    /// etcd's backpressure: while more than `MAX_APPLY_BACKLOG` committed entries wait to be
+    /// applied, new proposals get "too many requests" instead of growing the backlog.
+    pub fn admit_proposal(&self, applied: u64) -> Result<(), oxcd_api::EtcdError> {
+        let committed = self.commit.load(std::sync::atomic::Ordering::Acquire);
+        if committed > applied.saturating_add(MAX_APPLY_BACKLOG) {
+            return Err(oxcd_api::EtcdError::TooManyRequests);
+        }
+        Ok(())
+    }
+}
+
 /// What applying a request produced.
 #[derive(Debug)]
 pub enum Applied {
@@ -156,3 +171,24 @@ impl std::fmt::Display for Fatal {
 
 /// Where the threads report a fatal error; the first report wins.
 pub type FatalTx = tokio::sync::mpsc::UnboundedSender<Fatal>;
+
+#[cfg(test)]
+mod tests {
+    use super::{RaftStatus, MAX_APPLY_BACKLOG};
+    use oxcd_api::EtcdError;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn proposals_are_refused_while_the_apply_backlog_is_over_etcds_limit() {
+        let status = RaftStatus::default();
+        status.commit.store(10_000, Ordering::Release);
+        assert_eq!(status.admit_proposal(10_000 - MAX_APPLY_BACKLOG), Ok(()));
+        let refused = status.admit_proposal(10_000 - MAX_APPLY_BACKLOG - 1);
+        assert_eq!(refused, Err(EtcdError::TooManyRequests));
+        assert_eq!(
+            EtcdError::TooManyRequests.to_string(),
+            "etcdserver: too many requests"
+        );
+        assert_eq!(EtcdError::TooManyRequests.code(), tonic::Code::ResourceExhausted);
+    }
+}

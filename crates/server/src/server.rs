@@ -222,6 +222,7 @@ impl EtcdServer {
         if data.len() as u64 > self.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
+        self.raft.admit_proposal(*self.applied.borrow())?;
         self.submit(id, NodeMsg::Propose { id, data }).await
     }
 

@@ -297,6 +297,11 @@ pub async fn start_background(
         server.clone(),
         config.auto_compaction.clone(),
     ));
+    tokio::spawn(compactor::delete_compacted(
+        server.store.clone(),
+        config.compaction_batch_limit,
+        config.compaction_sleep_interval,
+    ));
     if config.initial_corrupt_check {
         corrupt::initial_check(server)
             .await

@@ -122,8 +122,8 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         Bool,
         false,
     ),
-    f("experimental-compaction-batch-limit", "1000", Int, false),
-    f("experimental-compaction-sleep-interval", "10ms", Str, false),
+    f("experimental-compaction-batch-limit", "1000", Int, true),
+    f("experimental-compaction-sleep-interval", "10ms", Str, true),
     f(
         "experimental-peer-skip-client-san-verification",
         "false",

@@ -142,6 +142,18 @@ fn get_str(m: &ArgMatches, name: &str) -> String {
     m.get_one::<String>(name).cloned().unwrap_or_default()
 }
 
+fn duration_flag(m: &ArgMatches, name: &str) -> Option<std::time::Duration> {
+    parse_go_duration(&get_str(m, name))
+}
+
+/// Go's flag error for a duration it cannot parse.
+fn bad_duration(m: &ArgMatches, name: &str) -> ConfigError {
+    let text = get_str(m, name);
+    usage_err(format!(
+        "invalid value {text:?} for flag -{name}: parse error"
+    ))
+}
+
 fn get_u64(m: &ArgMatches, name: &str) -> u64 {
     m.get_one::<u64>(name).copied().unwrap_or_default()
 }
@@ -294,14 +306,19 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
         pre_vote: get_bool(m, "pre-vote"),
         strict_reconfig_check: get_bool(m, "strict-reconfig-check"),
         snapshot_catchup_entries: get_u64(m, "experimental-snapshot-catchup-entries"),
-        watch_progress_notify_interval: {
-            let text = get_str(m, "experimental-watch-progress-notify-interval");
-            parse_go_duration(&text).filter(|d| !d.is_zero()).ok_or_else(|| {
-                usage_err(format!(
-                    "invalid value {text:?} for flag -experimental-watch-progress-notify-interval: parse error"
-                ))
-            })?
-        },
+        watch_progress_notify_interval: duration_flag(
+            m,
+            "experimental-watch-progress-notify-interval",
+        )
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| bad_duration(m, "experimental-watch-progress-notify-interval"))?,
+        compaction_batch_limit: m
+            .get_one::<i64>("experimental-compaction-batch-limit")
+            .copied()
+            .unwrap_or(1000)
+            .max(1) as usize,
+        compaction_sleep_interval: duration_flag(m, "experimental-compaction-sleep-interval")
+            .ok_or_else(|| bad_duration(m, "experimental-compaction-sleep-interval"))?,
         max_learners: m
             .get_one::<i64>("experimental-max-learners")
             .copied()
@@ -313,13 +330,7 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
         )
         .map_err(verify_err)?,
         initial_corrupt_check: get_bool(m, "experimental-initial-corrupt-check"),
-        corrupt_check_time: {
-            let text = get_str(m, "experimental-corrupt-check-time");
-            parse_go_duration(&text).ok_or_else(|| {
-                usage_err(format!(
-                    "invalid value {text:?} for flag -experimental-corrupt-check-time: parse error"
-                ))
-            })?
-        },
+        corrupt_check_time: duration_flag(m, "experimental-corrupt-check-time")
+            .ok_or_else(|| bad_duration(m, "experimental-corrupt-check-time"))?,
     })
 }

@@ -35,6 +35,9 @@ pub struct Config {
     pub strict_reconfig_check: bool,
     pub snapshot_catchup_entries: u64,
     pub watch_progress_notify_interval: std::time::Duration,
+    /// Records deleted per batch of a compaction, and the pause between batches.
+    pub compaction_batch_limit: usize,
+    pub compaction_sleep_interval: std::time::Duration,
     pub max_learners: usize,
     pub auto_compaction: AutoCompaction,
     pub initial_corrupt_check: bool,

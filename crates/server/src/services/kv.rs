@@ -181,14 +181,20 @@ impl Kv for KvService {
         let who = self.server.require_user(&req)?;
         let req = req.into_inner();
         self.server.refuse_learner()?;
+        let (at, physical) = (oxcd_api::Revision(req.revision), req.physical);
         match self
             .server
             .propose_for(who.as_ref(), Internal::Compaction(req))
             .await?
         {
-            Applied::Compacted(rev) => Ok(Response::new(CompactionResponse {
-                header: self.server.header(rev),
-            })),
+            Applied::Compacted(rev) => {
+                if physical {
+                    crate::compactor::wait_physical(&self.server.store, at).await;
+                }
+                Ok(Response::new(CompactionResponse {
+                    header: self.server.header(rev),
+                }))
+            }
             other => Err(unexpected(&other)),
         }
     }
