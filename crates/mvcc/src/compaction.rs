@@ -67,7 +67,10 @@ impl Physical {
             let mut next = cursor.1;
             {
                 let index = index.read().map_err(|_| poisoned())?;
-                for (scanned, item) in table.range(cursor.1..=upto).map_err(backend_err)?.enumerate()
+                for (scanned, item) in table
+                    .range(cursor.1..=upto)
+                    .map_err(backend_err)?
+                    .enumerate()
                 {
                     if doomed.len() >= limit || scanned >= limit.saturating_mul(SCAN_PER_DELETE) {
                         finished = false;
@@ -135,7 +138,11 @@ mod tests {
         }
         let hash = store.hash_kv(Revision(0)).expect("hash before");
         compact(&store, 91);
-        assert_eq!(records(&store), 100, "applying the compaction deletes nothing");
+        assert_eq!(
+            records(&store),
+            100,
+            "applying the compaction deletes nothing"
+        );
         assert!(store.compaction_pending());
         let pending_hash = store.hash_kv(Revision(101)).expect("hash pending");
         assert_eq!(pending_hash.revision, hash.revision);
@@ -180,14 +187,22 @@ mod tests {
         compact(&store, 40);
         assert!(store.compact_step(10).expect("step"));
         let hash = store.hash_kv(Revision(0)).expect("hash");
-        store.begin_write().expect("write").commit(true).expect("sync");
+        store
+            .begin_write()
+            .expect("write")
+            .commit(true)
+            .expect("sync");
         drop(store);
 
         let store = Store::open(&path).expect("reopen");
         assert!(store.compaction_pending());
         assert_eq!(store.hash_kv(Revision(0)).expect("hash reopened"), hash);
         store.finish_compaction().expect("finish");
-        assert_eq!(records(&store), 16, "k0..k4 at 36..=40 and the eleven after");
+        assert_eq!(
+            records(&store),
+            16,
+            "k0..k4 at 36..=40 and the eleven after"
+        );
         assert_eq!(store.hash_kv(Revision(0)).expect("hash finished"), hash);
     }
 }

@@ -113,7 +113,12 @@ mod tests {
             "file shrinks: {sizes:?}"
         );
         assert_eq!(store.db_size(), sizes.size_after);
-        assert!(store.db_size_in_use() <= store.db_size(), "{} > {}", store.db_size_in_use(), store.db_size());
+        assert!(
+            store.db_size_in_use() <= store.db_size(),
+            "{} > {}",
+            store.db_size_in_use(),
+            store.db_size()
+        );
         let old = reader.open_table(KV);
         assert!(old.is_ok(), "an old reader still reads: {:?}", old.err());
         assert_eq!(store.hash_kv(Revision(0)).expect("hash"), hash_before);

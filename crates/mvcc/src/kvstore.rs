@@ -3,8 +3,8 @@
 //! Every public operation is declared here and handed to the module of its concept.
 
 use crate::backend::{self, CLUSTER, KV, META, META_COMPACTED, META_COMPACT_FINISHED};
-use crate::compaction::Physical;
 use crate::backup::{check_backup, BackupWriter};
+use crate::compaction::Physical;
 use crate::db_size::DbSize;
 use crate::defrag::{self, Defragmented};
 use crate::error::{
@@ -133,9 +133,7 @@ impl Store {
     pub fn compact_step(&self, limit: usize) -> Result<bool, StoreError> {
         let target = self.compacted_revision().0;
         let _turn = self.writer_turn();
-        let more = self
-            .physical
-            .step(&self.db(), &self.index, target, limit)?;
+        let more = self.physical.step(&self.db(), &self.index, target, limit)?;
         if !more {
             self.size.count_soon();
         }

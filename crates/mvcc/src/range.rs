@@ -284,8 +284,15 @@ mod tests {
         let went_ahead = wrote.recv_timeout(Duration::from_secs(5)).is_ok();
         let _ = go.send(());
         let read = reader.join().expect("reader").expect("range");
-        assert!(went_ahead, "the write waited for the read to load its values");
-        assert_eq!(read.kvs.len(), 10, "the read sees the revision it started at");
+        assert!(
+            went_ahead,
+            "the write waited for the read to load its values"
+        );
+        assert_eq!(
+            read.kvs.len(),
+            10,
+            "the read sees the revision it started at"
+        );
         assert_eq!(read.header.map(|h| h.revision), Some(11));
     }
 
@@ -330,7 +337,10 @@ mod tests {
                 ..all(false)
             })
             .expect("a limited read fits");
-        assert_eq!((limited.kvs.len(), limited.count, limited.more), (3, 10, true));
+        assert_eq!(
+            (limited.kvs.len(), limited.count, limited.more),
+            (3, 10, true)
+        );
         let counted = store
             .range(&RangeRequest {
                 count_only: true,
@@ -392,8 +402,14 @@ mod tests {
         let _ = go.send(());
         let a = first.join().expect("first").expect("first range");
         let b = second.join().expect("second").expect("second range");
-        assert!(waited, "the second read went past its share without the gate");
-        assert!(!finished_early, "the second read finished while the first held the gate");
+        assert!(
+            waited,
+            "the second read went past its share without the gate"
+        );
+        assert!(
+            !finished_early,
+            "the second read finished while the first held the gate"
+        );
         assert_eq!((a.kvs.len(), b.kvs.len()), (20, 20));
     }
 }

@@ -2,11 +2,11 @@
 //! the read path shared by plain reads and reads inside a transaction.
 
 use crate::backend;
-use crate::range::{header, range, HeldIndex, IndexView, ReadLimits};
 use crate::error::{backend_err, StoreError};
 use crate::index::TreeIndex;
 use crate::key_range::KeyRange;
 use crate::lease::Leases;
+use crate::range::{header, range, HeldIndex, IndexView, ReadLimits};
 use crate::revision::KeyRevision;
 use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxcd_api::etcdserverpb::{
@@ -66,7 +66,13 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
             index: self.index,
             compacted: self.compacted,
         };
-        range(&*self.table, &index, req, self.rev(), &ReadLimits::UNBOUNDED)
+        range(
+            &*self.table,
+            &index,
+            req,
+            self.rev(),
+            &ReadLimits::UNBOUNDED,
+        )
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {

@@ -241,9 +241,9 @@ fn end_compacted(group: &mut WatcherGroup, compacted: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::put;
     use crate::key_range::KeyRange;
     use crate::kvstore::{Store, WriteBatch};
+    use crate::test_support::put;
     use oxcd_api::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest};
     use oxcd_api::mvccpb::event::EventType;
     use std::sync::Mutex;

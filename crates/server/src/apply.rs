@@ -397,6 +397,11 @@ fn apply_one(
         Some(Request::LeaseCheckpoint(c)) => wb
             .lease_checkpoint(LeaseId(c.id), c.remaining_ttl)
             .map(|_| Applied::LeaseCheckpointed),
+        Some(Request::LeaseCheckpoints(batch)) => batch
+            .checkpoints
+            .iter()
+            .try_for_each(|c| wb.lease_checkpoint(LeaseId(c.id), c.remaining_ttl))
+            .map(|_| Applied::LeaseCheckpointed),
         Some(Request::Alarm(a)) => alarms.apply(wb, &a).map(Applied::Alarms),
         // Taken by the auth store above.
         Some(_) | None => Ok(Applied::Published),

@@ -7,7 +7,7 @@ use crate::msg::Applied;
 use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::LeaseRevokeRequest;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
-use oxcd_api::oxcdpb::LeaseCheckpoint;
+use oxcd_api::oxcdpb::{LeaseCheckpoint, LeaseCheckpoints};
 use oxcd_api::LeaseId;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -20,6 +20,11 @@ const TICK: Duration = Duration::from_millis(100);
 const REVOKE_RETRY: Duration = Duration::from_secs(3);
 /// etcd's lease checkpoint interval.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(300);
+/// etcd's leaseRevokeRate: at most 1,000 expired leases revoked a second, the ones that
+/// expired first first, so a mass expiry does not flood raft.
+const REVOKES_PER_TICK: usize = 100;
+/// etcd's maxLeaseCheckpointBatchSize: remaining TTLs proposed together.
+const CHECKPOINTS_PER_PROPOSAL: usize = 1000;
 /// etcd's lease.MaxLeaseTTL.
 pub const MAX_TTL: i64 = 9_000_000_000;
 
@@ -28,6 +33,31 @@ struct State {
     primary: bool,
     expiry: HashMap<LeaseId, Instant>,
     revoking: HashMap<LeaseId, Instant>,
+}
+
+impl State {
+    /// Up to `limit` expired leases not already being revoked (or whose revoke has had time
+    /// to finish), the earliest expired first; they are marked as being revoked.
+    fn due_for_revoke(&mut self, now: Instant, limit: usize) -> Vec<LeaseId> {
+        let mut due: Vec<(Instant, LeaseId)> = self
+            .expiry
+            .iter()
+            .filter(|(id, at)| {
+                **at <= now
+                    && self
+                        .revoking
+                        .get(id)
+                        .is_none_or(|since| now.duration_since(*since) > REVOKE_RETRY)
+            })
+            .map(|(id, at)| (*at, *id))
+            .collect();
+        due.sort_unstable();
+        due.truncate(limit);
+        for (_, id) in &due {
+            self.revoking.insert(*id, now);
+        }
+        due.into_iter().map(|(_, id)| id).collect()
+    }
 }
 
 pub struct Lessor {
@@ -111,29 +141,18 @@ impl Lessor {
                         .entry(lease.id)
                         .or_insert(now + Duration::from_secs(lease.ttl.max(0) as u64));
                 }
-                let expired: Vec<LeaseId> = st
-                    .expiry
-                    .iter()
-                    .filter(|(id, at)| {
-                        **at <= now
-                            && st
-                                .revoking
-                                .get(id)
-                                .is_none_or(|since| now.duration_since(*since) > REVOKE_RETRY)
-                    })
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in &expired {
-                    st.revoking.insert(*id, now);
-                }
-                let mut checkpoints = Vec::new();
+                let expired = st.due_for_revoke(now, REVOKES_PER_TICK);
+                let mut checkpoints: Vec<LeaseCheckpoint> = Vec::new();
                 if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                     last_checkpoint = Instant::now();
                     for lease in &leases {
                         if let Some(at) = st.expiry.get(&lease.id) {
                             let left = at.saturating_duration_since(now).as_secs() as i64;
                             if left < lease.ttl {
-                                checkpoints.push((lease.id, left.max(1)));
+                                checkpoints.push(LeaseCheckpoint {
+                                    id: lease.id.0,
+                                    remaining_ttl: left.max(1),
+                                });
                             }
                         }
                     }
@@ -146,7 +165,7 @@ impl Lessor {
                     let revoke = Internal::LeaseRevoke(LeaseRevokeRequest { id: id.0 });
                     match server.propose(revoke).await {
                         Ok(Applied::LeaseRevoked(rev)) => {
-                            tracing::info!(
+                            tracing::debug!(
                                 lease_id = id.0,
                                 revision = rev.0,
                                 "revoked expired lease"
@@ -159,16 +178,49 @@ impl Lessor {
                     }
                 });
             }
-            for (id, remaining_ttl) in checkpoints {
+            for batch in checkpoints.chunks(CHECKPOINTS_PER_PROPOSAL) {
                 let server = server.clone();
+                let batch = Internal::LeaseCheckpoints(LeaseCheckpoints {
+                    checkpoints: batch.to_vec(),
+                });
                 tokio::spawn(async move {
-                    let cp = Internal::LeaseCheckpoint(LeaseCheckpoint {
-                        id: id.0,
-                        remaining_ttl,
-                    });
-                    let _ = server.propose(cp).await;
+                    let _ = server.propose(batch).await;
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{State, REVOKES_PER_TICK};
+    use oxcd_api::LeaseId;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_mass_expiry_is_revoked_a_thousand_a_second_earliest_first() {
+        let now = Instant::now();
+        let mut st = State::default();
+        for i in 0..10_000i64 {
+            st.expiry
+                .insert(LeaseId(i), now - Duration::from_millis(10_000 - i as u64));
+        }
+        st.expiry.insert(LeaseId(-1), now + Duration::from_secs(60));
+        let first = st.due_for_revoke(now, REVOKES_PER_TICK);
+        assert_eq!(first, (0..100).map(LeaseId).collect::<Vec<_>>());
+        let second = st.due_for_revoke(now, REVOKES_PER_TICK);
+        assert_eq!(second, (100..200).map(LeaseId).collect::<Vec<_>>());
+        let mut ticks = 2;
+        while !st.due_for_revoke(now, REVOKES_PER_TICK).is_empty() {
+            ticks += 1;
+        }
+        assert_eq!(
+            ticks, 100,
+            "10,000 leases at 100 a tick of 100 ms: ten seconds"
+        );
+        assert!(
+            !st.revoking.contains_key(&LeaseId(-1)),
+            "a live lease is left alone"
+        );
     }
 }

@@ -189,6 +189,9 @@ mod tests {
             EtcdError::TooManyRequests.to_string(),
             "etcdserver: too many requests"
         );
-        assert_eq!(EtcdError::TooManyRequests.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            EtcdError::TooManyRequests.code(),
+            tonic::Code::ResourceExhausted
+        );
     }
 }
