@@ -36,7 +36,9 @@ async fn open(url: &str, first: WatchCreateRequest) -> Stream {
     })
     .await
     .expect("send");
+    // As etcd's Go client: no 4 MiB cap on what a response may hold.
     let rx = WatchClient::new(ch)
+        .max_decoding_message_size(usize::MAX)
         .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .expect("watch stream")
@@ -275,8 +277,13 @@ async fn watch_events_and_answers_match_etcd() {
 
 /// Puts `n` values of 4 KiB under "s/"; returns the last revision.
 async fn write_4k(server: &Server, n: usize) -> i64 {
+    write_values(server, n, 4096).await
+}
+
+/// Puts `n` values of `size` bytes under "s/"; returns the last revision.
+async fn write_values(server: &Server, n: usize, size: usize) -> i64 {
     let mut kv = server.ready().await;
-    let value = "v".repeat(4096);
+    let value = "v".repeat(size);
     let mut last = 0;
     for i in 0..n {
         last = kv
@@ -338,6 +345,64 @@ async fn a_stalled_watcher_neither_holds_writes_nor_loses_events() {
         revs.windows(2).all(|w| w[1] == w[0] + 1),
         "no gap, no repeat"
     );
+}
+
+/// Watchers that stopped reading hold a bounded number of bytes each, not 128 batches of
+/// whatever size the values are (etcd's chanBufLen, which is how slow watchers take etcd's
+/// memory to many GB); when they read again they get every event, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_watchers_of_big_values_hold_bounded_memory() {
+    const WATCHERS: usize = 8;
+    const WRITES: usize = 40; // 40 MiB of values, 320 MiB of events for the watchers
+    const SIZE: usize = 1 << 20;
+    let baseline = Server::start(Kind::Oxcd, &[]);
+    baseline.ready().await;
+    let before = rss(&baseline);
+    write_values(&baseline, WRITES, SIZE).await;
+    let baseline_growth = rss(&baseline).saturating_sub(before);
+    drop(baseline);
+
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let mut stalled = Vec::new();
+    for _ in 0..WATCHERS {
+        let mut w = open(
+            &server.url(),
+            WatchCreateRequest {
+                key: b"s/".to_vec(),
+                range_end: b"s0".to_vec(),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(w.next().await.created);
+        stalled.push(w);
+    }
+    let before = rss(&server);
+    let last = write_values(&server, WRITES, SIZE).await;
+    let growth = rss(&server).saturating_sub(before);
+    assert!(
+        growth < baseline_growth + (160 << 20),
+        "{WATCHERS} stalled watchers cost {} MiB beyond the writes' own {} MiB",
+        (growth.saturating_sub(baseline_growth)) >> 20,
+        baseline_growth >> 20
+    );
+    for w in &mut stalled {
+        let mut revs = Vec::new();
+        while revs.last().copied().unwrap_or(0) < last {
+            let r = w.next().await;
+            revs.extend(
+                r.events
+                    .iter()
+                    .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision)),
+            );
+        }
+        assert_eq!(revs.len(), WRITES);
+        assert!(
+            revs.windows(2).all(|w| w[1] == w[0] + 1),
+            "no gap, no repeat"
+        );
+    }
 }
 
 /// Resident memory of the server process, in bytes.

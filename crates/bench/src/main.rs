@@ -5,6 +5,7 @@
 mod gateway;
 mod load;
 mod ops;
+mod overload;
 mod servers;
 mod tls;
 mod watchlease;
@@ -105,6 +106,17 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         total: usize,
     },
+    /// A 3-member cluster of each product under the same overload (see `overload` in the
+    /// README): victims' latency, elections, memory, watchers, leases, HashKV agreement.
+    Overload {
+        #[command(flatten)]
+        products: Products,
+        /// Which products to run, in order (comma separated).
+        #[arg(long, default_value = "oxcd,etcd", value_delimiter = ',')]
+        run: Vec<String>,
+        #[command(flatten)]
+        spec: overload::Spec,
+    },
     /// Backup, restore and defragmentation figures for oxcd and etcd side by side.
     Ops {
         #[command(flatten)]
@@ -181,6 +193,24 @@ async fn main() {
             etcdctl,
             keys,
         } => ops::ops(&oxcd, &etcd, &oxcdctl, &etcdctl, keys).await,
+        Cmd::Overload {
+            products: Products { oxcd, etcd },
+            run,
+            spec,
+        } => {
+            let mut products = Vec::new();
+            for name in &run {
+                match name.as_str() {
+                    "oxcd" => products.push(("oxcd", oxcd.clone())),
+                    "etcd" => products.push(("etcd", etcd.clone())),
+                    other => {
+                        eprintln!("oxcd-bench: unknown product {other:?} (oxcd or etcd)");
+                        std::process::exit(2);
+                    }
+                }
+            }
+            overload::run(&products, &spec).await
+        }
         Cmd::Tls {
             products: Products { oxcd, etcd },
             members,

@@ -27,7 +27,7 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    fn endpoint_list(&self) -> Vec<String> {
+    pub(crate) fn endpoint_list(&self) -> Vec<String> {
         self.members.iter().map(|m| m.endpoint.clone()).collect()
     }
 
@@ -203,7 +203,7 @@ async fn failover(cluster: &mut Cluster) -> Result<Duration, String> {
 }
 
 /// A /proc/PID/status figure in KiB (VmHWM: peak resident memory, VmRSS: now).
-fn status_kb(pid: u32, field: &str) -> u64 {
+pub(crate) fn status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

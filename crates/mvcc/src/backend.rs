@@ -145,22 +145,33 @@ fn event_of(rev: KeyRevision, rec: Record) -> Event {
     }
 }
 
-/// Every change of revisions `from..=upto`, in order.
+/// Every change of revisions `from..=upto`, in order, ending early with the revision that
+/// brings the records read past `max_bytes`; with the last revision covered.
 pub(crate) fn events(
     rx: &redb::ReadTransaction,
     from: i64,
     upto: i64,
-) -> Result<Vec<Event>, BackendError> {
+    max_bytes: usize,
+) -> Result<(Vec<Event>, i64), BackendError> {
     let table = rx.open_table(KV)?;
     let lo = KeyRevision::new(from, 0).to_backend_key();
     let hi = KeyRevision::new(upto, i64::MAX).to_backend_key();
     let mut events = Vec::new();
+    let mut bytes = 0usize;
     for item in table.range(lo..=hi)? {
         let (k, v) = item?;
         let rev = KeyRevision::from_backend_key(k.value());
+        if bytes > max_bytes
+            && events.last().is_some_and(|e: &Event| {
+                e.kv.as_ref().is_some_and(|kv| kv.mod_revision != rev.main)
+            })
+        {
+            return Ok((events, rev.main - 1));
+        }
+        bytes += v.value().len();
         events.push(event_of(rev, decode_record(rev, v.value())?));
     }
-    Ok(events)
+    Ok((events, upto))
 }
 
 /// The key a stored record is for, without copying its value out.

@@ -441,7 +441,12 @@ impl History for Store {
         self.compacted_revision().0
     }
 
-    fn events(&self, from: i64, upto: i64) -> Result<Option<Vec<Event>>, StoreError> {
+    fn events(
+        &self,
+        from: i64,
+        upto: i64,
+        max_bytes: usize,
+    ) -> Result<Option<(Vec<Event>, i64)>, StoreError> {
         let db = self.db();
         let rx = db.begin_read().map_err(backend_err)?;
         // Read once the snapshot is open: a compaction raises it before it commits, so a
@@ -449,7 +454,7 @@ impl History for Store {
         if from < self.compacted_revision().0 {
             return Ok(None);
         }
-        Ok(Some(backend::events(&rx, from, upto)?))
+        Ok(Some(backend::events(&rx, from, upto, max_bytes)?))
     }
 }
 

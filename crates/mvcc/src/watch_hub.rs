@@ -15,10 +15,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) trait History {
     fn current(&self) -> i64;
     fn compacted(&self) -> i64;
-    /// Every event of revisions `from..=upto`, in order; `None` when a compaction has
-    /// reached `from` meanwhile (that history is gone).
-    fn events(&self, from: i64, upto: i64) -> Result<Option<Vec<Event>>, StoreError>;
+    /// Every event of revisions `from..=upto`, in order, stopping after the revision that
+    /// brings them past `max_bytes`; with the last revision read. `None` when a compaction
+    /// has reached `from` meanwhile (that history is gone).
+    fn events(
+        &self,
+        from: i64,
+        upto: i64,
+        max_bytes: usize,
+    ) -> Result<Option<(Vec<Event>, i64)>, StoreError>;
 }
+
+/// The most history one catch-up round reads (at least one revision): with big values,
+/// 1,000 revisions would be gigabytes.
+const CATCH_UP_BYTES: usize = 8 << 20;
 
 #[derive(Default)]
 pub(crate) struct Hub {
@@ -135,14 +145,14 @@ impl Hub {
             }
         };
         let upto = current.min(from.saturating_add(max_revisions.max(1) - 1));
-        let history = if from <= upto {
-            match store.events(from, upto)? {
-                Some(events) => events,
+        let (history, upto) = if from <= upto {
+            match store.events(from, upto, CATCH_UP_BYTES)? {
+                Some(read) => read,
                 // Compacted meanwhile: the next round tells those watchers so.
                 None => return Ok(self.group().unsynced_count()),
             }
         } else {
-            Vec::new()
+            (Vec::new(), upto)
         };
         let mut group = self.group();
         for k in group.unsynced_keys() {
@@ -542,7 +552,12 @@ mod tests {
         fn compacted(&self) -> i64 {
             History::compacted(self.store)
         }
-        fn events(&self, from: i64, upto: i64) -> Result<Option<Vec<Event>>, StoreError> {
+        fn events(
+            &self,
+            from: i64,
+            upto: i64,
+            max_bytes: usize,
+        ) -> Result<Option<(Vec<Event>, i64)>, StoreError> {
             if !self.compacted.replace(true) {
                 let mut wb = self.store.begin_write().expect("write");
                 wb.compact(&CompactionRequest {
@@ -552,7 +567,7 @@ mod tests {
                 .expect("compact");
                 wb.commit(false).expect("commit");
             }
-            History::events(self.store, from, upto)
+            History::events(self.store, from, upto, max_bytes)
         }
     }
 

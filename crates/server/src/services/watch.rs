@@ -13,7 +13,7 @@ use oxcd_mvcc::{KeyRange, WatchBatch, WatchSink, WatchSpec};
 use prost::Message;
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -22,7 +22,12 @@ use tonic::{Request, Response, Status, Streaming};
 /// Batches a stream's watches may have waiting before a watch falls back to history
 /// (etcd's chanBufLen).
 const EVENT_BUFFER: usize = 128;
-const RESPONSE_BUFFER: usize = 64;
+/// Event bytes a stream may have waiting: past it, its watches fall back to history until
+/// the client reads (a client that stops reading holds this much, not 128 batches of
+/// whatever size). A batch larger than this still goes when nothing else waits.
+const EVENT_BYTES: usize = 2 << 20;
+/// Responses ready for the transport; kept short, as these are not counted in bytes.
+const RESPONSE_BUFFER: usize = 4;
 /// etcd's clientv3.InvalidWatchID.
 const INVALID_WATCH_ID: i64 = -1;
 
@@ -32,15 +37,36 @@ pub struct WatchService {
     pub progress_interval: Duration,
 }
 
-struct ChannelSink(mpsc::Sender<WatchBatch>);
+/// A stream's queue of batches, bounded in count and in event bytes.
+struct ChannelSink {
+    batches: mpsc::Sender<WatchBatch>,
+    queued: Arc<AtomicUsize>,
+}
+
+fn batch_bytes(batch: &WatchBatch) -> usize {
+    batch.events.iter().map(|e| e.encoded_len()).sum()
+}
 
 impl WatchSink for ChannelSink {
     fn try_send(&self, batch: WatchBatch) -> bool {
-        self.0.try_send(batch).is_ok()
+        let bytes = batch_bytes(&batch);
+        let queued = self.queued.load(Ordering::Acquire);
+        if queued > 0 && queued + bytes > EVENT_BYTES {
+            return false;
+        }
+        self.queued.fetch_add(bytes, Ordering::AcqRel);
+        if self.batches.try_send(batch).is_ok() {
+            return true;
+        }
+        self.queued.fetch_sub(bytes, Ordering::AcqRel);
+        false
     }
 
+    /// Whether a catch-up batch of any size would be taken now: only once everything
+    /// queued has gone on (a watcher that could take only a small batch would pin the
+    /// catch-up window to its place without moving).
     fn has_room(&self) -> bool {
-        self.0.capacity() > 0
+        self.batches.capacity() > 0 && self.queued.load(Ordering::Acquire) == 0
     }
 }
 
@@ -90,7 +116,11 @@ impl Watch for WatchService {
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (out_tx, out_rx) = mpsc::channel::<WatchResponse>(RESPONSE_BUFFER);
         let (ev_tx, ev_rx) = mpsc::channel::<WatchBatch>(EVENT_BUFFER);
-        let sink: Arc<dyn WatchSink> = Arc::new(ChannelSink(ev_tx));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let sink: Arc<dyn WatchSink> = Arc::new(ChannelSink {
+            batches: ev_tx,
+            queued: queued.clone(),
+        });
         let state: Shared = Arc::default();
         let server = self.server.clone();
         let incoming = request.into_inner();
@@ -99,7 +129,7 @@ impl Watch for WatchService {
             server.clone(),
             stream_id,
             state.clone(),
-            ev_rx,
+            (ev_rx, queued),
             out_tx.clone(),
             self.progress_interval,
         ));
@@ -292,7 +322,7 @@ async fn send_loop(
     server: Arc<EtcdServer>,
     stream_id: u64,
     state: Shared,
-    mut batches: mpsc::Receiver<WatchBatch>,
+    (mut batches, queued): (mpsc::Receiver<WatchBatch>, Arc<AtomicUsize>),
     out: mpsc::Sender<WatchResponse>,
     progress_interval: Duration,
 ) {
@@ -304,11 +334,14 @@ async fn send_loop(
         tokio::select! {
             batch = batches.recv() => {
                 let Some(batch) = batch else { return };
+                let bytes = batch_bytes(&batch);
                 for r in respond(&server, &state, batch) {
                     if out.send(r).await.is_err() {
                         return;
                     }
                 }
+                // Counted until handed on: a client that does not read keeps it counted.
+                queued.fetch_sub(bytes, Ordering::AcqRel);
             }
             _ = ticker.tick() => {
                 let due: Vec<i64> = {
