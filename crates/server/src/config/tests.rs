@@ -62,10 +62,12 @@ fn bad_values_get_etcds_messages() {
 
 #[test]
 fn unacted_flags_are_accepted_with_a_warning() {
-    let (_, w) = run(
+    let (c, w) = run(
         &[
             "--enable-pprof",
+            "--experimental-memory-mlock=true",
             "--experimental-compaction-batch-limit=500",
+            "--experimental-compaction-sleep-interval=20ms",
             "--strict-reconfig-check=false",
         ],
         &[],
@@ -73,9 +75,14 @@ fn unacted_flags_are_accepted_with_a_warning() {
     .expect("parse");
     assert!(w.iter().any(|m| m.contains("--enable-pprof")), "{w:?}");
     assert!(
-        w.iter()
-            .any(|m| m.contains("--experimental-compaction-batch-limit")),
+        w.iter().any(|m| m.contains("--experimental-memory-mlock")),
         "{w:?}"
+    );
+    assert!(!w.iter().any(|m| m.contains("compaction")), "acted on: {w:?}");
+    assert_eq!(c.compaction_batch_limit, 500);
+    assert_eq!(
+        c.compaction_sleep_interval,
+        std::time::Duration::from_millis(20)
     );
 }
 
