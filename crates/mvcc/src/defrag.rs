@@ -1,8 +1,9 @@
-//! Defragmentation, as etcd does it: copy every table into a fresh file, which then replaces
-//! the old one. Writers wait for the copy; readers go on against the old file meanwhile, and
-//! find the new one, with the same contents, once it is swapped in.
+//! Defragmentation: copy every table into a fresh file, which then replaces the old one.
+//! Unlike etcd, writers do not wait for the bulk of the copy: it is taken from a snapshot,
+//! and only what was written meanwhile (and the small tables) is copied with writers held
+//! out. Readers go on against the old file and find the new one once it is swapped in.
 
-use crate::backend::{create_db, CLUSTER, KV, LEASE, META};
+use crate::backend::{create_db, CLUSTER, KV, LEASE, META, META_COMPACT_FINISHED};
 use crate::error::BackendError;
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction,
@@ -36,19 +37,67 @@ fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     Ok(())
 }
 
-/// Copies every table of `db` into a fresh file that then replaces the one at `path`;
-/// returns the fresh file. The caller keeps writers out meanwhile.
-pub(crate) fn copy_into_fresh_file(db: &Database, path: &Path) -> Result<Database, BackendError> {
+/// A copy under way: the fresh file, and the first KV record it does not have yet.
+pub(crate) struct Copy {
+    fresh: Database,
+    next: u128,
+}
+
+/// Copies the key-value history as it is now into a fresh file, without keeping writers
+/// out: the bulk of a defragmentation.
+pub(crate) fn start_copy(db: &Database, path: &Path) -> Result<Copy, BackendError> {
+    use redb::ReadableTable;
     let tmp = temp_path(path);
     let _ = std::fs::remove_file(&tmp);
     let fresh = create_db(&tmp)?;
+    let from = db.begin_read()?;
+    let mut to = fresh.begin_write()?;
+    let mut next = 0;
+    {
+        let src = from.open_table(KV)?;
+        let mut dst = to.open_table(KV)?;
+        for item in src.iter()? {
+            #[cfg(test)]
+            DURING_COPY.with(|hook| {
+                if let Some(hook) = hook.borrow_mut().as_mut() {
+                    hook()
+                }
+            });
+            let (k, v) = item?;
+            dst.insert(k.value(), v.value())?;
+            next = k.value() + 1;
+        }
+    }
+    to.set_durability(Durability::None)?;
+    to.commit()?;
+    Ok(Copy { fresh, next })
+}
+
+/// Completes `copy` with what was written since it started and the small tables, records
+/// `compact_finished` (the copy may hold history compacted meanwhile), and puts the fresh
+/// file in place of the one at `path`; returns it. The caller keeps writers out.
+pub(crate) fn finish_copy(
+    db: &Database,
+    copy: Copy,
+    compact_finished: i64,
+    path: &Path,
+) -> Result<Database, BackendError> {
     {
         let from = db.begin_read()?;
-        let mut to = fresh.begin_write()?;
-        copy_table(&from, &to, KV)?;
+        let mut to = copy.fresh.begin_write()?;
+        {
+            let src = from.open_table(KV)?;
+            let mut dst = to.open_table(KV)?;
+            for item in src.range(copy.next..)? {
+                let (k, v) = item?;
+                dst.insert(k.value(), v.value())?;
+            }
+        }
         copy_table(&from, &to, META)?;
         copy_table(&from, &to, CLUSTER)?;
         copy_table(&from, &to, LEASE)?;
+        to.open_table(META)?
+            .insert(META_COMPACT_FINISHED, compact_finished as u64)?;
         to.set_durability(Durability::Immediate)?;
         to.commit()?;
     }
@@ -56,13 +105,20 @@ pub(crate) fn copy_into_fresh_file(db: &Database, path: &Path) -> Result<Databas
         path: path.display().to_string(),
         source: e,
     };
-    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::rename(temp_path(path), path).map_err(io)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io)?;
     }
-    Ok(fresh)
+    Ok(copy.fresh)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Called before each record the bulk copy on this thread takes.
+    pub(crate) static DURING_COPY: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(test)]
@@ -132,5 +188,70 @@ mod tests {
         drop(store);
         let reopened = Store::open(&dir.path().join("db")).expect("reopen");
         assert_eq!(reopened.hash_kv(Revision(0)).expect("hash"), hash_before);
+    }
+
+    /// Writes (and a compaction with its deletions) go on while the bulk of a
+    /// defragmentation copies; the swapped-in file has them all and hashes the same.
+    #[test]
+    fn writes_and_compaction_go_on_while_a_defragmentation_copies() {
+        use std::sync::{mpsc, Arc};
+        use std::time::Duration;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("db")).expect("open"));
+        for i in 0..200 {
+            crate::test_support::put(&store, &format!("k{}", i % 20), vec![b'x'; 100]);
+        }
+        let (copying_tx, copying) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel::<()>();
+        let defrag = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                let mut first = true;
+                super::DURING_COPY.with(|h| {
+                    *h.borrow_mut() = Some(Box::new(move || {
+                        if std::mem::take(&mut first) {
+                            let _ = copying_tx.send(());
+                            let _ = go_rx.recv_timeout(Duration::from_secs(10));
+                        }
+                    }))
+                });
+                store.defragment()
+            }
+        });
+        copying
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the copy starts");
+        let (wrote_tx, wrote) = mpsc::channel();
+        std::thread::spawn({
+            let store = store.clone();
+            move || {
+                crate::test_support::put(&store, "during", "the copy");
+                let mut wb = store.begin_write().expect("write");
+                wb.compact(&CompactionRequest {
+                    revision: 150,
+                    physical: false,
+                })
+                .expect("compact");
+                wb.commit(false).expect("commit");
+                let _ = store.compact_step(1000);
+                let _ = wrote_tx.send(());
+            }
+        });
+        let went_ahead = wrote.recv_timeout(Duration::from_secs(5)).is_ok();
+        let _ = go.send(());
+        defrag.join().expect("defrag thread").expect("defragment");
+        assert!(went_ahead, "the write waited for the copy");
+        let hash = store.hash_kv(Revision(0)).expect("hash");
+        store.finish_compaction().expect("finish compaction");
+        assert_eq!(store.hash_kv(Revision(0)).expect("hash"), hash);
+        let during = RangeRequest {
+            key: b"during".to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(store.range(&during).expect("range").kvs.len(), 1);
+        drop(store);
+        let reopened = Store::open(&dir.path().join("db")).expect("reopen");
+        assert_eq!(reopened.range(&during).expect("range").kvs.len(), 1);
+        assert_eq!(reopened.hash_kv(Revision(0)).expect("hash"), hash);
     }
 }

@@ -38,6 +38,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+/// Records a defragmentation deletes per batch of the compaction it finishes first.
+const DEFRAG_COMPACT_BATCH: usize = 10_000;
+
 pub struct Store {
     /// Swapped whole by defragmentation; readers clone the handle and never wait on it.
     db: RwLock<Arc<Database>>,
@@ -57,6 +60,7 @@ pub struct Store {
     /// What one read may gather before it must hold `big_read_gate`.
     read_share: AtomicUsize,
     big_read_gate: Mutex<()>,
+    defrag: Mutex<()>,
 }
 
 /// A lease as `lease_list` reports it.
@@ -105,6 +109,7 @@ impl Store {
             max_response_bytes: AtomicUsize::new(DEFAULT_MAX_RESPONSE_BYTES),
             read_share: AtomicUsize::new(DEFAULT_READ_SHARE),
             big_read_gate: Mutex::new(()),
+            defrag: Mutex::new(()),
         };
         store.size.refresh_in_use(&store.db())?;
         store.size.refresh_file(path);
@@ -286,6 +291,7 @@ impl Store {
     /// Replaces the whole store with a stream `write_snapshot` made, durably, in one
     /// transaction; nothing changes unless the stream is whole.
     pub fn restore_snapshot<R: Read>(&self, input: R) -> Result<SnapshotPoint, SnapshotError> {
+        let _no_defrag = self.defrag_turn();
         let turn = self.writer_turn();
         let db = self.db();
         let mut tx = db.begin_write().map_err(snapshot_backend_err)?;
@@ -368,23 +374,29 @@ impl Store {
     }
 
     pub fn defragment(&self) -> Result<Defragmented, BackendError> {
-        let _turn = self.writer_turn();
-        // What compaction left for later goes first, or the copy would keep it.
-        let target = self.compacted_revision().0;
-        while self
-            .physical
-            .step(&self.db(), &self.index, target, usize::MAX)
-            .map_err(|e| match e {
-                StoreError::Backend(e) => e,
-                StoreError::Request(e) => BackendError::Io {
-                    path: self.path.display().to_string(),
-                    source: std::io::Error::other(e.to_string()),
-                },
-            })?
-        {}
+        let _one = self.defrag_turn();
+        // What compaction left for later goes first (in its batches), or the copy keeps it.
+        loop {
+            match self.compact_step(DEFRAG_COMPACT_BATCH) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(StoreError::Backend(e)) => return Err(e),
+                Err(StoreError::Request(e)) => {
+                    return Err(BackendError::Io {
+                        path: self.path.display().to_string(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                }
+            }
+        }
+        let compact_finished = self.physical.done();
         let size_before = self.db_size();
-        let fresh = defrag::copy_into_fresh_file(&self.db(), &self.path)?;
+        let copy = defrag::start_copy(&self.db(), &self.path)?;
+        let _turn = self.writer_turn();
+        let fresh = defrag::finish_copy(&self.db(), copy, compact_finished, &self.path)?;
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        // History a compaction deleted from the old file during the copy is in the new one.
+        self.physical.reset(compact_finished);
         self.size.refresh_file(&self.path);
         self.size.refresh_in_use(&self.db())?;
         Ok(Defragmented {
@@ -397,6 +409,11 @@ impl Store {
     /// may swap it meanwhile, and a dropped handle ends its reads.
     pub(crate) fn db(&self) -> Arc<Database> {
         self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Defragmentation's turn (restores take it too, as they replace what a copy reads).
+    fn defrag_turn(&self) -> MutexGuard<'_, ()> {
+        self.defrag.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The one writer's turn: write batches, snapshot restores and defragmentation take it.

@@ -73,9 +73,14 @@ pub async fn run(products: &[(&'static str, String)], spec: &Spec) -> Result<(),
     Ok(())
 }
 
-/// Flags both products get: room for the keyspace and its history.
+/// Flags both products get: room for the keyspace and its history, and auth tokens that
+/// outlive the run (etcd drops a simple token idle for its TTL, 5 minutes by default, and
+/// loading takes longer than that).
 fn flags() -> Vec<String> {
-    vec!["--quota-backend-bytes=8589934592".into()]
+    vec![
+        "--quota-backend-bytes=8589934592".into(),
+        "--auth-token-ttl=86400".into(),
+    ]
 }
 
 async fn against(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {

@@ -25,11 +25,7 @@ struct RangeCount {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    end
+    oxcd_api::prefix_end(prefix.as_bytes())
 }
 
 /// Puts `spec.keys` keys under /load/ in txns of 100 puts from 16 clients.
@@ -261,6 +257,31 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
         r.map_err(|e| e.to_string())??;
     }
     let leases_expire = Instant::now() + Duration::from_secs(lease_ttl as u64);
+    // When the last lease key went, polled from here on.
+    let leases_gone = Arc::new(Mutex::new(None::<Instant>));
+    {
+        let client = connect(&ep(2)).await?;
+        let gone = leases_gone.clone();
+        tokio::spawn(async move {
+            loop {
+                let left = timed(client.kv().range(RangeRequest {
+                    key: b"/lease/".to_vec(),
+                    range_end: prefix_end("/lease/"),
+                    count_only: true,
+                    ..Default::default()
+                }))
+                .await
+                .map(|r| r.into_inner().count);
+                if left == Ok(0) {
+                    if let Ok(mut g) = gone.lock() {
+                        *g = Some(Instant::now());
+                    }
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
 
     let terms_before = super::terms(&endpoints).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -464,25 +485,22 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
         .map(|s| s.violations.load(Ordering::Relaxed))
         .sum();
     let lease_deadline = Instant::now().max(leases_expire) + Duration::from_secs(60);
-    let mut lease_keys_left;
-    loop {
-        lease_keys_left = timed(admin.kv().range(RangeRequest {
-            key: b"/lease/".to_vec(),
-            range_end: prefix_end("/lease/"),
-            count_only: true,
-            ..Default::default()
-        }))
-        .await?
-        .into_inner()
-        .count;
-        if lease_keys_left == 0 || Instant::now() > lease_deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let gone_at = || leases_gone.lock().ok().and_then(|g| *g);
+    while gone_at().is_none() && Instant::now() < lease_deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let leases_gone_after_s = Instant::now()
-        .saturating_duration_since(leases_expire)
-        .as_secs_f64();
+    let lease_keys_left = timed(admin.kv().range(RangeRequest {
+        key: b"/lease/".to_vec(),
+        range_end: prefix_end("/lease/"),
+        count_only: true,
+        ..Default::default()
+    }))
+    .await?
+    .into_inner()
+    .count;
+    let leases_gone_after_s = gone_at().map_or(f64::NAN, |at| {
+        at.saturating_duration_since(leases_expire).as_secs_f64()
+    });
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
 

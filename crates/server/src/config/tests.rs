@@ -78,7 +78,10 @@ fn unacted_flags_are_accepted_with_a_warning() {
         w.iter().any(|m| m.contains("--experimental-memory-mlock")),
         "{w:?}"
     );
-    assert!(!w.iter().any(|m| m.contains("compaction")), "acted on: {w:?}");
+    assert!(
+        !w.iter().any(|m| m.contains("compaction")),
+        "acted on: {w:?}"
+    );
     assert_eq!(c.compaction_batch_limit, 500);
     assert_eq!(
         c.compaction_sleep_interval,
