@@ -138,6 +138,11 @@ fn a_cluster_under_mixed_overload_keeps_its_leader_watchers_and_small_requests()
     assert_eq!(num("resumers_disagree"), 0.0, "{report}");
     assert_eq!(num("order_violations"), 0.0, "{report}");
     assert_eq!(num("lease_keys_left"), 0.0, "{report}");
+    assert_eq!(
+        num("failures"),
+        0.0,
+        "compaction and defrag succeed:\n{report}"
+    );
     // Bounds for a debug build on a 2-core machine that also runs the clients.
     assert!(num("peak_rss_mb") < 1024.0, "memory bound:\n{report}");
     assert!(num("victim_p99_ms") < 3000.0, "victims' p99:\n{report}");

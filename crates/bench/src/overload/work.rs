@@ -94,12 +94,14 @@ pub struct Outcome {
     pub compaction_ms: f64,
     pub defrag_ms: f64,
     pub hashkv_agree: bool,
+    /// What the product failed to do (the operator's compaction or defrag).
+    pub failures: Vec<String>,
 }
 
 impl Outcome {
     pub fn render(&self) -> String {
         format!(
-            "{}:\n  victims: {} requests, {} errors {}, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n  elections during the run: {}\n  peak RSS per member (MiB): {:?}\n  full ranges: {} ({} errors), keys-only/count-only: {}\n  1 MiB puts beside stalled watchers: {}\n  wrong-password logins: {}\n  resuming watchers caught up: {}/{} ({} disagree, {} order violations)\n  lease keys left: {} (gone {:.1} s after expiry)\n  compaction: {:.0} ms, follower defrag: {:.0} ms\n  HashKV agrees: {}",
+            "{}:\n  victims: {} requests, {} errors {}, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n  elections during the run: {}\n  peak RSS per member (MiB): {:?}\n  full ranges: {} ({} errors), keys-only/count-only: {}\n  1 MiB puts beside stalled watchers: {}\n  wrong-password logins: {}\n  resuming watchers caught up: {}/{} ({} disagree, {} order violations)\n  lease keys left: {} (gone {:.1} s after expiry)\n  compaction: {:.0} ms, follower defrag: {:.0} ms\n  HashKV agrees: {}\n  failed: {:?}",
             self.product,
             self.victim_ops,
             self.victim_errors,
@@ -123,6 +125,7 @@ impl Outcome {
             self.compaction_ms,
             self.defrag_ms,
             self.hashkv_agree,
+            self.failures,
         )
     }
 
@@ -130,7 +133,7 @@ impl Outcome {
     pub fn result_line(&self) -> String {
         let peak = self.peak_rss_mb.iter().copied().fold(0.0, f64::max);
         format!(
-            "RESULT product={} victim_ops={} victim_errors={} victim_p99_ms={:.1} elections={} peak_rss_mb={:.0} ranges={} range_errors={} counts={} big_puts={} logins={} resumers={} resumers_caught_up={} resumers_disagree={} order_violations={} lease_keys_left={} hashkv_agree={}",
+            "RESULT product={} victim_ops={} victim_errors={} victim_p99_ms={:.1} elections={} peak_rss_mb={:.0} ranges={} range_errors={} counts={} big_puts={} logins={} resumers={} resumers_caught_up={} resumers_disagree={} order_violations={} lease_keys_left={} hashkv_agree={} failures={}",
             self.product,
             self.victim_ops,
             self.victim_errors,
@@ -148,6 +151,7 @@ impl Outcome {
             self.order_violations,
             self.lease_keys_left,
             self.hashkv_agree,
+            self.failures.len(),
         )
     }
 }
@@ -209,6 +213,20 @@ async fn put(client: &Client, key: String, value: Vec<u8>, lease: i64) -> Result
     }))
     .await?;
     Ok(r.into_inner().header.map_or(0, |h| h.revision))
+}
+
+/// Tries `f` until it succeeds or a minute has passed: an overloaded product may time out.
+async fn retry<T, F: std::future::Future<Output = Result<T, String>>>(
+    mut f: impl FnMut() -> F,
+) -> Result<T, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
 }
 
 /// One resuming watcher's view: the last revision it got, how many events, order breaks.
@@ -436,24 +454,42 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
     let started = Instant::now();
     let run = Duration::from_secs(spec.seconds);
     tokio::time::sleep(run / 2).await;
-    let rev = current_revision(&admin).await?;
+    // What an overloaded product failed to do is recorded; the run goes on.
+    let mut failures = Vec::new();
     let t = Instant::now();
-    timed(admin.kv().compact(CompactionRequest {
-        revision: rev - 100,
-        physical: false,
-    }))
-    .await
-    .map_err(|e| format!("compaction: {e}"))?;
+    let compacted = async {
+        let rev = current_revision(&admin).await?;
+        timed(admin.kv().compact(CompactionRequest {
+            revision: rev - 100,
+            physical: false,
+        }))
+        .await
+    }
+    .await;
     let compaction_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let follower = follower_of(&endpoints).await?;
+    if let Err(e) = compacted {
+        failures.push(format!("compaction: {e}"));
+    }
     let t = Instant::now();
-    let defrag = connect(&follower).await?;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(120),
-        defrag.maintenance().defragment(DefragmentRequest {}),
-    )
+    let defragmented = async {
+        let follower = follower_of(&endpoints).await?;
+        let defrag = connect(&follower).await?;
+        match tokio::time::timeout(
+            Duration::from_secs(120),
+            defrag.maintenance().defragment(DefragmentRequest {}),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.message().to_string()),
+            Err(_) => Err("no answer in 120 s".to_string()),
+        }
+    }
     .await;
     let defrag_ms = t.elapsed().as_secs_f64() * 1000.0;
+    if let Err(e) = defragmented {
+        failures.push(format!("follower defrag: {e}"));
+    }
     if let Some(left) = run.checked_sub(started.elapsed()) {
         tokio::time::sleep(left).await;
     }
@@ -461,7 +497,7 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
     drop(stalled);
 
     // What held.
-    let marker = put(&admin, "/victim/marker".into(), b"m".to_vec(), 0).await? as u64;
+    let marker = retry(|| put(&admin, "/victim/marker".into(), b"m".to_vec(), 0)).await? as u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline && seen.iter().any(|s| s.last.load(Ordering::Relaxed) < marker)
     {
@@ -489,15 +525,17 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
     while gone_at().is_none() && Instant::now() < lease_deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let lease_keys_left = timed(admin.kv().range(RangeRequest {
-        key: b"/lease/".to_vec(),
-        range_end: prefix_end("/lease/"),
-        count_only: true,
-        ..Default::default()
-    }))
-    .await?
-    .into_inner()
-    .count;
+    let lease_keys_left = retry(|| async {
+        let r = timed(admin.kv().range(RangeRequest {
+            key: b"/lease/".to_vec(),
+            range_end: prefix_end("/lease/"),
+            count_only: true,
+            ..Default::default()
+        }))
+        .await?;
+        Ok(r.into_inner().count)
+    })
+    .await?;
     let leases_gone_after_s = gone_at().map_or(f64::NAN, |at| {
         at.saturating_duration_since(leases_expire).as_secs_f64()
     });
@@ -506,13 +544,12 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
 
     let terms_after = super::terms(&endpoints).await;
     let max = |t: &[u64]| t.iter().copied().max().unwrap_or(0);
-    let hash_rev = current_revision(&admin).await?;
+    let hash_rev = retry(|| current_revision(&admin)).await?;
     // Every member has applied `hash_rev` once a linearizable read through it returns.
     for e in &endpoints {
-        let c = connect(e).await?;
-        current_revision(&c).await?;
+        retry(|| async { current_revision(&connect(e).await?).await }).await?;
     }
-    let hashes = hashes(&endpoints, hash_rev).await?;
+    let hashes = retry(|| hashes(&endpoints, hash_rev)).await?;
     let mut lat = std::mem::take(&mut *victim_lat.lock().map_err(|e| e.to_string())?);
     lat.sort_unstable();
     let pct = |p: f64| {
@@ -554,6 +591,7 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
         compaction_ms,
         defrag_ms,
         hashkv_agree: hashes.windows(2).all(|w| w[0] == w[1]),
+        failures,
     })
 }
 
