@@ -245,9 +245,13 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
 
     // History for the resuming watchers: 1,000 revisions under /victim/.
     for i in 0..1000 {
-        put(&admin, format!("/victim/warm/{i}"), b"w".to_vec(), 0).await?;
+        put(&admin, format!("/victim/warm/{i}"), b"w".to_vec(), 0)
+            .await
+            .map_err(|e| format!("warm-up put: {e}"))?;
     }
-    let start_rev = current_revision(&admin).await?;
+    let start_rev = current_revision(&admin)
+        .await
+        .map_err(|e| format!("start revision: {e}"))?;
 
     // Leases that all expire a third of the way in, one key each.
     let lease_ttl = (spec.seconds / 3).max(5) as i64;
@@ -263,10 +267,13 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
                     ttl: lease_ttl,
                     id: 0,
                 }))
-                .await?
+                .await
+                .map_err(|e| format!("lease grant: {e}"))?
                 .into_inner()
                 .id;
-                put(&client, format!("/lease/{i}"), b"l".to_vec(), id).await?;
+                put(&client, format!("/lease/{i}"), b"l".to_vec(), id)
+                    .await
+                    .map_err(|e| format!("lease key put: {e}"))?;
             }
             Ok::<(), String>(())
         });
@@ -304,6 +311,50 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
     let terms_before = super::terms(&endpoints).await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks: JoinSet<Result<(), String>> = JoinSet::new();
+    // Every watcher is open before the load starts. Watchers that never read, ten to a
+    // connection of their own (a writer of big values to what they watch starts below).
+    let mut stalled = Vec::new();
+    for c in 0..spec.stalled_watchers.div_ceil(10) {
+        let client = connect(&ep(c)).await?;
+        for _ in 0..10.min(spec.stalled_watchers - c * 10) {
+            stalled.push(
+                open_watch(&client, "/big/", 0)
+                    .await
+                    .map_err(|e| format!("stalled watch: {e}"))?,
+            );
+        }
+    }
+    // Watchers resuming from 1,000 revisions back, 50 to a connection.
+    let mut seen = Vec::new();
+    let mut resumer_clients = Vec::new();
+    for c in 0..spec.resumers.div_ceil(50) {
+        resumer_clients.push(connect(&ep(c)).await?);
+    }
+    for r in 0..spec.resumers {
+        let client = &resumer_clients[r / 50];
+        let (keep_open, mut events) = open_watch(client, "/victim/", start_rev - 999)
+            .await
+            .map_err(|e| format!("resuming watch: {e}"))?;
+        let s = Arc::new(Seen::default());
+        seen.push(s.clone());
+        tasks.spawn(async move {
+            let _keep_open = keep_open;
+            while let Ok(Some(resp)) = events.message().await {
+                if resp.canceled {
+                    break;
+                }
+                for e in resp.events {
+                    let rev = e.kv.map_or(0, |kv| kv.mod_revision) as u64;
+                    if rev <= s.last.load(Ordering::Relaxed) {
+                        s.violations.fetch_add(1, Ordering::Relaxed);
+                    }
+                    s.last.store(rev, Ordering::Relaxed);
+                    s.events.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(())
+        });
+    }
     let victim_lat = Arc::new(Mutex::new(Vec::new()));
     let victim_errors = Arc::new(Mutex::new(Vec::<String>::new()));
     for c in 0..spec.victims {
@@ -376,15 +427,6 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
             Ok(())
         });
     }
-    // Watchers that never read, ten to a connection of their own, and one writer of big
-    // values to what they watch.
-    let mut stalled = Vec::new();
-    for c in 0..spec.stalled_watchers.div_ceil(10) {
-        let client = connect(&ep(c)).await?;
-        for _ in 0..10.min(spec.stalled_watchers - c * 10) {
-            stalled.push(open_watch(&client, "/big/", 0).await?);
-        }
-    }
     let big_puts = Arc::new(AtomicU64::new(0));
     {
         let client = connect(&ep(0)).await?;
@@ -399,35 +441,6 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
                     puts.fetch_add(1, Ordering::Relaxed);
                 }
                 n += 1;
-            }
-            Ok(())
-        });
-    }
-    // Watchers resuming from 1,000 revisions back, 50 to a connection.
-    let mut seen = Vec::new();
-    let mut resumer_clients = Vec::new();
-    for c in 0..spec.resumers.div_ceil(50) {
-        resumer_clients.push(connect(&ep(c)).await?);
-    }
-    for r in 0..spec.resumers {
-        let client = &resumer_clients[r / 50];
-        let (keep_open, mut events) = open_watch(client, "/victim/", start_rev - 999).await?;
-        let s = Arc::new(Seen::default());
-        seen.push(s.clone());
-        tasks.spawn(async move {
-            let _keep_open = keep_open;
-            while let Ok(Some(resp)) = events.message().await {
-                if resp.canceled {
-                    break;
-                }
-                for e in resp.events {
-                    let rev = e.kv.map_or(0, |kv| kv.mod_revision) as u64;
-                    if rev <= s.last.load(Ordering::Relaxed) {
-                        s.violations.fetch_add(1, Ordering::Relaxed);
-                    }
-                    s.last.store(rev, Ordering::Relaxed);
-                    s.events.fetch_add(1, Ordering::Relaxed);
-                }
             }
             Ok(())
         });
