@@ -65,6 +65,24 @@ impl Stream {
             .expect("send");
     }
 
+    /// Reads until revision `last`: `count` events, one a revision, no gap, no repeat.
+    async fn reads_every_revision_until(&mut self, last: i64, count: usize) {
+        let mut revs = Vec::new();
+        while revs.last().copied().unwrap_or(0) < last {
+            let r = self.next().await;
+            revs.extend(
+                r.events
+                    .iter()
+                    .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision)),
+            );
+        }
+        assert_eq!(revs.len(), count);
+        assert!(
+            revs.windows(2).all(|w| w[1] == w[0] + 1),
+            "no gap, no repeat"
+        );
+    }
+
     async fn next(&mut self) -> WatchResponse {
         tokio::time::timeout(Duration::from_secs(20), self.rx.message())
             .await
@@ -331,20 +349,7 @@ async fn a_stalled_watcher_neither_holds_writes_nor_loses_events() {
         baseline_growth >> 20
     );
     // Now it reads: every event, once, in order, caught up from history.
-    let mut revs = Vec::new();
-    while revs.last().copied().unwrap_or(0) < last {
-        let r = stalled.next().await;
-        revs.extend(
-            r.events
-                .iter()
-                .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision)),
-        );
-    }
-    assert_eq!(revs.len(), WRITES);
-    assert!(
-        revs.windows(2).all(|w| w[1] == w[0] + 1),
-        "no gap, no repeat"
-    );
+    stalled.reads_every_revision_until(last, WRITES).await;
 }
 
 /// Watchers that stopped reading hold a bounded number of bytes each, not 128 batches of
@@ -388,20 +393,7 @@ async fn stalled_watchers_of_big_values_hold_bounded_memory() {
         baseline_growth >> 20
     );
     for w in &mut stalled {
-        let mut revs = Vec::new();
-        while revs.last().copied().unwrap_or(0) < last {
-            let r = w.next().await;
-            revs.extend(
-                r.events
-                    .iter()
-                    .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision)),
-            );
-        }
-        assert_eq!(revs.len(), WRITES);
-        assert!(
-            revs.windows(2).all(|w| w[1] == w[0] + 1),
-            "no gap, no repeat"
-        );
+        w.reads_every_revision_until(last, WRITES).await;
     }
 }
 

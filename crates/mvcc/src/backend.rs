@@ -78,14 +78,23 @@ pub(crate) fn decode_record(rev: KeyRevision, bytes: &[u8]) -> Result<Record, Ba
     })
 }
 
+/// Reads the record at `rev` through `read`; a missing record is corruption.
+fn with_record<T: ReadableTable<u128, &'static [u8]>, R>(
+    table: &T,
+    rev: KeyRevision,
+    read: impl FnOnce(&[u8]) -> Result<R, BackendError>,
+) -> Result<R, BackendError> {
+    let guard = table
+        .get(rev.to_backend_key())?
+        .ok_or(BackendError::Corrupt(rev))?;
+    read(guard.value())
+}
+
 pub(crate) fn load<T: ReadableTable<u128, &'static [u8]>>(
     table: &T,
     rev: KeyRevision,
 ) -> Result<KeyValue, BackendError> {
-    let guard = table
-        .get(rev.to_backend_key())?
-        .ok_or(BackendError::Corrupt(rev))?;
-    Ok(decode_record(rev, guard.value())?.kv)
+    with_record(table, rev, |bytes| Ok(decode_record(rev, bytes)?.kv))
 }
 
 /// A stored KeyValue without its value: decoding skips the value's bytes (field 5).
@@ -103,17 +112,17 @@ struct KeyOnly {
     lease: i64,
 }
 
+fn key_only(rev: KeyRevision, bytes: &[u8]) -> Result<KeyOnly, BackendError> {
+    let body = bytes.get(1..).ok_or(BackendError::Corrupt(rev))?;
+    KeyOnly::decode(body).map_err(|_| BackendError::Corrupt(rev))
+}
+
 /// The record at `rev` with an empty value, never copying the value out.
 pub(crate) fn load_key<T: ReadableTable<u128, &'static [u8]>>(
     table: &T,
     rev: KeyRevision,
 ) -> Result<KeyValue, BackendError> {
-    let guard = table
-        .get(rev.to_backend_key())?
-        .ok_or(BackendError::Corrupt(rev))?;
-    let body = guard.value().get(1..).ok_or(BackendError::Corrupt(rev))?;
-    let k = KeyOnly::decode(body).map_err(|_| BackendError::Corrupt(rev))?;
-
+    let k = with_record(table, rev, |bytes| key_only(rev, bytes))?;
     Ok(KeyValue {
         key: k.key,
         create_revision: k.create_revision,
@@ -176,8 +185,5 @@ pub(crate) fn events(
 
 /// The key a stored record is for, without copying its value out.
 pub(crate) fn record_key(rev: KeyRevision, bytes: &[u8]) -> Result<Vec<u8>, BackendError> {
-    let body = bytes.get(1..).ok_or(BackendError::Corrupt(rev))?;
-    Ok(KeyOnly::decode(body)
-        .map_err(|_| BackendError::Corrupt(rev))?
-        .key)
+    Ok(key_only(rev, bytes)?.key)
 }
