@@ -78,13 +78,12 @@ impl TreeIndex {
         held
     }
 
-    /// Compacts every key's history at `at`; returns the revisions still reachable.
-    pub fn compact(&mut self, at: i64) -> HashSet<KeyRevision> {
-        let mut keep = HashSet::new();
+    /// Compacts every key's history at `at`; `revisions_upto(at)` then tells what stays
+    /// reachable.
+    pub fn compact(&mut self, at: i64) {
         self.keys.retain(|_, ki| {
-            ki.compact(at, &mut keep);
+            ki.compact(at);
             !ki.is_empty()
         });
-        keep
     }
 }

@@ -124,9 +124,9 @@ impl KeyIndex {
         })
     }
 
-    /// Drops history a read at `at` or later can no longer see. The revisions that stay
-    /// reachable at `at` are added to `keep`.
-    pub fn compact(&mut self, at: i64, keep: &mut HashSet<KeyRevision>) {
+    /// Drops history a read at `at` or later can no longer see; what stays reachable at
+    /// `at` is what `revisions_upto(at)` reports afterwards.
+    pub fn compact(&mut self, at: i64) {
         if self.generations.is_empty() {
             return;
         }
@@ -142,12 +142,10 @@ impl KeyIndex {
         let g = &mut self.generations[gi];
         if !g.revs.is_empty() {
             if let Some(n) = g.revs.iter().rposition(|r| r.main <= at) {
-                keep.insert(g.revs[n]);
                 g.revs.drain(..n);
             }
             if g.revs.len() == 1 && gi != last {
                 // Only the tombstone is left: the whole generation is gone.
-                keep.remove(&g.revs[0]);
                 gi += 1;
             }
         }
@@ -190,6 +188,13 @@ mod tests {
         assert!(!KeyIndex::default().tombstone(r(1)));
     }
 
+    /// What a compaction at `at` left reachable (the records physical compaction keeps).
+    fn kept(ki: &KeyIndex, at: i64) -> HashSet<KeyRevision> {
+        let mut held = HashSet::new();
+        ki.revisions_upto(at, &mut held);
+        held
+    }
+
     #[test]
     fn compact_keeps_what_reads_can_reach() {
         let mut ki = KeyIndex::default();
@@ -197,17 +202,14 @@ mod tests {
         ki.put(r(4));
         ki.tombstone(r(6));
         ki.put(r(8));
-        let mut keep = HashSet::new();
-        ki.compact(5, &mut keep);
-        assert!(keep.contains(&r(4)));
+        ki.compact(5);
+        assert!(kept(&ki, 5).contains(&r(4)));
         assert_eq!(ki.get(5).map(|k| k.modified.main), Some(4));
-        let mut keep = HashSet::new();
-        ki.compact(7, &mut keep);
-        assert!(keep.is_empty());
+        ki.compact(7);
+        assert!(kept(&ki, 7).is_empty());
         assert_eq!(ki.get(9).map(|k| k.modified.main), Some(8));
-        let mut keep = HashSet::new();
-        ki.compact(9, &mut keep);
-        assert!(keep.contains(&r(8)));
+        ki.compact(9);
+        assert!(kept(&ki, 9).contains(&r(8)));
     }
 
     #[test]
@@ -215,9 +217,8 @@ mod tests {
         let mut ki = KeyIndex::default();
         ki.put(r(2));
         ki.tombstone(r(3));
-        let mut keep = HashSet::new();
-        ki.compact(3, &mut keep);
+        ki.compact(3);
         assert!(ki.is_empty());
-        assert!(keep.is_empty());
+        assert!(kept(&ki, 3).is_empty());
     }
 }

@@ -38,8 +38,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-/// Records a defragmentation deletes per batch of the compaction it finishes first.
-const DEFRAG_COMPACT_BATCH: usize = 10_000;
+/// Records deleted per batch when compaction is finished at once (tests, defragmentation).
+const FINISH_COMPACT_BATCH: usize = 10_000;
 
 pub struct Store {
     /// Swapped whole by defragmentation; readers clone the handle and never wait on it.
@@ -147,7 +147,7 @@ impl Store {
 
     /// Runs `compact_step` until nothing compacted is left in the backend.
     pub fn finish_compaction(&self) -> Result<(), StoreError> {
-        while self.compact_step(10_000)? {}
+        while self.compact_step(FINISH_COMPACT_BATCH)? {}
         Ok(())
     }
 
@@ -376,19 +376,13 @@ impl Store {
     pub fn defragment(&self) -> Result<Defragmented, BackendError> {
         let _one = self.defrag_turn();
         // What compaction left for later goes first (in its batches), or the copy keeps it.
-        loop {
-            match self.compact_step(DEFRAG_COMPACT_BATCH) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(StoreError::Backend(e)) => return Err(e),
-                Err(StoreError::Request(e)) => {
-                    return Err(BackendError::Io {
-                        path: self.path.display().to_string(),
-                        source: std::io::Error::other(e.to_string()),
-                    })
-                }
-            }
-        }
+        self.finish_compaction().map_err(|e| match e {
+            StoreError::Backend(e) => e,
+            StoreError::Request(e) => BackendError::Io {
+                path: self.path.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            },
+        })?;
         let compact_finished = self.physical.done();
         let size_before = self.db_size();
         let copy = defrag::start_copy(&self.db(), &self.path)?;
