@@ -9,6 +9,7 @@ use oxcd_api::etcdserverpb::LeaseRevokeRequest;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_api::oxcdpb::{LeaseCheckpoint, LeaseCheckpoints};
 use oxcd_api::LeaseId;
+use oxcd_mvcc::LeaseTtl;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,47 @@ struct State {
 }
 
 impl State {
+    /// Follows a change of leadership: a new leader gives every lease its remaining TTL (the
+    /// last checkpoint, or the whole TTL) plus an election timeout; a follower keeps none.
+    fn follow(&mut self, leader: bool, leases: &[LeaseTtl], now: Instant, extend: Duration) {
+        if leader == self.primary {
+            return;
+        }
+        self.primary = leader;
+        self.expiry.clear();
+        self.revoking.clear();
+        if leader {
+            for lease in leases {
+                let left = if lease.remaining_ttl > 0 {
+                    lease.remaining_ttl
+                } else {
+                    lease.ttl
+                };
+                self.expiry.insert(
+                    lease.id,
+                    now + Duration::from_secs(left.max(0) as u64) + extend,
+                );
+            }
+        }
+    }
+
+    /// A keep-alive on the leader. Raft may say "leader" before the loop has looked: promote
+    /// here, or the loop's promotion would later overwrite this renewal.
+    fn renew(
+        &mut self,
+        id: LeaseId,
+        ttl: i64,
+        now: Instant,
+        leases: impl FnOnce() -> Vec<LeaseTtl>,
+        extend: Duration,
+    ) {
+        if !self.primary {
+            self.follow(true, &leases(), now, extend);
+        }
+        self.expiry
+            .insert(id, now + Duration::from_secs(ttl.max(0) as u64));
+    }
+
     /// Up to `limit` expired leases not already being revoked (or whose revoke has had time
     /// to finish), the earliest expired first; they are marked as being revoked.
     fn due_for_revoke(&mut self, now: Instant, limit: usize) -> Vec<LeaseId> {
@@ -86,9 +128,12 @@ impl Lessor {
     /// Renews a lease on the leader; its TTL, or None when it does not exist.
     pub fn renew(&self, server: &EtcdServer, id: LeaseId) -> Option<i64> {
         let lease = server.store.lease(id)?;
-        self.state().expiry.insert(
+        self.state().renew(
             id,
-            Instant::now() + Duration::from_secs(lease.ttl.max(0) as u64),
+            lease.ttl,
+            Instant::now(),
+            || server.store.lease_list(),
+            self.extend,
         );
         Some(lease.ttl)
     }
@@ -110,25 +155,7 @@ impl Lessor {
             let now = Instant::now();
             let (expired, checkpoints) = {
                 let mut st = self.state();
-                if leader != st.primary {
-                    st.primary = leader;
-                    st.expiry.clear();
-                    st.revoking.clear();
-                    if leader {
-                        // Promotion: remaining TTL plus an election timeout for every lease.
-                        for lease in &leases {
-                            let left = if lease.remaining_ttl > 0 {
-                                lease.remaining_ttl
-                            } else {
-                                lease.ttl
-                            };
-                            st.expiry.insert(
-                                lease.id,
-                                now + Duration::from_secs(left.max(0) as u64) + self.extend,
-                            );
-                        }
-                    }
-                }
+                st.follow(leader, &leases, now, self.extend);
                 if !leader {
                     continue;
                 }
@@ -195,6 +222,7 @@ impl Lessor {
 mod tests {
     use super::{State, REVOKES_PER_TICK};
     use oxcd_api::LeaseId;
+    use oxcd_mvcc::LeaseTtl;
     use std::time::{Duration, Instant};
 
     #[test]
@@ -222,5 +250,26 @@ mod tests {
             !st.revoking.contains_key(&LeaseId(-1)),
             "a live lease is left alone"
         );
+    }
+
+    #[test]
+    fn a_renewal_made_before_the_loop_sees_leadership_is_not_extended_by_promotion() {
+        let t0 = Instant::now();
+        let extend = Duration::from_secs(1);
+        let leases = [LeaseTtl {
+            id: LeaseId(7),
+            ttl: 100,
+            remaining_ttl: 0,
+        }];
+        let mut st = State::default();
+        st.renew(LeaseId(7), 100, t0, || leases.to_vec(), extend);
+        // The loop's next look at leadership changes nothing.
+        st.follow(true, &leases, t0 + Duration::from_millis(50), extend);
+        assert_eq!(st.expiry[&LeaseId(7)], t0 + Duration::from_secs(100));
+        // Losing leadership forgets every deadline; winning it again extends them.
+        st.follow(false, &leases, t0, extend);
+        assert!(st.expiry.is_empty());
+        st.follow(true, &leases, t0, extend);
+        assert_eq!(st.expiry[&LeaseId(7)], t0 + Duration::from_secs(101));
     }
 }
