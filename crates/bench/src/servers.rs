@@ -71,6 +71,18 @@ pub(crate) async fn start(
     start_with(name, program, size, "http", &[]).await
 }
 
+/// Where a member logs: nowhere, or with OXCD_BENCH_LOG_DIR set, `<dir>/<product>-m<i>.log`
+/// (to see what a member did while the load ran).
+fn member_log(name: &str, i: usize) -> Result<Stdio, String> {
+    let Some(dir) = std::env::var_os("OXCD_BENCH_LOG_DIR") else {
+        return Ok(Stdio::null());
+    };
+    let path = std::path::Path::new(&dir).join(format!("{name}-m{i}.log"));
+    let file = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    Ok(Stdio::from(file))
+}
+
 /// `start`, with `scheme` for client and peer URLs and extra flags (TLS files).
 pub(crate) async fn start_with(
     name: &'static str,
@@ -117,7 +129,7 @@ pub(crate) async fn start_with(
             .args(["--initial-cluster-token", &format!("bench-{name}")])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(member_log(name, i)?);
         if name == "etcd" {
             cmd.arg("--logger=zap");
         }

@@ -78,6 +78,8 @@ pub struct Outcome {
     pub victim_p50_ms: f64,
     pub victim_p99_ms: f64,
     pub victim_max_ms: f64,
+    /// Victims' requests over a second, and errors, by what the operator was doing.
+    pub slow_by_phase: String,
     pub elections: u64,
     pub peak_rss_mb: Vec<f64>,
     pub ranges: u64,
@@ -101,7 +103,7 @@ pub struct Outcome {
 impl Outcome {
     pub fn render(&self) -> String {
         format!(
-            "{}:\n  victims: {} requests, {} errors {}, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n  elections during the run: {}\n  peak RSS per member (MiB): {:?}\n  full ranges: {} ({} errors), keys-only/count-only: {}\n  1 MiB puts beside stalled watchers: {}\n  wrong-password logins: {}\n  resuming watchers caught up: {}/{} ({} disagree, {} order violations)\n  lease keys left: {} (gone {:.1} s after expiry)\n  compaction: {:.0} ms, follower defrag: {:.0} ms\n  HashKV agrees: {}\n  failed: {:?}",
+            "{}:\n  victims: {} requests, {} errors {}, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n  {}\n  elections during the run: {}\n  peak RSS per member (MiB): {:?}\n  full ranges: {} ({} errors), keys-only/count-only: {}\n  1 MiB puts beside stalled watchers: {}\n  wrong-password logins: {}\n  resuming watchers caught up: {}/{} ({} disagree, {} order violations)\n  lease keys left: {} (gone {:.1} s after expiry)\n  compaction: {:.0} ms, follower defrag: {:.0} ms\n  HashKV agrees: {}\n  failed: {:?}",
             self.product,
             self.victim_ops,
             self.victim_errors,
@@ -109,6 +111,7 @@ impl Outcome {
             self.victim_p50_ms,
             self.victim_p99_ms,
             self.victim_max_ms,
+            self.slow_by_phase,
             self.elections,
             self.peak_rss_mb,
             self.ranges,
@@ -240,7 +243,8 @@ struct Seen {
 /// Every client at once for `spec.seconds`, then the checks.
 pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
     let endpoints = cluster.endpoint_list();
-    let ep = |i: usize| endpoints[i % endpoints.len()].clone();
+    let members = endpoints.len();
+    let ep = |i: usize| endpoints[i % members].clone();
     let admin = connect(&ep(0)).await?;
 
     // History for the resuming watchers: 1,000 revisions under /victim/.
@@ -355,8 +359,9 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
             Ok(())
         });
     }
-    let victim_lat = Arc::new(Mutex::new(Vec::new()));
-    let victim_errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let victim_lat = Arc::new(Mutex::new(Vec::<Sample>::new()));
+    let victim_errors = Arc::new(Mutex::new(Vec::<(String, Sample)>::new()));
+    let run_start = Instant::now();
     for c in 0..spec.victims {
         let client = connect(&ep(c)).await?;
         let (stop, lat, errors) = (stop.clone(), victim_lat.clone(), victim_errors.clone());
@@ -381,9 +386,14 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
                     .await
                     .map(drop)
                 };
+                let sample = Sample {
+                    took: t.elapsed(),
+                    at: t.duration_since(run_start),
+                    member: c % members,
+                };
                 match res {
-                    Ok(()) => lat.lock().map_err(|e| e.to_string())?.push(t.elapsed()),
-                    Err(e) => errors.lock().map_err(|e| e.to_string())?.push(e),
+                    Ok(()) => lat.lock().map_err(|e| e.to_string())?.push(sample),
+                    Err(e) => errors.lock().map_err(|e| e.to_string())?.push((e, sample)),
                 }
                 n += 1;
             }
@@ -470,6 +480,7 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
     // What an overloaded product failed to do is recorded; the run goes on.
     let mut failures = Vec::new();
     let t = Instant::now();
+    let compaction_from = run_start.elapsed();
     let compacted = async {
         let rev = current_revision(&admin).await?;
         timed(admin.kv().compact(CompactionRequest {
@@ -484,8 +495,11 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
         failures.push(format!("compaction: {e}"));
     }
     let t = Instant::now();
+    let defrag_from = run_start.elapsed();
+    let mut defragmented_member = None;
     let defragmented = async {
         let follower = follower_of(&endpoints).await?;
+        defragmented_member = endpoints.iter().position(|e| *e == follower);
         let defrag = connect(&follower).await?;
         match tokio::time::timeout(
             Duration::from_secs(120),
@@ -500,6 +514,12 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
     }
     .await;
     let defrag_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let phases = Phases {
+        compaction_from,
+        defrag_from,
+        defrag_to: run_start.elapsed(),
+        defragmented_member,
+    };
     if let Err(e) = defragmented {
         failures.push(format!("follower defrag: {e}"));
     }
@@ -563,7 +583,10 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
         retry(|| async { current_revision(&connect(e).await?).await }).await?;
     }
     let hashes = retry(|| hashes(&endpoints, hash_rev)).await?;
-    let mut lat = std::mem::take(&mut *victim_lat.lock().map_err(|e| e.to_string())?);
+    let samples = std::mem::take(&mut *victim_lat.lock().map_err(|e| e.to_string())?);
+    let errors = victim_errors.lock().map_err(|e| e.to_string())?;
+    let slow_by_phase = phases.render(&samples, &errors);
+    let mut lat: Vec<Duration> = samples.iter().map(|s| s.took).collect();
     lat.sort_unstable();
     let pct = |p: f64| {
         if lat.is_empty() {
@@ -572,18 +595,18 @@ pub async fn mixed(cluster: &Cluster, spec: &Spec) -> Result<Outcome, String> {
         let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
         lat[i].as_secs_f64() * 1000.0
     };
-    let errors = victim_errors.lock().map_err(|e| e.to_string())?;
     Ok(Outcome {
         product: cluster.name.to_string(),
         victim_ops: lat.len(),
         victim_errors: errors.len(),
         victim_error_sample: errors
             .first()
-            .map(|e| format!("(first: {e})"))
+            .map(|(e, _)| format!("(first: {e})"))
             .unwrap_or_default(),
         victim_p50_ms: pct(0.50),
         victim_p99_ms: pct(0.99),
         victim_max_ms: pct(1.0),
+        slow_by_phase,
         elections: max(&terms_after).saturating_sub(max(&terms_before)),
         peak_rss_mb: cluster
             .members
@@ -660,6 +683,71 @@ async fn open_watch(
 }
 
 /// A member that is not the leader.
+/// One victim's request: how long it took, when it started, which member served it.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    took: Duration,
+    at: Duration,
+    member: usize,
+}
+
+/// When the operator compacted and defragmented, relative to the start of the load.
+struct Phases {
+    compaction_from: Duration,
+    defrag_from: Duration,
+    defrag_to: Duration,
+    defragmented_member: Option<usize>,
+}
+
+impl Phases {
+    fn phase(&self, s: &Sample) -> usize {
+        if s.at < self.compaction_from {
+            0
+        } else if s.at < self.defrag_from {
+            1
+        } else if s.at < self.defrag_to {
+            if Some(s.member) == self.defragmented_member {
+                3
+            } else {
+                2
+            }
+        } else {
+            4
+        }
+    }
+
+    /// Victims' requests over a second and errors, by phase: where the tail comes from.
+    fn render(&self, samples: &[Sample], errors: &[(String, Sample)]) -> String {
+        let mut slow = [0usize; 5];
+        let mut failed = [0usize; 5];
+        for s in samples.iter().filter(|s| s.took > Duration::from_secs(1)) {
+            slow[self.phase(s)] += 1;
+        }
+        for (_, s) in errors {
+            failed[self.phase(s)] += 1;
+        }
+        let names = [
+            "before compaction",
+            "compaction",
+            "defrag, other members",
+            "defrag, defragmented member",
+            "after",
+        ];
+        let parts: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{n} {}/{}", slow[i], failed[i]))
+            .collect();
+        format!(
+            "victims over 1 s / errors by phase (compaction at {:.1} s, defrag {:.1}-{:.1} s): {}",
+            self.compaction_from.as_secs_f64(),
+            self.defrag_from.as_secs_f64(),
+            self.defrag_to.as_secs_f64(),
+            parts.join(", ")
+        )
+    }
+}
+
 async fn follower_of(endpoints: &[String]) -> Result<String, String> {
     for ep in endpoints {
         let st = timed(connect(ep).await?.maintenance().status(StatusRequest {}))
