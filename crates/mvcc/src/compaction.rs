@@ -205,4 +205,48 @@ mod tests {
         );
         assert_eq!(store.hash_kv(Revision(0)).expect("hash finished"), hash);
     }
+
+    #[test]
+    fn writes_go_on_while_a_whole_compaction_is_finished_at_once() {
+        use std::sync::{mpsc, Arc};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("db")).expect("open"));
+        for batch in 0..10 {
+            let mut wb = store.begin_write().expect("write");
+            for i in 0..5000 {
+                wb.put(&oxcd_api::etcdserverpb::PutRequest {
+                    key: format!("k{}", i % 10).into_bytes(),
+                    value: format!("v{batch}-{i}").into_bytes(),
+                    ..Default::default()
+                })
+                .expect("put");
+            }
+            wb.commit(false).expect("commit");
+        }
+        compact(&store, store.current_revision().0);
+        assert!(store.compaction_pending());
+        let (started, finished) = mpsc::channel();
+        let finishing = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                let _ = started.send(());
+                store.finish_compaction()
+            }
+        });
+        finished.recv().expect("started");
+        // Some 50,000 records to delete: each write gets its turn between two batches.
+        let mut written_while_pending = 0;
+        for i in 0..5 {
+            put(&store, "w", format!("{i}"));
+            if store.compaction_pending() {
+                written_while_pending += 1;
+            }
+        }
+        finishing.join().expect("thread").expect("finish");
+        assert!(!store.compaction_pending());
+        assert!(
+            written_while_pending >= 4,
+            "{written_while_pending} of 5 writes went ahead of the compaction"
+        );
+    }
 }

@@ -1,36 +1,37 @@
-//! The backend file's size and the bytes of it in use, counted after commits and now and
-//! then rather than on every request.
+//! The backend file's size, refreshed after every commit, and the bytes of it in use, counted
+//! from a read snapshot off the writer's path: counting walks every page of every table, which
+//! takes seconds on a big file and must never hold up a commit.
 
 use crate::error::BackendError;
-use redb::{Database, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How often a durable commit recounts the pages in use.
-const COUNT_EVERY: Duration = Duration::from_secs(5);
+/// How long writes may go on before the bytes in use are counted again.
+const RECOUNT_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) struct DbSize {
     in_use: AtomicU64,
     file: AtomicU64,
+    /// A count is wanted at once (opened, compacted, defragmented).
+    soon: AtomicBool,
+    /// Something was committed since the last count.
+    wrote: AtomicBool,
     counted_at: Mutex<Instant>,
 }
 
 impl Default for DbSize {
     fn default() -> Self {
         DbSize {
-            in_use: Default::default(),
+            in_use: AtomicU64::new(u64::MAX),
             file: Default::default(),
+            soon: AtomicBool::new(true),
+            wrote: Default::default(),
             counted_at: Mutex::new(Instant::now()),
         }
     }
-}
-
-/// Bytes of the file in allocated pages, as `tx` sees them.
-fn pages_in_use_bytes(tx: &WriteTransaction) -> Result<u64, BackendError> {
-    let stats = tx.stats()?;
-    Ok(stats.allocated_pages() * stats.page_size() as u64)
 }
 
 impl DbSize {
@@ -39,7 +40,8 @@ impl DbSize {
         self.file.load(Ordering::Relaxed)
     }
 
-    /// Bytes of the file holding live pages, as of the last count.
+    /// Bytes of the file holding live pages, as of the last count (the file's size until the
+    /// first one).
     pub fn in_use(&self) -> u64 {
         self.in_use.load(Ordering::Relaxed).min(self.file())
     }
@@ -49,34 +51,85 @@ impl DbSize {
         self.file.store(len, Ordering::Relaxed);
     }
 
-    pub fn refresh_in_use(&self, db: &Database) -> Result<(), BackendError> {
-        let tx = db.begin_write()?;
-        let used = pages_in_use_bytes(&tx)?;
-        tx.abort()?;
-        self.in_use.store(used, Ordering::Relaxed);
-        Ok(())
+    /// A commit happened: the next count is due within `RECOUNT_EVERY`.
+    pub fn wrote(&self) {
+        self.wrote.store(true, Ordering::Relaxed);
     }
 
-    /// The next durable commit recounts the pages in use (compaction freed some).
+    /// Pages were freed or the file replaced: count at the next chance.
     pub fn count_soon(&self) {
-        let mut at = self.counted_at.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(past) = at.checked_sub(Duration::from_secs(60)) {
-            *at = past;
-        }
+        self.soon.store(true, Ordering::Relaxed);
     }
 
-    /// Recounts the pages in use now and then, on a durable commit.
-    pub fn count_if_due(&self, tx: &WriteTransaction, durable: bool) {
-        if !durable {
-            return;
+    pub fn count_due(&self) -> bool {
+        self.soon.load(Ordering::Relaxed)
+            || (self.wrote.load(Ordering::Relaxed)
+                && self
+                    .counted_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .elapsed()
+                    >= RECOUNT_EVERY)
+    }
+
+    /// Counts the bytes of every table's pages in a read snapshot: writers go on meanwhile.
+    pub fn count(&self, db: &Database) -> Result<u64, BackendError> {
+        self.soon.store(false, Ordering::Relaxed);
+        self.wrote.store(false, Ordering::Relaxed);
+        *self.counted_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let tx = db.begin_read()?;
+        let mut bytes = 0;
+        for handle in tx.list_tables()? {
+            let stats = tx.open_untyped_table(handle)?.stats()?;
+            bytes += stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
         }
-        let mut at = self.counted_at.lock().unwrap_or_else(|p| p.into_inner());
-        if at.elapsed() < COUNT_EVERY {
-            return;
+        self.in_use.store(bytes, Ordering::Relaxed);
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kvstore::Store;
+    use crate::test_support::put;
+    use oxcd_api::etcdserverpb::PutRequest;
+    use std::time::Duration;
+
+    #[test]
+    fn bytes_in_use_are_counted_beside_a_writer_and_never_by_a_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        assert!(store.db_size_in_use_due(), "counted once opened");
+        for i in 0..200 {
+            put(&store, &format!("k{i:04}"), vec![b'v'; 4096]);
         }
-        *at = Instant::now();
-        if let Ok(used) = pages_in_use_bytes(tx) {
-            self.in_use.store(used, Ordering::Relaxed);
-        }
+        let counted = store.count_db_size_in_use().expect("count");
+        assert!(
+            counted >= 200 * 4096 && counted <= store.db_size(),
+            "{counted} of {}",
+            store.db_size()
+        );
+        assert!(!store.db_size_in_use_due());
+
+        // A commit leaves the count alone; a writer holding its turn does not hold it up.
+        let mut wb = store.begin_write().expect("write");
+        wb.put(&PutRequest {
+            key: b"big".to_vec(),
+            value: vec![b'b'; 1 << 20],
+            ..Default::default()
+        })
+        .expect("put");
+        std::thread::scope(|s| {
+            let (done, counted_beside) = std::sync::mpsc::channel();
+            let store = &store;
+            s.spawn(move || done.send(store.count_db_size_in_use().map_err(|e| e.to_string())));
+            let beside = counted_beside
+                .recv_timeout(Duration::from_secs(10))
+                .expect("counted while the writer held its turn");
+            assert_eq!(beside, Ok(counted), "the snapshot before the write");
+        });
+        wb.commit(true).expect("commit");
+        assert_eq!(store.db_size_in_use(), counted, "a commit does not count");
+        assert!(store.count_db_size_in_use().expect("count") > counted + (1 << 20) - 1);
     }
 }

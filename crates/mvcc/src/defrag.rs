@@ -3,7 +3,7 @@
 //! and only what was written meanwhile (and the small tables) is copied with writers held
 //! out. Readers go on against the old file and find the new one once it is swapped in.
 
-use crate::backend::{create_db, CLUSTER, KV, LEASE, META, META_COMPACT_FINISHED};
+use crate::backend::{CLUSTER, KV, LEASE, META, META_COMPACT_FINISHED};
 use crate::error::BackendError;
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, TableDefinition, WriteTransaction,
@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub struct Defragmented {
     pub size_before: u64,
     pub size_after: u64,
+    /// KV records copied while writers were held out.
+    pub held_records: u64,
 }
 
 /// Where the copy is made; one found on open is a copy cut short.
@@ -43,56 +45,76 @@ pub(crate) struct Copy {
     next: u128,
 }
 
+/// Bytes of records copied per transaction of the fresh file: each is made durable as it
+/// ends, so dirty pages never pile up for one long fsync (which would also hold up the
+/// member's own commits on a shared disk).
+const COPY_CHUNK_BYTES: usize = 32 << 20;
+
+/// Copies the KV records of `from` from `copy.next` on into the fresh file, in durable
+/// chunks; returns how many it copied.
+fn copy_kv(from: &ReadTransaction, copy: &mut Copy) -> Result<u64, BackendError> {
+    let src = from.open_table(KV)?;
+    let mut records = src.range(copy.next..)?.peekable();
+    let mut copied = 0;
+    while records.peek().is_some() {
+        let to = copy.fresh.begin_write()?;
+        {
+            let mut dst = to.open_table(KV)?;
+            let mut bytes = 0;
+            while bytes < COPY_CHUNK_BYTES {
+                let Some(item) = records.next() else { break };
+                #[cfg(test)]
+                DURING_COPY.with(|hook| {
+                    if let Some(hook) = hook.borrow_mut().as_mut() {
+                        hook()
+                    }
+                });
+                let (k, v) = item?;
+                dst.insert(k.value(), v.value())?;
+                bytes += v.value().len() + 16;
+                copy.next = k.value() + 1;
+                copied += 1;
+            }
+        }
+        to.commit()?;
+    }
+    Ok(copied)
+}
+
 /// Copies the key-value history as it is now into a fresh file, without keeping writers
 /// out: the bulk of a defragmentation.
 pub(crate) fn start_copy(db: &Database, path: &Path) -> Result<Copy, BackendError> {
-    use redb::ReadableTable;
     let tmp = temp_path(path);
     let _ = std::fs::remove_file(&tmp);
-    let fresh = create_db(&tmp)?;
-    let from = db.begin_read()?;
-    let mut to = fresh.begin_write()?;
-    let mut next = 0;
-    {
-        let src = from.open_table(KV)?;
-        let mut dst = to.open_table(KV)?;
-        for item in src.iter()? {
-            #[cfg(test)]
-            DURING_COPY.with(|hook| {
-                if let Some(hook) = hook.borrow_mut().as_mut() {
-                    hook()
-                }
-            });
-            let (k, v) = item?;
-            dst.insert(k.value(), v.value())?;
-            next = k.value() + 1;
-        }
-    }
-    to.set_durability(Durability::None)?;
-    to.commit()?;
-    Ok(Copy { fresh, next })
+    let mut copy = Copy {
+        fresh: crate::backend::open(&tmp)?,
+        next: 0,
+    };
+    copy_kv(&db.begin_read()?, &mut copy)?;
+    Ok(copy)
 }
 
-/// Completes `copy` with what was written since it started and the small tables, records
+/// Copies what was written since the copy last looked, still without keeping writers out;
+/// returns how many records that was.
+pub(crate) fn catch_up(db: &Database, copy: &mut Copy) -> Result<u64, BackendError> {
+    copy_kv(&db.begin_read()?, copy)
+}
+
+/// Completes `copy` with what was written since it last looked and the small tables, records
 /// `compact_finished` (the copy may hold history compacted meanwhile), and puts the fresh
-/// file in place of the one at `path`; returns it. The caller keeps writers out.
+/// file in place of the one at `path`; returns it and how many KV records it copied. The
+/// caller keeps writers out.
 pub(crate) fn finish_copy(
     db: &Database,
-    copy: Copy,
+    mut copy: Copy,
     compact_finished: i64,
     path: &Path,
-) -> Result<Database, BackendError> {
+) -> Result<(Database, u64), BackendError> {
+    let held_records;
     {
         let from = db.begin_read()?;
+        held_records = copy_kv(&from, &mut copy)?;
         let mut to = copy.fresh.begin_write()?;
-        {
-            let src = from.open_table(KV)?;
-            let mut dst = to.open_table(KV)?;
-            for item in src.range(copy.next..)? {
-                let (k, v) = item?;
-                dst.insert(k.value(), v.value())?;
-            }
-        }
         copy_table(&from, &to, META)?;
         copy_table(&from, &to, CLUSTER)?;
         copy_table(&from, &to, LEASE)?;
@@ -111,7 +133,7 @@ pub(crate) fn finish_copy(
             .and_then(|d| d.sync_all())
             .map_err(io)?;
     }
-    Ok(copy.fresh)
+    Ok((copy.fresh, held_records))
 }
 
 #[cfg(test)]
@@ -169,8 +191,11 @@ mod tests {
             "file shrinks: {sizes:?}"
         );
         assert_eq!(store.db_size(), sizes.size_after);
+        assert!(store.db_size_in_use_due(), "the new file gets counted");
+        let in_use = store.count_db_size_in_use().expect("count");
+        assert_eq!(store.db_size_in_use(), in_use);
         assert!(
-            store.db_size_in_use() <= store.db_size(),
+            in_use > 0 && in_use <= store.db_size(),
             "{} > {}",
             store.db_size_in_use(),
             store.db_size()
@@ -226,6 +251,9 @@ mod tests {
             let store = store.clone();
             move || {
                 crate::test_support::put(&store, "during", "the copy");
+                for i in 0..3000 {
+                    crate::test_support::put(&store, &format!("w{}", i % 50), "meanwhile");
+                }
                 let mut wb = store.begin_write().expect("write");
                 wb.compact(&CompactionRequest {
                     revision: 150,
@@ -239,8 +267,12 @@ mod tests {
         });
         let went_ahead = wrote.recv_timeout(Duration::from_secs(5)).is_ok();
         let _ = go.send(());
-        defrag.join().expect("defrag thread").expect("defragment");
+        let sizes = defrag.join().expect("defrag thread").expect("defragment");
         assert!(went_ahead, "the write waited for the copy");
+        assert_eq!(
+            sizes.held_records, 0,
+            "the 3,000 writes made during the bulk copy were caught up with before writers were held out"
+        );
         let hash = store.hash_kv(Revision(0)).expect("hash");
         store.finish_compaction().expect("finish compaction");
         assert_eq!(store.hash_kv(Revision(0)).expect("hash"), hash);

@@ -38,8 +38,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-/// Records deleted per batch when compaction is finished at once (tests, defragmentation).
-const FINISH_COMPACT_BATCH: usize = 10_000;
+/// Records deleted per batch when compaction is finished at once (defragmentation, tests),
+/// and the pause after each that lets the writers waiting for their turn take it (the turn
+/// is not fair: a thread that lets it go and asks again at once can keep it for seconds).
+const FINISH_COMPACT_BATCH: usize = 1000;
+const FINISH_COMPACT_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+/// A compaction batch that keeps writers out for longer is logged.
+const SLOW_COMPACTION_BATCH: std::time::Duration = std::time::Duration::from_millis(100);
+/// Rounds of catching up with writes before a defragmentation holds writers out, and how
+/// few records left to copy end them early.
+const DEFRAG_CATCH_UP_ROUNDS: usize = 4;
+const DEFRAG_FINAL_RECORDS: u64 = 1000;
 
 pub struct Store {
     /// Swapped whole by defragmentation; readers clone the handle and never wait on it.
@@ -111,7 +120,6 @@ impl Store {
             big_read_gate: Mutex::new(()),
             defrag: Mutex::new(()),
         };
-        store.size.refresh_in_use(&store.db())?;
         store.size.refresh_file(path);
         Ok(store)
     }
@@ -137,17 +145,30 @@ impl Store {
     /// transaction; returns whether more remain. Call it again after a pause until then.
     pub fn compact_step(&self, limit: usize) -> Result<bool, StoreError> {
         let target = self.compacted_revision().0;
+        let waited = std::time::Instant::now();
         let _turn = self.writer_turn();
+        let held = std::time::Instant::now();
         let more = self.physical.step(&self.db(), &self.index, target, limit)?;
+        if held.elapsed() > SLOW_COMPACTION_BATCH {
+            tracing::warn!(
+                took = ?held.elapsed(),
+                waited_for_writer = ?held - waited,
+                limit,
+                "compaction batch held writes for long"
+            );
+        }
         if !more {
             self.size.count_soon();
         }
         Ok(more)
     }
 
-    /// Runs `compact_step` until nothing compacted is left in the backend.
+    /// Runs `compact_step` until nothing compacted is left in the backend, pausing between
+    /// batches so writes go on.
     pub fn finish_compaction(&self) -> Result<(), StoreError> {
-        while self.compact_step(FINISH_COMPACT_BATCH)? {}
+        while self.compact_step(FINISH_COMPACT_BATCH)? {
+            std::thread::sleep(FINISH_COMPACT_PAUSE);
+        }
         Ok(())
     }
 
@@ -175,10 +196,21 @@ impl Store {
     }
 
     /// Bytes of the backend file holding live pages (etcd's db size in use), as of the last
-    /// count: counted on open, after compaction and defragmentation, and every few seconds of
-    /// writes.
+    /// `count_db_size_in_use` (the file's size before the first).
     pub fn db_size_in_use(&self) -> u64 {
         self.size.in_use()
+    }
+
+    /// Whether the bytes in use should be counted again: never counted since open, a
+    /// compaction or defragmentation finished, or writes went on for a while.
+    pub fn db_size_in_use_due(&self) -> bool {
+        self.size.count_due()
+    }
+
+    /// Counts the bytes in use from a read snapshot: it reads every page (seconds for a big
+    /// file), so run it on a thread of its own; writes are not held up.
+    pub fn count_db_size_in_use(&self) -> Result<u64, StoreError> {
+        Ok(self.size.count(&self.db())?)
     }
 
     pub fn meta(&self, name: &str) -> Result<Option<u64>, BackendError> {
@@ -308,6 +340,7 @@ impl Store {
         self.physical.reset(loaded.compact_finished);
         self.current.store(loaded.current, Ordering::Release);
         self.size.refresh_file(&self.path);
+        self.size.count_soon();
         drop(index);
         drop(turn);
         self.hub.unsync_all();
@@ -385,17 +418,26 @@ impl Store {
         })?;
         let compact_finished = self.physical.done();
         let size_before = self.db_size();
-        let copy = defrag::start_copy(&self.db(), &self.path)?;
+        let mut copy = defrag::start_copy(&self.db(), &self.path)?;
+        // Writes went on during the bulk copy: catch up with them while they go on, so the
+        // part done with writers held out is short.
+        for _ in 0..DEFRAG_CATCH_UP_ROUNDS {
+            if defrag::catch_up(&self.db(), &mut copy)? < DEFRAG_FINAL_RECORDS {
+                break;
+            }
+        }
         let _turn = self.writer_turn();
-        let fresh = defrag::finish_copy(&self.db(), copy, compact_finished, &self.path)?;
+        let (fresh, held_records) =
+            defrag::finish_copy(&self.db(), copy, compact_finished, &self.path)?;
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         // History a compaction deleted from the old file during the copy is in the new one.
         self.physical.reset(compact_finished);
         self.size.refresh_file(&self.path);
-        self.size.refresh_in_use(&self.db())?;
+        self.size.count_soon();
         Ok(Defragmented {
             size_before,
             size_after: self.db_size(),
+            held_records,
         })
     }
 
@@ -631,9 +673,9 @@ impl WriteBatch<'_> {
                 Durability::None
             })
             .map_err(backend_err)?;
-        self.store.size.count_if_due(&self.tx, durable);
         self.tx.commit().map_err(backend_err)?;
         self.store.size.refresh_file(&self.store.path);
+        self.store.size.wrote();
         let (store, rev) = (self.store, self.rev);
         store.hub.publish(
             rev,

@@ -149,6 +149,7 @@ impl Applier {
     fn apply_batch(&self, entries: &[Entry], p: &mut Progress) -> Result<(), Stop> {
         let batch_started = Instant::now();
         let mut wb = self.store.begin_write()?;
+        let turn_taken = Instant::now();
         let mut replies = Vec::new();
         let mut term = 0;
         let mut members_changed = false;
@@ -196,6 +197,7 @@ impl Applier {
         let durable = snapshot_due || p.last_durable.elapsed() >= DURABLE_EVERY;
         let commit_started = Instant::now();
         wb.commit(durable)?;
+        let committed = Instant::now();
         if durable {
             crate::metrics::observe(
                 |m| &m.backend_commit,
@@ -206,7 +208,16 @@ impl Applier {
         crate::metrics::observe(|m| &m.apply_duration, took.as_secs_f64());
         if took > SLOW_APPLY {
             crate::metrics::inc(|m| &m.slow_apply);
-            tracing::warn!(took = ?took, expected_duration = ?SLOW_APPLY, entries = entries.len(), "apply request took too long");
+            tracing::warn!(
+                took = ?took,
+                expected_duration = ?SLOW_APPLY,
+                entries = entries.len(),
+                waiting_for_writer = ?turn_taken - batch_started,
+                applying = ?commit_started - turn_taken,
+                committing = ?committed - commit_started,
+                durable,
+                "apply request took too long"
+            );
         }
         if durable {
             p.last_durable = Instant::now();

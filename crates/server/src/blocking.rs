@@ -5,6 +5,7 @@
 use oxcd_api::Revision;
 use oxcd_mvcc::{KvHash, Store};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use tonic::Status;
 
@@ -33,4 +34,26 @@ pub async fn hash_kv(store: Arc<Store>, rev: Revision) -> Result<KvHash, Status>
         .await
         .map_err(|e| Status::internal(format!("hashkv: {e}")))?
         .map_err(crate::error::store_status)
+}
+
+/// How often a member looks whether its bytes in use are due a count.
+const DB_SIZE_POLL: Duration = Duration::from_secs(1);
+
+/// Keeps the backend's bytes in use (Status, /metrics) counted: the count reads every page,
+/// so it runs here, from a read snapshot, never inside a commit.
+pub async fn count_db_size_in_use(store: Arc<Store>) {
+    loop {
+        tokio::time::sleep(DB_SIZE_POLL).await;
+        if !store.db_size_in_use_due() {
+            continue;
+        }
+        let counting = store.clone();
+        match run(None, move || counting.count_db_size_in_use()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "failed to count the backend's bytes in use"),
+            Err(e) => {
+                tracing::warn!(error = %e, "counting the backend's bytes in use did not finish")
+            }
+        }
+    }
 }

@@ -297,6 +297,7 @@ pub async fn start_background(
         server.clone(),
         config.auto_compaction.clone(),
     ));
+    tokio::spawn(crate::blocking::count_db_size_in_use(server.store.clone()));
     tokio::spawn(compactor::delete_compacted(
         server.store.clone(),
         config.compaction_batch_limit,

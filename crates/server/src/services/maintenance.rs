@@ -146,15 +146,23 @@ impl Maintenance for MaintenanceService {
         let store = s.store.clone();
         let started = std::time::Instant::now();
         tracing::info!(path = %store.path().display(), "defragmenting");
-        let sizes = tokio::task::spawn_blocking(move || store.defragment())
-            .await
-            .map_err(|e| Status::internal(format!("defragment: {e}")))?
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let sizes = tokio::task::spawn_blocking(move || {
+            let sizes = store.defragment()?;
+            // Off the writer's path, so the log below tells the new file's figure.
+            if let Err(e) = store.count_db_size_in_use() {
+                tracing::warn!(error = %e, "failed to count the backend's bytes in use");
+            }
+            Ok::<_, oxcd_mvcc::BackendError>(sizes)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("defragment: {e}")))?
+        .map_err(|e| Status::internal(e.to_string()))?;
         tracing::info!(
             path = %s.store.path().display(),
             current_db_size_bytes_diff = sizes.size_after as i64 - sizes.size_before as i64,
             current_db_size_bytes = sizes.size_after,
             current_db_size_in_use_bytes = s.store.db_size_in_use(),
+            records_copied_with_writes_held = sizes.held_records,
             took = ?started.elapsed(),
             "finished defragmenting directory"
         );
