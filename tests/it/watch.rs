@@ -133,6 +133,14 @@ async fn script(server: &Server, seed: u64) -> BTreeMap<i64, Seen> {
     })
     .await
     .expect("delete");
+    // Revisions of many events, whose previous values are looked up off the runtime.
+    let many = |value: &str| TxnRequest {
+        success: (0..20)
+            .map(|i| put(&format!("a/t{i:02}"), value).into())
+            .collect(),
+        ..Default::default()
+    };
+    kv.txn(many("first")).await.expect("txn");
     let mut creates = vec![
         WatchCreateRequest {
             key: vec![0],
@@ -190,6 +198,14 @@ async fn script(server: &Server, seed: u64) -> BTreeMap<i64, Seen> {
         let r = s.next().await;
         record(&mut seen, r);
     }
+    kv.txn(many("second")).await.expect("txn");
+    kv.delete_range(DeleteRangeRequest {
+        key: b"a/t".to_vec(),
+        range_end: oxcd_api::prefix_end(b"a/t"),
+        prev_kv: false,
+    })
+    .await
+    .expect("delete");
     let mut rng = StdRng::seed_from_u64(seed);
     let keys = ["a", "a/x", "a/y", "b", "c", "d", "e"];
     for _ in 0..40 {

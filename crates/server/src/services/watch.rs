@@ -335,7 +335,17 @@ async fn send_loop(
             batch = batches.recv() => {
                 let Some(batch) = batch else { return };
                 let bytes = batch_bytes(&batch);
-                for r in respond(&server, &state, batch) {
+                let responses = if batch.events.len() > PREV_KV_ON_RUNTIME && wants_prev_kv(&state, &batch) {
+                    // A lookup per event: a big batch's go to the blocking pool.
+                    let (server, state) = (server.clone(), state.clone());
+                    match crate::blocking::run(None, move || respond(&server, &state, batch)).await {
+                        Ok(responses) => responses,
+                        Err(_) => return,
+                    }
+                } else {
+                    respond(&server, &state, batch)
+                };
+                for r in responses {
                     if out.send(r).await.is_err() {
                         return;
                     }
@@ -369,6 +379,16 @@ async fn send_loop(
             }
         }
     }
+}
+
+/// The most events whose previous values are looked up on the async runtime.
+const PREV_KV_ON_RUNTIME: usize = 16;
+
+fn wants_prev_kv(state: &Shared, batch: &WatchBatch) -> bool {
+    lock(state)
+        .watches
+        .get(&batch.watch_id)
+        .is_some_and(|o| o.prev_kv)
 }
 
 /// A store batch as the responses etcd would send for it.
