@@ -136,7 +136,7 @@ async fn script(server: &Server, seed: u64) -> BTreeMap<i64, Seen> {
     // Revisions of many events, whose previous values are looked up off the runtime.
     let many = |value: &str| TxnRequest {
         success: (0..20)
-            .map(|i| put(&format!("a/t{i:02}"), value).into())
+            .map(|i| put(format!("a/t{i:02}"), value).into())
             .collect(),
         ..Default::default()
     };
