@@ -691,14 +691,12 @@ impl WriteBatch<'_> {
         f: impl FnOnce(&mut TxnWriter<'_, '_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut table = self.tx.open_table(KV).map_err(backend_err)?;
-        let mut index = self.store.index.write().map_err(|_| poisoned())?;
-        let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
         let watching = self.store.hub.is_watching();
         self.events_complete &= watching;
         let mut w = TxnWriter::new(
             &mut table,
-            &mut index,
-            &mut leases,
+            &self.store.index,
+            &self.store.leases,
             self.rev,
             self.store.compacted_revision().0,
             watching,

@@ -2,7 +2,7 @@
 //! the read path shared by plain reads and reads inside a transaction.
 
 use crate::backend;
-use crate::error::{backend_err, StoreError};
+use crate::error::{backend_err, poisoned, StoreError};
 use crate::index::TreeIndex;
 use crate::key_range::KeyRange;
 use crate::lease::Leases;
@@ -18,12 +18,18 @@ use oxcd_api::mvccpb::{event::EventType, Event, KeyValue};
 use oxcd_api::EtcdError;
 use redb::{ReadableTable, Table};
 use std::cmp::Ordering;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Keys a delete tombstones in the index per hold of its write lock: reads go on between
+/// holds, however many keys one DeleteRange removes (revisions past the store's current one
+/// are invisible to them, so a delete half done in the index changes no read).
+const DELETES_PER_INDEX_HOLD: usize = 1000;
 
 /// Writes of one transaction: all its changes share revision `begin + 1`.
 pub(crate) struct TxnWriter<'t, 'i> {
     table: &'t mut Table<'i, u128, &'static [u8]>,
-    index: &'t mut TreeIndex,
-    leases: &'t mut Leases,
+    index: &'t RwLock<TreeIndex>,
+    leases: &'t RwLock<Leases>,
     begin: i64,
     compacted: i64,
     changes: i64,
@@ -34,8 +40,8 @@ pub(crate) struct TxnWriter<'t, 'i> {
 impl<'t, 'i> TxnWriter<'t, 'i> {
     pub(crate) fn new(
         table: &'t mut Table<'i, u128, &'static [u8]>,
-        index: &'t mut TreeIndex,
-        leases: &'t mut Leases,
+        index: &'t RwLock<TreeIndex>,
+        leases: &'t RwLock<Leases>,
         begin: i64,
         compacted: i64,
         collect_events: bool,
@@ -61,9 +67,22 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
         }
     }
 
+    fn index(&self) -> Result<RwLockReadGuard<'_, TreeIndex>, StoreError> {
+        self.index.read().map_err(|_| poisoned())
+    }
+
+    fn index_mut(&self) -> Result<RwLockWriteGuard<'_, TreeIndex>, StoreError> {
+        self.index.write().map_err(|_| poisoned())
+    }
+
+    fn leases_mut(&self) -> Result<RwLockWriteGuard<'_, Leases>, StoreError> {
+        self.leases.write().map_err(|_| poisoned())
+    }
+
     fn range(&self, req: &RangeRequest) -> Result<RangeResponse, StoreError> {
+        let held = self.index()?;
         let index = HeldIndex {
-            index: self.index,
+            index: &held,
             compacted: self.compacted,
         };
         range(
@@ -76,7 +95,8 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, StoreError> {
-        match self.index.get(key, self.rev()) {
+        let at = self.index()?.get(key, self.rev());
+        match at {
             Some(at) => Ok(Some(backend::load(&*self.table, at.modified)?)),
             None => Ok(None),
         }
@@ -84,7 +104,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
 
     fn write_put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<i64, StoreError> {
         let rev = self.begin + 1;
-        let (create_revision, version) = match self.index.get(key, rev) {
+        let (create_revision, version) = match self.index()?.get(key, rev) {
             Some(at) => (at.created.main, at.version + 1),
             None => (rev, 1),
         };
@@ -103,8 +123,8 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
                 backend::encode_record(&kv, false).as_slice(),
             )
             .map_err(backend_err)?;
-        self.index.put(key, idx_rev);
-        self.leases.attach(key, lease);
+        self.index_mut()?.put(key, idx_rev);
+        self.leases_mut()?.attach(key, lease);
         self.changes += 1;
         if self.collect_events {
             self.events.push(Event {
@@ -123,43 +143,67 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
     fn write_delete(&mut self, keys: &KeyRange) -> Result<i64, StoreError> {
         let rev = self.begin + 1;
         let doomed: Vec<Vec<u8>> = self
-            .index
+            .index()?
             .range(keys, self.rev())
             .map(|(k, _)| k.to_vec())
             .collect();
-        for key in &doomed {
-            let idx_rev = KeyRevision::new(rev, self.changes);
-            let kv = KeyValue {
-                key: key.clone(),
-                ..Default::default()
-            };
-            self.table
-                .insert(
-                    idx_rev.to_backend_key(),
-                    backend::encode_record(&kv, true).as_slice(),
-                )
-                .map_err(backend_err)?;
-            self.index.tombstone(key, idx_rev);
-            self.leases.detach(key);
-            self.changes += 1;
-            if self.collect_events {
-                self.events.push(Event {
-                    r#type: EventType::Delete as i32,
-                    kv: Some(KeyValue {
-                        key: key.clone(),
-                        mod_revision: rev,
-                        ..Default::default()
-                    }),
-                    prev_kv: None,
-                });
+        for chunk in doomed.chunks(DELETES_PER_INDEX_HOLD) {
+            let first = self.changes;
+            for key in chunk {
+                let idx_rev = KeyRevision::new(rev, self.changes);
+                let kv = KeyValue {
+                    key: key.clone(),
+                    ..Default::default()
+                };
+                self.table
+                    .insert(
+                        idx_rev.to_backend_key(),
+                        backend::encode_record(&kv, true).as_slice(),
+                    )
+                    .map_err(backend_err)?;
+                self.changes += 1;
+                if self.collect_events {
+                    self.events.push(Event {
+                        r#type: EventType::Delete as i32,
+                        kv: Some(KeyValue {
+                            key: key.clone(),
+                            mod_revision: rev,
+                            ..Default::default()
+                        }),
+                        prev_kv: None,
+                    });
+                }
             }
+            {
+                let mut index = self.index_mut()?;
+                for (key, sub) in chunk.iter().zip(first..) {
+                    index.tombstone(key, KeyRevision::new(rev, sub));
+                }
+            }
+            let mut leases = self.leases_mut()?;
+            for key in chunk {
+                leases.detach(key);
+            }
+            drop(leases);
+            #[cfg(test)]
+            BETWEEN_DELETE_CHUNKS.with(|hook| {
+                if let Some(hook) = hook.borrow_mut().as_mut() {
+                    hook()
+                }
+            });
         }
         Ok(doomed.len() as i64)
     }
 
     /// Refusals a put can meet; checked before anything is written.
     fn check_put(&self, req: &PutRequest) -> Result<(), StoreError> {
-        if req.lease != 0 && !self.leases.exists(req.lease) {
+        if req.lease != 0
+            && !self
+                .leases
+                .read()
+                .map_err(|_| poisoned())?
+                .exists(req.lease)
+        {
             return Err(EtcdError::LeaseNotFound.into());
         }
         if (req.ignore_value || req.ignore_lease) && self.get(&req.key)?.is_none() {
@@ -431,4 +475,83 @@ fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
 
 fn int_target(c: &Compare, pick: impl Fn(&TargetUnion) -> Option<i64>) -> i64 {
     c.target_union.as_ref().and_then(pick).unwrap_or(0)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Called after each chunk of keys a delete on this thread tombstones.
+    pub(crate) static BETWEEN_DELETE_CHUNKS: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kvstore::Store;
+    use oxcd_api::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::time::Duration;
+
+    #[test]
+    fn reads_go_on_between_the_chunks_of_a_huge_delete_and_see_none_of_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(&dir.path().join("db")).expect("open"));
+        let mut wb = store.begin_write().expect("write");
+        for i in 0..5000 {
+            wb.put(&PutRequest {
+                key: format!("k{i:05}").into_bytes(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            })
+            .expect("put");
+        }
+        wb.commit(false).expect("commit");
+        let all = RangeRequest {
+            key: b"k".to_vec(),
+            range_end: b"l".to_vec(),
+            count_only: true,
+            ..Default::default()
+        };
+        let (go, read_now) = mpsc::channel::<()>();
+        let (read, was_read) = mpsc::channel();
+        let reader = std::thread::spawn({
+            let store = store.clone();
+            let all = all.clone();
+            move || {
+                if read_now.recv().is_ok() {
+                    let _ = read.send(store.range(&all).map(|r| r.count));
+                }
+            }
+        });
+        let seen_mid_delete = Arc::new(Mutex::new(None));
+        super::BETWEEN_DELETE_CHUNKS.with(|hook| {
+            let seen = seen_mid_delete.clone();
+            let mut first = true;
+            *hook.borrow_mut() = Some(Box::new(move || {
+                if std::mem::take(&mut first) {
+                    let _ = go.send(());
+                    let got = was_read.recv_timeout(Duration::from_secs(10)).ok();
+                    *seen.lock().expect("seen") = got;
+                }
+            }))
+        });
+        let mut wb = store.begin_write().expect("write");
+        let deleted = wb
+            .delete_range(&DeleteRangeRequest {
+                key: b"k".to_vec(),
+                range_end: b"l".to_vec(),
+                prev_kv: false,
+            })
+            .expect("delete")
+            .deleted;
+        wb.commit(false).expect("commit");
+        super::BETWEEN_DELETE_CHUNKS.with(|hook| *hook.borrow_mut() = None);
+        reader.join().expect("reader");
+        assert_eq!(deleted, 5000);
+        let seen = seen_mid_delete.lock().expect("seen").take();
+        assert!(
+            matches!(seen, Some(Ok(5000))),
+            "a read during the delete was served, at the revision before it: {seen:?}"
+        );
+        assert_eq!(store.range(&all).expect("range").count, 0);
+    }
 }
