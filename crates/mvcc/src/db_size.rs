@@ -6,7 +6,7 @@ use crate::error::BackendError;
 use redb::{Database, ReadableDatabase, ReadableTableMetadata};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long writes may go on before the bytes in use are counted again.
@@ -72,20 +72,41 @@ impl DbSize {
                     >= RECOUNT_EVERY)
     }
 
-    /// Counts the bytes of every table's pages in a read snapshot: writers go on meanwhile.
-    pub fn count(&self, db: &Database) -> Result<u64, BackendError> {
+    /// Counts the bytes of every table's pages in a read snapshot of `db`: writers go on
+    /// meanwhile. Kept only if `db` is still `current()` (a defragmentation may have swapped
+    /// the file); otherwise, or on an error, another count is wanted at once.
+    pub fn count(
+        &self,
+        db: &Arc<Database>,
+        current: impl Fn() -> Arc<Database>,
+    ) -> Result<u64, BackendError> {
         self.soon.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
         *self.counted_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        let tx = db.begin_read()?;
-        let mut bytes = 0;
-        for handle in tx.list_tables()? {
-            let stats = tx.open_untyped_table(handle)?.stats()?;
-            bytes += stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
+        let bytes = match table_bytes(db) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.count_soon();
+                return Err(e);
+            }
+        };
+        if Arc::ptr_eq(db, &current()) {
+            self.in_use.store(bytes, Ordering::Relaxed);
+        } else {
+            self.count_soon();
         }
-        self.in_use.store(bytes, Ordering::Relaxed);
         Ok(bytes)
     }
+}
+
+fn table_bytes(db: &Database) -> Result<u64, BackendError> {
+    let tx = db.begin_read()?;
+    let mut bytes = 0;
+    for handle in tx.list_tables()? {
+        let stats = tx.open_untyped_table(handle)?.stats()?;
+        bytes += stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -210,7 +210,7 @@ impl Store {
     /// Counts the bytes in use from a read snapshot: it reads every page (seconds for a big
     /// file), so run it on a thread of its own; writes are not held up.
     pub fn count_db_size_in_use(&self) -> Result<u64, StoreError> {
-        Ok(self.size.count(&self.db())?)
+        Ok(self.size.count(&self.db(), || self.db())?)
     }
 
     pub fn meta(&self, name: &str) -> Result<Option<u64>, BackendError> {

@@ -180,17 +180,17 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
                     index.tombstone(key, KeyRevision::new(rev, sub));
                 }
             }
-            let mut leases = self.leases_mut()?;
-            for key in chunk {
-                leases.detach(key);
-            }
-            drop(leases);
             #[cfg(test)]
             BETWEEN_DELETE_CHUNKS.with(|hook| {
                 if let Some(hook) = hook.borrow_mut().as_mut() {
                     hook()
                 }
             });
+        }
+        // Leases keep no history: their keys go all at once, so no lookup sees half a delete.
+        let mut leases = self.leases_mut()?;
+        for key in &doomed {
+            leases.detach(key);
         }
         Ok(doomed.len() as i64)
     }

@@ -150,11 +150,13 @@ impl Lessor {
         let mut last_checkpoint = Instant::now();
         loop {
             tokio::time::sleep(TICK).await;
-            let leader = server.raft.is_leader.load(Ordering::Acquire);
             let leases = server.store.lease_list();
             let now = Instant::now();
             let (expired, checkpoints) = {
                 let mut st = self.state();
+                // Read under the lock: a keep-alive may have promoted the lessor meanwhile,
+                // and a stale "follower" would wipe the deadline it set.
+                let leader = server.raft.is_leader.load(Ordering::Acquire);
                 st.follow(leader, &leases, now, self.extend);
                 if !leader {
                     continue;
