@@ -64,11 +64,7 @@ fn copy_kv(from: &ReadTransaction, copy: &mut Copy) -> Result<u64, BackendError>
             while bytes < COPY_CHUNK_BYTES {
                 let Some(item) = records.next() else { break };
                 #[cfg(test)]
-                DURING_COPY.with(|hook| {
-                    if let Some(hook) = hook.borrow_mut().as_mut() {
-                        hook()
-                    }
-                });
+                crate::test_support::fire(&DURING_COPY);
                 let (k, v) = item?;
                 dst.insert(k.value(), v.value())?;
                 bytes += v.value().len() + 16;
@@ -139,8 +135,7 @@ pub(crate) fn finish_copy(
 #[cfg(test)]
 thread_local! {
     /// Called before each record the bulk copy on this thread takes.
-    pub(crate) static DURING_COPY: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
-        const { std::cell::RefCell::new(None) };
+    pub(crate) static DURING_COPY: crate::test_support::Hook = const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(test)]
@@ -232,13 +227,11 @@ mod tests {
             let store = store.clone();
             move || {
                 let mut first = true;
-                super::DURING_COPY.with(|h| {
-                    *h.borrow_mut() = Some(Box::new(move || {
-                        if std::mem::take(&mut first) {
-                            let _ = copying_tx.send(());
-                            let _ = go_rx.recv_timeout(Duration::from_secs(10));
-                        }
-                    }))
+                crate::test_support::set(&super::DURING_COPY, move || {
+                    if std::mem::take(&mut first) {
+                        let _ = copying_tx.send(());
+                        let _ = go_rx.recv_timeout(Duration::from_secs(10));
+                    }
                 });
                 store.defragment()
             }

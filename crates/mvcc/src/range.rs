@@ -144,11 +144,7 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
     let mut gate = None;
     for at in revisions {
         #[cfg(test)]
-        BEFORE_LOAD.with(|hook| {
-            if let Some(hook) = hook.borrow_mut().as_mut() {
-                hook()
-            }
-        });
+        crate::test_support::fire(&BEFORE_LOAD);
         let kv = if drop_values {
             backend::load_key(table, at)?
         } else {
@@ -172,11 +168,7 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
         if held > limits.share && gate.is_none() {
             if let Some(g) = limits.gate {
                 #[cfg(test)]
-                BEFORE_GATE.with(|hook| {
-                    if let Some(hook) = hook.borrow_mut().as_mut() {
-                        hook()
-                    }
-                });
+                crate::test_support::fire(&BEFORE_GATE);
                 gate = Some(g.lock().unwrap_or_else(|p| p.into_inner()));
             }
         }
@@ -220,11 +212,9 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
 #[cfg(test)]
 thread_local! {
     /// Called before each value a read on this thread loads.
-    pub(crate) static BEFORE_LOAD: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
-        const { std::cell::RefCell::new(None) };
+    pub(crate) static BEFORE_LOAD: crate::test_support::Hook = const { std::cell::RefCell::new(None) };
     /// Called before a read on this thread waits for the big-read gate.
-    pub(crate) static BEFORE_GATE: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
-        const { std::cell::RefCell::new(None) };
+    pub(crate) static BEFORE_GATE: crate::test_support::Hook = const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(test)]
@@ -259,13 +249,11 @@ mod tests {
             let store = store.clone();
             move || {
                 let mut first = true;
-                BEFORE_LOAD.with(|h| {
-                    *h.borrow_mut() = Some(Box::new(move || {
-                        if std::mem::take(&mut first) {
-                            let _ = loading_tx.send(());
-                            let _ = go_rx.recv_timeout(Duration::from_secs(10));
-                        }
-                    }))
+                crate::test_support::set(&BEFORE_LOAD, move || {
+                    if std::mem::take(&mut first) {
+                        let _ = loading_tx.send(());
+                        let _ = go_rx.recv_timeout(Duration::from_secs(10));
+                    }
                 });
                 store.range(&all(false))
             }
@@ -366,14 +354,12 @@ mod tests {
             let store = store.clone();
             move || {
                 let mut loaded = 0;
-                BEFORE_LOAD.with(|h| {
-                    *h.borrow_mut() = Some(Box::new(move || {
-                        loaded += 1;
-                        if loaded == 8 {
-                            let _ = past_share_tx.send(());
-                            let _ = go_rx.recv_timeout(Duration::from_secs(10));
-                        }
-                    }))
+                crate::test_support::set(&BEFORE_LOAD, move || {
+                    loaded += 1;
+                    if loaded == 8 {
+                        let _ = past_share_tx.send(());
+                        let _ = go_rx.recv_timeout(Duration::from_secs(10));
+                    }
                 });
                 store.range(&all(false))
             }
@@ -386,11 +372,8 @@ mod tests {
         let second = std::thread::spawn({
             let store = store.clone();
             move || {
-                BEFORE_GATE.with(|h| {
-                    let waiting_tx = waiting_tx.clone();
-                    *h.borrow_mut() = Some(Box::new(move || {
-                        let _ = waiting_tx.send(());
-                    }))
+                crate::test_support::set(&BEFORE_GATE, move || {
+                    let _ = waiting_tx.send(());
                 });
                 let read = store.range(&all(false));
                 let _ = second_done_tx.send(());

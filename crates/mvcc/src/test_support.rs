@@ -1,10 +1,12 @@
-//! Helpers for the crate's unit tests: a put in a batch of its own, and an allocator that
-//! counts what each thread holds, so a test can bound the memory one read takes.
+//! Helpers for the crate's unit tests: a put in a batch of its own, hooks a test sets into a
+//! code path on its thread, and an allocator that counts what each thread holds, so a test
+//! can bound the memory one read takes.
 
 use crate::kvstore::Store;
 use oxcd_api::etcdserverpb::PutRequest;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::thread::LocalKey;
 
 pub(crate) fn put(store: &Store, key: &str, value: impl Into<Vec<u8>>) {
     let mut wb = store.begin_write().expect("write");
@@ -15,6 +17,23 @@ pub(crate) fn put(store: &Store, key: &str, value: impl Into<Vec<u8>>) {
     })
     .expect("put");
     wb.commit(false).expect("commit");
+}
+
+/// A point in a code path where a test on the same thread may run something of its own.
+pub(crate) type Hook = RefCell<Option<Box<dyn FnMut()>>>;
+
+/// Runs what a test set at `hook`, if anything.
+pub(crate) fn fire(hook: &'static LocalKey<Hook>) {
+    hook.with(|h| {
+        if let Some(f) = h.borrow_mut().as_mut() {
+            f()
+        }
+    });
+}
+
+/// Sets what `hook` runs on this thread.
+pub(crate) fn set(hook: &'static LocalKey<Hook>, f: impl FnMut() + 'static) {
+    hook.with(|h| *h.borrow_mut() = Some(Box::new(f)));
 }
 
 thread_local! {

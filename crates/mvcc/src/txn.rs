@@ -75,6 +75,10 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
         self.index.write().map_err(|_| poisoned())
     }
 
+    fn leases(&self) -> Result<RwLockReadGuard<'_, Leases>, StoreError> {
+        self.leases.read().map_err(|_| poisoned())
+    }
+
     fn leases_mut(&self) -> Result<RwLockWriteGuard<'_, Leases>, StoreError> {
         self.leases.write().map_err(|_| poisoned())
     }
@@ -181,11 +185,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
                 }
             }
             #[cfg(test)]
-            BETWEEN_DELETE_CHUNKS.with(|hook| {
-                if let Some(hook) = hook.borrow_mut().as_mut() {
-                    hook()
-                }
-            });
+            crate::test_support::fire(&BETWEEN_DELETE_CHUNKS);
         }
         // Leases keep no history: their keys go all at once, so no lookup sees half a delete.
         let mut leases = self.leases_mut()?;
@@ -197,13 +197,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
 
     /// Refusals a put can meet; checked before anything is written.
     fn check_put(&self, req: &PutRequest) -> Result<(), StoreError> {
-        if req.lease != 0
-            && !self
-                .leases
-                .read()
-                .map_err(|_| poisoned())?
-                .exists(req.lease)
-        {
+        if req.lease != 0 && !self.leases()?.exists(req.lease) {
             return Err(EtcdError::LeaseNotFound.into());
         }
         if (req.ignore_value || req.ignore_lease) && self.get(&req.key)?.is_none() {
@@ -480,8 +474,7 @@ fn int_target(c: &Compare, pick: impl Fn(&TargetUnion) -> Option<i64>) -> i64 {
 #[cfg(test)]
 thread_local! {
     /// Called after each chunk of keys a delete on this thread tombstones.
-    pub(crate) static BETWEEN_DELETE_CHUNKS: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
-        const { std::cell::RefCell::new(None) };
+    pub(crate) static BETWEEN_DELETE_CHUNKS: crate::test_support::Hook = const { std::cell::RefCell::new(None) };
 }
 
 #[cfg(test)]
@@ -523,16 +516,14 @@ mod tests {
             }
         });
         let seen_mid_delete = Arc::new(Mutex::new(None));
-        super::BETWEEN_DELETE_CHUNKS.with(|hook| {
-            let seen = seen_mid_delete.clone();
-            let mut first = true;
-            *hook.borrow_mut() = Some(Box::new(move || {
-                if std::mem::take(&mut first) {
-                    let _ = go.send(());
-                    let got = was_read.recv_timeout(Duration::from_secs(10)).ok();
-                    *seen.lock().expect("seen") = got;
-                }
-            }))
+        let seen = seen_mid_delete.clone();
+        let mut first = true;
+        crate::test_support::set(&super::BETWEEN_DELETE_CHUNKS, move || {
+            if std::mem::take(&mut first) {
+                let _ = go.send(());
+                let got = was_read.recv_timeout(Duration::from_secs(10)).ok();
+                *seen.lock().expect("seen") = got;
+            }
         });
         let mut wb = store.begin_write().expect("write");
         let deleted = wb
@@ -544,7 +535,7 @@ mod tests {
             .expect("delete")
             .deleted;
         wb.commit(false).expect("commit");
-        super::BETWEEN_DELETE_CHUNKS.with(|hook| *hook.borrow_mut() = None);
+        crate::test_support::set(&super::BETWEEN_DELETE_CHUNKS, || {});
         reader.join().expect("reader");
         assert_eq!(deleted, 5000);
         let seen = seen_mid_delete.lock().expect("seen").take();
