@@ -7,6 +7,7 @@ mod coordination;
 mod crash;
 mod differential;
 mod etcdctl;
+mod faults;
 mod gateway;
 mod lease;
 mod ops;

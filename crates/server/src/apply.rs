@@ -49,6 +49,8 @@ pub struct Applier {
     /// Entries kept in the raft log behind a snapshot for slow followers (etcd's catch-up tail).
     pub catch_up_entries: u64,
     pub fatal: FatalTx,
+    /// Where received snapshots wait to be loaded.
+    pub snap_dir: PathBuf,
 }
 
 /// What stops the apply loop.
@@ -131,7 +133,7 @@ impl Applier {
 
     /// Replaces the state machine with the snapshot's, durably, then drops the file.
     fn restore(&self, snap: &Snapshot, p: &mut Progress) -> Result<(), String> {
-        let path = PathBuf::from(String::from_utf8_lossy(snap.get_data()).into_owned());
+        let path = received_snapshot_path(&self.snap_dir, snap.get_metadata().index);
         let applied = restore_snapshot_file(&self.store, &path)?;
         p.applied = applied;
         p.last_snapshot = applied;
@@ -357,6 +359,11 @@ impl Applier {
 
 /// Loads a snapshot file into the store durably, removes it, and returns the raft index the
 /// state stands for.
+/// Where the peer service keeps a snapshot received for raft index `index`.
+pub fn received_snapshot_path(snap_dir: &std::path::Path, index: u64) -> PathBuf {
+    snap_dir.join(format!("{index:016x}.snap"))
+}
+
 pub fn restore_snapshot_file(store: &Store, path: &std::path::Path) -> Result<u64, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let point = store

@@ -201,6 +201,7 @@ pub fn start_apply(
         snapshot_count: config.snapshot_count,
         catch_up_entries: config.snapshot_catchup_entries,
         fatal: fatal.clone(),
+        snap_dir: raft.peer_service.snap_dir.clone(),
     };
     std::thread::Builder::new()
         .name("apply".into())

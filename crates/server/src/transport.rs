@@ -478,6 +478,10 @@ impl Raft for PeerService {
             }
             for bytes in batch.messages {
                 match Message::parse_from_bytes(&bytes) {
+                    // A snapshot comes only on its own stream, with the state it stands for.
+                    Ok(m) if m.get_msg_type() == MessageType::MsgSnapshot => {
+                        tracing::warn!(remote_peer_id = %MemberId(m.from), "dropping a snapshot message sent outside a snapshot stream");
+                    }
                     Ok(m) => self.step(m)?,
                     Err(e) => tracing::warn!(error = %e, "dropping undecodable raft message"),
                 }
@@ -521,10 +525,19 @@ impl Raft for PeerService {
         let mut msg = Message::parse_from_bytes(&bytes)
             .map_err(|e| Status::invalid_argument(format!("snapshot message: {e}")))?;
         let index = msg.get_snapshot().get_metadata().index;
-        let path = self.snap_dir.join(format!("{index:016x}.snap"));
+        let path = crate::apply::received_snapshot_path(&self.snap_dir, index);
         tokio::fs::rename(&part, &path).await.map_err(io_err)?;
+        // The rename must be durable before raft hears of the snapshot and moves its log on.
+        tokio::fs::File::open(&self.snap_dir)
+            .await
+            .map_err(io_err)?
+            .sync_all()
+            .await
+            .map_err(io_err)?;
         tracing::info!(remote_peer_id = %MemberId(msg.from), snapshot_index = index, "received database snapshot from remote peer");
-        msg.mut_snapshot().data = path.to_string_lossy().as_bytes().to_vec().into();
+        // The apply thread finds the file by the snapshot's index in the snap dir; nothing a
+        // peer sends names a path.
+        msg.mut_snapshot().data = Default::default();
         self.step(msg)?;
         Ok(Response::new(PeerAck {}))
     }

@@ -1,0 +1,4 @@
+//! Safety under faults: the windows a crash, a stall or a hostile peer can open, each driven
+//! on purpose. Tests whose names start with `faults::cluster_` run in nextest's heavy group.
+
+mod peer_port;
