@@ -33,8 +33,15 @@ pub struct Node {
     pub fatal: FatalTx,
 }
 
+/// A ReadIndex not yet answered is asked again this often: a leader drops one until it has
+/// committed an entry of its term, and a deposed or stalled leader never answers (etcd 3.5
+/// asks again every 500 ms too).
+const READ_RETRY: Duration = Duration::from_millis(300);
+
 struct PendingRead {
     since: Instant,
+    asked: Instant,
+    ctx: Vec<u8>,
     replies: Vec<oneshot::Sender<u64>>,
 }
 
@@ -68,6 +75,14 @@ impl Node {
                 // Reads whose ReadIndex was lost (leader gone) fail instead of leaking.
                 let timeout = self.read_timeout;
                 pending_reads.retain(|_, r| r.since.elapsed() < timeout);
+                if self.raw.raft.leader_id != 0 {
+                    for read in pending_reads.values_mut() {
+                        if read.asked.elapsed() >= READ_RETRY {
+                            read.asked = Instant::now();
+                            self.raw.read_index(read.ctx.clone());
+                        }
+                    }
+                }
             }
             if !reads.is_empty() {
                 if self.raw.raft.leader_id != 0 {
@@ -76,11 +91,14 @@ impl Node {
                     // collide, so the context starts with this member's ID.
                     let mut ctx = self.raw.raft.id.to_be_bytes().to_vec();
                     ctx.extend_from_slice(&next_read.to_be_bytes());
-                    self.raw.read_index(ctx);
+                    self.raw.read_index(ctx.clone());
+                    let now = Instant::now();
                     pending_reads.insert(
                         next_read,
                         PendingRead {
-                            since: Instant::now(),
+                            since: now,
+                            asked: now,
+                            ctx,
                             replies: std::mem::take(&mut reads),
                         },
                     );

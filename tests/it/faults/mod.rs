@@ -1,4 +1,5 @@
 //! Safety under faults: the windows a crash, a stall or a hostile peer can open, each driven
-//! on purpose. Tests whose names start with `faults::cluster_` run in nextest's heavy group.
+//! on purpose. Tests named `cluster_*` run in nextest's heavy group.
 
 mod peer_port;
+mod reads;
