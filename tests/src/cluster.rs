@@ -209,6 +209,13 @@ impl Cluster {
         KvClient::new(ch)
     }
 
+    /// A channel to member `i` whose calls wait for the server's own answer, however long.
+    pub async fn patient_channel(&self, i: usize) -> Channel {
+        channel_with(&self.url(i), Duration::from_secs(300), self.tls.as_ref())
+            .await
+            .expect("member reachable")
+    }
+
     /// A watch stream on member `i` carrying `creates`, kept open; with `require_leader`, the
     /// header etcd's clients send to be cut off when the member loses its leader.
     pub async fn watch(

@@ -25,6 +25,10 @@ pub struct LeaseService {
     pub leader_channel: Arc<std::sync::Mutex<Option<(u64, Channel)>>>,
 }
 
+/// The shortest deadline one forwarded attempt gets, and the pause before the next.
+const FORWARD_ATTEMPT_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+const FORWARD_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 type KeepAliveStream =
     Pin<Box<dyn futures::Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
@@ -76,6 +80,47 @@ impl LeaseService {
         Ok(LeaseClient::new(channel))
     }
 
+    /// Runs `call` against the leader. Each attempt has a deadline (a stalled leader holds
+    /// its connections open and answers nothing); a failed attempt is made again, to whoever
+    /// leads by then, until the request timeout, as etcd's follower does.
+    async fn forward<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut(LeaseClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.server.request_timeout;
+        let attempt_limit = (2 * self.server.election_timeout).max(FORWARD_ATTEMPT_MIN);
+        loop {
+            let tried = self.server.raft.leader.load(Ordering::Acquire);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let outcome = match self.leader().await {
+                Ok(client) => tokio::time::timeout(attempt_limit.min(left), call(client))
+                    .await
+                    .unwrap_or_else(|_| Err(EtcdError::Timeout.into())),
+                Err(e) => Err(e),
+            };
+            let error = match outcome {
+                Ok(v) => return Ok(v),
+                Err(e) if e.code() != tonic::Code::Unavailable => return Err(e),
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() + FORWARD_RETRY >= deadline {
+                tracing::warn!(error = %error.message(), "gave up forwarding a lease request to the leader");
+                return Err(EtcdError::Timeout.into());
+            }
+            // A connection to a deposed or stalled leader is not reused.
+            if let Ok(mut c) = self.leader_channel.lock() {
+                if c.as_ref().is_some_and(|(id, _)| *id == tried) {
+                    *c = None;
+                }
+            }
+            tokio::time::sleep(FORWARD_RETRY).await;
+            if self.is_leader() {
+                return Err(EtcdError::LeaderChanged.into());
+            }
+        }
+    }
+
     async fn keep_alive_once(
         &self,
         id: i64,
@@ -90,18 +135,20 @@ impl LeaseService {
                 ttl,
             });
         }
-        let mut leader = self.leader().await?;
-        let mut responses = leader
-            .lease_keep_alive(with_token(
-                futures::stream::iter([LeaseKeepAliveRequest { id }]),
-                token,
-            ))
-            .await?
-            .into_inner();
-        responses
-            .message()
-            .await?
-            .ok_or_else(|| EtcdError::NoLeader.into())
+        self.forward(|mut leader| async move {
+            let mut responses = leader
+                .lease_keep_alive(with_token(
+                    futures::stream::iter([LeaseKeepAliveRequest { id }]),
+                    token,
+                ))
+                .await?
+                .into_inner();
+            responses
+                .message()
+                .await?
+                .ok_or_else(|| EtcdError::NoLeader.into())
+        })
+        .await
     }
 }
 
@@ -211,11 +258,12 @@ impl Lease for LeaseService {
         let token = crate::auth::request_token(r.metadata()).cloned();
         let r = r.into_inner();
         if !self.is_leader() {
-            let mut leader = self.leader().await?;
-            let mut resp = leader
-                .lease_time_to_live(with_token(r, token.as_ref()))
-                .await?
-                .into_inner();
+            let mut resp = self
+                .forward(|mut leader| {
+                    let request = with_token(r.clone(), token.as_ref());
+                    async move { Ok(leader.lease_time_to_live(request).await?.into_inner()) }
+                })
+                .await?;
             // Answered for this member: its identity in the header.
             self.server.fill_header(&mut resp.header);
             return Ok(Response::new(resp));
