@@ -260,7 +260,7 @@ impl Lease for LeaseService {
         if !self.is_leader() {
             let mut resp = self
                 .forward(|mut leader| {
-                    let request = with_token(r.clone(), token.as_ref());
+                    let request = with_token(r, token.as_ref());
                     async move { Ok(leader.lease_time_to_live(request).await?.into_inner()) }
                 })
                 .await?;
