@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Debian's etcd 3.4 server and etcdctl, the oracle; etcd3gw from
-# PyPI), then runs formatting and lint checks and every test. Usage: ./scripts/test.sh
+# PyPI), then runs formatting and lint checks and every test. Usage: ./scripts/test.sh [nextest filter]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,9 +27,12 @@ fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+# The tests drive failpoints in the members they start (tests/it/faults): every test build
+# has them; a release build never does.
+FEATURES=(--features oxcd-server/failpoints)
 echo "==> cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets "${FEATURES[@]}" -- -D warnings
 echo "==> building binaries the process tests start"
-cargo build --workspace --bins
+cargo build --workspace --bins "${FEATURES[@]}"
 echo "==> tests"
-cargo nextest run --workspace --no-fail-fast
+cargo nextest run --workspace --no-fail-fast "${FEATURES[@]}" "$@"

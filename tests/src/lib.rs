@@ -256,6 +256,18 @@ impl Server {
         }
     }
 
+    /// Sets failpoint `name` to `actions` (the fail crate's syntax) on the running member;
+    /// the binary must be built with `--features oxcd-server/failpoints`.
+    pub fn failpoint(&self, name: &str, actions: &str) {
+        let path = format!("/debug/failpoints/{name}");
+        let reply = http::request(&self.endpoint(), "PUT", &path, actions, &[]);
+        assert_eq!(
+            reply.status, 204,
+            "failpoint {name}={actions}: {} (is oxcd built with --features oxcd-server/failpoints?)",
+            reply.body
+        );
+    }
+
     /// SIGSTOP by PID: the process holds its sockets but answers nothing.
     pub fn pause(&self) {
         self.signal("-STOP");

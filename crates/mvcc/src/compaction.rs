@@ -91,12 +91,15 @@ impl Physical {
             cursor.1 = next;
         }
         if finished {
+            fail::fail_point!("compactBeforeSetFinishedCompact");
             tx.open_table(META)
                 .map_err(backend_err)?
                 .insert(META_COMPACT_FINISHED, target as u64)
                 .map_err(backend_err)?;
         }
+        fail::fail_point!("compactBeforeCommitBatch");
         tx.commit().map_err(backend_err)?;
+        fail::fail_point!("compactAfterCommitBatch");
         if finished {
             self.done.store(target, Ordering::Release);
         }

@@ -80,6 +80,7 @@ fn copy_kv(from: &ReadTransaction, copy: &mut Copy) -> Result<u64, BackendError>
 /// Copies the key-value history as it is now into a fresh file, without keeping writers
 /// out: the bulk of a defragmentation.
 pub(crate) fn start_copy(db: &Database, path: &Path) -> Result<Copy, BackendError> {
+    fail::fail_point!("defragBeforeCopy");
     let tmp = temp_path(path);
     let _ = std::fs::remove_file(&tmp);
     let mut copy = Copy {
@@ -123,6 +124,7 @@ pub(crate) fn finish_copy(
         path: path.display().to_string(),
         source: e,
     };
+    fail::fail_point!("defragBeforeRename");
     std::fs::rename(temp_path(path), path).map_err(io)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)

@@ -228,6 +228,7 @@ impl RaftLog {
             .write_all_at(&self.pending, self.write_at)
             .map_err(io(&path))?;
         self.write_at += self.pending.len() as u64;
+        fail::fail_point!("walBeforeSync");
         if durable {
             self.file.sync_data().map_err(io(&path))?;
         }

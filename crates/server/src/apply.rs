@@ -160,9 +160,21 @@ impl Applier {
             if e.index <= p.applied {
                 continue;
             }
+            fail::fail_point!("applyBeforeEntry");
             match e.get_entry_type() {
                 EntryType::EntryNormal if !e.data.is_empty() => {
                     match InternalRequest::decode(&e.data[..]) {
+                        Ok(req) if req.leader_term != 0 && req.leader_term != e.term => {
+                            // A leader's own decision (an expiry) that a successor's log
+                            // carries: the deposed leader forwarded it after losing office.
+                            tracing::warn!(
+                                index = e.index,
+                                entry_term = e.term,
+                                decided_in_term = req.leader_term,
+                                "dropping a deposed leader's decision"
+                            );
+                            replies.push((req.id, Err(EtcdError::LeaderChanged)));
+                        }
                         Ok(req) => {
                             let publish = matches!(
                                 req.request,
@@ -178,6 +190,7 @@ impl Applier {
                     }
                 }
                 EntryType::EntryConfChange => {
+                    fail::fail_point!("applyBeforeConfChange");
                     let (id, result) = self.apply_conf_change(&mut wb, e)?;
                     if let Ok(Applied::Members { removed, .. }) = &result {
                         removed_self |= *removed == Some(self.me.0);
@@ -198,7 +211,9 @@ impl Applier {
         let snapshot_due = p.applied - p.last_snapshot >= self.snapshot_count.max(1);
         let durable = snapshot_due || p.last_durable.elapsed() >= DURABLE_EVERY;
         let commit_started = Instant::now();
+        fail::fail_point!("beforeCommit");
         wb.commit(durable)?;
+        fail::fail_point!("afterCommit");
         let committed = Instant::now();
         if durable {
             crate::metrics::observe(
@@ -357,14 +372,15 @@ impl Applier {
     }
 }
 
-/// Loads a snapshot file into the store durably, removes it, and returns the raft index the
-/// state stands for.
 /// Where the peer service keeps a snapshot received for raft index `index`.
 pub fn received_snapshot_path(snap_dir: &std::path::Path, index: u64) -> PathBuf {
     snap_dir.join(format!("{index:016x}.snap"))
 }
 
+/// Loads a snapshot file into the store durably, removes it, and returns the raft index the
+/// state stands for.
 pub fn restore_snapshot_file(store: &Store, path: &std::path::Path) -> Result<u64, String> {
+    fail::fail_point!("applyBeforeOpenSnapshot");
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let point = store
         .restore_snapshot(file)
@@ -395,7 +411,20 @@ fn apply_one(
         }
     }
     if let Some(r) = req.as_ref().filter(|r| crate::auth::is_auth_request(r)) {
+        fail::fail_point!("applyBeforeAuth");
         return auth.apply(wb, r);
+    }
+    match &req {
+        Some(Request::Put(_)) => fail::fail_point!("applyBeforePut"),
+        Some(Request::DeleteRange(_)) => fail::fail_point!("applyBeforeDeleteRange"),
+        Some(Request::Txn(_)) => fail::fail_point!("applyBeforeTxn"),
+        Some(Request::Compaction(_)) => fail::fail_point!("applyBeforeCompaction"),
+        Some(Request::LeaseGrant(_)) => fail::fail_point!("applyBeforeLeaseGrant"),
+        Some(Request::LeaseRevoke(_)) => fail::fail_point!("applyBeforeLeaseRevoke"),
+        Some(Request::LeaseCheckpoint(_) | Request::LeaseCheckpoints(_)) => {
+            fail::fail_point!("applyBeforeLeaseCheckpoint")
+        }
+        _ => {}
     }
     let out = match req {
         Some(Request::Put(r)) => wb.put(&r).map(Applied::Put),

@@ -20,6 +20,7 @@ pub fn routes(server: Arc<EtcdServer>) -> axum::Router {
         .route("/readyz", get(ready))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
+        .merge(crate::failpoints::routes())
         .with_state(server)
 }
 

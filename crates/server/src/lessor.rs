@@ -31,22 +31,30 @@ pub const MAX_TTL: i64 = 9_000_000_000;
 
 #[derive(Default)]
 struct State {
-    primary: bool,
+    /// The term this member leads in, as the lessor last saw it.
+    leading: Option<u64>,
     expiry: HashMap<LeaseId, Instant>,
     revoking: HashMap<LeaseId, Instant>,
 }
 
 impl State {
-    /// Follows a change of leadership: a new leader gives every lease its remaining TTL (the
-    /// last checkpoint, or the whole TTL) plus an election timeout; a follower keeps none.
-    fn follow(&mut self, leader: bool, leases: &[LeaseTtl], now: Instant, extend: Duration) {
-        if leader == self.primary {
+    /// Follows a change of leadership: a new leader (or a leader in a new term) gives every
+    /// lease its remaining TTL (the last checkpoint, or the whole TTL) plus an election
+    /// timeout; a follower keeps none.
+    fn follow(
+        &mut self,
+        leading: Option<u64>,
+        leases: &[LeaseTtl],
+        now: Instant,
+        extend: Duration,
+    ) {
+        if leading == self.leading {
             return;
         }
-        self.primary = leader;
+        self.leading = leading;
         self.expiry.clear();
         self.revoking.clear();
-        if leader {
+        if leading.is_some() {
             for lease in leases {
                 let left = if lease.remaining_ttl > 0 {
                     lease.remaining_ttl
@@ -66,13 +74,13 @@ impl State {
     fn renew(
         &mut self,
         id: LeaseId,
-        ttl: i64,
+        (ttl, term): (i64, u64),
         now: Instant,
         leases: impl FnOnce() -> Vec<LeaseTtl>,
         extend: Duration,
     ) {
-        if !self.primary {
-            self.follow(true, &leases(), now, extend);
+        if self.leading != Some(term) {
+            self.follow(Some(term), &leases(), now, extend);
         }
         self.expiry
             .insert(id, now + Duration::from_secs(ttl.max(0) as u64));
@@ -128,9 +136,10 @@ impl Lessor {
     /// Renews a lease on the leader; its TTL, or None when it does not exist.
     pub fn renew(&self, server: &EtcdServer, id: LeaseId) -> Option<i64> {
         let lease = server.store.lease(id)?;
+        let term = server.raft.term.load(Ordering::Acquire);
         self.state().renew(
             id,
-            lease.ttl,
+            (lease.ttl, term),
             Instant::now(),
             || server.store.lease_list(),
             self.extend,
@@ -152,15 +161,19 @@ impl Lessor {
             tokio::time::sleep(TICK).await;
             let leases = server.store.lease_list();
             let now = Instant::now();
-            let (expired, checkpoints) = {
+            let (term, expired, checkpoints) = {
                 let mut st = self.state();
                 // Read under the lock: a keep-alive may have promoted the lessor meanwhile,
                 // and a stale "follower" would wipe the deadline it set.
-                let leader = server.raft.is_leader.load(Ordering::Acquire);
-                st.follow(leader, &leases, now, self.extend);
-                if !leader {
+                let leading = server
+                    .raft
+                    .is_leader
+                    .load(Ordering::Acquire)
+                    .then(|| server.raft.term.load(Ordering::Acquire));
+                st.follow(leading, &leases, now, self.extend);
+                let Some(term) = leading else {
                     continue;
-                }
+                };
                 let live: std::collections::HashSet<LeaseId> =
                     leases.iter().map(|lease| lease.id).collect();
                 st.expiry.retain(|id, _| live.contains(id));
@@ -186,26 +199,10 @@ impl Lessor {
                         }
                     }
                 }
-                (expired, checkpoints)
+                (term, expired, checkpoints)
             };
-            for id in expired {
-                let server = server.clone();
-                tokio::spawn(async move {
-                    let revoke = Internal::LeaseRevoke(LeaseRevokeRequest { id: id.0 });
-                    match server.propose(revoke).await {
-                        Ok(Applied::LeaseRevoked(rev)) => {
-                            tracing::debug!(
-                                lease_id = id.0,
-                                revision = rev.0,
-                                "revoked expired lease"
-                            )
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(lease_id = id.0, error = %e, "failed to revoke expired lease")
-                        }
-                    }
-                });
+            if !expired.is_empty() {
+                tokio::spawn(revoke_if_still_leading(server.clone(), term, expired));
             }
             for batch in checkpoints.chunks(CHECKPOINTS_PER_PROPOSAL) {
                 let server = server.clone();
@@ -213,10 +210,40 @@ impl Lessor {
                     checkpoints: batch.to_vec(),
                 });
                 tokio::spawn(async move {
-                    let _ = server.propose(batch).await;
+                    fail::fail_point!("lessorBeforeCheckpoint");
+                    let _ = server.propose_as_leader(batch, term).await;
                 });
             }
         }
+    }
+}
+
+/// etcd's ensureLeadership before revoking: a leader that stalled (in fsync, say) while the
+/// cluster elected another must not revoke leases their holders kept alive meanwhile. The
+/// proposals also carry the term, so one that reaches a successor's log is dropped.
+async fn revoke_if_still_leading(server: Arc<EtcdServer>, term: u64, expired: Vec<LeaseId>) {
+    match server.confirm_leadership().await {
+        Ok(confirmed) if confirmed == term => {}
+        outcome => {
+            tracing::warn!(leases = expired.len(), outcome = ?outcome, "not revoking expired leases: leadership not confirmed");
+            return;
+        }
+    }
+    for id in expired {
+        let server = server.clone();
+        tokio::spawn(async move {
+            fail::fail_point!("lessorBeforeRevoke");
+            let revoke = Internal::LeaseRevoke(LeaseRevokeRequest { id: id.0 });
+            match server.propose_as_leader(revoke, term).await {
+                Ok(Applied::LeaseRevoked(rev)) => {
+                    tracing::debug!(lease_id = id.0, revision = rev.0, "revoked expired lease")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(lease_id = id.0, error = %e, "failed to revoke expired lease")
+                }
+            }
+        });
     }
 }
 
@@ -264,14 +291,18 @@ mod tests {
             remaining_ttl: 0,
         }];
         let mut st = State::default();
-        st.renew(LeaseId(7), 100, t0, || leases.to_vec(), extend);
+        st.renew(LeaseId(7), (100, 3), t0, || leases.to_vec(), extend);
         // The loop's next look at leadership changes nothing.
-        st.follow(true, &leases, t0 + Duration::from_millis(50), extend);
+        st.follow(Some(3), &leases, t0 + Duration::from_millis(50), extend);
         assert_eq!(st.expiry[&LeaseId(7)], t0 + Duration::from_secs(100));
         // Losing leadership forgets every deadline; winning it again extends them.
-        st.follow(false, &leases, t0, extend);
+        st.follow(None, &leases, t0, extend);
         assert!(st.expiry.is_empty());
-        st.follow(true, &leases, t0, extend);
+        st.follow(Some(5), &leases, t0, extend);
+        assert_eq!(st.expiry[&LeaseId(7)], t0 + Duration::from_secs(101));
+        // Leading again in a later term, unseen in between, starts afresh too.
+        st.renew(LeaseId(7), (100, 5), t0, || leases.to_vec(), extend);
+        st.follow(Some(7), &leases, t0, extend);
         assert_eq!(st.expiry[&LeaseId(7)], t0 + Duration::from_secs(101));
     }
 }

@@ -11,6 +11,7 @@ pub mod corrupt;
 pub mod duration;
 pub mod error;
 pub mod exposition;
+pub mod failpoints;
 pub mod gateway;
 pub mod h2_authority;
 pub mod http;

@@ -2,6 +2,8 @@ use oxcd_server::config::{self, Parsed};
 use std::collections::BTreeMap;
 
 fn main() {
+    #[cfg(feature = "failpoints")]
+    let _failpoints = crash_on_failpoint_panic();
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let parsed = match config::parse(std::env::args().collect(), &env) {
         Ok(p) => p,
@@ -48,4 +50,24 @@ fn main() {
         }
         std::process::exit(code);
     }
+}
+
+/// Test builds: failpoints from `FAILPOINTS`, and a failpoint's `panic` ends the process at
+/// once (no unwinding, no clean shutdown), as a crash at that point would.
+#[cfg(feature = "failpoints")]
+fn crash_on_failpoint_panic() -> fail::FailScenario<'static> {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failpoint") {
+            std::process::abort();
+        }
+    }));
+    fail::FailScenario::setup()
 }

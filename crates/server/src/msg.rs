@@ -14,6 +14,8 @@ pub enum NodeMsg {
     Propose {
         id: u64,
         data: Vec<u8>,
+        /// Nonzero: proposed only while this member leads in that term, never forwarded.
+        leader_term: u64,
     },
     ProposeConfChange {
         id: u64,

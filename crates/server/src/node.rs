@@ -113,8 +113,17 @@ impl Node {
 
     fn handle(&mut self, msg: NodeMsg, reads: &mut Vec<oneshot::Sender<u64>>) -> Result<(), Fatal> {
         match msg {
-            NodeMsg::Propose { id, data } => {
-                if self.raw.propose(vec![], data).is_err() {
+            NodeMsg::Propose {
+                id,
+                data,
+                leader_term,
+            } => {
+                let deposed = leader_term != 0
+                    && (self.raw.raft.state != StateRole::Leader
+                        || self.raw.raft.term != leader_term);
+                if deposed {
+                    self.waiters.finish(id, Err(EtcdError::LeaderChanged));
+                } else if self.raw.propose(vec![], data).is_err() {
                     self.waiters.finish(id, Err(EtcdError::NoLeader));
                 }
             }
@@ -173,7 +182,10 @@ impl Node {
             }
             NodeMsg::CompactLog { index } => {
                 let index = index.min(self.raw.raft.raft_log.applied);
-                match self.log.compact(index) {
+                fail::fail_point!("raftBeforeCompactLog");
+                let compacted = self.log.compact(index);
+                fail::fail_point!("raftAfterCompactLog");
+                match compacted {
                     Ok(true) => tracing::info!(index, "compacted raft log"),
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "failed to compact raft log"),
@@ -189,6 +201,7 @@ impl Node {
         }
         let mut rd = self.raw.ready();
         // A leader may send while it persists (raft's thesis, 10.2.1); followers may not.
+        fail::fail_point!("raftBeforeLeaderSend");
         self.transport.send(rd.take_messages());
         if !rd.snapshot().is_empty() {
             self.install_snapshot(rd.snapshot().clone())?;
@@ -203,7 +216,9 @@ impl Node {
         // New entries, term or vote must be on disk before anyone hears of them.
         let must_sync = rd.must_sync();
         let started = std::time::Instant::now();
+        fail::fail_point!("raftBeforeSave");
         self.log.write(must_sync).map_err(persist_failed)?;
+        fail::fail_point!("raftAfterSave");
         if must_sync {
             let took = started.elapsed();
             crate::metrics::observe(|m| &m.wal_fsync, took.as_secs_f64());
@@ -211,6 +226,7 @@ impl Node {
                 tracing::warn!(took = ?took, expected_duration = ?SLOW_FSYNC, "slow fdatasync");
             }
         }
+        fail::fail_point!("raftBeforeFollowerSend");
         self.transport.send(rd.take_persisted_messages());
         for rs in rd.take_read_states() {
             let Some(counter) = rs
@@ -226,6 +242,7 @@ impl Node {
                 }
             }
         }
+        fail::fail_point!("raftBeforeAdvance");
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
             let mut hs = self.raw.raft.hard_state();
@@ -255,6 +272,7 @@ impl Node {
     /// it carries. The file stays until the state machine holds it durably, so a crash in
     /// between finds it again on restart.
     fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), Fatal> {
+        fail::fail_point!("raftBeforeApplySnap");
         self.log
             .apply_snapshot(snap.get_metadata())
             .map_err(persist_failed)?;
@@ -262,6 +280,7 @@ impl Node {
             snapshot_index = snap.get_metadata().index,
             "applied incoming snapshot to the raft log"
         );
+        fail::fail_point!("raftAfterApplySnap");
         if self.apply.send(ApplyMsg::Snapshot(snap)).is_err() {
             return Err(apply_gone());
         }

@@ -191,6 +191,24 @@ impl EtcdServer {
             request: Some(request),
             from_client: false,
             username: String::new(),
+            leader_term: 0,
+        })
+        .await
+    }
+
+    /// Replicates what only the leader of `term` may decide: dropped if this member no
+    /// longer leads in that term when raft takes it, or when it is applied.
+    pub async fn propose_as_leader(
+        &self,
+        request: Request,
+        term: u64,
+    ) -> Result<Applied, EtcdError> {
+        self.propose_internal(InternalRequest {
+            id: 0,
+            request: Some(request),
+            from_client: false,
+            username: String::new(),
+            leader_term: term,
         })
         .await
     }
@@ -206,6 +224,7 @@ impl EtcdServer {
             request: Some(request),
             from_client: true,
             username: who.map(|w| w.user.clone()).unwrap_or_default(),
+            leader_term: 0,
         })
         .await
     }
@@ -223,7 +242,16 @@ impl EtcdServer {
             return Err(EtcdError::RequestTooLarge);
         }
         self.raft.admit_proposal(*self.applied.borrow())?;
-        self.submit(id, NodeMsg::Propose { id, data }).await
+        let leader_term = req.leader_term;
+        self.submit(
+            id,
+            NodeMsg::Propose {
+                id,
+                data,
+                leader_term,
+            },
+        )
+        .await
     }
 
     /// Replicates a membership change and waits for it to be applied.
@@ -326,6 +354,19 @@ impl EtcdServer {
 
     /// Waits until this member has applied everything committed when the read arrived
     /// (raft ReadIndex), so a read after it sees every write acknowledged before it.
+    /// etcd's ensureLeadership: a ReadIndex round proves this member still leads (a leader
+    /// stuck in fsync, or cut off, cannot complete one); the term it leads in.
+    pub async fn confirm_leadership(&self) -> Result<u64, EtcdError> {
+        let term = self.raft.term.load(Ordering::Acquire);
+        if !self.raft.is_leader.load(Ordering::Acquire) {
+            return Err(EtcdError::LeaderChanged);
+        }
+        self.linearizable_read_barrier().await?;
+        let still = self.raft.is_leader.load(Ordering::Acquire)
+            && self.raft.term.load(Ordering::Acquire) == term;
+        still.then_some(term).ok_or(EtcdError::LeaderChanged)
+    }
+
     pub async fn linearizable_read_barrier(&self) -> Result<(), EtcdError> {
         self.refuse_learner()?;
         let (tx, rx) = oneshot::channel();

@@ -80,11 +80,15 @@ impl LeaseService {
         Ok(LeaseClient::new(channel))
     }
 
-    /// Runs `call` against the leader. Each attempt has a deadline (a stalled leader holds
-    /// its connections open and answers nothing); a failed attempt is made again, to whoever
-    /// leads by then, until the request timeout, as etcd's follower does.
-    async fn forward<T, F, Fut>(&self, mut call: F) -> Result<T, Status>
+    /// Answers with `local` on the leader, once a ReadIndex round has confirmed it still
+    /// leads (a leader stuck in fsync must not answer from its memory, etcd #15247), or with
+    /// `call` forwarded to the leader. Each attempt has a deadline (a stalled leader holds its
+    /// connections open and answers nothing); a failed one is made again, by or to whoever
+    /// leads by then, until the request timeout.
+    async fn at_leader<T, L, LFut, F, Fut>(&self, local: L, mut call: F) -> Result<T, Status>
     where
+        L: FnOnce() -> LFut,
+        LFut: std::future::Future<Output = Result<T, Status>>,
         F: FnMut(LeaseClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
@@ -92,12 +96,21 @@ impl LeaseService {
         let attempt_limit = (2 * self.server.election_timeout).max(FORWARD_ATTEMPT_MIN);
         loop {
             let tried = self.server.raft.leader.load(Ordering::Acquire);
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let outcome = match self.leader().await {
-                Ok(client) => tokio::time::timeout(attempt_limit.min(left), call(client))
-                    .await
-                    .unwrap_or_else(|_| Err(EtcdError::Timeout.into())),
-                Err(e) => Err(e),
+            let left =
+                attempt_limit.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let outcome = if self.is_leader() {
+                match tokio::time::timeout(left, self.server.confirm_leadership()).await {
+                    Ok(Ok(_)) => return local().await,
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err(EtcdError::Timeout.into()),
+                }
+            } else {
+                match self.leader().await {
+                    Ok(client) => tokio::time::timeout(left, call(client))
+                        .await
+                        .unwrap_or_else(|_| Err(EtcdError::Timeout.into())),
+                    Err(e) => Err(e),
+                }
             };
             let error = match outcome {
                 Ok(v) => return Ok(v),
@@ -115,9 +128,6 @@ impl LeaseService {
                 }
             }
             tokio::time::sleep(FORWARD_RETRY).await;
-            if self.is_leader() {
-                return Err(EtcdError::LeaderChanged.into());
-            }
         }
     }
 
@@ -126,16 +136,16 @@ impl LeaseService {
         id: i64,
         token: Option<&MetadataValue<Ascii>>,
     ) -> Result<LeaseKeepAliveResponse, Status> {
-        if self.is_leader() {
+        let renew = || async move {
             let ttl = self.lessor.renew(&self.server, LeaseId(id)).unwrap_or(0);
             crate::metrics::inc(|m| &m.lease_renewed);
-            return Ok(LeaseKeepAliveResponse {
+            Ok(LeaseKeepAliveResponse {
                 header: self.server.header(self.server.store.current_revision()),
                 id,
                 ttl,
-            });
-        }
-        self.forward(|mut leader| async move {
+            })
+        };
+        self.at_leader(renew, |mut leader| async move {
             let mut responses = leader
                 .lease_keep_alive(with_token(
                     futures::stream::iter([LeaseKeepAliveRequest { id }]),
@@ -257,46 +267,47 @@ impl Lease for LeaseService {
         let who = self.server.require_user(&r)?;
         let token = crate::auth::request_token(r.metadata()).cloned();
         let r = r.into_inner();
-        if !self.is_leader() {
-            let mut resp = self
-                .forward(|mut leader| {
-                    let request = with_token(r, token.as_ref());
-                    async move { Ok(leader.lease_time_to_live(request).await?.into_inner()) }
-                })
-                .await?;
-            // Answered for this member: its identity in the header.
-            self.server.fill_header(&mut resp.header);
-            return Ok(Response::new(resp));
-        }
-        let header = self.server.header(self.server.store.current_revision());
-        let Some(lease) = self.server.store.lease(LeaseId(r.id)) else {
-            // As etcd: an unknown (or expired) lease has TTL -1, not an error.
-            return Ok(Response::new(LeaseTimeToLiveResponse {
+        let local = || async move {
+            let header = self.server.header(self.server.store.current_revision());
+            let Some(lease) = self.server.store.lease(LeaseId(r.id)) else {
+                // As etcd: an unknown (or expired) lease has TTL -1, not an error.
+                return Ok(LeaseTimeToLiveResponse {
+                    header,
+                    id: r.id,
+                    ttl: -1,
+                    granted_ttl: 0,
+                    keys: vec![],
+                });
+            };
+            if r.keys {
+                // A key's name is the user's to see only where the user may read it.
+                for key in &lease.keys {
+                    self.server.auth.check_read(who.as_ref(), key, &[])?;
+                }
+            }
+            let ttl = self.lessor.remaining(LeaseId(r.id)).unwrap_or(lease.ttl);
+            Ok(LeaseTimeToLiveResponse {
                 header,
                 id: r.id,
-                ttl: -1,
-                granted_ttl: 0,
-                keys: vec![],
-            }));
+                ttl,
+                granted_ttl: lease.ttl,
+                keys: if r.keys {
+                    lease.keys.into_iter().collect()
+                } else {
+                    vec![]
+                },
+            })
         };
-        if r.keys {
-            // A key's name is the user's to see only where the user may read it.
-            for key in &lease.keys {
-                self.server.auth.check_read(who.as_ref(), key, &[])?;
+        let forwarded = |mut leader: LeaseClient<Channel>| {
+            let request = with_token(r, token.as_ref());
+            async move {
+                let mut resp = leader.lease_time_to_live(request).await?.into_inner();
+                // Answered for this member: its identity in the header.
+                self.server.fill_header(&mut resp.header);
+                Ok(resp)
             }
-        }
-        let ttl = self.lessor.remaining(LeaseId(r.id)).unwrap_or(lease.ttl);
-        Ok(Response::new(LeaseTimeToLiveResponse {
-            header,
-            id: r.id,
-            ttl,
-            granted_ttl: lease.ttl,
-            keys: if r.keys {
-                lease.keys.into_iter().collect()
-            } else {
-                vec![]
-            },
-        }))
+        };
+        Ok(Response::new(self.at_leader(local, forwarded).await?))
     }
 
     async fn lease_leases(
