@@ -138,7 +138,7 @@ impl Applier {
         p.applied = applied;
         p.last_snapshot = applied;
         p.last_release = applied;
-        self.applied.send_replace(applied);
+        self.publish_applied(applied);
         self.alarms.reload(&self.store).map_err(|e| e.to_string())?;
         self.auth.reload(&self.store).map_err(|e| e.to_string())?;
         let record = membership::load(&self.store)
@@ -239,7 +239,7 @@ impl Applier {
         if durable {
             p.last_durable = Instant::now();
         }
-        self.applied.send_replace(p.applied);
+        self.publish_applied(p.applied);
         if members_changed {
             let record = membership::load(&self.store)?.unwrap_or_default();
             self.members.send_replace(record);
@@ -269,6 +269,13 @@ impl Applier {
 }
 
 impl Applier {
+    /// Readers wait on `applied`; raft learns it too, and only from here: its guards (one
+    /// membership change at a time, no campaign over an unapplied one) count on it.
+    fn publish_applied(&self, index: u64) {
+        self.applied.send_replace(index);
+        let _ = self.node.send(NodeMsg::Applied { index });
+    }
+
     /// A leader that was removed hands leadership to the most caught-up voter before it
     /// stops, so the others need not wait out an election timeout.
     fn hand_over_if_leader(&self) {

@@ -11,6 +11,10 @@ use tokio::sync::oneshot;
 
 /// To the raft thread.
 pub enum NodeMsg {
+    /// The apply thread has applied (and committed to the backend) up to `index`.
+    Applied {
+        index: u64,
+    },
     Propose {
         id: u64,
         data: Vec<u8>,

@@ -31,6 +31,8 @@ pub struct Node {
     /// How long a read waits for its ReadIndex before it is given up.
     pub read_timeout: Duration,
     pub fatal: FatalTx,
+    /// Membership changes waiting for the one before them to be applied.
+    pub held_conf_changes: std::collections::VecDeque<(u64, raft::eraftpb::ConfChange)>,
 }
 
 /// A ReadIndex not yet answered is asked again this often: a leader drops one until it has
@@ -127,10 +129,17 @@ impl Node {
                     self.waiters.finish(id, Err(EtcdError::NoLeader));
                 }
             }
-            NodeMsg::ProposeConfChange { id, change } => {
-                if self.raw.propose_conf_change(vec![], change).is_err() {
-                    self.waiters.finish(id, Err(EtcdError::NoLeader));
+            NodeMsg::Applied { index } => {
+                let log = &self.raw.raft.raft_log;
+                let index = index.min(log.committed).min(log.persisted);
+                if index > log.applied {
+                    self.raw.advance_apply_to(index);
                 }
+                self.propose_held_conf_change();
+            }
+            NodeMsg::ProposeConfChange { id, change } => {
+                self.held_conf_changes.push_back((id, change));
+                self.propose_held_conf_change();
             }
             NodeMsg::ReadIndex { reply } => reads.push(reply),
             NodeMsg::Step(m) => {
@@ -195,6 +204,21 @@ impl Node {
         Ok(())
     }
 
+    /// A leader takes one membership change at a time: raft would turn a second one proposed
+    /// before the first is applied into an empty entry, and its proposer would time out
+    /// (etcd's behaviour). It waits here instead until the first is applied.
+    fn propose_held_conf_change(&mut self) {
+        let raft = &self.raw.raft;
+        if raft.state == StateRole::Leader && raft.has_pending_conf() {
+            return;
+        }
+        if let Some((id, change)) = self.held_conf_changes.pop_front() {
+            if self.raw.propose_conf_change(vec![], change).is_err() {
+                self.waiters.finish(id, Err(EtcdError::NoLeader));
+            }
+        }
+    }
+
     fn on_ready(&mut self, pending_reads: &mut HashMap<u64, PendingRead>) -> Result<(), Fatal> {
         if !self.raw.has_ready() {
             return Ok(());
@@ -243,7 +267,8 @@ impl Node {
             }
         }
         fail::fail_point!("raftBeforeAdvance");
-        let mut light = self.raw.advance(rd);
+        // Applied moves only when the apply thread says so (NodeMsg::Applied).
+        let mut light = self.raw.advance_append(rd);
         if let Some(commit) = light.commit_index() {
             let mut hs = self.raw.raft.hard_state();
             hs.commit = commit;
@@ -252,7 +277,6 @@ impl Node {
         }
         self.transport.send(light.take_messages());
         self.hand_off(light.take_committed_entries())?;
-        self.raw.advance_apply();
         let raft = &self.raw.raft;
         self.status.term.store(raft.term, Ordering::Release);
         let previous = self.status.leader.swap(raft.leader_id, Ordering::AcqRel);

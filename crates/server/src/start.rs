@@ -132,6 +132,7 @@ pub fn start_raft(
         read_timeout: Duration::from_secs(5)
             + Duration::from_millis(2 * config.election_timeout_ms),
         fatal: fatal.clone(),
+        held_conf_changes: Default::default(),
     };
     std::thread::Builder::new()
         .name("raft".into())

@@ -2,5 +2,6 @@
 //! on purpose. Tests named `cluster_*` run in nextest's heavy group.
 
 mod leases;
+mod membership;
 mod peer_port;
 mod reads;
