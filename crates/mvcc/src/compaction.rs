@@ -252,4 +252,51 @@ mod tests {
             "{written_while_pending} of 5 writes went ahead of the compaction"
         );
     }
+
+    #[test]
+    fn hash_kv_never_reports_a_compaction_point_over_records_it_did_not_leave_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = std::sync::Arc::new(Store::open(&dir.path().join("db")).expect("open"));
+        let twin = Store::open(&dir.path().join("twin")).expect("open twin");
+        for i in 0..20 {
+            put(&store, &format!("k{}", i % 3), format!("v{i}"));
+            put(&twin, &format!("k{}", i % 3), format!("v{i}"));
+        }
+        // A whole compaction runs, deletions and all, while a HashKV is under way.
+        let compacting = store.clone();
+        crate::test_support::set(&crate::kvstore::HASH_AFTER_READ, move || {
+            let store = compacting.clone();
+            let (done, finished) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                compact(&store, 10);
+                store.finish_compaction().expect("finish");
+                let _ = done.send(());
+            });
+            let _ = finished.recv_timeout(std::time::Duration::from_millis(300));
+        });
+        let during = store.hash_kv(Revision(20)).expect("hash during");
+        crate::test_support::set(&crate::kvstore::HASH_AFTER_READ, || {});
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.compaction_pending() || store.compacted_revision() != Revision(10) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "compaction never ended"
+            );
+            std::thread::yield_now();
+        }
+        let after = store.hash_kv(Revision(20)).expect("hash after");
+        let uncompacted = twin.hash_kv(Revision(20)).expect("twin hash");
+        // A hash stands for the history as compacted at the point it reports.
+        let expected = if during.compact_revision == after.compact_revision {
+            after.hash
+        } else {
+            assert_eq!(during.compact_revision, Revision(0));
+            uncompacted.hash
+        };
+        assert_eq!(
+            during.hash, expected,
+            "HashKV reported compaction point {:?}",
+            during.compact_revision
+        );
+    }
 }

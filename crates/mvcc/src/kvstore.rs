@@ -382,15 +382,21 @@ impl Store {
     pub fn hash_kv(&self, rev: Revision) -> Result<KvHash, StoreError> {
         let current = self.current_revision();
         let db = self.db();
-        let rx = db.begin_read().map_err(backend_err)?;
         // While compacted history is still being deleted, members differ in how much of it
-        // is left: what the index no longer has is left out, as etcd's HashKV does.
-        let (compacted, held) = {
+        // is left: what the index no longer has is left out, as etcd's HashKV does. The
+        // compaction point, the index and the read must agree: under the index lock no new
+        // point is published, and deletions are seen as finished only if they committed
+        // before the read began.
+        let (rx, compacted, held) = {
             let index = self.index.read().map_err(|_| poisoned())?;
             let compacted = self.compacted_revision();
-            let held = (self.physical.done() < compacted.0)
+            let deleted_upto = self.physical.done();
+            let rx = db.begin_read().map_err(backend_err)?;
+            #[cfg(test)]
+            crate::test_support::fire(&HASH_AFTER_READ);
+            let held = (deleted_upto < compacted.0)
                 .then(|| (compacted.0, index.revisions_upto(compacted.0)));
-            (compacted, held)
+            (rx, compacted, held)
         };
         let rev = if rev.0 == 0 { current } else { rev };
         if rev > current {
@@ -717,4 +723,10 @@ impl WriteBatch<'_> {
         })?;
         Ok(self.rev)
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Called once HashKV on this thread has opened its read.
+    pub(crate) static HASH_AFTER_READ: crate::test_support::Hook = const { std::cell::RefCell::new(None) };
 }
