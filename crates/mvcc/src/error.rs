@@ -19,6 +19,12 @@ pub enum BackendError {
     Redb(#[from] redb::Error),
     #[error("backend: corrupt record at revision {0:?}")]
     Corrupt(KeyRevision),
+    /// A record beside the keyspace (members, auth, alarms) that does not decode.
+    #[error("backend: corrupt {0}")]
+    CorruptRecord(String),
+    /// A thread panicked holding a lock on the store's in-memory state.
+    #[error("backend: {0} lock poisoned")]
+    Poisoned(&'static str),
 }
 
 impl BackendError {
@@ -66,8 +72,14 @@ pub(crate) fn backend_err<E: Into<BackendError>>(e: E) -> StoreError {
     StoreError::Backend(e.into())
 }
 
+/// Not a refusal: the in-memory state may be half-changed, so the member must stop.
 pub(crate) fn poisoned() -> StoreError {
-    StoreError::Request(EtcdError::Internal("mvcc index lock poisoned".into()))
+    StoreError::Backend(BackendError::Poisoned("mvcc index"))
+}
+
+/// A record beside the keyspace that does not decode: the member must stop, not refuse.
+pub fn corrupt_record(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(BackendError::CorruptRecord(format!("{what} record: {e}")))
 }
 
 #[derive(Debug, thiserror::Error)]

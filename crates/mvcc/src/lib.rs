@@ -25,7 +25,7 @@ mod watcher_group;
 pub use backend::{META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
 pub use backup::{check_backup, has_checksum, BackupStatus, BackupWriter};
 pub use defrag::Defragmented;
-pub use error::{BackendError, BackupError, SnapshotError, StoreError};
+pub use error::{corrupt_record, BackendError, BackupError, SnapshotError, StoreError};
 pub use key_range::KeyRange;
 pub use kvstore::{KvHash, LeaseTtl, Store, StoreHash, WriteBatch};
 pub use lease::LeaseInfo;

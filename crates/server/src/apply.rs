@@ -184,8 +184,12 @@ impl Applier {
                             replies.push((id, apply_one(&mut wb, &self.alarms, &self.auth, req)?));
                             members_changed |= publish;
                         }
+                        // etcd panics here: skipping would leave this member's state behind.
                         Err(err) => {
-                            tracing::error!(index = e.index, error = %err, "skipping undecodable raft entry")
+                            return Err(Stop::Store(oxcd_mvcc::corrupt_record(
+                                &format!("raft entry {}", e.index),
+                                err,
+                            )))
                         }
                     }
                 }
@@ -318,7 +322,7 @@ impl Applier {
         wb: &mut WriteBatch<'_>,
         e: &Entry,
     ) -> Result<(u64, Result<Applied, EtcdError>), StoreError> {
-        let bad = |what: String| StoreError::Request(EtcdError::Internal(what));
+        let bad = |what: String| StoreError::Backend(oxcd_mvcc::BackendError::CorruptRecord(what));
         let cc = ConfChange::parse_from_bytes(&e.data)
             .map_err(|err| bad(format!("conf change at {}: {err}", e.index)))?;
         let ctx = ConfChangeContext::decode(cc.get_context())
@@ -469,6 +473,10 @@ fn apply_one(
             }
             Ok(Ok(a))
         }
+        // An internal error is no deterministic refusal: stop rather than diverge.
+        Err(StoreError::Request(EtcdError::Internal(e))) => Err(StoreError::Backend(
+            oxcd_mvcc::BackendError::CorruptRecord(e),
+        )),
         Err(StoreError::Request(e)) => Ok(Err(e)),
         Err(e) => Err(e),
     }
@@ -527,4 +535,37 @@ fn update_member(
         members: record.members,
         removed: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apply_one;
+    use crate::alarms::Alarms;
+    use crate::auth::AuthStore;
+    use oxcd_api::oxcdpb::{internal_request::Request, InternalRequest, MemberAttributes};
+    use oxcd_mvcc::{Store, StoreError};
+    use std::time::Duration;
+
+    #[test]
+    fn a_corrupt_record_stops_the_apply_instead_of_refusing_one_request() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        let alarms = Alarms::load(&store).expect("alarms");
+        let auth = AuthStore::load(&store, "simple", Duration::from_secs(300), 4).expect("auth");
+        let mut wb = store.begin_write().expect("write");
+        wb.set_cluster_record("cluster", b"\xff\xff\xff not a record")
+            .expect("write the record");
+        let publish = InternalRequest {
+            request: Some(Request::Publish(MemberAttributes {
+                id: 1,
+                name: "m1".into(),
+                client_urls: vec![],
+            })),
+            ..Default::default()
+        };
+        match apply_one(&mut wb, &alarms, &auth, publish) {
+            Err(StoreError::Backend(_)) => {}
+            other => panic!("a corrupt cluster record must stop the member, got {other:?}"),
+        }
+    }
 }

@@ -2,15 +2,13 @@
 //! only.
 
 use oxcd_api::oxcdpb::ClusterRecord;
-use oxcd_api::EtcdError;
 use oxcd_mvcc::{Store, StoreError, WriteBatch};
 use prost::Message;
 
 const KEY: &str = "cluster";
 
 fn decode(bytes: &[u8]) -> Result<ClusterRecord, StoreError> {
-    ClusterRecord::decode(bytes)
-        .map_err(|e| StoreError::Request(EtcdError::Internal(format!("cluster record: {e}"))))
+    ClusterRecord::decode(bytes).map_err(|e| oxcd_mvcc::corrupt_record("cluster", e))
 }
 
 /// The committed record; `None` before bootstrap.

@@ -3,7 +3,6 @@
 //! and backups with the keyspace.
 
 use oxcd_api::etcdserverpb::{AlarmMember, AlarmResponse};
-use oxcd_api::EtcdError;
 use oxcd_mvcc::{SnapshotPoint, Store, StoreError, WriteBatch};
 use prost::Message;
 use raft::eraftpb::ConfState;
@@ -11,9 +10,7 @@ use raft::eraftpb::ConfState;
 const ALARMS: &str = "alarms";
 const CONF_STATE: &str = "conf_state";
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Request(EtcdError::Internal(format!("{what} record: {e}")))
-}
+use oxcd_mvcc::corrupt_record as corrupt;
 
 fn decode_alarms(bytes: &[u8]) -> Result<Vec<AlarmMember>, StoreError> {
     AlarmResponse::decode(bytes)

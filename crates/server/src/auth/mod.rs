@@ -49,8 +49,7 @@ pub struct AuthStore {
 }
 
 fn decode_state(bytes: &[u8]) -> Result<AuthState, StoreError> {
-    AuthState::decode(bytes)
-        .map_err(|e| StoreError::Request(EtcdError::Internal(format!("auth record: {e}"))))
+    AuthState::decode(bytes).map_err(|e| oxcd_mvcc::corrupt_record("auth", e))
 }
 
 impl AuthStore {
