@@ -375,8 +375,22 @@ impl Cluster {
     /// Adds a member through `via` (member add), then starts it with
     /// --initial-cluster-state existing. Returns its index.
     pub async fn add_member(&mut self, via: usize, learner: bool) -> usize {
+        self.add_member_with_env(via, learner, &[]).await
+    }
+
+    /// `add_member` with extra environment variables for the new member's process.
+    pub async fn add_member_with_env(
+        &mut self,
+        via: usize,
+        learner: bool,
+        env: &[(&str, &str)],
+    ) -> usize {
         let i = self.members.len();
-        let m = self.new_member(i);
+        let mut m = self.new_member(i);
+        m.server.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut cc = self.cluster_client(via).await;
         cc.member_add(MemberAddRequest {
             peer_ur_ls: vec![m.advertised_peer.clone()],

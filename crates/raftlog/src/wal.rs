@@ -273,13 +273,21 @@ impl RaftLog {
     /// The state machine holds everything up to `index` (of `term`) but the log ends before
     /// it, e.g. after its fsynced tail was lost: continue from the state machine as from a
     /// snapshot, as a restored member does.
-    pub fn restart_from(&mut self, index: u64, term: u64) -> Result<(), RaftLogError> {
+    pub fn restart_from(
+        &mut self,
+        index: u64,
+        term: u64,
+        conf_state: Option<&ConfState>,
+    ) -> Result<(), RaftLogError> {
         self.sync()?;
         {
             let mut core = self.storage.wl();
             core.entries.clear();
             core.snap_index = index;
             core.snap_term = term;
+            if let Some(cs) = conf_state {
+                core.conf_state = cs.clone();
+            }
             core.hard_state.commit = core.hard_state.commit.max(index);
             core.hard_state.term = core.hard_state.term.max(term);
         }
@@ -577,7 +585,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         write_some(d.path(), 5);
         let mut log = RaftLog::open(d.path()).expect("reopen");
-        log.restart_from(8, 3).expect("restart");
+        log.restart_from(8, 3, None).expect("restart");
         drop(log);
         let log = RaftLog::open(d.path()).expect("reopen");
         let st = log.storage();

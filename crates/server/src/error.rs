@@ -18,6 +18,8 @@ pub enum StartError {
     RaftLog(#[from] oxcd_raftlog::RaftLogError),
     #[error(transparent)]
     Bootstrap(#[from] oxcd_storage::BootstrapError),
+    #[error(transparent)]
+    Align(#[from] oxcd_storage::recovery::AlignError),
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
     /// The data dir's directories could not be made (the error names the path).

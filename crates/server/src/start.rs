@@ -12,7 +12,7 @@ use crate::server::EtcdServer;
 use crate::{alarms, auth, compactor, corrupt, lessor, logging, server, transport};
 use oxcd_api::oxcdpb::{internal_request::Request as Internal, MemberAttributes};
 use oxcd_api::{ClusterId, MemberId};
-use oxcd_storage::{membership, Store, META_APPLIED_INDEX, META_APPLIED_TERM};
+use oxcd_storage::{membership, Store, META_APPLIED_INDEX};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,13 +46,12 @@ pub fn start_raft(
         mut log,
     } = storage;
     let applied = store.meta(META_APPLIED_INDEX)?.unwrap_or(0);
-    if applied > log.last_index() {
+    if let Some(why) = oxcd_storage::recovery::align_log_with_backend(&store, &mut log)? {
         tracing::warn!(
             applied_index = applied,
-            last_log_index = log.last_index(),
-            "raft log ends before the backend's applied index; continuing from the backend as a snapshot"
+            reason = why,
+            "the raft log does not hold the backend's applied index; continuing from the backend as a snapshot, with its membership"
         );
-        log.restart_from(applied, store.meta(META_APPLIED_TERM)?.unwrap_or(0))?;
     }
     log.raise_commit_to(applied);
     // Replay brought the whole log file into memory; only a catch-up tail is worth keeping.

@@ -149,7 +149,7 @@ pub fn bootstrap(
     records::save_conf_state(&mut wb, &cs)?;
     wb.commit(true)?;
     log.set_conf_state(&cs);
-    log.restart_from(1, 1)?;
+    log.restart_from(1, 1, None)?;
     for id in &ids {
         tracing::info!(local_member_id = %member_id, added_peer_id = %id, cluster_id = %cluster_id, "added member");
     }

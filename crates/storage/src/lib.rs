@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod data_dir;
 pub mod membership;
 pub mod records;
+pub mod recovery;
 pub mod restore;
 
 pub use bootstrap::{bootstrap, BootstrapError, InitialCluster};

@@ -42,6 +42,14 @@ pub fn save_conf_state(wb: &mut WriteBatch<'_>, cs: &ConfState) -> Result<(), St
     wb.set_cluster_record(CONF_STATE, &bytes)
 }
 
+/// The conf state the backend holds, if any.
+pub fn load_conf_state(store: &Store) -> Result<Option<ConfState>, StoreError> {
+    store
+        .cluster_record(CONF_STATE)?
+        .map(|b| decode_conf_state(&b))
+        .transpose()
+}
+
 /// The conf state a snapshot carries (empty for a backend that never had one).
 pub fn snapshot_conf_state(point: &SnapshotPoint) -> Result<ConfState, StoreError> {
     point
