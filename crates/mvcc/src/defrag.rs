@@ -125,6 +125,12 @@ pub(crate) fn finish_copy(
         source: e,
     };
     fail::fail_point!("defragBeforeRename");
+    #[cfg(test)]
+    if FAIL_BEFORE_RENAME.with(|f| f.get()) {
+        return Err(io(std::io::Error::other(
+            "injected: no space left on device",
+        )));
+    }
     std::fs::rename(temp_path(path), path).map_err(io)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)
@@ -138,6 +144,8 @@ pub(crate) fn finish_copy(
 thread_local! {
     /// Called before each record the bulk copy on this thread takes.
     pub(crate) static DURING_COPY: crate::test_support::Hook = const { std::cell::RefCell::new(None) };
+    /// Makes the copy on this thread fail just before it would replace the backend file.
+    pub(crate) static FAIL_BEFORE_RENAME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 #[cfg(test)]
@@ -280,5 +288,32 @@ mod tests {
         let reopened = Store::open(&dir.path().join("db")).expect("reopen");
         assert_eq!(reopened.range(&during).expect("range").kvs.len(), 1);
         assert_eq!(reopened.hash_kv(Revision(0)).expect("hash"), hash);
+    }
+
+    #[test]
+    fn a_failed_defragmentation_removes_its_copy_and_keeps_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let store = Store::open(&path).expect("open");
+        for i in 0..100 {
+            crate::test_support::put(&store, &format!("k{i}"), vec![b'x'; 100]);
+        }
+        super::FAIL_BEFORE_RENAME.with(|f| f.set(true));
+        assert!(store.defragment().is_err());
+        super::FAIL_BEFORE_RENAME.with(|f| f.set(false));
+        assert!(
+            !super::temp_path(&path).exists(),
+            "the failed copy was left on the disk"
+        );
+        crate::test_support::put(&store, "after", "still writable");
+        let all = store
+            .range(&RangeRequest {
+                key: b"\0".to_vec(),
+                range_end: b"\0".to_vec(),
+                count_only: true,
+                ..Default::default()
+            })
+            .expect("range");
+        assert_eq!(all.count, 101);
     }
 }

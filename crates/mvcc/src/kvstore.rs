@@ -424,17 +424,27 @@ impl Store {
         })?;
         let compact_finished = self.physical.done();
         let size_before = self.db_size();
-        let mut copy = defrag::start_copy(&self.db(), &self.path)?;
-        // Writes went on during the bulk copy: catch up with them while they go on, so the
-        // part done with writers held out is short.
-        for _ in 0..DEFRAG_CATCH_UP_ROUNDS {
-            if defrag::catch_up(&self.db(), &mut copy)? < DEFRAG_FINAL_RECORDS {
-                break;
+        let copied = (|| {
+            let mut copy = defrag::start_copy(&self.db(), &self.path)?;
+            // Writes went on during the bulk copy: catch up with them while they go on, so
+            // the part done with writers held out is short.
+            for _ in 0..DEFRAG_CATCH_UP_ROUNDS {
+                if defrag::catch_up(&self.db(), &mut copy)? < DEFRAG_FINAL_RECORDS {
+                    break;
+                }
             }
-        }
-        let _turn = self.writer_turn();
-        let (fresh, held_records) =
-            defrag::finish_copy(&self.db(), copy, compact_finished, &self.path)?;
+            let turn = self.writer_turn();
+            defrag::finish_copy(&self.db(), copy, compact_finished, &self.path)
+                .map(|done| (done, turn))
+        })();
+        let ((fresh, held_records), _turn) = match copied {
+            Ok(done) => done,
+            Err(e) => {
+                // The copy may be what filled the disk: it goes, the original stays.
+                let _ = std::fs::remove_file(defrag::temp_path(&self.path));
+                return Err(e);
+            }
+        };
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         // History a compaction deleted from the old file during the copy is in the new one.
         self.physical.reset(compact_finished);
