@@ -664,6 +664,12 @@ impl WriteBatch<'_> {
         leases.checkpoint(&self.tx, id.0, remaining_ttl)
     }
 
+    /// The keys lease `id` holds now (none if there is no such lease).
+    pub fn lease_keys(&self, id: LeaseId) -> Result<Vec<Vec<u8>>, StoreError> {
+        let leases = self.store.leases.read().map_err(|_| poisoned())?;
+        Ok(leases.keys_held(id.0))
+    }
+
     /// Ends a lease and deletes every key it holds, all in one revision. Returns the store's
     /// revision after it.
     pub fn lease_revoke(&mut self, id: LeaseId) -> Result<Revision, StoreError> {

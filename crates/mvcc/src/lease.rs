@@ -141,6 +141,14 @@ impl Leases {
         save(tx, id, l.ttl, remaining_ttl)
     }
 
+    /// The keys lease `id` holds (none if there is no such lease).
+    pub fn keys_held(&self, id: i64) -> Vec<Vec<u8>> {
+        self.by_id
+            .get(&id)
+            .map(|l| l.keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The keys lease `id` holds, each a range to delete when it is revoked.
     pub fn keys_of(&self, id: i64) -> Result<Vec<KeyRange>, StoreError> {
         match self.by_id.get(&id) {

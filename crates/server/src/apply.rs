@@ -420,6 +420,10 @@ fn apply_one(
         if let Err(refusal) = auth.check_applied(&internal.username, r) {
             return Ok(Err(refusal));
         }
+        let keys_of = |id| wb.lease_keys(LeaseId(id));
+        if let Err(refusal) = auth.check_lease_puts(&internal.username, r, keys_of)? {
+            return Ok(Err(refusal));
+        }
     }
     if let Some(r) = req.as_ref().filter(|r| crate::auth::is_auth_request(r)) {
         fail::fail_point!("applyBeforeAuth");

@@ -286,6 +286,38 @@ impl AuthStore {
         }
     }
 
+    /// etcd's checkLeasePuts: revoking a lease, or attaching one more key to it, needs write
+    /// permission on every key the lease holds when the request is applied. `keys_of` gives
+    /// a lease's keys.
+    pub fn check_lease_puts(
+        &self,
+        user: &str,
+        req: &Request,
+        mut keys_of: impl FnMut(i64) -> Result<Vec<Vec<u8>>, oxcd_mvcc::StoreError>,
+    ) -> Result<Result<(), EtcdError>, oxcd_mvcc::StoreError> {
+        if !self.is_enabled() {
+            return Ok(Ok(()));
+        }
+        let info = AuthInfo {
+            user: user.to_string(),
+        };
+        let mut leases = Vec::new();
+        match req {
+            Request::Put(p) => leases.push(p.lease),
+            Request::LeaseRevoke(r) => leases.push(r.id),
+            Request::Txn(t) => txn_leases(t, &mut leases),
+            _ => {}
+        }
+        for id in leases.into_iter().filter(|id| *id != 0) {
+            for key in keys_of(id)? {
+                if let Err(refusal) = self.check_put(Some(&info), &key, false) {
+                    return Ok(Err(refusal));
+                }
+            }
+        }
+        Ok(Ok(()))
+    }
+
     /// The check a client's request gets again when it is applied, against the state as it
     /// is then (a permission may have been revoked since the member accepted it).
     pub fn check_applied(&self, user: &str, req: &Request) -> Result<(), EtcdError> {
@@ -368,5 +400,16 @@ impl AuthStore {
             *guard = next;
         }
         Ok(Ok(Applied::Auth))
+    }
+}
+
+/// The leases a transaction's puts attach keys to, nested transactions included.
+fn txn_leases(txn: &TxnRequest, out: &mut Vec<i64>) {
+    for op in txn.success.iter().chain(&txn.failure) {
+        match &op.request {
+            Some(request_op::Request::RequestPut(p)) => out.push(p.lease),
+            Some(request_op::Request::RequestTxn(t)) => txn_leases(t, out),
+            _ => {}
+        }
     }
 }
