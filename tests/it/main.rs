@@ -12,6 +12,7 @@ mod gateway;
 mod lease;
 mod ops;
 mod overload;
+mod robustness;
 mod security;
 mod startup;
 mod utl;

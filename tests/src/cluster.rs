@@ -209,6 +209,12 @@ impl Cluster {
         KvClient::new(ch)
     }
 
+    /// A channel to member `i` whose calls give up after `timeout`; None if it does not
+    /// answer now.
+    pub async fn try_channel(&self, i: usize, timeout: Duration) -> Option<Channel> {
+        channel_with(&self.url(i), timeout, self.tls.as_ref()).await
+    }
+
     /// A channel to member `i` whose calls wait for the server's own answer, however long.
     pub async fn patient_channel(&self, i: usize) -> Channel {
         channel_with(&self.url(i), Duration::from_secs(300), self.tls.as_ref())

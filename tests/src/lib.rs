@@ -260,12 +260,32 @@ impl Server {
     /// the binary must be built with `--features oxcd-server/failpoints`.
     pub fn failpoint(&self, name: &str, actions: &str) {
         let path = format!("/debug/failpoints/{name}");
-        let reply = http::request(&self.endpoint(), "PUT", &path, actions, &[]);
-        assert_eq!(
-            reply.status, 204,
-            "failpoint {name}={actions}: {} (is oxcd built with --features oxcd-server/failpoints?)",
-            reply.body
+        let reply = http::try_request(&self.endpoint(), "PUT", &path, actions, &[]);
+        assert!(
+            reply.as_ref().is_some_and(|r| r.status == 204),
+            "failpoint {name}={actions}: {reply:?} (is oxcd built with --features oxcd-server/failpoints?)"
         );
+    }
+
+    /// Clears failpoint `name`; false if the member did not answer.
+    pub fn clear_failpoint(&self, name: &str) -> bool {
+        let path = format!("/debug/failpoints/{name}");
+        http::try_request(&self.endpoint(), "DELETE", &path, "", &[])
+            .is_some_and(|r| r.status == 204)
+    }
+
+    /// Every failpoint the running member has, by name.
+    pub fn failpoint_names(&self) -> Vec<String> {
+        let reply = http::request(&self.endpoint(), "GET", "/debug/failpoints", "", &[]);
+        assert_eq!(
+            reply.status, 200,
+            "no failpoints (is oxcd built with --features oxcd-server/failpoints?)"
+        );
+        reply
+            .body
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(name, _)| name.to_string()))
+            .collect()
     }
 
     /// SIGSTOP by PID: the process holds its sockets but answers nothing.
@@ -299,6 +319,18 @@ impl Server {
                 let _ = c.wait();
             }
         }
+    }
+
+    /// Whether the process has exited (it is reaped then); never waits.
+    pub fn exited(&mut self) -> bool {
+        let gone = self
+            .child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+        if gone {
+            self.child = None;
+        }
+        gone
     }
 
     /// The process's exit status if it has exited by the deadline.

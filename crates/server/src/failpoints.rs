@@ -2,7 +2,7 @@
 //! `FAILPOINTS` (`name=actions;...`), or on a running member over HTTP on its client URL, as
 //! gofail's endpoint does for etcd: `PUT /debug/failpoints/NAME` with the actions as the body
 //! (the fail crate's syntax: `panic`, `sleep(2000)`, `pause`, `1*return`, `50%sleep(10)`),
-//! `DELETE` to clear one, `GET /debug/failpoints` to list them. A `panic` action ends the
+//! `DELETE` to clear one, `GET /debug/failpoints` to list them all with their actions. A `panic` action ends the
 //! process at once, as a crash would (see the binary's panic hook).
 
 /// Every failpoint oxcd has, where it sits, for the robustness suite to pick from.
@@ -134,13 +134,15 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
     use axum::extract::Path;
     use axum::http::StatusCode;
     use axum::routing::get;
+    /// Every failpoint, `name=actions` (actions empty where none are set), one a line.
     async fn list() -> String {
-        let mut out: Vec<String> = fail::list()
-            .into_iter()
-            .map(|(name, actions)| format!("{name}={actions}\n"))
-            .collect();
-        out.sort();
-        out.concat()
+        let set: std::collections::BTreeMap<String, String> = fail::list().into_iter().collect();
+        ALL.iter()
+            .map(|(name, _)| {
+                let actions = set.get(*name).map_or("", String::as_str);
+                format!("{name}={actions}\n")
+            })
+            .collect()
     }
     async fn set(Path(name): Path<String>, actions: String) -> (StatusCode, String) {
         match fail::cfg(name, actions.trim()) {

@@ -46,3 +46,50 @@ fn accepts_overlapping_and_refuses_stale_reads() {
     let invented = vec![op(r(Some("9")), 0, Some(1), t)];
     assert!(check(&invented).is_err());
 }
+
+/// The zones test (used when writes are unique) and the search agree on random small
+/// histories, unknown outcomes included.
+#[test]
+fn the_zones_test_agrees_with_the_search() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let t = Instant::now();
+    let (mut linearizable, mut not) = (0, 0);
+    for _ in 0..20_000 {
+        let n = rng.gen_range(1..8);
+        let mut written = Vec::new();
+        let mut ops = Vec::new();
+        for i in 0..n {
+            let call = rng.gen_range(0..20u64);
+            let ret = (rng.gen_range(0..8) > 0).then(|| call + rng.gen_range(1..10u64));
+            let kind = if rng.gen_bool(0.5) {
+                written.push(format!("v{i}"));
+                Kind::Write(format!("v{i}"))
+            } else {
+                let pick = rng.gen_range(0..=written.len());
+                Kind::Read(written.get(pick).cloned())
+            };
+            ops.push(op(kind, call, ret, t));
+        }
+        let refs: Vec<&Op> = ops.iter().collect();
+        let zones = zones_check(&refs).expect("unique writes");
+        let brief: Vec<String> = ops
+            .iter()
+            .map(|o| {
+                let ms = |i: Instant| i.duration_since(t).as_millis();
+                format!("{:?} {}..{:?}", o.kind, ms(o.call), o.ret.map(ms))
+            })
+            .collect();
+        assert_eq!(
+            zones,
+            check_register(&refs),
+            "zones said {zones}: {brief:#?}"
+        );
+        if zones {
+            linearizable += 1;
+        } else {
+            not += 1;
+        }
+    }
+    assert!(linearizable > 1000 && not > 1000, "{linearizable} / {not}");
+}
