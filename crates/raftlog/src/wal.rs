@@ -1,6 +1,9 @@
 //! The write-ahead log file. A record is `len u32 | crc32 u32 | kind u8 | payload` (little
-//! endian; the CRC covers the length, kind and payload). Compaction writes a new generation file that
-//! starts from a snapshot record, then removes the older ones.
+//! endian; the CRC covers the length, kind and payload). Each write starts with a batch record
+//! giving the length of the records it carries and whether it was fsynced, so replay can tell
+//! a write torn by a crash (never fsynced, never acknowledged) from damage to synced data.
+//! Compaction writes a new generation file that starts from a snapshot record, then removes
+//! the older ones.
 
 use crate::storage::{Core, LogStorage};
 use protobuf::Message;
@@ -13,7 +16,10 @@ const ENTRY: u8 = 1;
 const HARD_STATE: u8 = 2;
 const SNAPSHOT: u8 = 3;
 const CONF_STATE: u8 = 4;
+const BATCH: u8 = 5;
 const HEADER: usize = 9;
+/// A batch record: the header, the records' length (u64) and the fsync flag (u8).
+const BATCH_RECORD: usize = HEADER + 9;
 /// A record claiming more than this is not a record.
 const MAX_RECORD: usize = 256 << 20;
 /// Disk space is reserved ahead of the writes in steps of this size (etcd preallocates 64 MiB
@@ -117,6 +123,52 @@ fn valid_record_after(data: &[u8], from: usize) -> bool {
     (from..data.len().saturating_sub(HEADER - 1)).any(|p| valid_record_at(data, p).is_some())
 }
 
+/// A batch record at `at`: where its records end, and whether the write was fsynced.
+fn batch_at(data: &[u8], at: usize) -> Option<(usize, bool)> {
+    let end = valid_record_at(data, at)?;
+    if data[at + 8] != BATCH || end - at != BATCH_RECORD {
+        return None;
+    }
+    let len = u64::from_le_bytes(data[at + HEADER..at + HEADER + 8].try_into().ok()?);
+    Some((
+        end.checked_add(usize::try_from(len).ok()?)?,
+        data[at + HEADER + 8] != 0,
+    ))
+}
+
+/// Whether valid records run from `from` exactly to `to`.
+fn whole(data: &[u8], from: usize, to: usize) -> bool {
+    let mut p = from;
+    while p < to {
+        match valid_record_at(data, p) {
+            Some(end) => p = end,
+            None => return false,
+        }
+    }
+    p == to
+}
+
+/// Whether damage before `from` was fsynced: some later fsynced batch is whole and something
+/// was written after it, which the writer does only once that fsync returned; and an fsync
+/// covers everything written before it. Otherwise the damage is a write torn by a crash.
+fn synced_after(data: &[u8], from: usize) -> bool {
+    (from..data.len()).any(|p| match batch_at(data, p) {
+        Some((end, true)) => {
+            end <= data.len() && whole(data, p + BATCH_RECORD, end) && valid_record_after(data, end)
+        }
+        _ => false,
+    })
+}
+
+/// The batch record starting a write of `records` bytes.
+fn batch_record(records: usize, durable: bool) -> Vec<u8> {
+    let mut payload = (records as u64).to_le_bytes().to_vec();
+    payload.push(u8::from(durable));
+    let mut out = Vec::with_capacity(BATCH_RECORD);
+    encode(&mut out, BATCH, &payload);
+    out
+}
+
 fn pb<M: Message>(m: &M) -> Vec<u8> {
     // Encoding a valid message into memory does not fail.
     m.write_to_bytes().unwrap_or_default()
@@ -194,19 +246,27 @@ impl RaftLog {
             return Err(raft::Error::Store(raft::StorageError::Unavailable).into());
         }
         for e in entries {
-            encode(&mut self.pending, ENTRY, &pb(e));
+            self.push(ENTRY, &pb(e));
         }
         Ok(())
     }
 
     pub fn set_hard_state(&mut self, hs: &HardState) {
         self.storage.wl().hard_state = hs.clone();
-        encode(&mut self.pending, HARD_STATE, &pb(hs));
+        self.push(HARD_STATE, &pb(hs));
     }
 
     pub fn set_conf_state(&mut self, cs: &ConfState) {
         self.storage.wl().conf_state = cs.clone();
-        encode(&mut self.pending, CONF_STATE, &pb(cs));
+        self.push(CONF_STATE, &pb(cs));
+    }
+
+    /// Adds a record to the next write, which starts with room for its batch record.
+    fn push(&mut self, kind: u8, payload: &[u8]) {
+        if self.pending.is_empty() {
+            self.pending.resize(BATCH_RECORD, 0);
+        }
+        encode(&mut self.pending, kind, payload);
     }
 
     /// Writes what was appended since the last sync and makes it durable (one fsync for all
@@ -223,6 +283,8 @@ impl RaftLog {
         }
         use std::os::unix::fs::FileExt;
         let path = self.path();
+        let batch = batch_record(self.pending.len() - BATCH_RECORD, durable);
+        self.pending[..BATCH_RECORD].copy_from_slice(&batch);
         self.reserve(self.pending.len() as u64)?;
         self.file
             .write_all_at(&self.pending, self.write_at)
@@ -317,7 +379,7 @@ impl RaftLog {
     /// Writes the in-memory log as a new generation file (snapshot record, hard state,
     /// entries), then removes the old one.
     fn rewrite(&mut self) -> Result<(), RaftLogError> {
-        let mut buf = Vec::new();
+        let mut records = Vec::new();
         {
             let core = self.storage.rl();
             let mut meta = SnapshotMetadata {
@@ -326,12 +388,14 @@ impl RaftLog {
                 ..Default::default()
             };
             meta.set_conf_state(core.conf_state.clone());
-            encode(&mut buf, SNAPSHOT, &pb(&meta));
-            encode(&mut buf, HARD_STATE, &pb(&core.hard_state));
+            encode(&mut records, SNAPSHOT, &pb(&meta));
+            encode(&mut records, HARD_STATE, &pb(&core.hard_state));
             for e in &core.entries {
-                encode(&mut buf, ENTRY, &pb(e));
+                encode(&mut records, ENTRY, &pb(e));
             }
         }
+        let mut buf = batch_record(records.len(), true);
+        buf.extend_from_slice(&records);
         let tmp = self.dir.join("next.tmp");
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(&buf).map_err(io(&tmp))?;
@@ -393,6 +457,17 @@ fn replay(path: &Path, core: &mut Core) -> Result<Replayed, RaftLogError> {
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut data))
         .map_err(io(path))?;
+    let replayed = replay_data(path, &data, core)?;
+    let valid_len = replayed.valid_len as usize;
+    if !replayed.reserved_tail && valid_len < data.len() {
+        // A torn write is cut off whole: what replay took of it goes too.
+        *core = Core::default();
+        replay_data(path, &data[..valid_len], core)?;
+    }
+    Ok(replayed)
+}
+
+fn replay_data(path: &Path, data: &[u8], core: &mut Core) -> Result<Replayed, RaftLogError> {
     let corrupt = |offset: usize, reason: &str| RaftLogError::Corrupt {
         path: path.to_path_buf(),
         offset: offset as u64,
@@ -402,13 +477,37 @@ fn replay(path: &Path, core: &mut Core) -> Result<Replayed, RaftLogError> {
         valid_len: off as u64,
         reserved_tail: false,
     };
+    // The write being replayed (where it starts and its records end), once the file has any.
+    let mut batch: Option<(usize, usize)> = None;
+    // A damaged record at `off`: in a file written in batches, a torn write (cut off from
+    // its start) unless a later fsynced write proves it was synced; in an older file, a torn
+    // tail only if nothing valid follows.
+    let damaged = |off: usize, batch: Option<(usize, usize)>, reason: &str| match batch {
+        Some((start, end)) => {
+            let (start, after) = if off < end {
+                (start, end)
+            } else {
+                (off, off + 1)
+            };
+            if synced_after(&data, after) {
+                Err(corrupt(off, reason))
+            } else {
+                Ok(torn(start))
+            }
+        }
+        None if valid_record_after(&data, off + 1) => Err(corrupt(off, reason)),
+        None => Ok(torn(off)),
+    };
     let mut off = 0usize;
     while off < data.len() {
         let rest = data.len() - off;
         if rest < HEADER {
-            return Ok(torn(off)); // torn header at the end
+            return damaged(off, batch, "torn header");
         }
         if data[off + 8] == 0 && data[off..].iter().all(|b| *b == 0) {
+            if let Some((start, _)) = batch.filter(|(_, end)| off < *end) {
+                return Ok(torn(start)); // the write's last records never reached the disk
+            }
             return Ok(Replayed {
                 valid_len: off as u64,
                 reserved_tail: true,
@@ -419,21 +518,19 @@ fn replay(path: &Path, core: &mut Core) -> Result<Replayed, RaftLogError> {
         let crc = u32::from_le_bytes([data[off + 4], data[off + 5], data[off + 6], data[off + 7]]);
         let end = off + HEADER + len;
         if len > MAX_RECORD || end > data.len() {
-            if valid_record_after(&data, off + 1) {
-                return Err(corrupt(off, "record length runs past valid records"));
-            }
-            return Ok(torn(off)); // torn payload at the end
+            return damaged(off, batch, "record length runs past valid records");
         }
         let body = &data[off + 8..end];
         if checksum(len as u32, body) != crc {
-            if !valid_record_after(&data, off + 1) {
-                return Ok(torn(off)); // the last record was cut mid-write
-            }
-            return Err(corrupt(off, "checksum mismatch"));
+            return damaged(off, batch, "checksum mismatch");
         }
         let (kind, payload) = (body[0], &body[1..]);
         let bad = |_| corrupt(off, "undecodable record");
         match kind {
+            BATCH => match batch_at(&data, off) {
+                Some((records_end, _)) => batch = Some((off, records_end)),
+                None => return Err(corrupt(off, "malformed batch record")),
+            },
             ENTRY => {
                 let e = Entry::parse_from_bytes(payload).map_err(bad)?;
                 if !core.append(std::slice::from_ref(&e)) {
@@ -452,6 +549,9 @@ fn replay(path: &Path, core: &mut Core) -> Result<Replayed, RaftLogError> {
             _ => return Err(corrupt(off, "unknown record kind")),
         }
         off = end;
+    }
+    if let Some((start, _)) = batch.filter(|(_, end)| off < *end) {
+        return Ok(torn(start)); // the file ends inside the last write
     }
     Ok(Replayed {
         valid_len: off as u64,
@@ -533,6 +633,65 @@ mod tests {
                 .data,
             b"again".to_vec()
         );
+    }
+
+    /// Offsets of the records in a log file: (start, kind).
+    fn records(path: &Path) -> Vec<(usize, u8)> {
+        let data = fs::read(path).expect("read");
+        let mut out = Vec::new();
+        let mut off = 0;
+        while let Some(end) = valid_record_at(&data, off) {
+            out.push((off, data[off + 8]));
+            off = end;
+        }
+        out
+    }
+
+    #[test]
+    fn a_write_torn_in_its_middle_is_cut_off_whole() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = write_some(d.path(), 3);
+        let mut log = RaftLog::open(d.path()).expect("reopen");
+        let many: Vec<Entry> = (4..=6).map(|i| entry(i, 1, &[b'x'; 3000])).collect();
+        log.append(&many).expect("append");
+        log.write(false).expect("write, no fsync");
+        drop(log);
+        // The crash kept the write's first and last pages, not the middle one.
+        let entries: Vec<usize> = records(&path)
+            .into_iter()
+            .filter(|(_, kind)| *kind == ENTRY)
+            .map(|(at, _)| at)
+            .collect();
+        let mut data = fs::read(&path).expect("read");
+        data[entries[4] + 100..entries[4] + 2000].fill(0);
+        fs::write(&path, &data).expect("write");
+
+        let mut log = RaftLog::open(d.path()).expect("a torn write is no corruption");
+        assert_eq!(log.last_index(), 3, "the torn write is dropped whole");
+        log.append(&[entry(4, 1, b"again")]).expect("append");
+        log.sync().expect("sync");
+        drop(log);
+        let log = RaftLog::open(d.path()).expect("reopen after writing on");
+        assert_eq!(log.last_index(), 4);
+    }
+
+    #[test]
+    fn damage_under_a_later_fsync_is_refused() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = write_some(d.path(), 5);
+        // The second write's entry: writes 3 to 5 were fsynced after it.
+        let entries: Vec<usize> = records(&path)
+            .into_iter()
+            .filter(|(_, kind)| *kind == ENTRY)
+            .map(|(at, _)| at)
+            .collect();
+        let mut data = fs::read(&path).expect("read");
+        data[entries[1] + HEADER + 1] ^= 0xff;
+        fs::write(&path, &data).expect("write");
+        let Err(err) = RaftLog::open(d.path()) else {
+            panic!("must refuse")
+        };
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
     }
 
     #[test]
