@@ -14,6 +14,7 @@
 use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxcd_api::etcdserverpb::kv_client::KvClient;
 use oxcd_api::etcdserverpb::lease_client::LeaseClient;
+use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxcd_api::etcdserverpb::watch_client::WatchClient;
 use oxcd_api::etcdserverpb::watch_request::RequestUnion;
 use oxcd_api::etcdserverpb::*;
@@ -54,10 +55,12 @@ enum Fault {
     },
 }
 
-fn pick_fault(rng: &mut StdRng, failpoints: &[String]) -> Fault {
+fn pick_fault(rng: &mut StdRng, failpoints: &[String], leader: usize) -> Fault {
     let member = rng.gen_range(0..3);
     match rng.gen_range(0..100) {
         0..=54 => {
+            // Half of them on the leader: some points only it passes (revokes, snapshots sent).
+            let member = if rng.gen_bool(0.5) { leader } else { member };
             let name = failpoints[rng.gen_range(0..failpoints.len())].clone();
             let actions = if rng.gen_bool(0.6) {
                 "panic".to_string()
@@ -229,12 +232,16 @@ fn record_write(
 }
 
 /// Compacts 1,000 revisions (a few seconds) behind the head every second or so, through any
-/// member.
+/// member, and defragments one member now and then.
 async fn compactor(urls: Vec<String>, stop: Arc<AtomicBool>) {
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         n += 1;
+        if n % 3 == 0 {
+            let mut m = MaintenanceClient::new(lazy_channel(&urls[n % urls.len()]));
+            let _ = m.defragment(DefragmentRequest {}).await;
+        }
         let mut kv = KvClient::new(lazy_channel(&urls[n % urls.len()]));
         let Ok(head) = kv
             .range(RangeRequest {
@@ -370,9 +377,9 @@ async fn run(seed: u64, traffic: Duration) -> Result<String, String> {
         ..Spec::new(3)
     })
     .await;
-    cluster.wait_leader(Duration::from_secs(20)).await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let failpoints = cluster.members[0].server.failpoint_names();
-    let fault = pick_fault(&mut rng, &failpoints);
+    let fault = pick_fault(&mut rng, &failpoints, leader);
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
 
     let stop = Arc::new(AtomicBool::new(false));

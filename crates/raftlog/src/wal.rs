@@ -489,13 +489,13 @@ fn replay_data(path: &Path, data: &[u8], core: &mut Core) -> Result<Replayed, Ra
             } else {
                 (off, off + 1)
             };
-            if synced_after(&data, after) {
+            if synced_after(data, after) {
                 Err(corrupt(off, reason))
             } else {
                 Ok(torn(start))
             }
         }
-        None if valid_record_after(&data, off + 1) => Err(corrupt(off, reason)),
+        None if valid_record_after(data, off + 1) => Err(corrupt(off, reason)),
         None => Ok(torn(off)),
     };
     let mut off = 0usize;
@@ -527,7 +527,7 @@ fn replay_data(path: &Path, data: &[u8], core: &mut Core) -> Result<Replayed, Ra
         let (kind, payload) = (body[0], &body[1..]);
         let bad = |_| corrupt(off, "undecodable record");
         match kind {
-            BATCH => match batch_at(&data, off) {
+            BATCH => match batch_at(data, off) {
                 Some((records_end, _)) => batch = Some((off, records_end)),
                 None => return Err(corrupt(off, "malformed batch record")),
             },

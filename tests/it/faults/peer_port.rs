@@ -7,9 +7,50 @@ use oxcd_api::oxcdpb::RaftBatch;
 use oxcd_tests::kv::put;
 use oxcd_tests::wait::retry;
 use oxcd_tests::{Kind, Server};
-use protobuf::Message as _;
-use raft::eraftpb::{Message, MessageType};
+use prost::Message as _;
 use std::time::Duration;
+
+/// raft's eraftpb.Message, as much of it as a snapshot message needs.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RaftMessage {
+    #[prost(int32, tag = "1")]
+    msg_type: i32,
+    #[prost(uint64, tag = "2")]
+    to: u64,
+    #[prost(uint64, tag = "3")]
+    from: u64,
+    #[prost(uint64, tag = "4")]
+    term: u64,
+    #[prost(message, optional, tag = "9")]
+    snapshot: Option<Snapshot>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Snapshot {
+    #[prost(bytes = "vec", tag = "1")]
+    data: Vec<u8>,
+    #[prost(message, optional, tag = "2")]
+    metadata: Option<SnapshotMetadata>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct SnapshotMetadata {
+    #[prost(message, optional, tag = "1")]
+    conf_state: Option<ConfState>,
+    #[prost(uint64, tag = "2")]
+    index: u64,
+    #[prost(uint64, tag = "3")]
+    term: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct ConfState {
+    #[prost(uint64, repeated, tag = "1")]
+    voters: Vec<u64>,
+}
+
+/// eraftpb.MessageType.MsgSnapshot
+const MSG_SNAPSHOT: i32 = 7;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_message_on_the_raft_stream_cannot_name_a_file_to_load_or_delete() {
@@ -28,18 +69,23 @@ async fn a_snapshot_message_on_the_raft_stream_cannot_name_a_file_to_load_or_del
     std::fs::write(&victim, b"not a snapshot").expect("write");
 
     let intruder = 0xdead_u64;
-    let mut msg = Message::default();
-    msg.set_msg_type(MessageType::MsgSnapshot);
-    msg.to = header.member_id;
-    msg.from = intruder;
-    msg.term = status.raft_term + 1;
-    let snap = msg.mut_snapshot();
-    snap.data = victim.to_string_lossy().as_bytes().to_vec().into();
-    let meta = snap.mut_metadata();
-    meta.index = status.raft_index + 1000;
-    meta.term = status.raft_term + 1;
-    meta.mut_conf_state().voters = vec![header.member_id];
-    let bytes = msg.write_to_bytes().expect("encode");
+    let msg = RaftMessage {
+        msg_type: MSG_SNAPSHOT,
+        to: header.member_id,
+        from: intruder,
+        term: status.raft_term + 1,
+        snapshot: Some(Snapshot {
+            data: victim.to_string_lossy().as_bytes().to_vec(),
+            metadata: Some(SnapshotMetadata {
+                conf_state: Some(ConfState {
+                    voters: vec![header.member_id],
+                }),
+                index: status.raft_index + 1000,
+                term: status.raft_term + 1,
+            }),
+        }),
+    };
+    let bytes = msg.encode_to_vec();
 
     let peer = format!("http://127.0.0.1:{}", server.peer_port);
     let mut raft = RaftClient::connect(peer).await.expect("peer port");
@@ -65,6 +111,12 @@ async fn a_snapshot_message_on_the_raft_stream_cannot_name_a_file_to_load_or_del
         after.is_ok() && exited.is_none(),
         "the member stopped serving ({after:?}, exit {exited:?}); log:\n{}",
         server.log()
+    );
+    assert!(
+        server
+            .wait_for_log("dropping a snapshot message", Duration::from_secs(5))
+            .await,
+        "the forged message never reached raft's door"
     );
     assert_eq!(
         std::fs::read(&victim).ok().as_deref(),
