@@ -61,7 +61,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tls.peer_acceptor.clone(),
     )
     .await?;
-    let server = start::start_apply(&config, store.clone(), ids, raft, tls.client_dial, fatal_tx)?;
+    let peer_leases = raft.peer_service.leases.clone();
+    let server = start::start_apply(&config, store.clone(), ids, raft, fatal_tx)?;
     start::start_watch_sync(store.clone())?;
     let serving = async {
         let mut listeners = Vec::new();
@@ -70,7 +71,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
         start::publish(&config, &server).await;
         let lessor = start::start_background(&config, &server).await?;
-        let routes = listen::client_routes(&config, server.clone(), lessor);
+        let leases = services::lease::LeaseService {
+            server: server.clone(),
+            lessor,
+            leader_channel: std::sync::Arc::default(),
+        };
+        let _ = peer_leases.set(leases.clone());
+        let routes = listen::client_routes(&config, server.clone(), leases);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let client_tasks =
             listen::serve_clients(listeners, routes, tls.client_acceptor.clone(), stop_rx);

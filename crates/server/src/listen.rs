@@ -46,8 +46,6 @@ pub struct Tls {
     pub peer_acceptor: Option<Arc<tls::Acceptor>>,
     /// To peers.
     pub peer_dial: Option<Arc<rustls::ClientConfig>>,
-    /// To another member's client URL.
-    pub client_dial: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// As etcd: an https URL without a certificate (or --auto-tls) is an error; --auto-tls makes
@@ -125,7 +123,6 @@ pub fn tls_setup(config: &Config, data_dir: &DataDir) -> Result<Tls, StartError>
         client_acceptor: acceptor(&client)?,
         peer_acceptor: acceptor(&peer)?,
         peer_dial: dial(&peer)?,
-        client_dial: dial(&client)?,
     })
 }
 
@@ -167,7 +164,7 @@ pub async fn serve_peers(
 pub fn client_routes(
     config: &Config,
     server: Arc<EtcdServer>,
-    lessor: Arc<crate::lessor::Lessor>,
+    leases: services::lease::LeaseService,
 ) -> tonic::service::Routes {
     let limit = config.max_request_bytes as usize + 512 * 1024;
     // Stream IDs are shared by every client listener: watches are keyed by them.
@@ -190,14 +187,7 @@ pub fn client_routes(
         })
         .max_decoding_message_size(limit),
     )
-    .add_service(
-        LeaseServer::new(services::lease::LeaseService {
-            server: s.clone(),
-            lessor,
-            leader_channel: Arc::default(),
-        })
-        .max_decoding_message_size(limit),
-    )
+    .add_service(LeaseServer::new(leases).max_decoding_message_size(limit))
     .add_service(
         ClusterServer::new(services::cluster::ClusterService { server: s.clone() })
             .max_decoding_message_size(limit),

@@ -49,9 +49,6 @@ pub struct EtcdServer {
     pub auth: Arc<crate::auth::AuthStore>,
     /// `--client-cert-auth`: a client certificate's CN names the user when no token is given.
     pub client_cert_auth: bool,
-    /// How this member dials another's https client URL (to reach the leader): its own
-    /// client certificate, trusting the client CA, as etcd's gateway does.
-    pub client_dial_tls: Option<Arc<rustls::ClientConfig>>,
     /// The backend size beyond which writes raise NOSPACE; `None` when disabled.
     pub quota_bytes: Option<u64>,
     pub(crate) node: Sender<NodeMsg>,
@@ -73,7 +70,6 @@ impl EtcdServer {
         transport: Arc<Transport>,
         alarms: Arc<crate::alarms::Alarms>,
         auth: Arc<crate::auth::AuthStore>,
-        client_dial_tls: Option<Arc<rustls::ClientConfig>>,
         config: &crate::config::Config,
     ) -> Self {
         // Every member wakes waiters by request ID, so IDs must differ across members and
@@ -104,7 +100,6 @@ impl EtcdServer {
                 .client_tls
                 .as_ref()
                 .is_some_and(|t| t.client_cert_auth),
-            client_dial_tls,
             quota_bytes: quota_bytes(config.quota_backend_bytes),
             node,
             waiters,

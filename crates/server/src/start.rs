@@ -115,6 +115,7 @@ pub fn start_raft(
         node: node_tx.clone(),
         store: store.clone(),
         snap_dir: dir.snap_dir(),
+        leases: Arc::default(),
     };
     let (apply_tx, apply_rx) = std::sync::mpsc::channel();
     let waiters = Arc::new(Waiters::default());
@@ -170,7 +171,6 @@ pub fn start_apply(
     store: Arc<Store>,
     (member_id, cluster_id): (MemberId, ClusterId),
     raft: Raft,
-    client_dial: Option<Arc<rustls::ClientConfig>>,
     fatal: FatalTx,
 ) -> Result<Arc<EtcdServer>, StartError> {
     let (members_tx, members_rx) = raft.members;
@@ -219,7 +219,6 @@ pub fn start_apply(
         raft.transport,
         alarms,
         auth,
-        client_dial,
         config,
     )))
 }

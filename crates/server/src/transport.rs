@@ -7,8 +7,8 @@ use oxcd_api::etcdserverpb::Member;
 use oxcd_api::oxcdpb::raft_client::RaftClient;
 use oxcd_api::oxcdpb::raft_server::Raft;
 use oxcd_api::oxcdpb::{ClusterRecord, PeerAck, RaftBatch, SnapshotChunk};
-use oxcd_api::Revision;
 use oxcd_api::{ClusterId, MemberId};
+use oxcd_api::{EtcdError, Revision};
 use oxcd_mvcc::{Store, META_APPLIED_INDEX, META_APPLIED_TERM};
 use oxcd_storage::membership;
 use protobuf::Message as _;
@@ -435,6 +435,8 @@ pub struct PeerService {
     pub node: Sender<NodeMsg>,
     pub store: Arc<Store>,
     pub snap_dir: PathBuf,
+    /// The lease service, once the member serves clients: it answers forwarded lease calls.
+    pub leases: Arc<std::sync::OnceLock<crate::services::lease::LeaseService>>,
 }
 
 impl PeerService {
@@ -562,6 +564,24 @@ impl Raft for PeerService {
             compact_revision: kv.compact_revision.0,
             hash_revision: kv.revision.0,
         }))
+    }
+
+    async fn lease_renew(
+        &self,
+        request: Request<oxcd_api::etcdserverpb::LeaseKeepAliveRequest>,
+    ) -> Result<Response<oxcd_api::etcdserverpb::LeaseKeepAliveResponse>, Status> {
+        let leases = self.leases.get().ok_or(EtcdError::NotLeader)?;
+        let id = request.into_inner().id;
+        Ok(Response::new(leases.renew_for_peer(id).await?))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<oxcd_api::etcdserverpb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<oxcd_api::etcdserverpb::LeaseTimeToLiveResponse>, Status> {
+        let leases = self.leases.get().ok_or(EtcdError::NotLeader)?;
+        let r = request.into_inner();
+        Ok(Response::new(leases.time_to_live_for_peer(r).await?))
     }
 
     async fn members(&self, _request: Request<PeerAck>) -> Result<Response<ClusterRecord>, Status> {

@@ -1,27 +1,28 @@
 //! etcd's Lease service. Grant and revoke go through raft; keep-alive and time-to-live are
-//! answered by the leader, which alone keeps deadlines, so a follower hands them to it.
+//! answered by the leader, which alone keeps deadlines, so a follower checks the client and
+//! hands them to the leader over its peer URL, as etcd does.
 
 use crate::lessor::{Lessor, MAX_TTL};
 use crate::msg::Applied;
 use crate::server::EtcdServer;
-use oxcd_api::etcdserverpb::lease_client::LeaseClient;
 use oxcd_api::etcdserverpb::lease_server::Lease;
 use oxcd_api::etcdserverpb::*;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
+use oxcd_api::oxcdpb::raft_client::RaftClient;
 use oxcd_api::EtcdError;
 use oxcd_api::LeaseId;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+#[derive(Clone)]
 pub struct LeaseService {
     pub server: Arc<EtcdServer>,
     pub lessor: Arc<Lessor>,
-    /// The connection to the leader's client URL, kept while it leads.
+    /// The connection to the leader's peer URL, kept while it leads.
     pub leader_channel: Arc<std::sync::Mutex<Option<(u64, Channel)>>>,
 }
 
@@ -32,23 +33,18 @@ const FORWARD_RETRY: std::time::Duration = std::time::Duration::from_millis(100)
 type KeepAliveStream =
     Pin<Box<dyn futures::Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
-/// A request passed on to the leader carries the client's token, so the leader checks the
-/// same user.
-fn with_token<T>(message: T, token: Option<&MetadataValue<Ascii>>) -> Request<T> {
-    let mut req = Request::new(message);
-    if let Some(t) = token {
-        req.metadata_mut().insert("token", t.clone());
-    }
-    req
-}
-
 impl LeaseService {
     fn is_leader(&self) -> bool {
         self.server.raft.is_leader.load(Ordering::Acquire)
     }
 
-    /// A client for the leader's client URL (one connection, reused while it leads).
-    async fn leader(&self) -> Result<LeaseClient<Channel>, Status> {
+    /// The longest one attempt at the leader may take.
+    fn attempt_limit(&self) -> std::time::Duration {
+        (2 * self.server.election_timeout).max(FORWARD_ATTEMPT_MIN)
+    }
+
+    /// A client for the leader's peer URL (one connection, reused while it leads).
+    async fn leader(&self) -> Result<RaftClient<Channel>, Status> {
         let leader = self.server.raft.leader.load(Ordering::Acquire);
         let cached = self.leader_channel.lock().ok().and_then(|c| {
             c.as_ref()
@@ -56,7 +52,7 @@ impl LeaseService {
                 .map(|(_, ch)| ch.clone())
         });
         if let Some(ch) = cached {
-            return Ok(LeaseClient::new(ch));
+            return Ok(RaftClient::new(ch));
         }
         let url = self
             .server
@@ -65,44 +61,55 @@ impl LeaseService {
             .members
             .iter()
             .find(|m| m.id == leader)
-            .and_then(|m| m.client_ur_ls.first().cloned())
+            .and_then(|m| m.peer_ur_ls.first().cloned())
             .ok_or(EtcdError::NoLeader)?;
         let timeout = self.server.election_timeout;
-        let channel =
-            oxcd_client::dial::channel(&url, self.server.client_dial_tls.clone(), None, |e| {
-                e.connect_timeout(timeout)
-            })
-            .await
-            .map_err(|_| EtcdError::NoLeader)?;
+        let channel = oxcd_client::dial::channel(&url, self.server.transport.tls(), None, |e| {
+            e.connect_timeout(timeout)
+        })
+        .await
+        .map_err(|_| EtcdError::NoLeader)?;
         if let Ok(mut c) = self.leader_channel.lock() {
             *c = Some((leader, channel.clone()));
         }
-        Ok(LeaseClient::new(channel))
+        Ok(RaftClient::new(channel))
     }
 
-    /// Answers with `local` on the leader, once a ReadIndex round has confirmed it still
-    /// leads (a leader stuck in fsync must not answer from its memory, etcd #15247), or with
-    /// `call` forwarded to the leader. Each attempt has a deadline (a stalled leader holds its
-    /// connections open and answers nothing); a failed one is made again, by or to whoever
-    /// leads by then, until the request timeout.
+    /// Confirms this member leads (a ReadIndex round: a leader stuck in fsync must not answer
+    /// from its memory, etcd #15247), within one attempt's time.
+    async fn confirm_leading(&self, within: std::time::Duration) -> Result<(), Status> {
+        if !self.is_leader() {
+            return Err(EtcdError::NotLeader.into());
+        }
+        match tokio::time::timeout(within, self.server.confirm_leadership()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(EtcdError::Timeout.into()),
+        }
+    }
+
+    /// Answers with `local` on the leader, once it has confirmed that it leads, or with `call`
+    /// made to the leader over its peer URL (this member checked the client already). Each
+    /// attempt has a deadline (a stalled leader holds its connections open and answers
+    /// nothing); a failed one is made again, by or to whoever leads by then, until the
+    /// request timeout.
     async fn at_leader<T, L, LFut, F, Fut>(&self, local: L, mut call: F) -> Result<T, Status>
     where
         L: FnOnce() -> LFut,
         LFut: std::future::Future<Output = Result<T, Status>>,
-        F: FnMut(LeaseClient<Channel>) -> Fut,
+        F: FnMut(RaftClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let deadline = tokio::time::Instant::now() + self.server.request_timeout;
-        let attempt_limit = (2 * self.server.election_timeout).max(FORWARD_ATTEMPT_MIN);
         loop {
             let tried = self.server.raft.leader.load(Ordering::Acquire);
-            let left =
-                attempt_limit.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let left = self
+                .attempt_limit()
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
             let outcome = if self.is_leader() {
-                match tokio::time::timeout(left, self.server.confirm_leadership()).await {
-                    Ok(Ok(_)) => return local().await,
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(_) => Err(EtcdError::Timeout.into()),
+                match self.confirm_leading(left).await {
+                    Ok(()) => return local().await,
+                    Err(e) => Err(e),
                 }
             } else {
                 match self.leader().await {
@@ -131,32 +138,64 @@ impl LeaseService {
         }
     }
 
-    async fn keep_alive_once(
-        &self,
-        id: i64,
-        token: Option<&MetadataValue<Ascii>>,
-    ) -> Result<LeaseKeepAliveResponse, Status> {
-        let renew = || async move {
-            let ttl = self.lessor.renew(&self.server, LeaseId(id)).unwrap_or(0);
-            crate::metrics::inc(|m| &m.lease_renewed);
-            Ok(LeaseKeepAliveResponse {
-                header: self.server.header(self.server.store.current_revision()),
-                id,
-                ttl,
-            })
+    fn renew_here(&self, id: i64) -> LeaseKeepAliveResponse {
+        let ttl = self.lessor.renew(&self.server, LeaseId(id)).unwrap_or(0);
+        crate::metrics::inc(|m| &m.lease_renewed);
+        LeaseKeepAliveResponse {
+            header: self.server.header(self.server.store.current_revision()),
+            id,
+            ttl,
+        }
+    }
+
+    fn time_to_live_here(&self, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+        let header = self.server.header(self.server.store.current_revision());
+        let Some(lease) = self.server.store.lease(LeaseId(r.id)) else {
+            // As etcd: an unknown (or expired) lease has TTL -1, not an error.
+            return LeaseTimeToLiveResponse {
+                header,
+                id: r.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: vec![],
+            };
         };
-        self.at_leader(renew, |mut leader| async move {
-            let mut responses = leader
-                .lease_keep_alive(with_token(
-                    futures::stream::iter([LeaseKeepAliveRequest { id }]),
-                    token,
-                ))
+        let ttl = self.lessor.remaining(LeaseId(r.id)).unwrap_or(lease.ttl);
+        LeaseTimeToLiveResponse {
+            header,
+            id: r.id,
+            ttl,
+            granted_ttl: lease.ttl,
+            keys: if r.keys {
+                lease.keys.into_iter().collect()
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    /// A keep-alive another member forwards: answered only by a leader that confirms it.
+    pub async fn renew_for_peer(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+        self.confirm_leading(self.attempt_limit()).await?;
+        Ok(self.renew_here(id))
+    }
+
+    /// A time-to-live another member forwards (it checked the client's permissions).
+    pub async fn time_to_live_for_peer(
+        &self,
+        r: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
+        self.confirm_leading(self.attempt_limit()).await?;
+        Ok(self.time_to_live_here(&r))
+    }
+
+    async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+        let local = || async move { Ok(self.renew_here(id)) };
+        self.at_leader(local, |mut leader| async move {
+            Ok(leader
+                .lease_renew(LeaseKeepAliveRequest { id })
                 .await?
-                .into_inner();
-            responses
-                .message()
-                .await?
-                .ok_or_else(|| EtcdError::NoLeader.into())
+                .into_inner())
         })
         .await
     }
@@ -238,17 +277,12 @@ impl Lease for LeaseService {
         r: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         self.server.require_user(&r)?;
-        let token = crate::auth::request_token(r.metadata()).cloned();
         let mut incoming = r.into_inner();
         let (tx, rx) = mpsc::channel(16);
-        let this = LeaseService {
-            server: self.server.clone(),
-            lessor: self.lessor.clone(),
-            leader_channel: self.leader_channel.clone(),
-        };
+        let this = self.clone();
         tokio::spawn(async move {
             while let Ok(Some(req)) = incoming.message().await {
-                let answer = this.keep_alive_once(req.id, token.as_ref()).await;
+                let answer = this.keep_alive_once(req.id).await;
                 let failed = answer.is_err();
                 if tx.send(answer).await.is_err() || failed {
                     return;
@@ -265,49 +299,21 @@ impl Lease for LeaseService {
         r: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let who = self.server.require_user(&r)?;
-        let token = crate::auth::request_token(r.metadata()).cloned();
         let r = r.into_inner();
-        let local = || async move {
-            let header = self.server.header(self.server.store.current_revision());
-            let Some(lease) = self.server.store.lease(LeaseId(r.id)) else {
-                // As etcd: an unknown (or expired) lease has TTL -1, not an error.
-                return Ok(LeaseTimeToLiveResponse {
-                    header,
-                    id: r.id,
-                    ttl: -1,
-                    granted_ttl: 0,
-                    keys: vec![],
-                });
-            };
-            if r.keys {
-                // A key's name is the user's to see only where the user may read it.
-                for key in &lease.keys {
-                    self.server.auth.check_read(who.as_ref(), key, &[])?;
-                }
-            }
-            let ttl = self.lessor.remaining(LeaseId(r.id)).unwrap_or(lease.ttl);
-            Ok(LeaseTimeToLiveResponse {
-                header,
-                id: r.id,
-                ttl,
-                granted_ttl: lease.ttl,
-                keys: if r.keys {
-                    lease.keys.into_iter().collect()
-                } else {
-                    vec![]
-                },
-            })
+        let local = || async move { Ok(self.time_to_live_here(&r)) };
+        let forwarded = |mut leader: RaftClient<Channel>| async move {
+            let mut resp = leader.lease_time_to_live(r).await?.into_inner();
+            // Answered for this member: its identity in the header.
+            self.server.fill_header(&mut resp.header);
+            Ok(resp)
         };
-        let forwarded = |mut leader: LeaseClient<Channel>| {
-            let request = with_token(r, token.as_ref());
-            async move {
-                let mut resp = leader.lease_time_to_live(request).await?.into_inner();
-                // Answered for this member: its identity in the header.
-                self.server.fill_header(&mut resp.header);
-                Ok(resp)
-            }
-        };
-        Ok(Response::new(self.at_leader(local, forwarded).await?))
+        let resp = self.at_leader(local, forwarded).await?;
+        // A key's name is the user's to see only where the user may read it; this member,
+        // which the client called, checks.
+        for key in &resp.keys {
+            self.server.auth.check_read(who.as_ref(), key, &[])?;
+        }
+        Ok(Response::new(resp))
     }
 
     async fn lease_leases(
