@@ -570,7 +570,7 @@ impl Raft for PeerService {
         &self,
         request: Request<oxcd_api::etcdserverpb::LeaseKeepAliveRequest>,
     ) -> Result<Response<oxcd_api::etcdserverpb::LeaseKeepAliveResponse>, Status> {
-        let leases = self.leases.get().ok_or(EtcdError::NotLeader)?;
+        let leases = self.leases.get().ok_or(EtcdError::LeaderChanged)?;
         let id = request.into_inner().id;
         Ok(Response::new(leases.renew_for_peer(id).await?))
     }
@@ -579,7 +579,7 @@ impl Raft for PeerService {
         &self,
         request: Request<oxcd_api::etcdserverpb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<oxcd_api::etcdserverpb::LeaseTimeToLiveResponse>, Status> {
-        let leases = self.leases.get().ok_or(EtcdError::NotLeader)?;
+        let leases = self.leases.get().ok_or(EtcdError::LeaderChanged)?;
         let r = request.into_inner();
         Ok(Response::new(leases.time_to_live_for_peer(r).await?))
     }

@@ -76,10 +76,11 @@ impl LeaseService {
     }
 
     /// Confirms this member leads (a ReadIndex round: a leader stuck in fsync must not answer
-    /// from its memory, etcd #15247), within one attempt's time.
+    /// from its memory, etcd #15247), within one attempt's time. Refusals are Unavailable, so
+    /// the asking member tries again, at whoever leads then.
     async fn confirm_leading(&self, within: std::time::Duration) -> Result<(), Status> {
         if !self.is_leader() {
-            return Err(EtcdError::NotLeader.into());
+            return Err(EtcdError::LeaderChanged.into());
         }
         match tokio::time::timeout(within, self.server.confirm_leadership()).await {
             Ok(Ok(_)) => Ok(()),
