@@ -41,6 +41,9 @@ enum Fault {
         member: usize,
         name: String,
         actions: String,
+        /// Cut the member off for a while too, so it needs a snapshot when it returns (the
+        /// snapshot points are passed only then).
+        isolate_millis: Option<u64>,
     },
     Kill {
         member: usize,
@@ -67,10 +70,12 @@ fn pick_fault(rng: &mut StdRng, failpoints: &[String], leader: usize) -> Fault {
             } else {
                 format!("3*sleep({})", rng.gen_range(200..2500))
             };
+            let isolate_millis = rng.gen_bool(0.4).then(|| rng.gen_range(1500..3500));
             Fault::Failpoint {
                 member,
                 name,
                 actions,
+                isolate_millis,
             }
         }
         55..=69 => Fault::Kill { member },
@@ -410,10 +415,20 @@ async fn run(seed: u64, traffic: Duration) -> Result<String, String> {
             member,
             name,
             actions,
+            isolate_millis,
         } => {
             cluster.members[*member].server.failpoint(name, actions);
+            let heal_at = isolate_millis.map(|ms| {
+                cluster.isolate(*member);
+                Instant::now() + Duration::from_millis(ms)
+            });
+            let mut healed = heal_at.is_none();
             // A crash is a restart: without failpoints, as after a real one.
             while started.elapsed() < traffic {
+                if !healed && heal_at.is_some_and(|at| Instant::now() >= at) {
+                    cluster.heal();
+                    healed = true;
+                }
                 if cluster.members[*member].server.exited() {
                     crashed = true;
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -421,6 +436,7 @@ async fn run(seed: u64, traffic: Duration) -> Result<String, String> {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            cluster.heal();
             cluster.members[*member].server.clear_failpoint(name);
         }
         Fault::Kill { member } => {
