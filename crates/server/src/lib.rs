@@ -76,7 +76,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             lessor,
             leader_channel: std::sync::Arc::default(),
         };
-        let _ = peer_leases.set(leases.clone());
+        let _ = peer_leases.set(std::sync::Arc::new(leases.clone()));
         let routes = listen::client_routes(&config, server.clone(), leases);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let client_tasks =

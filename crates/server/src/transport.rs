@@ -436,7 +436,20 @@ pub struct PeerService {
     pub store: Arc<Store>,
     pub snap_dir: PathBuf,
     /// The lease service, once the member serves clients: it answers forwarded lease calls.
-    pub leases: Arc<std::sync::OnceLock<crate::services::lease::LeaseService>>,
+    pub leases: Arc<std::sync::OnceLock<Arc<dyn PeerLeases>>>,
+}
+
+/// What the peer service needs from the lease service to answer calls other members forward.
+#[tonic::async_trait]
+pub trait PeerLeases: Send + Sync {
+    async fn renew_for_peer(
+        &self,
+        id: i64,
+    ) -> Result<oxcd_api::etcdserverpb::LeaseKeepAliveResponse, Status>;
+    async fn time_to_live_for_peer(
+        &self,
+        request: oxcd_api::etcdserverpb::LeaseTimeToLiveRequest,
+    ) -> Result<oxcd_api::etcdserverpb::LeaseTimeToLiveResponse, Status>;
 }
 
 impl PeerService {

@@ -175,21 +175,6 @@ impl LeaseService {
         }
     }
 
-    /// A keep-alive another member forwards: answered only by a leader that confirms it.
-    pub async fn renew_for_peer(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
-        self.confirm_leading(self.attempt_limit()).await?;
-        Ok(self.renew_here(id))
-    }
-
-    /// A time-to-live another member forwards (it checked the client's permissions).
-    pub async fn time_to_live_for_peer(
-        &self,
-        r: LeaseTimeToLiveRequest,
-    ) -> Result<LeaseTimeToLiveResponse, Status> {
-        self.confirm_leading(self.attempt_limit()).await?;
-        Ok(self.time_to_live_here(&r))
-    }
-
     async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
         let local = || async move { Ok(self.renew_here(id)) };
         self.at_leader(local, |mut leader| async move {
@@ -199,6 +184,24 @@ impl LeaseService {
                 .into_inner())
         })
         .await
+    }
+}
+
+#[tonic::async_trait]
+impl crate::transport::PeerLeases for LeaseService {
+    /// A keep-alive another member forwards: answered only by a leader that confirms it.
+    async fn renew_for_peer(&self, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+        self.confirm_leading(self.attempt_limit()).await?;
+        Ok(self.renew_here(id))
+    }
+
+    /// A time-to-live another member forwards (it checked the client's permissions).
+    async fn time_to_live_for_peer(
+        &self,
+        r: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
+        self.confirm_leading(self.attempt_limit()).await?;
+        Ok(self.time_to_live_here(&r))
     }
 }
 
