@@ -21,7 +21,7 @@ use crate::range::{
 use crate::revision::KeyRevision;
 use crate::snapshot::{self, SnapshotPoint};
 use crate::txn::{self, TxnWriter};
-use crate::watch::{WatchKey, WatchSink, WatchSpec};
+use crate::watch::{Progress, WatchKey, WatchSink, WatchSpec};
 use crate::watch_hub::{History, Hub};
 use oxcd_api::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
@@ -295,10 +295,15 @@ impl Store {
         self.hub.cancel_stream(stream)
     }
 
-    /// Whether a watch gets each commit as it happens (progress notifications go only to
-    /// those).
+    /// Whether a watch gets each commit as it happens.
     pub fn is_synced(&self, key: WatchKey) -> bool {
         self.hub.is_synced(key)
+    }
+
+    /// A progress notification for one watch of `stream` (or all of them), queued in their
+    /// sink behind every event they were sent; see `Progress`.
+    pub fn request_progress(&self, stream: u64, watch: Option<i64>, response_id: i64) -> Progress {
+        self.hub.progress(stream, watch, response_id, self)
     }
 
     pub fn watcher_count(&self) -> usize {
@@ -338,12 +343,12 @@ impl Store {
         *self.leases.write().map_err(|_| poisoned())? = Leases::load(&db, loaded.key_lease)?;
         self.compacted.store(loaded.compacted, Ordering::Release);
         self.physical.reset(loaded.compact_finished);
-        self.current.store(loaded.current, Ordering::Release);
+        self.hub
+            .unsync_all(|| self.current.store(loaded.current, Ordering::Release));
         self.size.refresh_file(&self.path);
         self.size.count_soon();
         drop(index);
         drop(turn);
-        self.hub.unsync_all();
         Ok(point)
     }
 

@@ -33,7 +33,7 @@ pub use range::DEFAULT_MAX_RESPONSE_BYTES;
 
 pub use snapshot::SnapshotPoint;
 pub use txn::is_read_only;
-pub use watch::{WatchBatch, WatchKey, WatchSink, WatchSpec};
+pub use watch::{Progress, WatchBatch, WatchKey, WatchSink, WatchSpec};
 
 #[cfg(test)]
 mod model_tests;

@@ -18,6 +18,33 @@ pub struct WatchBatch {
     pub compact_revision: i64,
 }
 
+impl WatchBatch {
+    /// A progress notification: every event up to `revision` has gone before it.
+    pub fn progress(watch_id: i64, revision: i64) -> Self {
+        WatchBatch {
+            watch_id,
+            events: Vec::new(),
+            revision,
+            compact_revision: 0,
+        }
+    }
+
+    pub fn is_progress(&self) -> bool {
+        self.events.is_empty() && self.compact_revision == 0
+    }
+}
+
+/// What came of asking for a progress notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Queued behind every event its watches have been sent.
+    Sent,
+    /// A watch is still catching up, or its sink is full: ask again later.
+    NotYet,
+    /// No such watch (none on the stream).
+    NoWatch,
+}
+
 /// Where a watch's batches go. `try_send` must not block: false means full.
 pub trait WatchSink: Send + Sync {
     fn try_send(&self, batch: WatchBatch) -> bool;

@@ -4,7 +4,7 @@
 //! nothing queues up beyond what the sinks hold.
 
 use crate::error::StoreError;
-use crate::watch::{revision_of, WatchBatch, WatchKey, WatchSink, WatchSpec, Watcher};
+use crate::watch::{revision_of, Progress, WatchBatch, WatchKey, WatchSink, WatchSpec, Watcher};
 use crate::watcher_group::WatcherGroup;
 use oxcd_api::mvccpb::Event;
 use std::collections::HashMap;
@@ -96,9 +96,47 @@ impl Hub {
         self.group().len()
     }
 
-    /// After the store was replaced wholesale: every watcher catches up from history.
-    pub fn unsync_all(&self) {
-        self.group().unsync_all();
+    /// The store was replaced wholesale: `advance` moves its current revision, under the
+    /// hub's lock, and every watcher catches up from history.
+    pub fn unsync_all(&self, advance: impl FnOnce()) {
+        let mut group = self.group();
+        advance();
+        group.unsync_all();
+    }
+
+    /// A progress notification at the current revision for one watch of `stream`, or (with
+    /// `watch` None) for all of them, carrying `response_id`. It goes through their sink
+    /// behind the events they have been sent, and only when every one of them is synced: a
+    /// synced watcher has been handed every event up to the current revision (commits
+    /// publish under this lock), so nothing it promises can come after it (etcd #15220).
+    pub fn progress(
+        &self,
+        stream: u64,
+        watch: Option<i64>,
+        response_id: i64,
+        store: &impl History,
+    ) -> Progress {
+        let group = self.group();
+        let keys = match watch {
+            Some(id) => vec![(stream, id)],
+            None => group.of_stream(stream),
+        };
+        let mut sink = None;
+        for k in &keys {
+            match group.get(k) {
+                Some(w) if w.synced => sink = Some(w.sink.clone()),
+                Some(_) => return Progress::NotYet,
+                None => {}
+            }
+        }
+        let Some(sink) = sink else {
+            return Progress::NoWatch;
+        };
+        if sink.try_send(WatchBatch::progress(response_id, store.current())) {
+            Progress::Sent
+        } else {
+            Progress::NotYet
+        }
     }
 
     /// Publishes a commit that brought the store to revision `upto`: `advance` moves the
@@ -336,6 +374,63 @@ mod tests {
         // KeyRevision 1 is the empty store; puts alternate watched and unwatched keys.
         let expected: Vec<i64> = (0..10).map(|i| 2 + 2 * i).chain([22]).collect();
         assert_eq!(seen, expected);
+    }
+
+    /// A progress notification goes through the sink behind every event it covers, and only
+    /// once every watch it speaks for is synced (etcd #15220: it overtook queued events).
+    #[test]
+    fn a_progress_notification_never_overtakes_the_events_it_covers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        for i in 0..5 {
+            put(&store, &format!("a{i}"), "history");
+        }
+        let sink = Arc::new(Sink {
+            room: 6,
+            got: Mutex::new(vec![]),
+        });
+        let spec = |start| WatchSpec {
+            range: KeyRange::new(b"a", b"b"),
+            start_revision: start,
+            no_put: false,
+            no_delete: false,
+        };
+        store.watch((1, 0), spec(store.current_revision().0 + 1), sink.clone());
+        store.watch((1, 1), spec(1), sink.clone());
+        put(&store, "a", "new");
+        assert_eq!(store.request_progress(1, None, -1), Progress::NotYet);
+        assert_eq!(store.request_progress(1, Some(0), 0), Progress::Sent);
+        assert_eq!(store.request_progress(2, None, -1), Progress::NoWatch);
+        store.sync_watchers(100).expect("sync");
+        put(&store, "a", "newer");
+        assert_eq!(store.request_progress(1, None, -1), Progress::Sent);
+        let got = sink.drain();
+        let progress: Vec<(usize, i64, i64)> = got
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_progress())
+            .map(|(n, b)| (n, b.watch_id, b.revision))
+            .collect();
+        assert_eq!(progress, vec![(1, 0, 7), (5, -1, 8)]);
+        for (n, id, rev) in progress {
+            let later = got[n + 1..]
+                .iter()
+                .filter(|b| id == -1 || b.watch_id == id)
+                .flat_map(|b| b.events.iter().map(revision_of));
+            assert!(
+                later.clone().all(|r| r > rev),
+                "after {rev}: {:?}",
+                later.collect::<Vec<_>>()
+            );
+        }
+        for _ in 0..6 {
+            put(&store, "a", "fills the sink");
+        }
+        assert_eq!(
+            store.request_progress(1, None, -1),
+            Progress::NotYet,
+            "a full sink takes no notification"
+        );
     }
 
     /// A watch that starts while a write prepared with no watcher around is in flight still

@@ -9,7 +9,7 @@ use oxcd_api::etcdserverpb::watch_server::Watch;
 use oxcd_api::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest, WatchResponse};
 use oxcd_api::mvccpb::event::EventType;
 use oxcd_api::Revision;
-use oxcd_mvcc::{KeyRange, WatchBatch, WatchSink, WatchSpec};
+use oxcd_mvcc::{KeyRange, Progress, WatchBatch, WatchSink, WatchSpec};
 use prost::Message;
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -84,6 +84,9 @@ struct StreamState {
     next_id: i64,
     /// Watches that got events since the last progress tick (their notification is elided).
     active: std::collections::HashSet<i64>,
+    /// A RequestProgress waits for the stream's watches to catch up (one answer for all
+    /// asked meanwhile, as etcd).
+    progress_deferred: bool,
 }
 
 type Shared = Arc<Mutex<StreamState>>;
@@ -211,11 +214,24 @@ async fn recv_loop(
                     ..Default::default()
                 }
             }
-            Some(RequestUnion::ProgressRequest(_)) => WatchResponse {
-                header: server.header(server.store.current_revision()),
-                watch_id: INVALID_WATCH_ID,
-                ..Default::default()
-            },
+            Some(RequestUnion::ProgressRequest(_)) => {
+                let mut st = lock(state);
+                if st.progress_deferred {
+                    continue;
+                }
+                match server
+                    .store
+                    .request_progress(stream_id, None, INVALID_WATCH_ID)
+                {
+                    Progress::Sent => continue,
+                    Progress::NotYet => {
+                        st.progress_deferred = true;
+                        continue;
+                    }
+                    // No watch whose events it could overtake: answered at once, as etcd 3.4.
+                    Progress::NoWatch => progress_response(server),
+                }
+            }
             None => continue,
         };
         if out.send(response).await.is_err() {
@@ -330,6 +346,8 @@ async fn send_loop(
         tokio::time::Instant::now() + progress_interval,
         progress_interval,
     );
+    let mut retry = tokio::time::interval(PROGRESS_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             batch = batches.recv() => {
@@ -352,6 +370,18 @@ async fn send_loop(
                 }
                 // Counted until handed on: a client that does not read keeps it counted.
                 queued.fetch_sub(bytes, Ordering::AcqRel);
+                if let Some(r) = retry_deferred_progress(&server, stream_id, &state) {
+                    if out.send(r).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            _ = retry.tick(), if lock(&state).progress_deferred => {
+                if let Some(r) = retry_deferred_progress(&server, stream_id, &state) {
+                    if out.send(r).await.is_err() {
+                        return;
+                    }
+                }
             }
             _ = ticker.tick() => {
                 let due: Vec<i64> = {
@@ -363,21 +393,51 @@ async fn send_loop(
                         .map(|(id, _)| *id)
                         .collect()
                 };
+                // Queued behind the watch's events; one still catching up gets none (as etcd).
                 for id in due {
-                    if !server.store.is_synced((stream_id, id)) {
-                        continue;
-                    }
-                    let r = WatchResponse {
-                        header: server.header(server.store.current_revision()),
-                        watch_id: id,
-                        ..Default::default()
-                    };
-                    if out.send(r).await.is_err() {
-                        return;
-                    }
+                    server.store.request_progress(stream_id, Some(id), id);
                 }
             }
         }
+    }
+}
+
+/// How often a deferred RequestProgress is tried again while no batch arrives.
+const PROGRESS_RETRY: Duration = Duration::from_millis(10);
+
+/// Tries a deferred RequestProgress again; the answer to send directly when the stream's
+/// watches ended meanwhile.
+fn retry_deferred_progress(
+    server: &EtcdServer,
+    stream_id: u64,
+    state: &Shared,
+) -> Option<WatchResponse> {
+    let mut st = lock(state);
+    if !st.progress_deferred {
+        return None;
+    }
+    match server
+        .store
+        .request_progress(stream_id, None, INVALID_WATCH_ID)
+    {
+        Progress::NotYet => None,
+        Progress::Sent => {
+            st.progress_deferred = false;
+            None
+        }
+        Progress::NoWatch => {
+            st.progress_deferred = false;
+            Some(progress_response(server))
+        }
+    }
+}
+
+/// A RequestProgress answer for a stream without watches: nothing it could overtake.
+fn progress_response(server: &EtcdServer) -> WatchResponse {
+    WatchResponse {
+        header: server.header(server.store.current_revision()),
+        watch_id: INVALID_WATCH_ID,
+        ..Default::default()
     }
 }
 
@@ -397,7 +457,7 @@ fn respond(server: &EtcdServer, state: &Shared, batch: WatchBatch) -> Vec<WatchR
         let mut st = lock(state);
         if batch.compact_revision != 0 {
             st.watches.remove(&batch.watch_id);
-        } else {
+        } else if !batch.is_progress() {
             st.active.insert(batch.watch_id);
         }
         st.watches.get(&batch.watch_id).copied().unwrap_or_default()
