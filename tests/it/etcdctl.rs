@@ -211,14 +211,14 @@ async fn endpoint_health_and_status_work_with_both_clients() {
             )),
             "{out}"
         );
-        assert!(out.contains("\"version\":\"3.5.0\""), "{out}");
+        assert!(out.contains("\"version\":\"3.5.13\""), "{out}");
 
         // etcdctl 3.4 dials a single endpoint with the whole URL as the HTTP/2 :authority
         // (`--cluster`, URL-form endpoints); oxcd must accept it as etcd does.
         let (out, err, code) = ctl(&tool, &ep, &["endpoint", "status", "--cluster"]);
         assert_eq!(code, 0, "{err}");
         assert!(
-            out.starts_with(&format!("{}, {id}, 3.5.0, ", oxcd.url())),
+            out.starts_with(&format!("{}, {id}, 3.5.13, ", oxcd.url())),
             "{out}"
         );
         let (out, err, code) = ctl(&tool, &oxcd.url(), &["endpoint", "status"]);

@@ -533,3 +533,49 @@ async fn cluster_defrag_under_load_shrinks_the_file_without_client_errors() {
         "hashkv differs: {hashes:?}"
     );
 }
+
+/// kube-apiserver serves consistent reads from its watch cache only when the server's
+/// version is at least 3.5.13 (its progress notifications follow their events); a lower or
+/// unparsable one turns that off. Every place the version shows says the same.
+#[tokio::test]
+async fn the_reported_version_is_one_kube_apiserver_trusts_everywhere() {
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let channel = server.channel().await.expect("channel");
+    let status = oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient::new(channel)
+        .status(oxcd_api::etcdserverpb::StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    let parts: Vec<u64> = status
+        .version
+        .split('.')
+        .map(|p| p.parse().expect("a numeric version"))
+        .collect();
+    assert_eq!(parts.len(), 3, "{}", status.version);
+    assert!(
+        parts[..2] == [3, 5] && parts[2] >= 13,
+        "version {} turns off kube-apiserver's consistent reads from cache",
+        status.version
+    );
+    let v = &status.version;
+    let ep = server.endpoint();
+    let (code, body) = http_get(&ep, "/version");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(&format!(r#""etcdserver":"{v}""#))
+            && body.contains(r#""etcdcluster":"3.5.0""#),
+        "{body}"
+    );
+    let (_, metrics) = http_get(&ep, "/metrics");
+    assert!(
+        metrics.contains(&format!("etcd_server_version{{server_version=\"{v}\"}} 1")),
+        "{metrics}"
+    );
+    let (out, _, code) = run_tool(&bin("oxcdctl"), &["version".to_string()], None);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("etcdctl version: {v} ")), "{out}");
+    let (out, _, code) = run_tool(&bin("oxcdutl"), &["version".to_string()], None);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("etcdutl version: {v} ")), "{out}");
+}

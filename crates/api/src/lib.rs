@@ -36,6 +36,16 @@ pub fn is_client_rpc(service: &str, method: &str) -> bool {
 
 pub mod error;
 pub mod ids;
+
+/// The etcd release oxcd answers as: the server version in Status, `/version` and metrics,
+/// and etcdctl's and etcdutl's `version`. kube-apiserver serves consistent reads from its
+/// watch cache only from etcd 3.5.13 (progress notifications ordered behind events, etcd
+/// #15220), which oxcd matches.
+pub const ETCD_VERSION: &str = "3.5.13";
+/// The cluster version every member agrees on (etcd's is major.minor.0).
+pub const CLUSTER_VERSION: &str = "3.5.0";
+/// The API version etcdctl and etcdutl print.
+pub const API_VERSION: &str = "3.5";
 pub use error::EtcdError;
 pub use ids::{ClusterId, LeaseId, MemberId, ParseIdError, Revision};
 

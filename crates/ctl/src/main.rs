@@ -71,8 +71,10 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
     match name {
         "version" => {
             out.stdout.push_str(&format!(
-                "etcdctl version: 3.5.0 (oxcdctl {})\nAPI version: 3.5\n",
-                env!("CARGO_PKG_VERSION")
+                "etcdctl version: {} (oxcdctl {})\nAPI version: {}\n",
+                oxcd_api::ETCD_VERSION,
+                env!("CARGO_PKG_VERSION"),
+                oxcd_api::API_VERSION
             ));
             Ok(())
         }

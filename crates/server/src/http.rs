@@ -85,7 +85,7 @@ async fn version() -> Response {
     let v = crate::version::SERVER_VERSION;
     json(
         StatusCode::OK,
-        serde_json::json!({"etcdserver": v, "etcdcluster": v}).to_string(),
+        serde_json::json!({"etcdserver": v, "etcdcluster": oxcd_api::CLUSTER_VERSION}).to_string(),
     )
 }
 

@@ -15,8 +15,7 @@ pub mod snapshot;
 pub use error::{Exit, UtlError};
 
 /// The etcd release whose etcdutl this tool stands in for, and its API version.
-pub const ETCD_VERSION: &str = "3.5.0";
-pub const API_VERSION: &str = "3.5";
+pub use oxcd_api::{API_VERSION, ETCD_VERSION};
 
 /// `version`'s two lines, as etcdutl prints them (with oxcdutl's own version beside).
 pub fn version_text() -> String {
