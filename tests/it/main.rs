@@ -17,3 +17,4 @@ mod security;
 mod startup;
 mod utl;
 mod watch;
+mod watch_progress;

@@ -37,9 +37,18 @@ pub struct WatchService {
     pub progress_interval: Duration,
 }
 
+/// What a stream sends, in one queue: the store's batches (events, progress, compaction)
+/// and the answers to the client's requests (created, canceled), so that a watch's
+/// "created" goes before its events and a progress notification asked for before a watch
+/// was created reaches the client before that watch's "created".
+enum Outgoing {
+    Batch(WatchBatch),
+    Reply(WatchResponse),
+}
+
 /// A stream's queue of batches, bounded in count and in event bytes.
 struct ChannelSink {
-    batches: mpsc::Sender<WatchBatch>,
+    batches: mpsc::Sender<Outgoing>,
     queued: Arc<AtomicUsize>,
 }
 
@@ -55,7 +64,7 @@ impl WatchSink for ChannelSink {
             return false;
         }
         self.queued.fetch_add(bytes, Ordering::AcqRel);
-        if self.batches.try_send(batch).is_ok() {
+        if self.batches.try_send(Outgoing::Batch(batch)).is_ok() {
             return true;
         }
         self.queued.fetch_sub(bytes, Ordering::AcqRel);
@@ -118,8 +127,9 @@ impl Watch for WatchService {
         let who = self.server.auth_info(&request)?;
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let (out_tx, out_rx) = mpsc::channel::<WatchResponse>(RESPONSE_BUFFER);
-        let (ev_tx, ev_rx) = mpsc::channel::<WatchBatch>(EVENT_BUFFER);
+        let (ev_tx, ev_rx) = mpsc::channel::<Outgoing>(EVENT_BUFFER);
         let queued = Arc::new(AtomicUsize::new(0));
+        let replies = ev_tx.clone();
         let sink: Arc<dyn WatchSink> = Arc::new(ChannelSink {
             batches: ev_tx,
             queued: queued.clone(),
@@ -133,13 +143,13 @@ impl Watch for WatchService {
             stream_id,
             state.clone(),
             (ev_rx, queued),
-            out_tx.clone(),
+            out_tx,
             self.progress_interval,
         ));
         let (fail_tx, fail_rx) = mpsc::channel::<Status>(1);
         let receiver = tokio::spawn(async move {
             let who = who.as_ref();
-            recv_loop(&server, who, stream_id, &state, incoming, &out_tx, sink).await;
+            recv_loop(&server, who, stream_id, &state, incoming, &replies, sink).await;
             // The client is gone (or sent garbage): its watches end with it.
             server.store.cancel_stream(stream_id);
             sender.abort();
@@ -193,7 +203,7 @@ async fn recv_loop(
     stream_id: u64,
     state: &Shared,
     mut incoming: Streaming<WatchRequest>,
-    out: &mpsc::Sender<WatchResponse>,
+    out: &mpsc::Sender<Outgoing>,
     sink: Arc<dyn WatchSink>,
 ) {
     while let Ok(Some(req)) = incoming.message().await {
@@ -234,7 +244,7 @@ async fn recv_loop(
             }
             None => continue,
         };
-        if out.send(response).await.is_err() {
+        if out.send(Outgoing::Reply(response)).await.is_err() {
             return;
         }
     }
@@ -263,7 +273,7 @@ async fn create(
     stream_id: u64,
     state: &Shared,
     c: WatchCreateRequest,
-    out: &mpsc::Sender<WatchResponse>,
+    out: &mpsc::Sender<Outgoing>,
     sink: Arc<dyn WatchSink>,
 ) {
     let current = server.store.current_revision();
@@ -308,7 +318,7 @@ async fn create(
         Ok((range, id)) => {
             response.watch_id = id;
             // Created goes out before any event of the watch can.
-            if out.send(response).await.is_err() {
+            if out.send(Outgoing::Reply(response)).await.is_err() {
                 return;
             }
             let start = if c.start_revision == 0 {
@@ -329,7 +339,7 @@ async fn create(
             response.watch_id = INVALID_WATCH_ID;
             response.canceled = true;
             response.cancel_reason = reason;
-            let _ = out.send(response).await;
+            let _ = out.send(Outgoing::Reply(response)).await;
         }
     }
 }
@@ -338,7 +348,7 @@ async fn send_loop(
     server: Arc<EtcdServer>,
     stream_id: u64,
     state: Shared,
-    (mut batches, queued): (mpsc::Receiver<WatchBatch>, Arc<AtomicUsize>),
+    (mut queue, queued): (mpsc::Receiver<Outgoing>, Arc<AtomicUsize>),
     out: mpsc::Sender<WatchResponse>,
     progress_interval: Duration,
 ) {
@@ -350,9 +360,22 @@ async fn send_loop(
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            batch = batches.recv() => {
-                let Some(batch) = batch else { return };
+            next = queue.recv() => {
+                let batch = match next {
+                    None => return,
+                    Some(Outgoing::Reply(r)) => {
+                        if out.send(r).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Some(Outgoing::Batch(batch)) => batch,
+                };
                 let bytes = batch_bytes(&batch);
+                if is_for_a_canceled_watch(&state, &batch) {
+                    queued.fetch_sub(bytes, Ordering::AcqRel);
+                    continue;
+                }
                 let responses = if batch.events.len() > PREV_KV_ON_RUNTIME && wants_prev_kv(&state, &batch) {
                     // A lookup per event: a big batch's go to the blocking pool.
                     let (server, state) = (server.clone(), state.clone());
@@ -439,6 +462,12 @@ fn progress_response(server: &EtcdServer) -> WatchResponse {
         watch_id: INVALID_WATCH_ID,
         ..Default::default()
     }
+}
+
+/// Events queued for a watch the client canceled since: dropped, as etcd drops them, rather
+/// than sent after the cancel's answer.
+fn is_for_a_canceled_watch(state: &Shared, batch: &WatchBatch) -> bool {
+    batch.watch_id != INVALID_WATCH_ID && !lock(state).watches.contains_key(&batch.watch_id)
 }
 
 /// The most events whose previous values are looked up on the async runtime.
