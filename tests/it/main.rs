@@ -9,6 +9,7 @@ mod differential;
 mod etcdctl;
 mod faults;
 mod gateway;
+mod k8s;
 mod lease;
 mod ops;
 mod overload;

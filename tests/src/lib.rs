@@ -36,6 +36,7 @@ pub fn free_port() -> u16 {
 pub mod certs;
 pub mod cluster;
 pub mod http;
+pub mod k8s;
 pub mod kv;
 pub mod linearizability;
 pub mod proxy;
