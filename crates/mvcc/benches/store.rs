@@ -1,9 +1,85 @@
 //! MVCC hot paths, repeatable without a server: a batch of puts committed as the apply
-//! thread commits them, and reads of one key and of a 100-key prefix.
+//! thread commits them, the same updates as kube-apiserver writes them (a txn comparing the
+//! mod revision), reads of one key and of a 100-key prefix, and a list's page and count.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use oxcd_api::etcdserverpb::{PutRequest, RangeRequest};
+use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use oxcd_api::etcdserverpb::request_op::Request;
+use oxcd_api::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use oxcd_mvcc::Store;
+
+/// Objects of 4 KiB, as Kubernetes' mid-sized ones.
+const OBJECT: usize = 4096;
+
+/// kube-apiserver's update: put if the object is still at `rev`, else read it.
+fn k8s_update(key: &[u8], rev: i64) -> TxnRequest {
+    TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Mod as i32,
+            key: key.to_vec(),
+            target_union: Some(TargetUnion::ModRevision(rev)),
+            ..Default::default()
+        }],
+        success: vec![RequestOp {
+            request: Some(Request::RequestPut(PutRequest {
+                key: key.to_vec(),
+                value: vec![b'o'; OBJECT],
+                ..Default::default()
+            })),
+        }],
+        failure: vec![RequestOp {
+            request: Some(Request::RequestRange(RangeRequest {
+                key: key.to_vec(),
+                ..Default::default()
+            })),
+        }],
+    }
+}
+
+/// 64 objects updated a batch at a time, as plain puts or as kube-apiserver's txns.
+fn updates(c: &mut Criterion) {
+    let (_dir, store) = store_with(0);
+    let keys: Vec<Vec<u8>> = (0..64)
+        .map(|i| format!("/registry/pods/default/pod-{i:02}").into_bytes())
+        .collect();
+    let mut revs = vec![0i64; keys.len()];
+    let mut wb = store.begin_write().expect("write");
+    for (k, rev) in keys.iter().zip(&mut revs) {
+        *rev = wb
+            .txn(&k8s_update(k, 0))
+            .expect("create")
+            .header
+            .expect("header")
+            .revision;
+    }
+    wb.commit(false).expect("commit");
+    c.bench_function("update 64 objects of 4 KiB by put + commit", |b| {
+        b.iter(|| {
+            let mut wb = store.begin_write().expect("write");
+            for (k, rev) in keys.iter().zip(&mut revs) {
+                let put = PutRequest {
+                    key: k.clone(),
+                    value: vec![b'o'; OBJECT],
+                    ..Default::default()
+                };
+                *rev = wb.put(&put).expect("put").header.expect("header").revision;
+            }
+            wb.commit(false).expect("commit");
+        })
+    });
+    c.bench_function("update 64 objects of 4 KiB by k8s txn + commit", |b| {
+        b.iter(|| {
+            let mut wb = store.begin_write().expect("write");
+            for (k, rev) in keys.iter().zip(&mut revs) {
+                let r = wb.txn(&k8s_update(k, *rev)).expect("txn");
+                assert!(r.succeeded, "the object was at {rev}");
+                *rev = r.header.expect("header").revision;
+            }
+            wb.commit(false).expect("commit");
+        })
+    });
+}
 
 fn put(key: String) -> PutRequest {
     PutRequest {
@@ -62,5 +138,28 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// kube-apiserver's list: a page of 500 keys of a 100k-key prefix, which also counts the
+/// whole rest of the prefix, and a count-only range of it.
+fn list_pages(c: &mut Criterion) {
+    let (_dir, store) = store_with(100_000);
+    let page = RangeRequest {
+        key: b"key/".to_vec(),
+        range_end: b"key0".to_vec(),
+        limit: 500,
+        ..Default::default()
+    };
+    c.bench_function("page of 500 from a 100k-key prefix", |b| {
+        b.iter(|| store.range(&page).expect("range"))
+    });
+    let count = RangeRequest {
+        count_only: true,
+        limit: 0,
+        ..page.clone()
+    };
+    c.bench_function("count a 100k-key prefix", |b| {
+        b.iter(|| store.range(&count).expect("range"))
+    });
+}
+
+criterion_group!(benches, bench, updates, list_pages);
 criterion_main!(benches);

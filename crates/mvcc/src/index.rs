@@ -44,7 +44,40 @@ impl TreeIndex {
         range: &'a KeyRange,
         at: i64,
     ) -> impl Iterator<Item = (&'a [u8], KeyAt)> + 'a {
-        let iter: Box<dyn Iterator<Item = (&Vec<u8>, &KeyIndex)>> = match range {
+        self.histories(range)
+            .filter_map(move |(k, ki)| ki.get(at).map(|at| (k.as_slice(), at)))
+    }
+
+    /// The first `fetch` live keys of `range` at revision `at` (their revisions), and how
+    /// many keys are live there in all: past the first `fetch` keys only their liveness is
+    /// looked at (a page of a big list counts the rest of the range).
+    pub fn revisions_and_count(
+        &self,
+        range: &KeyRange,
+        at: i64,
+        fetch: usize,
+    ) -> (Vec<KeyRevision>, i64) {
+        let mut revisions = Vec::new();
+        let mut count = 0i64;
+        for (_, ki) in self.histories(range) {
+            if revisions.len() < fetch {
+                if let Some(found) = ki.get(at) {
+                    revisions.push(found.modified);
+                    count += 1;
+                }
+            } else if ki.is_live_at(at) {
+                count += 1;
+            }
+        }
+        (revisions, count)
+    }
+
+    /// Every key's history in `range`, in key order.
+    fn histories<'a>(
+        &'a self,
+        range: &'a KeyRange,
+    ) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a KeyIndex)> + 'a> {
+        match range {
             KeyRange::Single(k) => Box::new(self.keys.get_key_value(k).into_iter()),
             KeyRange::FromKey(k) => Box::new(
                 self.keys
@@ -60,8 +93,7 @@ impl TreeIndex {
                     )
                 }
             }
-        };
-        iter.filter_map(move |(k, ki)| ki.get(at).map(|at| (k.as_slice(), at)))
+        }
     }
 
     /// Whether `key` still has revision `rev` (compaction has not dropped it).

@@ -96,6 +96,15 @@ impl KeyIndex {
         self.generations.iter().all(|g| g.revs.is_empty())
     }
 
+    /// Whether a read at `at` sees the key (as `get(at).is_some()`), without working out its
+    /// revision: at or after its last change only its last generation need be looked at.
+    pub fn is_live_at(&self, at: i64) -> bool {
+        if at >= self.modified.main {
+            return self.generations.last().is_some_and(|g| !g.revs.is_empty());
+        }
+        self.generation_at(at).is_some()
+    }
+
     fn generation_at(&self, at: i64) -> Option<&Generation> {
         let last = self.generations.len().checked_sub(1)?;
         for (i, g) in self.generations.iter().enumerate().rev() {

@@ -129,6 +129,19 @@ fn check_read(store: &Store, model: &Model, a: u8, b: Option<u8>, rev: i64) {
     assert_eq!(got.kvs, want, "range {a} {b:?} at {rev}");
     assert_eq!(got.count, want.len() as i64);
     assert_eq!(got.header.map(|h| h.revision), Some(model.rev()));
+    // A page counts the whole range past its keys.
+    let page = store
+        .range(&RangeRequest {
+            limit: 1,
+            ..range_req(a, b, rev)
+        })
+        .expect("a page");
+    assert_eq!(
+        page.kvs,
+        want[..want.len().min(1)],
+        "page {a} {b:?} at {rev}"
+    );
+    assert_eq!((page.count, page.more), (want.len() as i64, want.len() > 1));
 }
 
 proptest! {

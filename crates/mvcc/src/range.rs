@@ -6,7 +6,6 @@ use crate::backend;
 use crate::error::{poisoned, StoreError};
 use crate::index::TreeIndex;
 use crate::key_range::KeyRange;
-use crate::revision::KeyRevision;
 use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxcd_api::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use oxcd_api::mvccpb::KeyValue;
@@ -122,19 +121,11 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
         req.limit as usize + 1
     };
     let keys = KeyRange::new(&req.key, &req.range_end);
-    let (count, revisions) = index.with(|index, compacted| {
+    let (revisions, count) = index.with(|index, compacted| {
         if rev < compacted {
             return Err(StoreError::from(EtcdError::Compacted));
         }
-        let mut count = 0i64;
-        let mut revisions: Vec<KeyRevision> = Vec::new();
-        for (_, at) in index.range(&keys, rev) {
-            count += 1;
-            if revisions.len() < fetch {
-                revisions.push(at.modified);
-            }
-        }
-        Ok((count, revisions))
+        Ok(index.revisions_and_count(&keys, rev, fetch))
     })??;
 
     // A keys-only read never copies out a value, unless the order needs it.

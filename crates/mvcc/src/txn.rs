@@ -4,6 +4,7 @@
 use crate::backend;
 use crate::error::{backend_err, poisoned, StoreError};
 use crate::index::TreeIndex;
+use crate::key_index::KeyAt;
 use crate::key_range::KeyRange;
 use crate::lease::Leases;
 use crate::range::{header, range, HeldIndex, IndexView, ReadLimits};
@@ -270,7 +271,9 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
     }
 
     fn choose_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<(), StoreError> {
-        let ok = compares_hold(req, &|r| self.range(r))?;
+        let ok = compares_hold(req, &|r| self.range(r), &|key| {
+            Ok(self.index()?.get(key, self.rev()))
+        })?;
         path.push(ok);
         for op in branch(req, ok) {
             if let Some(request_op::Request::RequestTxn(t)) = &op.request {
@@ -339,11 +342,14 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
 }
 
 type Read<'a> = dyn Fn(&RangeRequest) -> Result<RangeResponse, StoreError> + 'a;
+/// What the index knows of one key at the txn's revision.
+type Meta<'a> = dyn Fn(&[u8]) -> Result<Option<KeyAt>, StoreError> + 'a;
 
-/// Whether every compare of `req` holds, read through `read`.
-fn compares_hold(req: &TxnRequest, read: &Read<'_>) -> Result<bool, StoreError> {
+/// Whether every compare of `req` holds, read through `read`, or through `meta` when the
+/// index alone answers.
+fn compares_hold(req: &TxnRequest, read: &Read<'_>, meta: &Meta<'_>) -> Result<bool, StoreError> {
     for c in &req.compare {
-        if !compare(c, read)? {
+        if !compare(c, read, meta)? {
             return Ok(false);
         }
     }
@@ -361,8 +367,23 @@ fn check_range_revision(r: &RangeRequest, current: i64, compacted: i64) -> Resul
     Ok(())
 }
 
-/// Whether `c` holds for every key it names, read through `read`.
-fn compare(c: &Compare, read: &Read<'_>) -> Result<bool, StoreError> {
+/// Whether `c` holds for every key it names, read through `read`. A compare of one key's
+/// version or revisions (kube-apiserver's guard on every write) is answered by the index,
+/// without loading the value.
+fn compare(c: &Compare, read: &Read<'_>, meta: &Meta<'_>) -> Result<bool, StoreError> {
+    let by_index = matches!(
+        c.target(),
+        CompareTarget::Version | CompareTarget::Create | CompareTarget::Mod
+    );
+    if by_index && c.range_end.is_empty() {
+        let seen = meta(&c.key)?.map_or_else(KeyValue::default, |at| KeyValue {
+            create_revision: at.created.main,
+            mod_revision: at.modified.main,
+            version: at.version,
+            ..Default::default()
+        });
+        return Ok(compare_kv(c, &seen));
+    }
     let kvs = read(&RangeRequest {
         key: c.key.clone(),
         range_end: c.range_end.clone(),
@@ -397,7 +418,9 @@ pub(crate) fn read_only_txn<T: ReadableTable<u128, &'static [u8]>>(
 ) -> Result<TxnResponse, StoreError> {
     let read = |r: &RangeRequest| range(table, index, r, current, limits);
     let compacted = index.with(|_, compacted| compacted)?;
-    let ok = compares_hold(req, &read)?;
+    let ok = compares_hold(req, &read, &|key| {
+        index.with(|index, _| index.get(key, current))
+    })?;
     let ranges = branch(req, ok).iter().filter_map(|op| match &op.request {
         Some(request_op::Request::RequestRange(r)) => Some(r),
         _ => None,
