@@ -3,10 +3,13 @@
 //! etcd started side by side on loopback and prints the ratios.
 
 mod gateway;
+mod k8s;
 mod load;
 mod ops;
 mod overload;
+mod procfs;
 mod servers;
+mod table;
 mod tls;
 mod watchlease;
 
@@ -87,6 +90,32 @@ enum Cmd {
         /// too (ETCD_HEARTBEAT_INTERVAL / ETCD_ELECTION_TIMEOUT reach both products).
         #[arg(long, default_value_t = 1)]
         members: usize,
+        /// The Kubernetes load's section (the flags of `k8s`).
+        #[command(flatten, next_help_heading = "Kubernetes load")]
+        k8s: k8s::Spec,
+    },
+    /// Kubernetes' storage traffic (kube-apiserver's conditional txns, leased events,
+    /// paginated lists, a reflector's watch) against running endpoints.
+    K8s {
+        /// gRPC endpoints, comma separated (writers spread over all; the watcher uses the
+        /// last, lists the first)
+        #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// The servers' process ids, comma separated, for CPU per write and list memory
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
+        #[command(flatten)]
+        spec: k8s::Spec,
+    },
+    /// Starts oxcd and etcd clusters side by side, runs the Kubernetes load (`k8s`) against
+    /// each and prints each figure with the ratio oxcd/etcd and the goals.
+    K8sCompare {
+        #[command(flatten)]
+        products: Products,
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        #[command(flatten)]
+        spec: k8s::Spec,
     },
     /// Put throughput over mutual TLS (client and peer) and over plain TCP, for oxcd and
     /// etcd clusters side by side.
@@ -186,7 +215,18 @@ async fn main() {
             total,
             load_keys,
             members,
-        } => servers::compare(&oxcd, &etcd, total, load_keys, members).await,
+            k8s,
+        } => servers::compare(&oxcd, &etcd, total, load_keys, members, &k8s).await,
+        Cmd::K8s {
+            endpoints,
+            pids,
+            spec,
+        } => k8s::run(endpoints, pids, &spec).await,
+        Cmd::K8sCompare {
+            products: Products { oxcd, etcd },
+            members,
+            spec,
+        } => k8s::compare(&oxcd, &etcd, members, &spec).await,
         Cmd::Ops {
             products: Products { oxcd, etcd },
             oxcdctl,

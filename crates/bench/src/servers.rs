@@ -2,6 +2,8 @@
 //! each, in one run; every figure is reported with the ratio oxcd/etcd.
 
 use crate::load::{self, LoadSpec, Op};
+pub(crate) use crate::procfs::status_kb;
+pub(crate) use crate::table::{print_rows, Row};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -214,31 +216,9 @@ async fn failover(cluster: &mut Cluster) -> Result<Duration, String> {
     }
 }
 
-/// A /proc/PID/status figure in KiB (VmHWM: peak resident memory, VmRSS: now).
-pub(crate) fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-        })
-        .unwrap_or(0)
-}
-
 /// Peak resident memory (VmHWM) of a process, in bytes.
 fn peak_rss(pid: u32) -> u64 {
     status_kb(pid, "VmHWM:") * 1024
-}
-
-pub(crate) struct Row {
-    pub name: String,
-    pub unit: &'static str,
-    pub oxcd: f64,
-    pub etcd: f64,
-    pub higher_is_better: bool,
 }
 
 pub async fn compare(
@@ -247,6 +227,7 @@ pub async fn compare(
     total: usize,
     load_keys: usize,
     members: usize,
+    k8s: &crate::k8s::spec::Spec,
 ) -> Result<(), String> {
     let mut rows = Vec::new();
     let mut servers = Vec::new();
@@ -383,6 +364,17 @@ pub async fn compare(
         etcd: idle[1],
         higher_is_better: false,
     });
+    // Kubernetes' traffic (see `k8s`), before the failover kills a member.
+    let mut k8s_figures = Vec::new();
+    for s in &servers {
+        eprintln!("{}: kubernetes load", s.name);
+        let target = crate::k8s::spec::Target {
+            endpoints: s.endpoint_list(),
+            pids: s.members.iter().map(|m| m.child.id()).collect(),
+        };
+        k8s_figures.push(crate::k8s::measure::measure(&target, k8s).await?);
+    }
+    rows.extend(crate::k8s::spec::rows(&k8s_figures[0], &k8s_figures[1]));
     if members > 1 {
         let mut times = Vec::new();
         for s in &mut servers {
@@ -399,29 +391,4 @@ pub async fn compare(
     println!("{members} member(s) each");
     print_rows(servers[0].name, servers[1].name, rows);
     Ok(())
-}
-
-/// The comparison table: each figure for both products and the ratio oxcd/etcd.
-pub(crate) fn print_rows(first: &str, second: &str, rows: Vec<Row>) {
-    println!(
-        "{:<34} {:>12} {:>12} {:>10}  unit",
-        "load", first, second, "oxcd/etcd"
-    );
-    for r in rows {
-        let ratio = if r.etcd > 0.0 {
-            r.oxcd / r.etcd
-        } else {
-            f64::NAN
-        };
-        let mark = if (r.higher_is_better && ratio >= 1.0) || (!r.higher_is_better && ratio <= 1.0)
-        {
-            ""
-        } else {
-            "  (worse)"
-        };
-        println!(
-            "{:<34} {:>12.1} {:>12.1} {:>10.2}  {}{mark}",
-            r.name, r.oxcd, r.etcd, ratio, r.unit
-        );
-    }
 }
