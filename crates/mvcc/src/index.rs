@@ -72,6 +72,21 @@ impl TreeIndex {
         (revisions, count)
     }
 
+    /// The first `fetch` live keys of `range` at revision `at` (their revisions).
+    pub fn first_revisions(&self, range: &KeyRange, at: i64, fetch: usize) -> Vec<KeyRevision> {
+        self.range(range, at)
+            .take(fetch)
+            .map(|(_, found)| found.modified)
+            .collect()
+    }
+
+    /// How many keys of `range` are live at revision `at`.
+    pub fn count_live(&self, range: &KeyRange, at: i64) -> i64 {
+        self.histories(range)
+            .filter(|(_, ki)| ki.is_live_at(at))
+            .count() as i64
+    }
+
     /// Every key's history in `range`, in key order.
     fn histories<'a>(
         &'a self,

@@ -15,6 +15,7 @@ use crate::hash;
 use crate::index::TreeIndex;
 use crate::key_range::KeyRange;
 use crate::lease::{LeaseInfo, Leases};
+use crate::page_counts::PageCounts;
 use crate::range::{
     self, PublishedIndex, ReadLimits, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_READ_SHARE,
 };
@@ -69,6 +70,7 @@ pub struct Store {
     /// What one read may gather before it must hold `big_read_gate`.
     read_share: AtomicUsize,
     big_read_gate: Mutex<()>,
+    page_counts: PageCounts,
     defrag: Mutex<()>,
 }
 
@@ -118,6 +120,7 @@ impl Store {
             max_response_bytes: AtomicUsize::new(DEFAULT_MAX_RESPONSE_BYTES),
             read_share: AtomicUsize::new(DEFAULT_READ_SHARE),
             big_read_gate: Mutex::new(()),
+            page_counts: PageCounts::default(),
             defrag: Mutex::new(()),
         };
         store.size.refresh_file(path);
@@ -343,6 +346,7 @@ impl Store {
         *self.leases.write().map_err(|_| poisoned())? = Leases::load(&db, loaded.key_lease)?;
         self.compacted.store(loaded.compacted, Ordering::Release);
         self.physical.reset(loaded.compact_finished);
+        self.page_counts.clear();
         self.hub
             .unsync_all(|| self.current.store(loaded.current, Ordering::Release));
         self.size.refresh_file(&self.path);
@@ -501,6 +505,7 @@ impl Store {
             max_bytes: self.max_response_bytes.load(Ordering::Relaxed),
             share: self.read_share.load(Ordering::Relaxed),
             gate: Some(&self.big_read_gate),
+            counts: Some(&self.page_counts),
         };
         read(&table, &index, current.0, &limits)
     }

@@ -13,6 +13,7 @@ mod key_index;
 mod key_range;
 mod kvstore;
 mod lease;
+mod page_counts;
 mod range;
 mod revision;
 mod snapshot;

@@ -6,6 +6,7 @@ use crate::backend;
 use crate::error::{poisoned, StoreError};
 use crate::index::TreeIndex;
 use crate::key_range::KeyRange;
+use crate::page_counts::PageCounts;
 use oxcd_api::etcdserverpb::range_request::{SortOrder, SortTarget};
 use oxcd_api::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use oxcd_api::mvccpb::KeyValue;
@@ -29,6 +30,8 @@ pub(crate) struct ReadLimits<'a> {
     pub max_bytes: usize,
     pub share: usize,
     pub gate: Option<&'a Mutex<()>>,
+    /// Counts of recent pages (none inside a write, whose revision is still changing).
+    pub counts: Option<&'a PageCounts>,
 }
 
 impl ReadLimits<'_> {
@@ -38,6 +41,7 @@ impl ReadLimits<'_> {
         max_bytes: usize::MAX,
         share: usize::MAX,
         gate: None,
+        counts: None,
     };
 }
 
@@ -125,7 +129,15 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
         if rev < compacted {
             return Err(StoreError::from(EtcdError::Compacted));
         }
-        Ok(index.revisions_and_count(&keys, rev, fetch))
+        let Some(counts) = limits.counts.filter(|_| fetch != usize::MAX) else {
+            return Ok(index.revisions_and_count(&keys, rev, fetch));
+        };
+        if let Some(count) = counts.count(index, &keys, rev) {
+            return Ok((index.first_revisions(&keys, rev, fetch), count));
+        }
+        let (revisions, count) = index.revisions_and_count(&keys, rev, fetch);
+        counts.remember(&keys, rev, count);
+        Ok((revisions, count))
     })??;
 
     // A keys-only read never copies out a value, unless the order needs it.
