@@ -5,6 +5,7 @@ mod bad_input;
 mod cluster;
 mod coordination;
 mod crash;
+mod ctl_snapshot;
 mod differential;
 mod etcdctl;
 mod faults;
