@@ -298,7 +298,8 @@ impl Store {
         self.hub.cancel_stream(stream)
     }
 
-    /// Whether a watch gets each commit as it happens.
+    /// Whether a watch gets each commit as it happens (the hub's tests look).
+    #[cfg(test)]
     pub fn is_synced(&self, key: WatchKey) -> bool {
         self.hub.is_synced(key)
     }

@@ -88,6 +88,7 @@ impl Hub {
         self.forget_if_empty(&group);
     }
 
+    #[cfg(test)]
     pub fn is_synced(&self, key: WatchKey) -> bool {
         self.group().get(&key).is_some_and(|w| w.synced)
     }

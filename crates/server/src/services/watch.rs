@@ -229,17 +229,9 @@ async fn recv_loop(
                 if st.progress_deferred {
                     continue;
                 }
-                match server
-                    .store
-                    .request_progress(stream_id, None, INVALID_WATCH_ID)
-                {
-                    Progress::Sent => continue,
-                    Progress::NotYet => {
-                        st.progress_deferred = true;
-                        continue;
-                    }
-                    // No watch whose events it could overtake: answered at once, as etcd 3.4.
-                    Progress::NoWatch => progress_response(server),
+                match request_stream_progress(server, stream_id, &mut st) {
+                    Some(answer) => answer,
+                    None => continue,
                 }
             }
             None => continue,
@@ -439,20 +431,22 @@ fn retry_deferred_progress(
     if !st.progress_deferred {
         return None;
     }
-    match server
+    request_stream_progress(server, stream_id, &mut st)
+}
+
+/// Asks the store for a progress notification covering every watch of the stream: queued
+/// behind their events, deferred while one still catches up, or (no watch, nothing it could
+/// overtake) the answer to send at once, as etcd 3.4.
+fn request_stream_progress(
+    server: &EtcdServer,
+    stream_id: u64,
+    st: &mut StreamState,
+) -> Option<WatchResponse> {
+    let progress = server
         .store
-        .request_progress(stream_id, None, INVALID_WATCH_ID)
-    {
-        Progress::NotYet => None,
-        Progress::Sent => {
-            st.progress_deferred = false;
-            None
-        }
-        Progress::NoWatch => {
-            st.progress_deferred = false;
-            Some(progress_response(server))
-        }
-    }
+        .request_progress(stream_id, None, INVALID_WATCH_ID);
+    st.progress_deferred = progress == Progress::NotYet;
+    (progress == Progress::NoWatch).then(|| progress_response(server))
 }
 
 /// A RequestProgress answer for a stream without watches: nothing it could overtake.
