@@ -84,12 +84,9 @@ struct Watch {
     last_by_key: HashMap<Vec<u8>, i64>,
 }
 
-/// One stream's checks, fed response by response.
-#[derive(Default)]
-struct Check {
-    name: String,
-    defs: Vec<Def>,
-    watches: BTreeMap<i64, Watch>,
+/// What one stream, or a whole run, counted.
+#[derive(Default, Debug, Clone, Copy)]
+struct Counts {
     progress_sent: u64,
     notifications: u64,
     stream_notifications: u64,
@@ -97,6 +94,26 @@ struct Check {
     violations: u64,
     /// Of those, events overtaken by a periodic notification (the rest by a RequestProgress).
     periodic_violations: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.progress_sent += other.progress_sent;
+        self.notifications += other.notifications;
+        self.stream_notifications += other.stream_notifications;
+        self.events += other.events;
+        self.violations += other.violations;
+        self.periodic_violations += other.periodic_violations;
+    }
+}
+
+/// One stream's checks, fed response by response.
+#[derive(Default)]
+struct Check {
+    name: String,
+    defs: Vec<Def>,
+    watches: BTreeMap<i64, Watch>,
+    counts: Counts,
     /// Ordering, range, prev_kv and protocol problems (the first few, with a count).
     problems: Vec<String>,
     problem_count: u64,
@@ -137,9 +154,9 @@ impl Check {
             return self.problem(format!("unexpected answer {r:?}"));
         }
         if r.events.is_empty() {
-            self.notifications += 1;
+            self.counts.notifications += 1;
             if id == -1 {
-                self.stream_notifications += 1;
+                self.counts.stream_notifications += 1;
                 for w in self.watches.values_mut() {
                     if rev > w.floor {
                         (w.floor, w.floor_by) = (rev, "the answer to a RequestProgress");
@@ -158,16 +175,16 @@ impl Check {
             return self.problem(format!("events for unknown watch {id}"));
         };
         for ev in &r.events {
-            self.events += 1;
+            self.counts.events += 1;
             let Some(kv) = &ev.kv else {
                 self.problem(format!("watch {id}: event without kv"));
                 continue;
             };
             let at = kv.mod_revision;
             if at <= w.floor {
-                self.violations += 1;
+                self.counts.violations += 1;
                 if w.floor_by == PERIODIC {
-                    self.periodic_violations += 1;
+                    self.counts.periodic_violations += 1;
                 }
                 if self.examples.len() < 5 {
                     self.examples.push(format!(
@@ -363,12 +380,7 @@ async fn pace(began: Instant, at: Duration) {
 /// What a run saw, over every stream.
 #[derive(Default, Debug)]
 struct Report {
-    progress_sent: u64,
-    notifications: u64,
-    stream_notifications: u64,
-    events: u64,
-    violations: u64,
-    periodic_violations: u64,
+    counts: Counts,
     writes: usize,
     writes_failed: u64,
     examples: Vec<String>,
@@ -381,12 +393,12 @@ impl Report {
             "{what}: {} progress notifications checked ({} answering {} RequestProgress, the rest periodic), \
              {} events, {} violations ({} after a periodic one); {} acknowledged writes \
              ({} failed attempts)",
-            self.notifications,
-            self.stream_notifications,
-            self.progress_sent,
-            self.events,
-            self.violations,
-            self.periodic_violations,
+            self.counts.notifications,
+            self.counts.stream_notifications,
+            self.counts.progress_sent,
+            self.counts.events,
+            self.counts.violations,
+            self.counts.periodic_violations,
             self.writes,
             self.writes_failed
         );
@@ -406,12 +418,12 @@ impl Report {
             self.problems
         );
         assert!(
-            self.notifications > 0 && self.events > 0,
+            self.counts.notifications > 0 && self.counts.events > 0,
             "nothing checked: {self:?}"
         );
         if promise {
             assert_eq!(
-                self.violations, 0,
+                self.counts.violations, 0,
                 "progress notifications overtook events (etcd #15220): {:#?}",
                 self.examples
             );
@@ -432,7 +444,7 @@ impl Load {
                 if tx.send(req).await.is_err() {
                     return;
                 }
-                lock(&check).progress_sent += 1;
+                lock(&check).counts.progress_sent += 1;
                 tokio::time::sleep(PROGRESS_EVERY).await; // the cadence, not a wait
             }
         }));
@@ -536,12 +548,7 @@ impl Load {
         report.problems.extend(oracle.problems.iter().cloned());
         for (i, s) in self.streams.iter().enumerate() {
             let c = lock(&s.check);
-            report.progress_sent += c.progress_sent;
-            report.notifications += c.notifications;
-            report.stream_notifications += c.stream_notifications;
-            report.events += c.events;
-            report.violations += c.violations;
-            report.periodic_violations += c.periodic_violations;
+            report.counts.add(&c.counts);
             report.examples.extend(c.examples.iter().cloned());
             report.problems.extend(c.problems.iter().cloned());
             if c.problem_count > c.problems.len() as u64 {

@@ -116,6 +116,22 @@ fn get_op(key: &str) -> RequestOp {
     }
 }
 
+/// kube-apiserver's guarded write: `If(ModRevision(key) == rev).Then(Put).Else(Get)`.
+fn guarded_put(key: &str, rev: i64, value: Vec<u8>, lease: i64) -> TxnRequest {
+    TxnRequest {
+        compare: vec![mod_is(key, rev)],
+        success: vec![RequestOp {
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key: key.as_bytes().to_vec(),
+                value,
+                lease,
+                ..Default::default()
+            })),
+        }],
+        failure: vec![get_op(key)],
+    }
+}
+
 fn header_rev(h: &Option<ResponseHeader>) -> i64 {
     h.as_ref().map_or(0, |h| h.revision)
 }
@@ -171,19 +187,11 @@ impl Store {
         if let Some(u) = &uid {
             log.attempted.lock().expect("attempted").insert(u.clone());
         }
-        let txn = TxnRequest {
-            compare: vec![mod_is(key, 0)],
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestPut(PutRequest {
-                    key: key.as_bytes().to_vec(),
-                    value,
-                    lease,
-                    ..Default::default()
-                })),
-            }],
-            failure: vec![get_op(key)],
-        };
-        let r = self.kv.txn(txn).await?.into_inner();
+        let r = self
+            .kv
+            .txn(guarded_put(key, 0, value, lease))
+            .await?
+            .into_inner();
         if r.succeeded {
             let rev = header_rev(&r.header);
             log.ack(rev, key, uid.as_deref());
@@ -219,18 +227,7 @@ impl Store {
             if let Some(u) = &uid {
                 log.attempted.lock().expect("attempted").insert(u.clone());
             }
-            let txn = TxnRequest {
-                compare: vec![mod_is(key, obj.mod_revision)],
-                success: vec![RequestOp {
-                    request: Some(request_op::Request::RequestPut(PutRequest {
-                        key: key.as_bytes().to_vec(),
-                        value: v,
-                        lease,
-                        ..Default::default()
-                    })),
-                }],
-                failure: vec![get_op(key)],
-            };
+            let txn = guarded_put(key, obj.mod_revision, v, lease);
             let r = self.kv.txn(txn).await?.into_inner();
             if r.succeeded {
                 let rev = header_rev(&r.header);
