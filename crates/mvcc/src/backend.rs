@@ -25,8 +25,8 @@ pub(crate) const META_COMPACT_FINISHED: &str = "compact_finished_revision";
 /// This member's own ID: kept out of snapshots, and kept when one is restored.
 pub const META_MEMBER_ID: &str = "member_id";
 
-const PUT: u8 = 0;
-const TOMBSTONE: u8 = 1;
+pub(crate) const PUT: u8 = 0;
+pub(crate) const TOMBSTONE: u8 = 1;
 
 /// redb's own page cache. The file also sits in the OS page cache (all bbolt relies on), so
 /// redb's 1 GiB default mostly caches twice; measured: peak RSS 157 → 128 MiB at 100k keys.

@@ -73,9 +73,12 @@ fn go_bytes(b: &[u8]) -> String {
     format!("[{}]", parts.join(" "))
 }
 
-/// Checks a backup file's digest (a file without one passes only with `skip_hash_check`)
-/// and every record's CRC, and reports on it.
-pub fn check_backup(path: &Path, skip_hash_check: bool) -> Result<BackupStatus, BackupError> {
+/// Opens a backup file and checks its SHA-256 trailer (a file without one passes only with
+/// `skip_hash_check`); returns it with the length of what precedes the trailer.
+pub fn open_backup(
+    path: &Path,
+    skip_hash_check: bool,
+) -> Result<(std::fs::File, u64), BackupError> {
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
     let hashed = has_checksum(len);
@@ -95,8 +98,16 @@ pub fn check_backup(path: &Path, skip_hash_check: bool) -> Result<BackupStatus, 
                 got: go_bytes(&got),
             });
         }
-        file.seek(SeekFrom::Start(0))?;
     }
+    file.seek(SeekFrom::Start(0))?;
+    Ok((file, body_len))
+}
+
+/// Checks an oxcd record-stream backup (the format before etcd's bbolt): its digest and
+/// every record's CRC, and reports on it.
+pub fn check_backup(path: &Path, skip_hash_check: bool) -> Result<BackupStatus, BackupError> {
+    let (file, body_len) = open_backup(path, skip_hash_check)?;
+    let len = file.metadata()?.len();
     let mut input = std::io::BufReader::new(file.take(body_len));
     let mut status = BackupStatus {
         hash: 0,

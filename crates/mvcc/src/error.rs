@@ -88,6 +88,9 @@ pub enum SnapshotError {
     Io(#[from] std::io::Error),
     #[error("snapshot stream is not an oxcd snapshot or is damaged: {0}")]
     Corrupt(&'static str),
+    /// A backup in another format that cannot be loaded, and why.
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -11,6 +11,7 @@ use crate::error::{
     backend_err, poisoned, snapshot_backend_err, BackendError, BackupError, SnapshotError,
     StoreError,
 };
+use crate::export::{ExportView, Loader};
 use crate::hash;
 use crate::index::TreeIndex;
 use crate::key_range::KeyRange;
@@ -332,11 +333,36 @@ impl Store {
     /// Replaces the whole store with a stream `write_snapshot` made, durably, in one
     /// transaction; nothing changes unless the stream is whole.
     pub fn restore_snapshot<R: Read>(&self, input: R) -> Result<SnapshotPoint, SnapshotError> {
+        self.replace_with(|tx| snapshot::restore(tx, input))
+    }
+
+    /// Every table as one read transaction sees it, for writing in another format.
+    pub fn export_view(&self) -> Result<ExportView, SnapshotError> {
+        let rx = self.db().begin_read().map_err(snapshot_backend_err)?;
+        Ok(ExportView { rx })
+    }
+
+    /// Replaces every table but this member's own ID with what `fill` loads, durably, in one
+    /// transaction; nothing changes unless `fill` succeeds.
+    pub fn load_with<T>(
+        &self,
+        fill: impl FnOnce(&mut Loader<'_>) -> Result<T, SnapshotError>,
+    ) -> Result<T, SnapshotError> {
+        self.replace_with(|tx| {
+            snapshot::clear_but_member_id(tx)?;
+            fill(&mut Loader::new(tx)?)
+        })
+    }
+
+    fn replace_with<T>(
+        &self,
+        write: impl FnOnce(&mut redb::WriteTransaction) -> Result<T, SnapshotError>,
+    ) -> Result<T, SnapshotError> {
         let _no_defrag = self.defrag_turn();
         let turn = self.writer_turn();
         let db = self.db();
         let mut tx = db.begin_write().map_err(snapshot_backend_err)?;
-        let point = snapshot::restore(&mut tx, input)?;
+        let point = write(&mut tx)?;
         tx.set_durability(Durability::Immediate)
             .map_err(snapshot_backend_err)?;
         // Readers see the new records only with the new index.

@@ -25,14 +25,14 @@ pub(crate) struct Leases {
     key_lease: HashMap<Vec<u8>, i64>,
 }
 
-fn encode(ttl: i64, remaining: i64) -> [u8; 16] {
+pub(crate) fn encode(ttl: i64, remaining: i64) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&ttl.to_le_bytes());
     b[8..].copy_from_slice(&remaining.to_le_bytes());
     b
 }
 
-fn decode(b: &[u8]) -> (i64, i64) {
+pub(crate) fn decode(b: &[u8]) -> (i64, i64) {
     let mut t = [0u8; 8];
     let mut r = [0u8; 8];
     if b.len() == 16 {

@@ -7,6 +7,7 @@ mod compaction;
 mod db_size;
 mod defrag;
 mod error;
+mod export;
 mod hash;
 mod index;
 mod key_index;
@@ -24,13 +25,15 @@ mod watch_hub;
 mod watcher_group;
 
 pub use backend::{META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID};
-pub use backup::{check_backup, has_checksum, BackupStatus, BackupWriter};
+pub use backup::{check_backup, has_checksum, open_backup, BackupStatus, BackupWriter, SHA256_LEN};
 pub use defrag::Defragmented;
 pub use error::{corrupt_record, BackendError, BackupError, SnapshotError, StoreError};
+pub use export::{ExportView, Loader, RevisionRecord};
 pub use key_range::KeyRange;
 pub use kvstore::{KvHash, LeaseTtl, Store, StoreHash, WriteBatch};
 pub use lease::LeaseInfo;
 pub use range::DEFAULT_MAX_RESPONSE_BYTES;
+pub use snapshot::is_record_stream;
 
 pub use snapshot::SnapshotPoint;
 pub use txn::is_read_only;

@@ -52,6 +52,15 @@ impl<W: Write> Crc<W> {
     }
 }
 
+/// Whether `path` holds a record stream (an oxcd backup from before etcd's format).
+pub fn is_record_stream(path: &std::path::Path) -> bool {
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == MAGIC
+}
+
 /// Reads a stream `write` made, handing each record on, and checks its CRC.
 pub(crate) fn read_records<R: Read>(
     input: &mut R,
@@ -139,13 +148,8 @@ pub(crate) fn write<W: Write>(
     Ok(point)
 }
 
-/// Replaces every table in `tx` with the records of a stream `write` made, but for this
-/// member's own ID; the caller commits only if this succeeds (the stream is whole).
-pub(crate) fn restore<R: Read>(
-    tx: &mut WriteTransaction,
-    input: R,
-) -> Result<SnapshotPoint, SnapshotError> {
-    let mut input = std::io::BufReader::new(input);
+/// Empties every table in `tx` but for this member's own ID.
+pub(crate) fn clear_but_member_id(tx: &mut WriteTransaction) -> Result<(), SnapshotError> {
     let member_id = tx
         .open_table(META)
         .map_err(redb_err)?
@@ -156,15 +160,29 @@ pub(crate) fn restore<R: Read>(
     tx.delete_table(META).map_err(redb_err)?;
     tx.delete_table(CLUSTER).map_err(redb_err)?;
     tx.delete_table(LEASE).map_err(redb_err)?;
+    if let Some(id) = member_id {
+        tx.open_table(META)
+            .map_err(redb_err)?
+            .insert(META_MEMBER_ID, id)
+            .map_err(redb_err)?;
+    }
+    Ok(())
+}
+
+/// Replaces every table in `tx` with the records of a stream `write` made, but for this
+/// member's own ID; the caller commits only if this succeeds (the stream is whole).
+pub(crate) fn restore<R: Read>(
+    tx: &mut WriteTransaction,
+    input: R,
+) -> Result<SnapshotPoint, SnapshotError> {
+    let mut input = std::io::BufReader::new(input);
+    clear_but_member_id(tx)?;
     let mut point = SnapshotPoint::default();
     {
         let mut kv = tx.open_table(KV).map_err(redb_err)?;
         let mut meta = tx.open_table(META).map_err(redb_err)?;
         let mut cluster = tx.open_table(CLUSTER).map_err(redb_err)?;
         let mut lease = tx.open_table(LEASE).map_err(redb_err)?;
-        if let Some(id) = member_id {
-            meta.insert(META_MEMBER_ID, id).map_err(redb_err)?;
-        }
         read_records(&mut input, |tag, key, value| {
             let text = |b: Vec<u8>| {
                 String::from_utf8(b).map_err(|_| SnapshotError::Corrupt("table key not UTF-8"))

@@ -3,8 +3,10 @@
 //! raft log, and how a new member's dir is made: bootstrapped from flags or restored from a
 //! backup. The node and the offline tools (oxcdutl, oxcdctl's snapshot commands) stand on it.
 
+pub mod bbolt;
 pub mod bootstrap;
 pub mod data_dir;
+pub mod etcd_backup;
 pub mod membership;
 pub mod records;
 pub mod recovery;
@@ -13,8 +15,8 @@ pub mod restore;
 pub use bootstrap::{bootstrap, BootstrapError, InitialCluster};
 pub use data_dir::{mkdir, DataDir};
 pub use oxcd_mvcc::{
-    check_backup, has_checksum, BackendError, BackupStatus, Store, META_APPLIED_INDEX,
-    META_APPLIED_TERM, META_MEMBER_ID,
+    check_backup, has_checksum, is_record_stream, BackendError, BackupStatus, Store,
+    META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID, SHA256_LEN,
 };
 pub use oxcd_raftlog::RaftLog;
 pub use restore::{is_backend_file, restore, RestoreOptions, Restored};

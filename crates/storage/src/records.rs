@@ -7,8 +7,10 @@ use oxcd_mvcc::{SnapshotPoint, Store, StoreError, WriteBatch};
 use prost::Message;
 use raft::eraftpb::ConfState;
 
-const ALARMS: &str = "alarms";
-const CONF_STATE: &str = "conf_state";
+pub const ALARMS: &str = "alarms";
+pub const CONF_STATE: &str = "conf_state";
+/// Users, roles and whether auth is on (the node's auth module reads and writes it).
+pub const AUTH: &str = "auth";
 
 use oxcd_mvcc::corrupt_record as corrupt;
 

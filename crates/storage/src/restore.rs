@@ -135,12 +135,40 @@ fn build(
     }
     let store = Store::open(&db).map_err(|e| e.to_string())?;
     if !backend_copy {
-        store
-            .restore_backup(&opts.snapshot, opts.skip_hash_check)
-            .map_err(|e| e.to_string())?;
+        load_backup(&store, &opts.snapshot, opts.skip_hash_check)?;
     }
     let mut log = RaftLog::open(wal_dir).map_err(|e| e.to_string())?;
     bootstrap(cluster, &store, &mut log).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Loads a backup file into `store`: etcd's bbolt backup (from etcd or oxcd), or a record
+/// stream from an oxcd before it wrote etcd's format.
+fn load_backup(store: &Store, path: &Path, skip_hash_check: bool) -> Result<(), String> {
+    if oxcd_mvcc::is_record_stream(path) {
+        store
+            .restore_backup(path, skip_hash_check)
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    let (file, body_len) =
+        oxcd_mvcc::open_backup(path, skip_hash_check).map_err(|e| e.to_string())?;
+    let loaded = crate::etcd_backup::load(store, file, body_len)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    tracing::info!(
+        revisions = loaded.revisions,
+        leases = loaded.leases,
+        users = loaded.users,
+        roles = loaded.roles,
+        "loaded etcd backup"
+    );
+    for (what, keys) in &loaded.unused {
+        tracing::warn!(
+            what = what.as_str(),
+            keys,
+            "backup holds data oxcd does not use; left out"
+        );
+    }
     Ok(())
 }
 

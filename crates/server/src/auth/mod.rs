@@ -23,7 +23,7 @@ use tokens::Tokens;
 
 pub use change::{is_auth_request, ROOT};
 
-const KEY: &str = "auth";
+const KEY: &str = oxcd_storage::records::AUTH;
 
 /// The token a client request carries: etcd's `token` metadata, or `authorization` as its
 /// gateway sends it.

@@ -219,10 +219,10 @@ impl Maintenance for MaintenanceService {
                 sent: 0,
                 estimate,
             };
-            let result = store
-                .write_backup(chunks)
+            let mut chunks = chunks;
+            let result = oxcd_storage::etcd_backup::write_backup(&store, &mut chunks)
                 .map_err(|e| e.to_string())
-                .and_then(|last| last.finish().map_err(|e| e.to_string()));
+                .and_then(|_| chunks.finish().map_err(|e| e.to_string()));
             match result {
                 Ok(sent) => {
                     tracing::info!(size_bytes = sent, "sent database snapshot to client")

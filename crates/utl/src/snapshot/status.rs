@@ -3,7 +3,7 @@
 use crate::backend::{is_backend_file, open_existing};
 use crate::error::{path_error, UtlError};
 use oxcd_api::Revision;
-use oxcd_storage::{check_backup, has_checksum};
+use oxcd_storage::{check_backup, has_checksum, BackupStatus, SHA256_LEN};
 use std::path::Path;
 
 /// What `snapshot status` reports (etcd's `snapshot.Status`).
@@ -34,14 +34,36 @@ pub fn status(path: &Path) -> Result<SnapshotStatus, UtlError> {
     if is_backend_file(path) {
         return backend_status(path, meta.len());
     }
-    let st = check_backup(path, !has_checksum(meta.len()))
-        .map_err(|e| UtlError::error(e.to_string()))?;
-    Ok(SnapshotStatus {
+    if oxcd_storage::is_record_stream(path) {
+        let st = check_backup(path, !has_checksum(meta.len()))
+            .map_err(|e| UtlError::error(e.to_string()))?;
+        return Ok(from_backup(st));
+    }
+    etcd_status(path, meta.len())
+}
+
+fn from_backup(st: BackupStatus) -> SnapshotStatus {
+    SnapshotStatus {
         hash: st.hash,
         revision: Revision(st.revision),
         total_key: st.total_keys,
         total_size: st.total_size,
-    })
+    }
+}
+
+/// etcd's bbolt backup, with or without its trailer (status reads past a wrong one, as
+/// etcd's does).
+fn etcd_status(path: &Path, len: u64) -> Result<SnapshotStatus, UtlError> {
+    let file =
+        std::fs::File::open(path).map_err(|e| UtlError::error(path_error("open", path, &e)))?;
+    let body_len = if has_checksum(len) {
+        len - SHA256_LEN
+    } else {
+        len
+    };
+    oxcd_storage::etcd_backup::status(file, body_len)
+        .map(from_backup)
+        .map_err(|e| UtlError::error(e.to_string()))
 }
 
 /// A backend file: a backup of a private copy of it (the file itself is never written to),
@@ -55,16 +77,17 @@ fn backend_status(path: &Path, size: u64) -> Result<SnapshotStatus, UtlError> {
     {
         let store = open_existing(&copy, &mut |_| {}).map_err(err)?;
         let file = std::fs::File::create(&backup).map_err(|e| err(e.to_string()))?;
-        let file = store
-            .write_backup(std::io::BufWriter::new(file))
+        oxcd_storage::etcd_backup::write_backup(&store, std::io::BufWriter::new(file))
             .map_err(|e| err(e.to_string()))?;
-        drop(file);
     }
-    let st = check_backup(&backup, false).map_err(|e| err(e.to_string()))?;
+    let st = etcd_status(
+        &backup,
+        std::fs::metadata(&backup)
+            .map_err(|e| err(e.to_string()))?
+            .len(),
+    )?;
     Ok(SnapshotStatus {
-        hash: st.hash,
-        revision: Revision(st.revision),
-        total_key: st.total_keys,
         total_size: size,
+        ..st
     })
 }

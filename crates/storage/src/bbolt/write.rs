@@ -1,0 +1,241 @@
+//! Writes a bbolt file from sorted pairs, streaming: every page goes out as soon as it is
+//! full, so memory holds one page per tree level, never a bucket. The meta pages come first
+//! in the file but name the root and the page count, so the pairs are walked twice: once to
+//! lay the pages out, once to write them (both walks see one read transaction).
+
+use super::format::{
+    page_header, Meta, BRANCH, BUCKET_HEADER, BUCKET_LEAF, ELEMENT, LEAF, NO_FREELIST, PAGE_HEADER,
+    PAGE_SIZE,
+};
+use std::io::{self, Write};
+
+/// Where the pairs come from: top-level buckets, each with its pairs.
+pub trait BucketSource {
+    /// The bucket names, strictly ascending bytewise.
+    fn bucket_names(&self) -> Vec<Vec<u8>>;
+    /// Hands on every pair of `bucket`, keys strictly ascending bytewise.
+    fn pairs(&self, bucket: &[u8], each: &mut PairSink<'_>) -> io::Result<()>;
+}
+
+/// Takes a bucket's pairs, in order, as they are written.
+pub type PairSink<'a> = dyn FnMut(&[u8], &[u8]) -> io::Result<()> + 'a;
+
+/// Writes whole pages, numbering them.
+struct Pages<W> {
+    out: W,
+    next: u64,
+}
+
+impl<W: Write> Pages<W> {
+    /// Writes one node (a leaf's or branch's bytes after the header), spilling into
+    /// overflow pages when it is bigger than a page; returns its page ID.
+    fn node(&mut self, flags: u16, count: usize, mut bytes: Vec<u8>) -> io::Result<u64> {
+        let pages = bytes.len().div_ceil(PAGE_SIZE).max(1);
+        bytes.resize(pages * PAGE_SIZE, 0);
+        let id = self.next;
+        let count = u16::try_from(count).map_err(|_| io::Error::other("too many elements"))?;
+        page_header(&mut bytes, id, flags, count, (pages - 1) as u32);
+        self.out.write_all(&bytes)?;
+        self.next += pages as u64;
+        Ok(id)
+    }
+}
+
+fn node_bytes(elements: usize, data: usize) -> Vec<u8> {
+    let mut b = vec![0u8; PAGE_HEADER + elements * ELEMENT];
+    b.reserve(data);
+    b
+}
+
+fn leaf(pairs: &[(Vec<u8>, Vec<u8>, u32)]) -> Vec<u8> {
+    let data: usize = pairs.iter().map(|(k, v, _)| k.len() + v.len()).sum();
+    let mut b = node_bytes(pairs.len(), data);
+    for (i, (k, v, flags)) in pairs.iter().enumerate() {
+        let at = PAGE_HEADER + i * ELEMENT;
+        let pos = (b.len() - at) as u32;
+        b[at..at + 4].copy_from_slice(&flags.to_le_bytes());
+        b[at + 4..at + 8].copy_from_slice(&pos.to_le_bytes());
+        b[at + 8..at + 12].copy_from_slice(&(k.len() as u32).to_le_bytes());
+        b[at + 12..at + 16].copy_from_slice(&(v.len() as u32).to_le_bytes());
+        b.extend_from_slice(k);
+        b.extend_from_slice(v);
+    }
+    b
+}
+
+fn branch(children: &[(Vec<u8>, u64)]) -> Vec<u8> {
+    let data: usize = children.iter().map(|(k, _)| k.len()).sum();
+    let mut b = node_bytes(children.len(), data);
+    for (i, (k, pgid)) in children.iter().enumerate() {
+        let at = PAGE_HEADER + i * ELEMENT;
+        let pos = (b.len() - at) as u32;
+        b[at..at + 4].copy_from_slice(&pos.to_le_bytes());
+        b[at + 4..at + 8].copy_from_slice(&(k.len() as u32).to_le_bytes());
+        b[at + 8..at + 16].copy_from_slice(&pgid.to_le_bytes());
+        b.extend_from_slice(k);
+    }
+    b
+}
+
+/// One branch level being filled: its children's first keys and pages.
+#[derive(Default)]
+struct Level {
+    children: Vec<(Vec<u8>, u64)>,
+    size: usize,
+    written: usize,
+}
+
+/// One bucket's B+tree, built bottom-up as its sorted pairs arrive.
+struct Tree {
+    leaf: Vec<(Vec<u8>, Vec<u8>, u32)>,
+    leaf_size: usize,
+    leaves_written: usize,
+    levels: Vec<Level>,
+}
+
+impl Tree {
+    fn new() -> Self {
+        Tree {
+            leaf: Vec::new(),
+            leaf_size: PAGE_HEADER,
+            leaves_written: 0,
+            levels: Vec::new(),
+        }
+    }
+
+    fn add<W: Write>(&mut self, pages: &mut Pages<W>, k: &[u8], v: &[u8]) -> io::Result<()> {
+        let size = ELEMENT + k.len() + v.len();
+        if !self.leaf.is_empty() && self.leaf_size + size > PAGE_SIZE {
+            self.flush_leaf(pages)?;
+        }
+        self.leaf.push((k.to_vec(), v.to_vec(), 0));
+        self.leaf_size += size;
+        Ok(())
+    }
+
+    fn flush_leaf<W: Write>(&mut self, pages: &mut Pages<W>) -> io::Result<()> {
+        let id = pages.node(LEAF, self.leaf.len(), leaf(&self.leaf))?;
+        let first = self.leaf.first().map(|p| p.0.clone()).unwrap_or_default();
+        self.leaf.clear();
+        self.leaf_size = PAGE_HEADER;
+        self.leaves_written += 1;
+        self.add_child(pages, 0, first, id)
+    }
+
+    fn add_child<W: Write>(
+        &mut self,
+        pages: &mut Pages<W>,
+        level: usize,
+        first: Vec<u8>,
+        id: u64,
+    ) -> io::Result<()> {
+        if self.levels.len() == level {
+            self.levels.push(Level {
+                size: PAGE_HEADER,
+                ..Level::default()
+            });
+        }
+        let size = ELEMENT + first.len();
+        let l = &self.levels[level];
+        if !l.children.is_empty() && l.size + size > PAGE_SIZE {
+            self.flush_branch(pages, level)?;
+        }
+        let l = &mut self.levels[level];
+        l.children.push((first, id));
+        l.size += size;
+        Ok(())
+    }
+
+    fn flush_branch<W: Write>(&mut self, pages: &mut Pages<W>, level: usize) -> io::Result<()> {
+        let l = &mut self.levels[level];
+        let children = std::mem::take(&mut l.children);
+        l.size = PAGE_HEADER;
+        l.written += 1;
+        let id = pages.node(BRANCH, children.len(), branch(&children))?;
+        let first = children.into_iter().next().map(|c| c.0).unwrap_or_default();
+        self.add_child(pages, level + 1, first, id)
+    }
+
+    /// Writes what is pending, up to one root; returns the root's page ID.
+    fn finish<W: Write>(mut self, pages: &mut Pages<W>) -> io::Result<u64> {
+        if !self.leaf.is_empty() || self.leaves_written == 0 {
+            self.flush_leaf(pages)?;
+        }
+        let mut level = 0;
+        loop {
+            let top = level + 1 == self.levels.len();
+            let l = &self.levels[level];
+            if top && l.written == 0 && l.children.len() == 1 {
+                return Ok(l.children[0].1);
+            }
+            self.flush_branch(pages, level)?;
+            level += 1;
+        }
+    }
+}
+
+/// The root bucket's leaf: one element per bucket, its header naming its root page.
+fn root_leaf(names: &[Vec<u8>], roots: &[u64]) -> Vec<u8> {
+    let pairs: Vec<(Vec<u8>, Vec<u8>, u32)> = names
+        .iter()
+        .zip(roots)
+        .map(|(name, root)| {
+            let mut header = vec![0u8; BUCKET_HEADER];
+            header[..8].copy_from_slice(&root.to_le_bytes());
+            (name.clone(), header, BUCKET_LEAF)
+        })
+        .collect();
+    leaf(&pairs)
+}
+
+/// Lays out (or writes) every bucket from page `first` on; returns their roots and the
+/// page count.
+fn write_buckets<W: Write>(
+    src: &dyn BucketSource,
+    names: &[Vec<u8>],
+    first: u64,
+    out: W,
+) -> io::Result<(Vec<u64>, u64)> {
+    let mut pages = Pages { out, next: first };
+    let mut roots = Vec::with_capacity(names.len());
+    for name in names {
+        let mut tree = Tree::new();
+        src.pairs(name, &mut |k, v| tree.add(&mut pages, k, v))?;
+        roots.push(tree.finish(&mut pages)?);
+    }
+    pages.out.flush()?;
+    Ok((roots, pages.next))
+}
+
+/// Writes `src` as a bbolt file to `out`; returns the bytes written (pages × page size).
+pub fn write_db<W: Write>(src: &dyn BucketSource, mut out: W) -> io::Result<u64> {
+    let names = src.bucket_names();
+    let root_pages = root_leaf(&names, &vec![0; names.len()])
+        .len()
+        .div_ceil(PAGE_SIZE)
+        .max(1) as u64;
+    let first = 2 + root_pages;
+    let (roots, hwm) = write_buckets(src, &names, first, io::sink())?;
+    let meta = Meta {
+        page_size: PAGE_SIZE as u32,
+        root: 2,
+        freelist: NO_FREELIST,
+        hwm,
+        txid: 2,
+    };
+    // As bbolt's own copies: the newer meta on page 0, the one before it on page 1.
+    out.write_all(&meta.page(0))?;
+    out.write_all(&Meta { txid: 1, ..meta }.page(1))?;
+    let mut pages = Pages {
+        out: &mut out,
+        next: 2,
+    };
+    pages.node(LEAF, names.len(), root_leaf(&names, &roots))?;
+    let (written, end) = write_buckets(src, &names, first, &mut out)?;
+    if written != roots || end != hwm {
+        return Err(io::Error::other(
+            "the data changed between laying out and writing the backup",
+        ));
+    }
+    Ok(hwm * PAGE_SIZE as u64)
+}
