@@ -771,4 +771,75 @@ mod tests {
             "not an etcd backend: it has no 'key' or 'meta' bucket"
         );
     }
+
+    /// A file as etcd 3.6 writes one, with what oxcd has no use for: a storage version, an
+    /// etcdutl --bump-revision marker, a downgrade record and a bucket of its own.
+    struct Etcd36;
+
+    impl BucketSource for Etcd36 {
+        fn bucket_names(&self) -> Vec<Vec<u8>> {
+            let mut names: Vec<Vec<u8>> = BUCKETS.iter().map(|b| b.to_vec()).collect();
+            names.push(b"test".to_vec());
+            names.sort();
+            names
+        }
+
+        fn pairs(&self, bucket: &[u8], each: &mut PairSink<'_>) -> io::Result<()> {
+            let kv = |key: &str, rev: i64| {
+                KeyValue {
+                    key: key.into(),
+                    create_revision: 2,
+                    mod_revision: rev,
+                    version: rev - 1,
+                    value: b"v".to_vec(),
+                    lease: 0,
+                }
+                .encode_to_vec()
+            };
+            match bucket {
+                KEY => {
+                    each(&revision_key(2, 0, false), &kv("a", 2))?;
+                    each(&revision_key(3, 0, false), &kv("a", 3))?;
+                    each(&revision_key(1_000_003, 0, false), b"")
+                }
+                META => {
+                    each(b"confState", br#"{"voters":[1],"auto_leave":false}"#)?;
+                    each(b"consistent_index", &9u64.to_be_bytes())?;
+                    each(b"finishedCompactRev", &revision_key(2, 0, false))?;
+                    each(b"scheduledCompactRev", &revision_key(1_000_003, 0, false))?;
+                    each(b"storageVersion", b"3.6.0")?;
+                    each(b"term", &4u64.to_be_bytes())
+                }
+                CLUSTER => {
+                    each(b"clusterVersion", b"3.6.0")?;
+                    each(b"downgrade", br#"{"enabled":false}"#)
+                }
+                b"test" => each(b"x", b"y"),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn an_etcd_3_6_file_loads_and_what_oxcd_leaves_out_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut body = Vec::new();
+        let len = write_db(&Etcd36, &mut body).expect("write");
+        let path = dir.path().join("etcd36.db");
+        std::fs::write(&path, &body).expect("write");
+        let st = status(std::fs::File::open(&path).expect("open"), len).expect("status");
+        assert_eq!(st.revision, 1_000_003);
+        let store = Store::open(&dir.path().join("s")).expect("open");
+        let loaded = load(&store, std::fs::File::open(&path).expect("open"), len).expect("load");
+        let mut unused: Vec<String> = loaded.unused.iter().map(|u| u.0.clone()).collect();
+        unused.sort();
+        assert_eq!(
+            unused,
+            ["bucket test", "cluster: downgrade", "key: revision marker"]
+        );
+        assert_eq!(loaded.revisions, 2);
+        // The marker's revision is the compaction point: the counter goes on from there.
+        assert_eq!(store.current_revision(), Revision(1_000_003));
+        assert_eq!(store.compacted_revision(), Revision(1_000_003));
+    }
 }
