@@ -310,8 +310,8 @@ async fn save_part(
     }
     file.sync_all().map_err(|e| e.to_string())?;
     drop(file);
-    // With its digest in place, `status` checks the digest and every record.
-    oxcd_utl::snapshot::status(Path::new(part)).map_err(|e| e.msg)?;
+    // Checked before it takes the name: its digest, then every page.
+    oxcd_utl::snapshot::verify(Path::new(part)).map_err(|e| e.msg)?;
     log(
         out,
         "fetched snapshot",

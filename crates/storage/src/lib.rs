@@ -15,7 +15,7 @@ pub mod restore;
 pub use bootstrap::{bootstrap, BootstrapError, InitialCluster};
 pub use data_dir::{mkdir, DataDir};
 pub use oxcd_mvcc::{
-    check_backup, has_checksum, is_record_stream, BackendError, BackupStatus, Store,
+    check_backup, has_checksum, is_record_stream, open_backup, BackendError, BackupStatus, Store,
     META_APPLIED_INDEX, META_APPLIED_TERM, META_MEMBER_ID, SHA256_LEN,
 };
 pub use oxcd_raftlog::RaftLog;

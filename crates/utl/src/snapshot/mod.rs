@@ -6,4 +6,4 @@ mod status;
 
 pub use oxcd_storage::has_checksum;
 pub use restore::{restore, RestoreOptions, RestorePaths};
-pub use status::{status, SnapshotStatus};
+pub use status::{status, verify, SnapshotStatus};

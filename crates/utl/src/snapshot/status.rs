@@ -42,6 +42,12 @@ pub fn status(path: &Path) -> Result<SnapshotStatus, UtlError> {
     etcd_status(path, meta.len())
 }
 
+/// A backup just saved: its digest, then every page (as `status` walks them).
+pub fn verify(path: &Path) -> Result<SnapshotStatus, UtlError> {
+    oxcd_storage::open_backup(path, false).map_err(|e| UtlError::error(e.to_string()))?;
+    status(path)
+}
+
 fn from_backup(st: BackupStatus) -> SnapshotStatus {
     SnapshotStatus {
         hash: st.hash,
