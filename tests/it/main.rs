@@ -7,6 +7,7 @@ mod coordination;
 mod crash;
 mod ctl_snapshot;
 mod differential;
+mod etcd_backup;
 mod etcdctl;
 mod faults;
 mod gateway;
