@@ -356,6 +356,27 @@ impl RaftLog {
         self.rewrite()
     }
 
+    /// Drops the entries after `index` (uncommitted ones, when forcing a new cluster) and
+    /// rewrites the log without them. Returns how many were dropped.
+    pub fn discard_after(&mut self, index: u64) -> Result<u64, RaftLogError> {
+        let last = self.last_index();
+        if index >= last {
+            return Ok(0);
+        }
+        self.sync()?;
+        {
+            let mut core = self.storage.wl();
+            if index < core.snap_index {
+                return Err(raft::Error::Store(raft::StorageError::Compacted).into());
+            }
+            let keep = (index - core.snap_index) as usize;
+            core.entries.truncate(keep);
+            core.hard_state.commit = core.hard_state.commit.min(index);
+        }
+        self.rewrite()?;
+        Ok(last - index)
+    }
+
     /// Installs a snapshot from the leader, whose state the state machine already holds: the
     /// log restarts right after it, with its membership.
     pub fn apply_snapshot(&mut self, meta: &SnapshotMetadata) -> Result<(), RaftLogError> {
@@ -751,6 +772,33 @@ mod tests {
         assert_eq!((log.first_index(), log.last_index()), (9, 8));
         assert_eq!(st.term(8).ok(), Some(3));
         assert_eq!(st.rl().hard_state.commit, 8);
+    }
+
+    #[test]
+    fn discard_after_drops_the_tail_across_reopen() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write_some(d.path(), 10);
+        let mut log = RaftLog::open(d.path()).expect("reopen");
+        assert_eq!(log.discard_after(7).expect("discard"), 3);
+        assert_eq!(log.discard_after(7).expect("nothing left"), 0);
+        assert_eq!(log.last_index(), 7);
+        log.append(&[entry(8, 2, b"new")]).expect("append");
+        log.sync().expect("sync");
+        drop(log);
+        let log = RaftLog::open(d.path()).expect("reopen");
+        assert_eq!((log.first_index(), log.last_index()), (1, 8));
+        assert_eq!(log.storage().term(8).ok(), Some(2));
+        assert_eq!(generations(d.path()).expect("gens").len(), 1);
+    }
+
+    #[test]
+    fn discard_after_refuses_below_a_compaction() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write_some(d.path(), 10);
+        let mut log = RaftLog::open(d.path()).expect("reopen");
+        log.compact(5).expect("compact");
+        assert!(log.discard_after(3).is_err());
+        assert_eq!(log.last_index(), 10);
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum StartError {
     Bootstrap(#[from] oxcd_storage::BootstrapError),
     #[error(transparent)]
     Align(#[from] oxcd_storage::recovery::AlignError),
+    #[error(transparent)]
+    Force(#[from] oxcd_storage::force::ForceError),
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
     /// The data dir's directories could not be made (the error names the path).

@@ -113,6 +113,20 @@ impl Node {
         }
     }
 
+    /// The only voter left (a forced new cluster's removals applied) need not wait out an
+    /// election timeout.
+    fn campaign_if_alone(&mut self) {
+        let raft = &self.raw.raft;
+        if raft.state == StateRole::Leader || raft.raft_log.applied != raft.raft_log.committed {
+            return;
+        }
+        let voters = raft.prs().conf().voters().ids();
+        if voters.len() == 1 && voters.contains(raft.id) {
+            tracing::info!("the only voter; campaigning at once");
+            let _ = self.raw.campaign();
+        }
+    }
+
     fn handle(&mut self, msg: NodeMsg, reads: &mut Vec<oneshot::Sender<u64>>) -> Result<(), Fatal> {
         match msg {
             NodeMsg::Propose {
@@ -134,6 +148,7 @@ impl Node {
                 let index = index.min(log.committed).min(log.persisted);
                 if index > log.applied {
                     self.raw.advance_apply_to(index);
+                    self.campaign_if_alone();
                 }
                 self.propose_held_conf_change();
             }

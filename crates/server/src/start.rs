@@ -54,6 +54,13 @@ pub fn start_raft(
         );
     }
     log.raise_commit_to(applied);
+    if config.force_new_cluster {
+        if log.is_fresh() {
+            tracing::info!("--force-new-cluster has no effect on a new member");
+        } else {
+            oxcd_storage::force::force_new_cluster(&store, &mut log, member_id, cluster_id)?;
+        }
+    }
     // Replay brought the whole log file into memory; only a catch-up tail is worth keeping.
     log.release_memory(applied.saturating_sub(config.snapshot_catchup_entries))?;
     tracing::info!(local_member_id = %member_id, cluster_id = %cluster_id, applied_index = applied, "starting local member");

@@ -7,6 +7,7 @@ pub mod bbolt;
 pub mod bootstrap;
 pub mod data_dir;
 pub mod etcd_backup;
+pub mod force;
 pub mod membership;
 pub mod records;
 pub mod recovery;

@@ -6,6 +6,7 @@
 mod any_member;
 mod checker;
 mod failover;
+mod force_new_cluster;
 mod leases;
 mod membership;
 mod partitions;

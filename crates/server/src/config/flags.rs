@@ -110,7 +110,7 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
     f("listen-metrics-urls", "", Str, false),
     f("enable-log-rotation", "false", Bool, false),
     f("log-rotation-config-json", "", Str, false),
-    f("force-new-cluster", "false", Bool, false),
+    f("force-new-cluster", "false", Bool, true),
     f("unsafe-no-fsync", "false", Bool, false),
     f("experimental-initial-corrupt-check", "false", Bool, true),
     f("experimental-corrupt-check-time", "0s", Str, true),

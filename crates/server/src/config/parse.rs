@@ -330,6 +330,7 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
         )
         .map_err(verify_err)?,
         initial_corrupt_check: get_bool(m, "experimental-initial-corrupt-check"),
+        force_new_cluster: get_bool(m, "force-new-cluster"),
         corrupt_check_time: duration_flag(m, "experimental-corrupt-check-time")
             .ok_or_else(|| bad_duration(m, "experimental-corrupt-check-time"))?,
     })

@@ -109,3 +109,17 @@ fn config_file_uses_etcds_yaml_keys() {
     assert_eq!(c.max_txn_ops, 9);
     assert_eq!(c.listen_client_urls[0].port(), Some(4001));
 }
+
+#[test]
+fn force_new_cluster_is_acted_on() {
+    let (c, _) = run(&[], &[]).expect("defaults parse");
+    assert!(!c.force_new_cluster);
+    let (c, w) = run(&["--force-new-cluster"], &[]).expect("parse");
+    assert!(c.force_new_cluster);
+    assert!(
+        !w.iter().any(|m| m.contains("force-new-cluster")),
+        "acted on: {w:?}"
+    );
+    let (c, _) = run(&[], &[("ETCD_FORCE_NEW_CLUSTER", "true")]).expect("parse env");
+    assert!(c.force_new_cluster);
+}

@@ -50,6 +50,8 @@ pub struct Config {
     pub auth_token: String,
     pub auth_token_ttl: std::time::Duration,
     pub bcrypt_cost: u32,
+    /// Restart an existing member as the only member of its cluster (disaster recovery).
+    pub force_new_cluster: bool,
 }
 
 /// What went wrong reading the flags: the text etcd prints, and whether it is a usage error
