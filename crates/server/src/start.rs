@@ -74,6 +74,7 @@ pub fn start_raft(
         check_quorum: true,
         max_size_per_msg: 1 << 20,
         max_inflight_msgs: 512,
+        batch_append: true,
         ..Default::default()
     };
     raft_config.validate()?;
