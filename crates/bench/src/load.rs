@@ -20,6 +20,9 @@ pub enum Op {
         end: Vec<u8>,
         serializable: bool,
     },
+    /// Kubernetes' update: each client rewrites its own key `<prefix><client>` with a txn
+    /// that compares the key's mod revision to the one it last wrote (Else-Get).
+    Txn { val_size: usize, prefix: String },
 }
 
 #[derive(Clone)]
@@ -132,9 +135,11 @@ pub async fn run(spec: &LoadSpec) -> Result<Report, String> {
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let value = match &op {
-                Op::Put { val_size, .. } => vec![b'v'; *val_size],
+                Op::Put { val_size, .. } | Op::Txn { val_size, .. } => vec![b'v'; *val_size],
                 Op::Range { .. } => vec![],
             };
+            // The mod revision this client's txn key was last written at (0: not yet).
+            let mut last_write = 0;
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= total {
@@ -167,6 +172,17 @@ pub async fn run(spec: &LoadSpec) -> Result<Report, String> {
                             ..Default::default()
                         };
                         kv.range(req).await.is_ok()
+                    }
+                    Op::Txn { prefix, .. } => {
+                        let key = format!("{prefix}{c}").into_bytes();
+                        let put = Some(value.clone());
+                        match crate::k8s::storage::update(&mut kv, &key, last_write, put).await {
+                            Ok(commit) => {
+                                last_write = commit.revision;
+                                true
+                            }
+                            Err(_) => false,
+                        }
                     }
                 };
                 if ok {

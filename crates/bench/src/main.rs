@@ -2,12 +2,14 @@
 //! etcd-compatible endpoint, and `compare`, which runs the same loads against oxcd and real
 //! etcd started side by side on loopback and prints the ratios.
 
+mod cost;
 mod gateway;
 mod k8s;
 mod load;
 mod ops;
 mod overload;
 mod procfs;
+mod scale;
 mod servers;
 mod table;
 mod tls;
@@ -90,6 +92,17 @@ enum Cmd {
         /// too (ETCD_HEARTBEAT_INTERVAL / ETCD_ELECTION_TIMEOUT reach both products).
         #[arg(long, default_value_t = 1)]
         members: usize,
+        /// Mutual TLS on client and peer URLs for both products.
+        #[arg(long)]
+        tls: bool,
+        /// What to measure (comma separated).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "cost,throughput,memory,watch,k8s,failover"
+        )]
+        sections: Vec<servers::Section>,
         /// The Kubernetes load's section (the flags of `k8s`).
         #[command(flatten, next_help_heading = "Kubernetes load")]
         k8s: k8s::Spec,
@@ -157,6 +170,19 @@ enum Cmd {
         #[arg(long, default_value_t = 1_000_000)]
         keys: usize,
     },
+    /// Memory, listing cost, restart and backup of one oxcd and one etcd member at N/10, N
+    /// and 3N keys, with issue 18's goals and each figure's growth with the key count.
+    Scale {
+        #[command(flatten)]
+        products: Products,
+        #[arg(long, default_value = "target/release/oxcdctl")]
+        oxcdctl: String,
+        #[arg(long, default_value = "/usr/bin/etcdctl")]
+        etcdctl: String,
+        /// N: the middle key count.
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: usize,
+    },
 }
 
 fn print_report(r: &Report) {
@@ -215,8 +241,20 @@ async fn main() {
             total,
             load_keys,
             members,
+            tls,
+            sections,
             k8s,
-        } => servers::compare(&oxcd, &etcd, total, load_keys, members, &k8s).await,
+        } => {
+            let settings = servers::Settings {
+                total,
+                load_keys,
+                members,
+                tls,
+                sections: &sections,
+                k8s: &k8s,
+            };
+            servers::compare(&oxcd, &etcd, &settings).await
+        }
         Cmd::K8s {
             endpoints,
             pids,
@@ -233,6 +271,12 @@ async fn main() {
             etcdctl,
             keys,
         } => ops::ops(&oxcd, &etcd, &oxcdctl, &etcdctl, keys).await,
+        Cmd::Scale {
+            products: Products { oxcd, etcd },
+            oxcdctl,
+            etcdctl,
+            keys,
+        } => scale::scale(&oxcd, &etcd, &oxcdctl, &etcdctl, keys).await,
         Cmd::Overload {
             products: Products { oxcd, etcd },
             run,

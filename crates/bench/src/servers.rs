@@ -221,23 +221,105 @@ fn peak_rss(pid: u32) -> u64 {
     status_kb(pid, "VmHWM:") * 1024
 }
 
-pub async fn compare(
-    oxcd_bin: &str,
-    etcd_bin: &str,
-    total: usize,
-    load_keys: usize,
-    members: usize,
-    k8s: &crate::k8s::spec::Spec,
-) -> Result<(), String> {
+/// What `compare` measures, in order.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Put, txn, gets and watch delivery: throughput, p99, server CPU per request, goals.
+    Cost,
+    /// Put throughput by client count, range throughput.
+    Throughput,
+    /// Peak RSS after loading keys.
+    Memory,
+    /// Watch fan-out, lease keep-alives, idle watchers' memory.
+    Watch,
+    /// Kubernetes' storage traffic.
+    K8s,
+    /// kill -9 the leader (more than one member).
+    Failover,
+}
+
+/// `compare`'s settings.
+pub struct Settings<'a> {
+    pub total: usize,
+    pub load_keys: usize,
+    pub members: usize,
+    pub tls: bool,
+    pub sections: &'a [Section],
+    pub k8s: &'a crate::k8s::spec::Spec,
+}
+
+pub async fn compare(oxcd_bin: &str, etcd_bin: &str, set: &Settings<'_>) -> Result<(), String> {
+    let (total, load_keys, members) = (set.total, set.load_keys, set.members);
+    let certificates = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (scheme, flags) = if set.tls {
+        ("https", crate::tls::mutual_tls(certificates.path())?)
+    } else {
+        ("http", Vec::new())
+    };
     let mut rows = Vec::new();
     let mut servers = Vec::new();
     for (name, program) in [("oxcd", oxcd_bin), ("etcd", etcd_bin)] {
-        servers.push(start(name, program, members).await?);
+        servers.push(start_with(name, program, members, scheme, &flags).await?);
     }
+    let on = |s: Section| set.sections.contains(&s);
+    println!(
+        "{members} member(s) each, {}",
+        if set.tls { "mutual TLS" } else { "plain TCP" }
+    );
+    if on(Section::Cost) {
+        crate::cost::print(crate::cost::rows(&servers, total).await?);
+        println!();
+    }
+    if on(Section::Throughput) {
+        throughput_rows(&servers, total, &mut rows).await?;
+    }
+    if on(Section::Memory) {
+        memory_rows(&servers, load_keys, &mut rows).await?;
+    }
+    if on(Section::Watch) {
+        watch_rows(&servers, total, &mut rows).await?;
+    }
+    // Kubernetes' traffic (see `k8s`), before the failover kills a member.
+    if on(Section::K8s) {
+        let mut k8s_figures = Vec::new();
+        for s in &servers {
+            eprintln!("{}: kubernetes load", s.name);
+            let target = crate::k8s::spec::Target {
+                endpoints: s.endpoint_list(),
+                pids: s.members.iter().map(|m| m.child.id()).collect(),
+            };
+            k8s_figures.push(crate::k8s::measure::measure(&target, set.k8s).await?);
+        }
+        rows.extend(crate::k8s::spec::rows(&k8s_figures[0], &k8s_figures[1]));
+    }
+    if on(Section::Failover) && members > 1 {
+        let mut times = Vec::new();
+        for s in &mut servers {
+            times.push(failover(s).await?.as_secs_f64() * 1000.0);
+        }
+        rows.push(Row {
+            name: "failover: kill -9 leader to write".into(),
+            unit: "ms",
+            oxcd: times[0],
+            etcd: times[1],
+            higher_is_better: false,
+        });
+    }
+    if !rows.is_empty() {
+        print_rows(servers[0].name, servers[1].name, rows);
+    }
+    Ok(())
+}
+
+async fn throughput_rows(
+    servers: &[Cluster],
+    total: usize,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
     let puts = [(1usize, 1usize), (16, 4), (64, 8), (256, 16)];
     for (clients, conns) in puts {
         let mut res = Vec::new();
-        for s in &servers {
+        for s in servers {
             let spec = LoadSpec {
                 endpoint: s.endpoints(),
                 conns,
@@ -270,7 +352,7 @@ pub async fn compare(
     }
     for (label, serializable) in [("linearizable", false), ("serializable", true)] {
         let mut res = Vec::new();
-        for s in &servers {
+        for s in servers {
             let spec = LoadSpec {
                 endpoint: s.endpoints(),
                 conns: 8,
@@ -292,8 +374,16 @@ pub async fn compare(
             higher_is_better: true,
         });
     }
-    // Memory: load keys, then read each server's peak RSS.
-    for s in &servers {
+    Ok(())
+}
+
+async fn memory_rows(
+    servers: &[Cluster],
+    load_keys: usize,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
+    // Load keys, then read each server's peak RSS.
+    for s in servers {
         let spec = LoadSpec {
             endpoint: s.endpoints(),
             conns: 8,
@@ -327,11 +417,14 @@ pub async fn compare(
         etcd: rss[1],
         higher_is_better: false,
     });
+    Ok(())
+}
 
+async fn watch_rows(servers: &[Cluster], total: usize, rows: &mut Vec<Row>) -> Result<(), String> {
     let mut fan = Vec::new();
     let mut keep = Vec::new();
     let mut idle = Vec::new();
-    for s in &servers {
+    for s in servers {
         let eps = s.endpoint_list();
         eprintln!("{}: watch fan-out", s.name);
         fan.push(crate::watchlease::watch_fan_out(&eps, 200).await?);
@@ -364,31 +457,5 @@ pub async fn compare(
         etcd: idle[1],
         higher_is_better: false,
     });
-    // Kubernetes' traffic (see `k8s`), before the failover kills a member.
-    let mut k8s_figures = Vec::new();
-    for s in &servers {
-        eprintln!("{}: kubernetes load", s.name);
-        let target = crate::k8s::spec::Target {
-            endpoints: s.endpoint_list(),
-            pids: s.members.iter().map(|m| m.child.id()).collect(),
-        };
-        k8s_figures.push(crate::k8s::measure::measure(&target, k8s).await?);
-    }
-    rows.extend(crate::k8s::spec::rows(&k8s_figures[0], &k8s_figures[1]));
-    if members > 1 {
-        let mut times = Vec::new();
-        for s in &mut servers {
-            times.push(failover(s).await?.as_secs_f64() * 1000.0);
-        }
-        rows.push(Row {
-            name: "failover: kill -9 leader to write".into(),
-            unit: "ms",
-            oxcd: times[0],
-            etcd: times[1],
-            higher_is_better: false,
-        });
-    }
-    println!("{members} member(s) each");
-    print_rows(servers[0].name, servers[1].name, rows);
     Ok(())
 }

@@ -36,11 +36,18 @@ fn make_certificates(dir: &Path) -> Result<(), String> {
     write("key.pem", key.serialize_pem())
 }
 
-pub async fn compare(oxcd: &str, etcd: &str, members: usize, total: usize) -> Result<(), String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    make_certificates(dir.path())?;
-    let file = |n: &str| dir.path().join(n).display().to_string();
-    let flags = [
+/// Certificates in `dir` for mutual TLS on client and peer URLs: the flags both products
+/// take, and the bench's own client identity set for https endpoints.
+pub(crate) fn mutual_tls(dir: &Path) -> Result<Vec<String>, String> {
+    make_certificates(dir)?;
+    let file = |n: &str| dir.join(n).display().to_string();
+    let _ = load::CLIENT_TLS.set(oxcd_client::ClientTls {
+        ca_file: Some(dir.join("ca.pem")),
+        cert_file: Some(dir.join("cert.pem")),
+        key_file: Some(dir.join("key.pem")),
+        skip_verify: false,
+    });
+    Ok(vec![
         format!("--cert-file={}", file("cert.pem")),
         format!("--key-file={}", file("key.pem")),
         format!("--trusted-ca-file={}", file("ca.pem")),
@@ -49,13 +56,12 @@ pub async fn compare(oxcd: &str, etcd: &str, members: usize, total: usize) -> Re
         format!("--peer-key-file={}", file("key.pem")),
         format!("--peer-trusted-ca-file={}", file("ca.pem")),
         "--peer-client-cert-auth".to_string(),
-    ];
-    let _ = load::CLIENT_TLS.set(oxcd_client::ClientTls {
-        ca_file: Some(dir.path().join("ca.pem")),
-        cert_file: Some(dir.path().join("cert.pem")),
-        key_file: Some(dir.path().join("key.pem")),
-        skip_verify: false,
-    });
+    ])
+}
+
+pub async fn compare(oxcd: &str, etcd: &str, members: usize, total: usize) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let flags = mutual_tls(dir.path())?;
     let mut throughput = Vec::new();
     for (name, program) in [("oxcd", oxcd), ("etcd", etcd)] {
         let mut per_mode = Vec::new();

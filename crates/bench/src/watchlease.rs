@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 /// Opens `streams` watch streams with `per_stream` watches each; `key(i)` names watch i's
 /// key. Returns the streams once every watch is created (and the senders that keep them
 /// open).
-async fn open_watches(
+pub(crate) async fn open_watches(
     endpoints: &[String],
     streams: usize,
     per_stream: usize,

@@ -13,7 +13,7 @@ mod compare;
 mod lists;
 pub mod measure;
 pub mod spec;
-mod storage;
+pub(crate) mod storage;
 mod writes;
 
 pub use compare::compare;

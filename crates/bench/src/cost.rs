@@ -1,0 +1,236 @@
+//! `compare`'s first section: what one request costs each server. For put, conditional txn,
+//! linearizable and serializable get (64 clients over 8 connections, 256 B values) and
+//! watch event delivery, each product's throughput, p99 and server CPU per request: the
+//! members' utime + stime from /proc/PID/stat over the load, summed, divided by requests.
+
+use crate::load::{self, LoadSpec, Op};
+use crate::procfs::total_cpu_seconds;
+use crate::servers::Cluster;
+use crate::table::Row;
+use std::time::{Duration, Instant};
+
+/// One load's figures on one product.
+pub struct Cost {
+    pub throughput: f64,
+    pub p99_ms: f64,
+    /// Server CPU per request (per delivered event for watch), in µs.
+    pub cpu_us: f64,
+}
+
+/// Issue 18's goals for each load, as oxcd/etcd ratios.
+pub const CPU_GOAL: f64 = 0.5;
+pub const THROUGHPUT_GOAL: f64 = 1.5;
+pub const P99_GOAL: f64 = 0.6;
+
+fn pids(c: &Cluster) -> Vec<u32> {
+    c.members.iter().map(|m| m.child.id()).collect()
+}
+
+fn cpu_now(c: &Cluster) -> Result<f64, String> {
+    total_cpu_seconds(&pids(c)).ok_or_else(|| format!("{}: a member has exited", c.name))
+}
+
+/// Runs `op` against `c` and reads its members' CPU time around it.
+async fn cost_of(c: &Cluster, op: Op, total: usize) -> Result<Cost, String> {
+    let spec = LoadSpec {
+        endpoint: c.endpoint_list().join(","),
+        conns: 8,
+        clients: 64,
+        total,
+        op,
+    };
+    let before = cpu_now(c)?;
+    let report = load::run(&spec).await?;
+    let cpu = cpu_now(c)? - before;
+    if report.errors > 0 {
+        return Err(format!("{}: {} requests failed", c.name, report.errors));
+    }
+    Ok(Cost {
+        throughput: report.throughput(),
+        p99_ms: report.percentile(99.0).as_secs_f64() * 1000.0,
+        cpu_us: cpu * 1e6 / report.latencies.len().max(1) as f64,
+    })
+}
+
+const WATCHED: &[u8] = b"wc-00000";
+
+/// 100 watchers of one key (10 streams spread over the members), 64 clients putting it
+/// `puts` times: events delivered per second, and server CPU per delivered event with the
+/// puts' own cost included (a hundredth of a put per event).
+async fn watch_cost(c: &Cluster, puts: usize) -> Result<Cost, String> {
+    let endpoints = c.endpoint_list();
+    let streams = crate::watchlease::open_watches(&endpoints, 10, 10, |_| WATCHED.to_vec()).await?;
+    let expected = 10 * puts;
+    let before = cpu_now(c)?;
+    let start = Instant::now();
+    let mut readers = Vec::new();
+    for (tx, mut stream) in streams {
+        readers.push(tokio::spawn(async move {
+            let _open = tx;
+            let mut events = 0usize;
+            while events < expected {
+                match stream.message().await {
+                    Ok(Some(r)) => events += r.events.len(),
+                    _ => break,
+                }
+            }
+            events
+        }));
+    }
+    let spec = LoadSpec {
+        endpoint: endpoints.join(","),
+        conns: 8,
+        clients: 64,
+        total: puts,
+        op: Op::Put {
+            key_size: WATCHED.len(),
+            val_size: 256,
+            key_space_size: 1,
+            prefix: "wc-".into(),
+        },
+    };
+    let report = load::run(&spec).await?;
+    let mut delivered = 0;
+    for r in readers {
+        delivered += tokio::time::timeout(Duration::from_secs(120), r)
+            .await
+            .map_err(|_| format!("{}: watchers missed events for 120 s", c.name))?
+            .map_err(|e| e.to_string())?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_now(c)? - before;
+    if report.errors > 0 || delivered < 100 * puts {
+        return Err(format!(
+            "{}: {} puts failed, {delivered} of {} events delivered",
+            c.name,
+            report.errors,
+            100 * puts
+        ));
+    }
+    Ok(Cost {
+        throughput: delivered as f64 / elapsed,
+        p99_ms: f64::NAN,
+        cpu_us: cpu * 1e6 / delivered as f64,
+    })
+}
+
+/// The section's rows for `servers` (oxcd first, then etcd) and the goal each ratio is held
+/// to: (row, goal ratio).
+pub async fn rows(servers: &[Cluster], total: usize) -> Result<Vec<(Row, f64)>, String> {
+    let loads = [
+        (
+            "put",
+            Op::Put {
+                key_size: 8,
+                val_size: 256,
+                key_space_size: 0,
+                prefix: "c-".into(),
+            },
+        ),
+        (
+            "txn (compare mod + put)",
+            Op::Txn {
+                val_size: 256,
+                prefix: "t-".into(),
+            },
+        ),
+        (
+            "get linearizable",
+            Op::Range {
+                key: b"c-000000".to_vec(),
+                end: vec![],
+                serializable: false,
+            },
+        ),
+        (
+            "get serializable",
+            Op::Range {
+                key: b"c-000000".to_vec(),
+                end: vec![],
+                serializable: true,
+            },
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, op) in loads {
+        let mut costs = Vec::new();
+        for s in servers {
+            eprintln!("{}: {name}", s.name);
+            costs.push(cost_of(s, op.clone(), total).await?);
+        }
+        push_rows(&mut out, name, &costs, true);
+    }
+    let mut costs = Vec::new();
+    for s in servers {
+        eprintln!("{}: watch delivery", s.name);
+        costs.push(watch_cost(s, total / 10).await?);
+    }
+    push_rows(&mut out, "watch, 100 watchers", &costs, false);
+    Ok(out)
+}
+
+fn push_rows(out: &mut Vec<(Row, f64)>, name: &str, costs: &[Cost], with_p99: bool) {
+    let unit = if with_p99 { "req/s" } else { "events/s" };
+    out.push((
+        Row {
+            name: name.to_string(),
+            unit,
+            oxcd: costs[0].throughput,
+            etcd: costs[1].throughput,
+            higher_is_better: true,
+        },
+        THROUGHPUT_GOAL,
+    ));
+    if with_p99 {
+        out.push((
+            Row {
+                name: format!("{name} p99"),
+                unit: "ms",
+                oxcd: costs[0].p99_ms,
+                etcd: costs[1].p99_ms,
+                higher_is_better: false,
+            },
+            P99_GOAL,
+        ));
+    }
+    out.push((
+        Row {
+            name: format!("{name} CPU"),
+            unit: if with_p99 { "µs/req" } else { "µs/event" },
+            oxcd: costs[0].cpu_us,
+            etcd: costs[1].cpu_us,
+            higher_is_better: false,
+        },
+        CPU_GOAL,
+    ));
+}
+
+/// Prints the section's table, then each goal and whether this run met it.
+pub fn print(rows: Vec<(Row, f64)>) {
+    let mut goals = Vec::new();
+    for (r, goal) in &rows {
+        let ratio = r.oxcd / r.etcd;
+        let met = if r.higher_is_better {
+            ratio >= *goal
+        } else {
+            ratio <= *goal
+        };
+        let bound = if r.higher_is_better { ">=" } else { "<=" };
+        goals.push(format!(
+            "  {:<36} {ratio:>6.2}  goal {bound} {goal:.2}  {}",
+            r.name,
+            if ratio.is_nan() {
+                "no figure"
+            } else if met {
+                "met"
+            } else {
+                "NOT met"
+            }
+        ));
+    }
+    crate::table::print_rows("oxcd", "etcd", rows.into_iter().map(|(r, _)| r).collect());
+    println!("issue 18's goals (oxcd/etcd):");
+    for g in goals {
+        println!("{g}");
+    }
+}
