@@ -1,6 +1,9 @@
 use oxcd_server::config::{self, Parsed};
 use std::collections::BTreeMap;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     #[cfg(feature = "failpoints")]
     let _failpoints = crash_on_failpoint_panic();
