@@ -9,12 +9,12 @@ use std::ops::Bound;
 
 #[derive(Debug, Default)]
 pub struct TreeIndex {
-    keys: BTreeMap<Vec<u8>, KeyIndex>,
+    keys: BTreeMap<Box<[u8]>, KeyIndex>,
 }
 
 impl TreeIndex {
     pub fn put(&mut self, key: &[u8], rev: KeyRevision) {
-        self.keys.entry(key.to_vec()).or_default().put(rev);
+        self.change(key, |h| h.put(rev));
     }
 
     pub fn restore(
@@ -24,10 +24,19 @@ impl TreeIndex {
         modified: KeyRevision,
         version: i64,
     ) {
-        self.keys
-            .entry(key.to_vec())
-            .or_default()
-            .restore(created, modified, version);
+        self.change(key, |h| h.restore(created, modified, version));
+    }
+
+    /// Changes `key`'s history, adding it if it has none (the key is copied only then).
+    fn change(&mut self, key: &[u8], f: impl FnOnce(&mut KeyIndex)) {
+        match self.keys.get_mut(key) {
+            Some(history) => f(history),
+            None => {
+                let mut history = KeyIndex::default();
+                f(&mut history);
+                self.keys.insert(key.into(), history);
+            }
+        }
     }
 
     pub fn tombstone(&mut self, key: &[u8], rev: KeyRevision) -> bool {
@@ -45,7 +54,7 @@ impl TreeIndex {
         at: i64,
     ) -> impl Iterator<Item = (&'a [u8], KeyAt)> + 'a {
         self.histories(range)
-            .filter_map(move |(k, ki)| ki.get(at).map(|at| (k.as_slice(), at)))
+            .filter_map(move |(k, ki)| ki.get(at).map(|at| (&k[..], at)))
     }
 
     /// The first `fetch` live keys of `range` at revision `at` (their revisions), and how
@@ -91,9 +100,9 @@ impl TreeIndex {
     fn histories<'a>(
         &'a self,
         range: &'a KeyRange,
-    ) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a KeyIndex)> + 'a> {
+    ) -> Box<dyn Iterator<Item = (&'a Box<[u8]>, &'a KeyIndex)> + 'a> {
         match range {
-            KeyRange::Single(k) => Box::new(self.keys.get_key_value(k).into_iter()),
+            KeyRange::Single(k) => Box::new(self.keys.get_key_value(&k[..]).into_iter()),
             KeyRange::FromKey(k) => Box::new(
                 self.keys
                     .range::<[u8], _>((Bound::Included(&k[..]), Bound::Unbounded)),
