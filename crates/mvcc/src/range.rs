@@ -142,7 +142,9 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
 
     // A keys-only read never copies out a value, unless the order needs it.
     let drop_values = req.keys_only && target != SortTarget::Value;
-    let mut kvs = Vec::new();
+    // Sized once: a big list's vector otherwise doubles, copying itself and holding up to
+    // twice what it needs while the response is encoded.
+    let mut kvs = Vec::with_capacity(revisions.len());
     let mut held = 0usize;
     let mut gate = None;
     for at in revisions {
@@ -285,6 +287,18 @@ mod tests {
             "the read sees the revision it started at"
         );
         assert_eq!(read.header.map(|h| h.revision), Some(11));
+    }
+
+    #[test]
+    fn a_big_lists_vector_holds_no_slack_while_it_is_encoded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        for i in 0..100 {
+            put(&store, &format!("k{i:03}"), "v");
+        }
+        let read = store.range(&all(true)).expect("range");
+        assert_eq!(read.kvs.len(), 100);
+        assert_eq!(read.kvs.capacity(), 100, "sized once, not doubled to 128");
     }
 
     #[test]
