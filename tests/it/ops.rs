@@ -167,6 +167,8 @@ async fn metrics_version_and_health_are_served_on_the_client_port() {
     for i in 0..20 {
         kv.put(put(format!("m/{i}"), "v")).await.expect("put");
     }
+    let refused = kv.put(put("", "v")).await.expect_err("an empty key");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     let ep = server.endpoint();
     let (code, body) = http_get(&ep, "/version");
     assert_eq!(code, 200);
@@ -227,6 +229,18 @@ async fn metrics_version_and_health_are_served_on_the_client_port() {
         value("grpc_server_handled_total", Some(("grpc_method", "Put"))),
         puts
     );
+    let refused_puts: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "grpc_server_handled_total")
+        .filter(|s| s.labels.get("grpc_method") == Some("Put"))
+        .filter(|s| s.labels.get("grpc_code") == Some("InvalidArgument"))
+        .filter_map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused_puts, vec![1.0], "the refused put, by its code");
     assert_eq!(value("etcd_debugging_mvcc_watcher_total", None), Some(0.0));
     assert_eq!(value("etcd_debugging_lease_total", None), Some(0.0));
     assert!(value("process_resident_memory_bytes", None).unwrap_or(0.0) > 1e6);

@@ -117,14 +117,6 @@ pub struct GrpcMetrics<S> {
     inner: S,
 }
 
-fn rpc_type(method: &str) -> &'static str {
-    match method {
-        "Watch" | "LeaseKeepAlive" => "bidi_stream",
-        "Snapshot" => "server_stream",
-        _ => "unary",
-    }
-}
-
 impl<S, B, RB> tower::Service<http::Request<B>> for GrpcMetrics<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
@@ -143,37 +135,38 @@ where
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let path = req.uri().path().trim_start_matches('/').to_string();
+        let counters = grpc
+            .then(|| crate::metrics::rpc_counters(req.uri().path()))
+            .flatten();
         let fut = self.inner.call(req);
-        // Only etcd's RPCs become label values: a client choosing paths must not grow the
-        // metrics without bound.
-        let Some((service, method)) = path
-            .split_once('/')
-            .filter(|(s, m)| grpc && oxcd_api::is_client_rpc(s, m))
-        else {
+        let Some(c) = counters else {
             return Box::pin(fut);
         };
-        let (service, method) = (service.to_string(), method.to_string());
-        let kind = rpc_type(&method);
-        if let Some(m) = crate::metrics::get() {
-            m.grpc_started
-                .with_label_values(&[kind, &service, &method])
-                .inc();
-        }
+        c.started.inc();
         Box::pin(async move {
             let resp = fut.await?;
-            if kind == "unary" {
+            if c.kind == "unary" {
                 // An error comes back as headers only, its code among them.
-                let code = resp
+                match resp
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<i32>().ok())
-                    .map_or("OK", |c| tonic::Code::from(c).description_name());
-                if let Some(m) = crate::metrics::get() {
-                    m.grpc_handled
-                        .with_label_values(&[kind, &service, &method, code])
-                        .inc();
+                    .map(tonic::Code::from)
+                {
+                    None | Some(tonic::Code::Ok) => c.handled_ok.inc(),
+                    Some(code) => {
+                        if let Some(m) = crate::metrics::get() {
+                            m.grpc_handled
+                                .with_label_values(&[
+                                    c.kind,
+                                    c.service,
+                                    c.method,
+                                    code.description_name(),
+                                ])
+                                .inc();
+                        }
+                    }
                 }
             }
             Ok(resp)

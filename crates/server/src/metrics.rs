@@ -5,6 +5,7 @@ use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts,
     Registry, TextEncoder,
 };
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 pub struct Metrics {
@@ -113,6 +114,56 @@ pub fn get() -> Option<&'static Metrics> {
                 tracing::error!(error = %e, "metrics unavailable");
                 None
             }
+        })
+        .as_ref()
+}
+
+/// One client RPC's gRPC counters, resolved on its first call: a request then pays a path
+/// lookup and an atomic add instead of label hashing and strings.
+pub struct RpcCounters {
+    pub kind: &'static str,
+    pub service: &'static str,
+    pub method: &'static str,
+    pub started: IntCounter,
+    pub handled_ok: IntCounter,
+}
+
+/// The gRPC type label of a method, as go-grpc-prometheus names it.
+fn rpc_type(method: &str) -> &'static str {
+    match method {
+        "Watch" | "LeaseKeepAlive" => "bidi_stream",
+        "Snapshot" => "server_stream",
+        _ => "unary",
+    }
+}
+
+/// The counters of the client RPC at `path` (`/package.Service/Method`); None for any other
+/// path, so that a client choosing paths cannot grow the metrics.
+pub fn rpc_counters(path: &str) -> Option<&'static RpcCounters> {
+    type Table = HashMap<String, (usize, OnceLock<Option<RpcCounters>>)>;
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        oxcd_api::CLIENT_RPCS
+            .iter()
+            .enumerate()
+            .map(|(i, (s, m))| (format!("/{s}/{m}"), (i, OnceLock::new())))
+            .collect()
+    });
+    let (i, counters) = table.get(path)?;
+    counters
+        .get_or_init(|| {
+            let m = get()?;
+            let (service, method) = oxcd_api::CLIENT_RPCS[*i];
+            let kind = rpc_type(method);
+            Some(RpcCounters {
+                kind,
+                service,
+                method,
+                started: m.grpc_started.with_label_values(&[kind, service, method]),
+                handled_ok: m
+                    .grpc_handled
+                    .with_label_values(&[kind, service, method, "OK"]),
+            })
         })
         .as_ref()
 }
