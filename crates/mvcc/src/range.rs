@@ -143,8 +143,8 @@ pub(crate) fn range<T: ReadableTable<u128, &'static [u8]>>(
     // A keys-only read never copies out a value, unless the order needs it.
     let drop_values = req.keys_only && target != SortTarget::Value;
     // Sized once: a big list's vector otherwise doubles, copying itself and holding up to
-    // twice what it needs while the response is encoded.
-    let mut kvs = Vec::with_capacity(revisions.len());
+    // twice what it needs while the response is encoded. (A filter may keep few.)
+    let mut kvs = Vec::with_capacity(if filtered { 0 } else { revisions.len() });
     let mut held = 0usize;
     let mut gate = None;
     for at in revisions {

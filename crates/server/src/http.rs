@@ -147,27 +147,13 @@ where
             let resp = fut.await?;
             if c.kind == "unary" {
                 // An error comes back as headers only, its code among them.
-                match resp
+                let code = resp
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<i32>().ok())
-                    .map(tonic::Code::from)
-                {
-                    None | Some(tonic::Code::Ok) => c.handled_ok.inc(),
-                    Some(code) => {
-                        if let Some(m) = crate::metrics::get() {
-                            m.grpc_handled
-                                .with_label_values(&[
-                                    c.kind,
-                                    c.service,
-                                    c.method,
-                                    code.description_name(),
-                                ])
-                                .inc();
-                        }
-                    }
-                }
+                    .map_or("OK", |c| tonic::Code::from(c).description_name());
+                c.handled(code);
             }
             Ok(resp)
         })

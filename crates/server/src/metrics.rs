@@ -125,7 +125,23 @@ pub struct RpcCounters {
     pub service: &'static str,
     pub method: &'static str,
     pub started: IntCounter,
-    pub handled_ok: IntCounter,
+    /// Made on the first success, so that /metrics shows no OK series before one.
+    handled_ok: OnceLock<IntCounter>,
+}
+
+impl RpcCounters {
+    /// Counts a finished call under its code.
+    pub fn handled(&self, code: &'static str) {
+        let Some(m) = get() else { return };
+        let labels = [self.kind, self.service, self.method, code];
+        if code == "OK" {
+            self.handled_ok
+                .get_or_init(|| m.grpc_handled.with_label_values(&labels))
+                .inc();
+        } else {
+            m.grpc_handled.with_label_values(&labels).inc();
+        }
+    }
 }
 
 /// The gRPC type label of a method, as go-grpc-prometheus names it.
@@ -160,9 +176,7 @@ pub fn rpc_counters(path: &str) -> Option<&'static RpcCounters> {
                 service,
                 method,
                 started: m.grpc_started.with_label_values(&[kind, service, method]),
-                handled_ok: m
-                    .grpc_handled
-                    .with_label_values(&[kind, service, method, "OK"]),
+                handled_ok: OnceLock::new(),
             })
         })
         .as_ref()
