@@ -27,13 +27,6 @@ pub mod oxcdpb {
 
 include!(concat!(env!("OUT_DIR"), "/client_rpcs.rs"));
 
-/// Whether `/service/method` is an RPC oxcd serves to clients (made-up paths are not).
-pub fn is_client_rpc(service: &str, method: &str) -> bool {
-    CLIENT_RPCS
-        .iter()
-        .any(|(s, m)| *s == service && *m == method)
-}
-
 pub mod error;
 pub mod ids;
 

@@ -22,18 +22,14 @@ pub const CPU_GOAL: f64 = 0.5;
 pub const THROUGHPUT_GOAL: f64 = 1.5;
 pub const P99_GOAL: f64 = 0.6;
 
-fn pids(c: &Cluster) -> Vec<u32> {
-    c.members.iter().map(|m| m.child.id()).collect()
-}
-
 fn cpu_now(c: &Cluster) -> Result<f64, String> {
-    total_cpu_seconds(&pids(c)).ok_or_else(|| format!("{}: a member has exited", c.name))
+    total_cpu_seconds(&c.pids()).ok_or_else(|| format!("{}: a member has exited", c.name))
 }
 
 /// Runs `op` against `c` and reads its members' CPU time around it.
 async fn cost_of(c: &Cluster, op: Op, total: usize) -> Result<Cost, String> {
     let spec = LoadSpec {
-        endpoint: c.endpoint_list().join(","),
+        endpoint: c.endpoints(),
         conns: 8,
         clients: 64,
         total,
@@ -78,7 +74,7 @@ async fn watch_cost(c: &Cluster, puts: usize) -> Result<Cost, String> {
         }));
     }
     let spec = LoadSpec {
-        endpoint: endpoints.join(","),
+        endpoint: c.endpoints(),
         conns: 8,
         clients: 64,
         total: puts,

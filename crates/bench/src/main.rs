@@ -53,6 +53,15 @@ struct Products {
     etcd: String,
 }
 
+/// Each product's command-line client.
+#[derive(Args)]
+struct Ctls {
+    #[arg(long, default_value = "target/release/oxcdctl")]
+    oxcdctl: String,
+    #[arg(long, default_value = "/usr/bin/etcdctl")]
+    etcdctl: String,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Puts `total` keys.
@@ -163,10 +172,8 @@ enum Cmd {
     Ops {
         #[command(flatten)]
         products: Products,
-        #[arg(long, default_value = "target/release/oxcdctl")]
-        oxcdctl: String,
-        #[arg(long, default_value = "/usr/bin/etcdctl")]
-        etcdctl: String,
+        #[command(flatten)]
+        ctls: Ctls,
         #[arg(long, default_value_t = 1_000_000)]
         keys: usize,
     },
@@ -175,10 +182,8 @@ enum Cmd {
     Scale {
         #[command(flatten)]
         products: Products,
-        #[arg(long, default_value = "target/release/oxcdctl")]
-        oxcdctl: String,
-        #[arg(long, default_value = "/usr/bin/etcdctl")]
-        etcdctl: String,
+        #[command(flatten)]
+        ctls: Ctls,
         /// N: the middle key count.
         #[arg(long, default_value_t = 1_000_000)]
         keys: usize,
@@ -267,14 +272,12 @@ async fn main() {
         } => k8s::compare(&oxcd, &etcd, members, &spec).await,
         Cmd::Ops {
             products: Products { oxcd, etcd },
-            oxcdctl,
-            etcdctl,
+            ctls: Ctls { oxcdctl, etcdctl },
             keys,
         } => ops::ops(&oxcd, &etcd, &oxcdctl, &etcdctl, keys).await,
         Cmd::Scale {
             products: Products { oxcd, etcd },
-            oxcdctl,
-            etcdctl,
+            ctls: Ctls { oxcdctl, etcdctl },
             keys,
         } => scale::scale(&oxcd, &etcd, &oxcdctl, &etcdctl, keys).await,
         Cmd::Overload {

@@ -141,8 +141,36 @@ fn restore(ctl: &str, file: &Path, data_dir: &Path) -> Result<f64, String> {
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// Maintenance.Snapshot streamed to `file` and synced: how long it took, and its bytes.
+pub(crate) async fn stream_backup(endpoint: &str, file: &Path) -> Result<(Duration, u64), String> {
+    let started = Instant::now();
+    let mut maintenance =
+        MaintenanceClient::new(load::connect(endpoint).await?).max_decoding_message_size(64 << 20);
+    let mut stream = maintenance
+        .snapshot(SnapshotRequest {})
+        .await
+        .map_err(|e| format!("snapshot: {}", e.message()))?
+        .into_inner();
+    let on_file = |e: std::io::Error| format!("{}: {e}", file.display());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file).map_err(on_file)?);
+    let mut bytes = 0u64;
+    while let Some(piece) = stream
+        .message()
+        .await
+        .map_err(|e| format!("snapshot: {}", e.message()))?
+    {
+        bytes += piece.blob.len() as u64;
+        out.write_all(&piece.blob).map_err(on_file)?;
+    }
+    out.into_inner()
+        .map_err(|e| on_file(e.into_error()))?
+        .sync_all()
+        .map_err(on_file)?;
+    Ok((started.elapsed(), bytes))
+}
+
 /// `ctl snapshot status FILE -w json`: its hash, revision and totalKey.
-fn status(ctl: &str, file: &Path) -> Result<[u64; 3], String> {
+pub(crate) fn status(ctl: &str, file: &Path) -> Result<[u64; 3], String> {
     let out = Command::new(ctl)
         .env("ETCDCTL_API", "3")
         .args(["snapshot", "status", "-w", "json"])
@@ -244,26 +272,8 @@ async fn measure(
 
     eprintln!("{name}: backup");
     let backup = dir.path().join("backup.db");
-    let started = Instant::now();
-    let mut m =
-        MaintenanceClient::new(load::connect(&endpoint).await?).max_decoding_message_size(64 << 20);
-    let mut stream = m
-        .snapshot(SnapshotRequest {})
-        .await
-        .map_err(|e| e.to_string())?
-        .into_inner();
-    let mut file =
-        std::io::BufWriter::new(std::fs::File::create(&backup).map_err(|e| e.to_string())?);
-    let mut bytes = 0u64;
-    while let Some(piece) = stream.message().await.map_err(|e| e.to_string())? {
-        bytes += piece.blob.len() as u64;
-        file.write_all(&piece.blob).map_err(|e| e.to_string())?;
-    }
-    file.into_inner()
-        .map_err(|e| e.to_string())?
-        .sync_all()
-        .map_err(|e| e.to_string())?;
-    let save_s = started.elapsed().as_secs_f64();
+    let (took, bytes) = stream_backup(&endpoint, &backup).await?;
+    let save_s = took.as_secs_f64();
 
     eprintln!("{name}: delete 90%, compact, defragment");
     let mut kv = KvClient::new(load::connect(&endpoint).await?);
@@ -305,6 +315,7 @@ async fn measure(
     .await
     .map_err(|e| e.to_string())?;
     let db_deleted_mb = db_size(&endpoint).await?;
+    let mut m = MaintenanceClient::new(load::connect(&endpoint).await?);
     let started = Instant::now();
     m.defragment(DefragmentRequest {})
         .await

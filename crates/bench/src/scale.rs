@@ -10,13 +10,10 @@ use crate::load::{self, LoadSpec, Op};
 use crate::procfs::{cpu_seconds, reset_peak_rss, status_kb};
 use crate::servers::{start, Cluster};
 use crate::table::{print_rows, Row};
-use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
-use oxcd_api::etcdserverpb::{kv_client::KvClient, RangeRequest, SnapshotRequest};
-use std::io::Write;
+use oxcd_api::etcdserverpb::{kv_client::KvClient, RangeRequest};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 const MIB: f64 = 1024.0 * 1024.0;
 const KEY_PREFIX: &str = "s-";
@@ -125,22 +122,6 @@ struct Listing {
     count: i64,
 }
 
-/// One Range call decoded as a `Listing`, with no limit on the response's size.
-async fn list(channel: Channel, req: RangeRequest) -> Result<Listing, String> {
-    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
-    grpc.ready().await.map_err(|e| e.to_string())?;
-    let codec = tonic_prost::ProstCodec::<RangeRequest, Listing>::default();
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Range");
-    tokio::time::timeout(
-        SLOW_REQUEST,
-        grpc.unary(tonic::Request::new(req), path, codec),
-    )
-    .await
-    .map_err(|_| format!("range timed out after {SLOW_REQUEST:?}"))?
-    .map(|r| r.into_inner())
-    .map_err(|e| format!("range: {}", e.message()))
-}
-
 fn kib_to_mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -162,7 +143,7 @@ async fn measure_listing(
     let peak_was_reset = reset_peak_rss(pid);
     let cpu_before = cpu_of(pid)?;
     let started = Instant::now();
-    let call = list(channel, req);
+    let call = crate::k8s::storage::range_as::<Listing>(&channel, req, SLOW_REQUEST);
     let (listing, sampled_peak) = if peak_was_reset {
         (call.await?, 0)
     } else {
@@ -297,57 +278,6 @@ async fn wait_for_first_read(cluster: &mut Cluster) -> Result<(), String> {
     }
 }
 
-/// Maintenance.Snapshot streamed to `file` and synced: (milliseconds, MiB).
-async fn backup(endpoint: &str, file: &Path) -> Result<(f64, f64), String> {
-    let started = Instant::now();
-    let mut maintenance =
-        MaintenanceClient::new(load::connect(endpoint).await?).max_decoding_message_size(64 << 20);
-    let mut stream = maintenance
-        .snapshot(SnapshotRequest {})
-        .await
-        .map_err(|e| format!("snapshot: {}", e.message()))?
-        .into_inner();
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(file).map_err(|e| format!("{}: {e}", file.display()))?,
-    );
-    let mut bytes = 0u64;
-    while let Some(piece) = stream
-        .message()
-        .await
-        .map_err(|e| format!("snapshot: {}", e.message()))?
-    {
-        bytes += piece.blob.len() as u64;
-        out.write_all(&piece.blob)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-    }
-    out.into_inner()
-        .map_err(|e| format!("{}: {e}", file.display()))?
-        .sync_all()
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    Ok((started.elapsed().as_secs_f64() * 1000.0, bytes as f64 / MIB))
-}
-
-/// The backup's totalKey (records in every bucket) according to `ctl snapshot status -w json`.
-fn backup_total_keys(ctl: &str, file: &Path) -> Result<u64, String> {
-    let out = Command::new(ctl)
-        .env("ETCDCTL_API", "3")
-        .args(["snapshot", "status", "-w", "json"])
-        .arg(file)
-        .output()
-        .map_err(|e| format!("{ctl}: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split("\"totalKey\":")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| {
-            format!(
-                "{ctl} snapshot status: no totalKey in {text:?} {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-}
-
 /// One product at one key count: start, load, measure, stop.
 async fn measure(
     name: &'static str,
@@ -420,10 +350,11 @@ async fn measure(
     eprintln!("{name}: backup");
     let backup_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let backup_file = backup_dir.path().join("backup.db");
-    let (backup_ms, backup_mb) = backup(&endpoint, &backup_file).await?;
+    let (took, bytes) = crate::ops::stream_backup(&endpoint, &backup_file).await?;
+    let (backup_ms, backup_mb) = (took.as_secs_f64() * 1000.0, bytes as f64 / MIB);
     // Not timed: the backup holds every key, as the product's own ctl reads it (its total
     // counts every bucket's records: meta, members, ... add a few).
-    match backup_total_keys(ctl, &backup_file) {
+    match crate::ops::status(ctl, &backup_file).map(|[_hash, _revision, total]| total) {
         Ok(n) if n >= keys as u64 => {}
         Ok(n) => {
             println!("{name}: WARNING: {ctl} finds {n} records in the backup, {keys} keys loaded")

@@ -43,8 +43,13 @@ impl Cluster {
             / 1024.0
     }
 
+    /// Every member's process id.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.members.iter().map(|m| m.child.id()).collect()
+    }
+
     /// Every member's client endpoint, comma separated.
-    fn endpoints(&self) -> String {
+    pub(crate) fn endpoints(&self) -> String {
         self.members
             .iter()
             .map(|m| m.endpoint.clone())
@@ -286,7 +291,7 @@ pub async fn compare(oxcd_bin: &str, etcd_bin: &str, set: &Settings<'_>) -> Resu
             eprintln!("{}: kubernetes load", s.name);
             let target = crate::k8s::spec::Target {
                 endpoints: s.endpoint_list(),
-                pids: s.members.iter().map(|m| m.child.id()).collect(),
+                pids: s.pids(),
             };
             k8s_figures.push(crate::k8s::measure::measure(&target, set.k8s).await?);
         }

@@ -22,7 +22,7 @@ pub async fn compare(oxcd: &str, etcd: &str, members: usize, spec: &Spec) -> Res
         eprintln!("k8s: measuring {}", c.name);
         let target = Target {
             endpoints: c.endpoint_list(),
-            pids: c.members.iter().map(|m| m.child.id()).collect(),
+            pids: c.pids(),
         };
         let f = measure(&target, spec).await?;
         println!("{}:\n{}", c.name, f.render());

@@ -196,18 +196,25 @@ pub struct PageKey {
 
 /// One Range call decoded as a `Page`.
 pub async fn range_page(channel: &Channel, req: RangeRequest) -> Result<Page, String> {
+    range_as(channel, req, REQUEST_TIMEOUT).await
+}
+
+/// One Range call, its response decoded as `M` (a slimmer message than RangeResponse), with
+/// no limit on the response's size.
+pub async fn range_as<M: prost::Message + Default + Send + 'static>(
+    channel: &Channel,
+    req: RangeRequest,
+    timeout: Duration,
+) -> Result<M, String> {
     let mut grpc = tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(usize::MAX);
     grpc.ready().await.map_err(|e| e.to_string())?;
-    let codec = tonic_prost::ProstCodec::<RangeRequest, Page>::default();
+    let codec = tonic_prost::ProstCodec::<RangeRequest, M>::default();
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/etcdserverpb.KV/Range");
-    tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        grpc.unary(tonic::Request::new(req), path, codec),
-    )
-    .await
-    .map_err(|_| "range timed out".to_string())?
-    .map(|r| r.into_inner())
-    .map_err(|e| format!("range: {}", e.message()))
+    tokio::time::timeout(timeout, grpc.unary(tonic::Request::new(req), path, codec))
+        .await
+        .map_err(|_| format!("range timed out after {timeout:?}"))?
+        .map(|r| r.into_inner())
+        .map_err(|e| format!("range: {}", e.message()))
 }
 
 /// A whole paginated list of `prefix` as the reflector's list does it; returns the pages'
