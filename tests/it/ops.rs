@@ -423,7 +423,7 @@ async fn cluster_backup_under_load_restores_every_member() {
     assert!(cluster_ids
         .iter()
         .all(|id| *id == cluster_ids[0] && *id != 0));
-    let hashes = c.hashes(0).await;
+    let hashes = c.settled_hashes().await;
     assert!(
         hashes.windows(2).all(|w| w[0] == w[1]),
         "hashkv differs: {hashes:?}"
@@ -541,7 +541,7 @@ async fn cluster_defrag_under_load_shrinks_the_file_without_client_errors() {
         3,
         "{out}"
     );
-    let hashes = c.hashes(0).await;
+    let hashes = c.settled_hashes().await;
     assert!(
         hashes.windows(2).all(|w| w[0] == w[1]),
         "hashkv differs: {hashes:?}"

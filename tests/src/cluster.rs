@@ -328,6 +328,27 @@ impl Cluster {
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
     }
 
+    /// HashKV of every running member at the newest committed revision (read linearizably
+    /// through the first running member), once each has applied it.
+    pub async fn settled_hashes(&self) -> Vec<u32> {
+        let first = self.running().next().expect("a running member");
+        let revision = retry(Duration::from_secs(20), POLL, || async move {
+            let mut kv = self.kv(first).await;
+            kv.range(RangeRequest {
+                key: b"\0".to_vec(),
+                count_only: true,
+                ..Default::default()
+            })
+            .await
+        })
+        .await
+        .unwrap_or_else(|e| panic!("member {first} range: {e}"))
+        .into_inner()
+        .header
+        .map_or(0, |h| h.revision);
+        self.hashes(revision).await
+    }
+
     /// HashKV of every running member at the same revision, once they have all applied it.
     pub async fn hashes(&self, revision: i64) -> Vec<u32> {
         let mut out = Vec::new();
