@@ -9,8 +9,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long writes may go on before the bytes in use are counted again.
+/// How long writes may go on before the bytes in use are counted again, at the least.
 const RECOUNT_EVERY: Duration = Duration::from_secs(30);
+/// A count waits this many times as long as the last one took, so that walking a big file
+/// (and churning the page cache) takes at most about 1 % of a core.
+const RECOUNT_PACE: u32 = 100;
+
+/// When the next count is due after one that took `took`.
+fn recount_wait(took: Duration) -> Duration {
+    RECOUNT_EVERY.max(took.saturating_mul(RECOUNT_PACE))
+}
 
 pub(crate) struct DbSize {
     in_use: AtomicU64,
@@ -19,7 +27,8 @@ pub(crate) struct DbSize {
     soon: AtomicBool,
     /// Something was committed since the last count.
     wrote: AtomicBool,
-    counted_at: Mutex<Instant>,
+    /// When the last count began, and how long to wait after it.
+    counted: Mutex<(Instant, Duration)>,
 }
 
 impl Default for DbSize {
@@ -29,7 +38,7 @@ impl Default for DbSize {
             file: Default::default(),
             soon: AtomicBool::new(true),
             wrote: Default::default(),
-            counted_at: Mutex::new(Instant::now()),
+            counted: Mutex::new((Instant::now(), RECOUNT_EVERY)),
         }
     }
 }
@@ -62,14 +71,19 @@ impl DbSize {
     }
 
     pub fn count_due(&self) -> bool {
+        self.count_due_at(Instant::now())
+    }
+
+    fn count_due_at(&self, now: Instant) -> bool {
         self.soon.load(Ordering::Relaxed)
-            || (self.wrote.load(Ordering::Relaxed)
-                && self
-                    .counted_at
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .elapsed()
-                    >= RECOUNT_EVERY)
+            || (self.wrote.load(Ordering::Relaxed) && {
+                let (at, wait) = *self.counted.lock().unwrap_or_else(|p| p.into_inner());
+                now.saturating_duration_since(at) >= wait
+            })
+    }
+
+    fn counted(&self, at: Instant, took: Duration) {
+        *self.counted.lock().unwrap_or_else(|p| p.into_inner()) = (at, recount_wait(took));
     }
 
     /// Counts the bytes of every table's pages in a read snapshot of `db`: writers go on
@@ -82,8 +96,11 @@ impl DbSize {
     ) -> Result<u64, BackendError> {
         self.soon.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
-        *self.counted_at.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        let bytes = match table_bytes(db) {
+        let started = Instant::now();
+        self.counted(started, Duration::ZERO);
+        let counted = table_bytes(db);
+        self.counted(started, started.elapsed());
+        let bytes = match counted {
             Ok(bytes) => bytes,
             Err(e) => {
                 self.count_soon();
@@ -111,10 +128,12 @@ fn table_bytes(db: &Database) -> Result<u64, BackendError> {
 
 #[cfg(test)]
 mod tests {
+    use super::{DbSize, RECOUNT_EVERY};
     use crate::kvstore::Store;
     use crate::test_support::put;
     use oxcd_api::etcdserverpb::PutRequest;
     use std::time::Duration;
+    use std::time::Instant;
 
     #[test]
     fn bytes_in_use_are_counted_beside_a_writer_and_never_by_a_commit() {
@@ -152,5 +171,32 @@ mod tests {
         wb.commit(true).expect("commit");
         assert_eq!(store.db_size_in_use(), counted, "a commit does not count");
         assert!(store.count_db_size_in_use().expect("count") > counted + (1 << 20) - 1);
+    }
+
+    #[test]
+    fn a_slow_count_is_not_repeated_until_a_hundred_times_its_length_has_passed() {
+        let size = DbSize::default();
+        let start = Instant::now();
+        size.soon.store(false, std::sync::atomic::Ordering::Relaxed);
+        size.wrote();
+        size.counted(start, Duration::from_millis(10));
+        assert!(!size.count_due_at(start + RECOUNT_EVERY - Duration::from_millis(1)));
+        assert!(
+            size.count_due_at(start + RECOUNT_EVERY),
+            "a quick count: every 30 s"
+        );
+
+        size.counted(start, Duration::from_secs(2));
+        assert!(
+            !size.count_due_at(start + RECOUNT_EVERY * 6),
+            "a count of 2 s waits 200 s"
+        );
+        assert!(size.count_due_at(start + Duration::from_secs(200)));
+
+        size.count_soon();
+        assert!(
+            size.count_due_at(start),
+            "compaction or defrag asks at once"
+        );
     }
 }
