@@ -37,7 +37,7 @@ pub use snapshot::is_record_stream;
 
 pub use snapshot::SnapshotPoint;
 pub use txn::is_read_only;
-pub use watch::{Progress, WatchBatch, WatchKey, WatchSink, WatchSpec};
+pub use watch::{Progress, WatchBatch, WatchEvent, WatchKey, WatchSink, WatchSpec};
 
 #[cfg(test)]
 mod model_tests;

@@ -3,17 +3,54 @@
 
 use crate::key_range::KeyRange;
 use oxcd_api::mvccpb::{event::EventType, Event};
-use std::sync::Arc;
+use prost::Message;
+use std::sync::{Arc, OnceLock};
 
 /// A watch, named by its stream and its ID in that stream.
 pub type WatchKey = (u64, i64);
+
+/// One event, shared by every watch that gets it: it is not copied per watch, and its
+/// protobuf encoding is made once, by the first that needs it.
+#[derive(Debug)]
+pub struct WatchEvent {
+    event: Event,
+    encoded: OnceLock<Vec<u8>>,
+}
+
+impl WatchEvent {
+    pub fn new(event: Event) -> Arc<Self> {
+        Arc::new(WatchEvent {
+            event,
+            encoded: OnceLock::new(),
+        })
+    }
+
+    /// The event's protobuf encoding (an `mvccpb.Event` message, without a field key).
+    pub fn encoded(&self) -> &[u8] {
+        self.encoded.get_or_init(|| self.event.encode_to_vec())
+    }
+}
+
+impl std::ops::Deref for WatchEvent {
+    type Target = Event;
+
+    fn deref(&self) -> &Event {
+        &self.event
+    }
+}
+
+impl PartialEq for WatchEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event
+    }
+}
 
 /// Events for one watch, all at revisions up to `revision`; or, with `compact_revision` set,
 /// the news that the history it wanted is gone (the watch is then over).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchBatch {
     pub watch_id: i64,
-    pub events: Vec<Event>,
+    pub events: Vec<Arc<WatchEvent>>,
     pub revision: i64,
     pub compact_revision: i64,
 }

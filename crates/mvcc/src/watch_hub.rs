@@ -4,7 +4,9 @@
 //! nothing queues up beyond what the sinks hold.
 
 use crate::error::StoreError;
-use crate::watch::{revision_of, Progress, WatchBatch, WatchKey, WatchSink, WatchSpec, Watcher};
+use crate::watch::{
+    revision_of, Progress, WatchBatch, WatchEvent, WatchKey, WatchSink, WatchSpec, Watcher,
+};
 use crate::watcher_group::WatcherGroup;
 use oxcd_api::mvccpb::Event;
 use std::collections::HashMap;
@@ -156,6 +158,7 @@ impl Hub {
             }
             return;
         }
+        let events: Vec<Arc<WatchEvent>> = events.into_iter().map(WatchEvent::new).collect();
         for same_rev in events.chunk_by(|a, b| revision_of(a) == revision_of(b)) {
             notify_revision(&mut group, same_rev);
         }
@@ -186,7 +189,10 @@ impl Hub {
         let upto = current.min(from.saturating_add(max_revisions.max(1) - 1));
         let (history, upto) = if from <= upto {
             match store.events(from, upto, CATCH_UP_BYTES)? {
-                Some(read) => read,
+                Some((events, upto)) => (
+                    events.into_iter().map(WatchEvent::new).collect::<Vec<_>>(),
+                    upto,
+                ),
                 // Compacted meanwhile: the next round tells those watchers so.
                 None => return Ok(self.group().unsynced_count()),
             }
@@ -205,7 +211,7 @@ impl Hub {
             let caught_up = if w.next < from || w.next > upto {
                 w.next > now
             } else {
-                let evs: Vec<Event> = history
+                let evs: Vec<Arc<WatchEvent>> = history
                     .iter()
                     .filter(|e| revision_of(e) >= w.next && w.wants(e))
                     .cloned()
@@ -231,9 +237,9 @@ impl Hub {
 }
 
 /// Sends one revision's events to the synced watchers that want them.
-fn notify_revision(group: &mut WatcherGroup, events: &[Event]) {
+fn notify_revision(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
     let rev = revision_of(&events[0]);
-    let mut batches: HashMap<WatchKey, Vec<Event>> = HashMap::new();
+    let mut batches: HashMap<WatchKey, Vec<Arc<WatchEvent>>> = HashMap::new();
     for ev in events {
         let Some(kv) = &ev.kv else { continue };
         for t in group.targets(&kv.key) {
@@ -327,8 +333,54 @@ mod tests {
     fn revisions(batches: &[WatchBatch]) -> Vec<i64> {
         batches
             .iter()
-            .flat_map(|b| b.events.iter().map(revision_of))
+            .flat_map(|b| b.events.iter().map(|e| revision_of(e)))
             .collect()
+    }
+
+    /// Every watch of a key gets the same event, not a copy of its own, whether it is fed
+    /// by the commit or catches up from history.
+    #[test]
+    fn watches_of_a_key_share_each_event_live_and_in_catch_up() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("db")).expect("open");
+        put(&store, "k", "old");
+        let sinks: Vec<Arc<Sink>> = (0..4)
+            .map(|i| {
+                let sink = Arc::new(Sink {
+                    room: usize::MAX,
+                    got: Mutex::new(vec![]),
+                });
+                let start = if i < 2 {
+                    store.current_revision().0 + 1
+                } else {
+                    1
+                };
+                let spec = WatchSpec {
+                    range: KeyRange::new(b"k", b""),
+                    start_revision: start,
+                    no_put: false,
+                    no_delete: false,
+                };
+                store.watch((i, 0), spec, sink.clone());
+                sink
+            })
+            .collect();
+        put(&store, "k", "new");
+        store.sync_watchers(i64::MAX).expect("sync");
+        let got: Vec<Vec<WatchBatch>> = sinks.iter().map(|s| s.drain()).collect();
+        let last = |b: &[WatchBatch]| b.last().and_then(|b| b.events.last()).cloned();
+        let live = (
+            last(&got[0]).expect("live 0"),
+            last(&got[1]).expect("live 1"),
+        );
+        assert!(Arc::ptr_eq(&live.0, &live.1), "synced watches share it");
+        let history = (
+            last(&got[2]).expect("history 2"),
+            last(&got[3]).expect("history 3"),
+        );
+        assert!(Arc::ptr_eq(&history.0, &history.1), "catching up shares it");
+        assert_eq!(history.0, live.0);
+        assert_eq!(live.0.encoded(), prost::Message::encode_to_vec(&**live.0));
     }
 
     #[test]
@@ -417,7 +469,7 @@ mod tests {
             let later = got[n + 1..]
                 .iter()
                 .filter(|b| id == -1 || b.watch_id == id)
-                .flat_map(|b| b.events.iter().map(revision_of));
+                .flat_map(|b| b.events.iter().map(|e| revision_of(e)));
             assert!(
                 later.clone().all(|r| r > rev),
                 "after {rev}: {:?}",
@@ -744,7 +796,7 @@ mod tests {
         let from_4: Vec<i64> = got
             .iter()
             .filter(|b| b.watch_id == 1)
-            .flat_map(|b| b.events.iter().map(revision_of))
+            .flat_map(|b| b.events.iter().map(|e| revision_of(e)))
             .collect();
         // The five puts were revisions 2..=6.
         assert_eq!(from_4, vec![4, 5, 6]);

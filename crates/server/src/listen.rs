@@ -7,7 +7,7 @@ use crate::server::EtcdServer;
 use crate::{gateway, h2_authority, http, services, tls, transport};
 use oxcd_api::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
-    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer,
 };
 use oxcd_api::v3electionpb::election_server::ElectionServer;
 use oxcd_api::v3lockpb::lock_server::LockServer;
@@ -179,14 +179,14 @@ pub fn client_routes(
         })
         .max_decoding_message_size(limit),
     )
-    .add_service(
-        WatchServer::new(services::watch::WatchService {
+    .add_service(services::watch_route::WatchRoute::new(
+        services::watch::WatchService {
             server: s.clone(),
             next_stream: watch_streams,
             progress_interval: config.watch_progress_notify_interval,
-        })
-        .max_decoding_message_size(limit),
-    )
+        },
+        limit,
+    ))
     .add_service(LeaseServer::new(leases).max_decoding_message_size(limit))
     .add_service(
         ClusterServer::new(services::cluster::ClusterService { server: s.clone() })

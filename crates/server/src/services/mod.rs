@@ -7,3 +7,4 @@ pub mod local;
 pub mod lock;
 pub mod maintenance;
 pub mod watch;
+pub mod watch_route;

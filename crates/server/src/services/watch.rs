@@ -2,12 +2,13 @@
 //! cancel, progress) are read by one task; another turns the store's event batches into
 //! responses (previous values, fragments, progress notifications).
 
+use super::watch_route::{event_field_len, WatchOut};
 use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::watch_create_request::FilterType;
 use oxcd_api::etcdserverpb::watch_request::RequestUnion;
-use oxcd_api::etcdserverpb::watch_server::Watch;
 use oxcd_api::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest, WatchResponse};
 use oxcd_api::mvccpb::event::EventType;
+use oxcd_api::mvccpb::Event;
 use oxcd_api::Revision;
 use oxcd_mvcc::{KeyRange, Progress, WatchBatch, WatchSink, WatchSpec};
 use prost::Message;
@@ -53,7 +54,7 @@ struct ChannelSink {
 }
 
 fn batch_bytes(batch: &WatchBatch) -> usize {
-    batch.events.iter().map(|e| e.encoded_len()).sum()
+    batch.events.iter().map(|e| event_field_len(e)).sum()
 }
 
 impl WatchSink for ChannelSink {
@@ -104,16 +105,14 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, StreamState> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-type ResponseStream = Pin<Box<dyn futures::Stream<Item = Result<WatchResponse, Status>> + Send>>;
+pub(super) type ResponseStream =
+    Pin<Box<dyn futures::Stream<Item = Result<WatchOut, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl Watch for WatchService {
-    type WatchStream = ResponseStream;
-
-    async fn watch(
+impl WatchService {
+    pub async fn watch(
         &self,
         request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<ResponseStream>, Status> {
         // etcd's clients ask, with this header, to be cut off when the member loses its
         // leader (so they move to a member that has one).
         let require_leader = request
@@ -126,7 +125,7 @@ impl Watch for WatchService {
         // As etcd: the stream's token (or certificate) is who every watch on it is for.
         let who = self.server.auth_info(&request)?;
         let stream_id = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        let (out_tx, out_rx) = mpsc::channel::<WatchResponse>(RESPONSE_BUFFER);
+        let (out_tx, out_rx) = mpsc::channel::<WatchOut>(RESPONSE_BUFFER);
         let (ev_tx, ev_rx) = mpsc::channel::<Outgoing>(EVENT_BUFFER);
         let queued = Arc::new(AtomicUsize::new(0));
         let replies = ev_tx.clone();
@@ -341,7 +340,7 @@ async fn send_loop(
     stream_id: u64,
     state: Shared,
     (mut queue, queued): (mpsc::Receiver<Outgoing>, Arc<AtomicUsize>),
-    out: mpsc::Sender<WatchResponse>,
+    out: mpsc::Sender<WatchOut>,
     progress_interval: Duration,
 ) {
     let mut ticker = tokio::time::interval_at(
@@ -356,7 +355,7 @@ async fn send_loop(
                 let batch = match next {
                     None => return,
                     Some(Outgoing::Reply(r)) => {
-                        if out.send(r).await.is_err() {
+                        if out.send(r.into()).await.is_err() {
                             return;
                         }
                         continue;
@@ -386,14 +385,14 @@ async fn send_loop(
                 // Counted until handed on: a client that does not read keeps it counted.
                 queued.fetch_sub(bytes, Ordering::AcqRel);
                 if let Some(r) = retry_deferred_progress(&server, stream_id, &state) {
-                    if out.send(r).await.is_err() {
+                    if out.send(r.into()).await.is_err() {
                         return;
                     }
                 }
             }
             _ = retry.tick(), if lock(&state).progress_deferred => {
                 if let Some(r) = retry_deferred_progress(&server, stream_id, &state) {
-                    if out.send(r).await.is_err() {
+                    if out.send(r.into()).await.is_err() {
                         return;
                     }
                 }
@@ -474,8 +473,9 @@ fn wants_prev_kv(state: &Shared, batch: &WatchBatch) -> bool {
         .is_some_and(|o| o.prev_kv)
 }
 
-/// A store batch as the responses etcd would send for it.
-fn respond(server: &EtcdServer, state: &Shared, batch: WatchBatch) -> Vec<WatchResponse> {
+/// A store batch as the responses etcd would send for it. Events go out from their shared
+/// encoding unless this watch adds previous values or splits them into fragments.
+fn respond(server: &EtcdServer, state: &Shared, batch: WatchBatch) -> Vec<WatchOut> {
     let options = {
         let mut st = lock(state);
         if batch.compact_revision != 0 {
@@ -485,29 +485,8 @@ fn respond(server: &EtcdServer, state: &Shared, batch: WatchBatch) -> Vec<WatchR
         }
         st.watches.get(&batch.watch_id).copied().unwrap_or_default()
     };
-    let mut events = batch.events;
-    if options.prev_kv {
-        for ev in &mut events {
-            let created = ev
-                .kv
-                .as_ref()
-                .is_some_and(|kv| kv.create_revision == kv.mod_revision);
-            if ev.r#type() == EventType::Put && created {
-                continue; // a create has no previous value
-            }
-            let Some(kv) = &ev.kv else { continue };
-            let req = RangeRequest {
-                key: kv.key.clone(),
-                revision: kv.mod_revision - 1,
-                ..Default::default()
-            };
-            if let Ok(r) = server.store.range(&req) {
-                ev.prev_kv = r.kvs.into_iter().next();
-            }
-        }
-    }
     let compacted = batch.compact_revision != 0;
-    let whole = WatchResponse {
+    let head = WatchResponse {
         header: server.header(Revision(batch.revision)),
         watch_id: batch.watch_id,
         created: false,
@@ -519,17 +498,49 @@ fn respond(server: &EtcdServer, state: &Shared, batch: WatchBatch) -> Vec<WatchR
             String::new()
         },
         fragment: false,
-        events,
+        events: vec![],
     };
+    if !options.prev_kv {
+        let len = head.encoded_len() + batch_bytes(&batch);
+        if !options.fragment || len as u64 <= server.max_request_bytes {
+            let events = batch.events;
+            return vec![WatchOut::Shared { head, events }];
+        }
+        let whole = WatchResponse {
+            events: batch.events.iter().map(|e| Event::clone(e)).collect(),
+            ..head
+        };
+        return fragments(whole, server.max_request_bytes as usize);
+    }
+    let mut events: Vec<Event> = batch.events.iter().map(|e| Event::clone(e)).collect();
+    for ev in &mut events {
+        let created = ev
+            .kv
+            .as_ref()
+            .is_some_and(|kv| kv.create_revision == kv.mod_revision);
+        if ev.r#type() == EventType::Put && created {
+            continue; // a create has no previous value
+        }
+        let Some(kv) = &ev.kv else { continue };
+        let req = RangeRequest {
+            key: kv.key.clone(),
+            revision: kv.mod_revision - 1,
+            ..Default::default()
+        };
+        if let Ok(r) = server.store.range(&req) {
+            ev.prev_kv = r.kvs.into_iter().next();
+        }
+    }
+    let whole = WatchResponse { events, ..head };
     if !options.fragment || whole.encoded_len() as u64 <= server.max_request_bytes {
-        return vec![whole];
+        return vec![whole.into()];
     }
     fragments(whole, server.max_request_bytes as usize)
 }
 
 /// Splits a response into pieces under `limit` bytes (at least one event each); all but the
 /// last are marked as fragments.
-fn fragments(whole: WatchResponse, limit: usize) -> Vec<WatchResponse> {
+fn fragments(whole: WatchResponse, limit: usize) -> Vec<WatchOut> {
     let template = WatchResponse {
         events: vec![],
         ..whole.clone()
@@ -548,5 +559,5 @@ fn fragments(whole: WatchResponse, limit: usize) -> Vec<WatchResponse> {
     for (i, r) in out.iter_mut().enumerate() {
         r.fragment = i + 1 < n;
     }
-    out
+    out.into_iter().map(WatchOut::Whole).collect()
 }
