@@ -1,0 +1,507 @@
+use super::*;
+use crate::key_range::KeyRange;
+use crate::kvstore::{Store, WriteBatch};
+use crate::test_support::put;
+use oxcd_api::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest};
+use oxcd_api::mvccpb::event::EventType;
+use std::sync::Mutex;
+
+/// A sink that holds at most `room` batches until drained.
+struct Sink {
+    room: usize,
+    got: Mutex<Vec<WatchBatch>>,
+}
+
+impl WatchSink for Sink {
+    fn try_send(&self, batch: WatchBatch) -> bool {
+        let mut got = self.got.lock().expect("sink");
+        if got.len() >= self.room {
+            return false;
+        }
+        got.push(batch);
+        true
+    }
+
+    fn has_room(&self) -> bool {
+        self.got.lock().expect("sink").len() < self.room
+    }
+}
+
+impl Sink {
+    fn drain(&self) -> Vec<WatchBatch> {
+        std::mem::take(&mut *self.got.lock().expect("sink"))
+    }
+}
+
+fn revisions(batches: &[WatchBatch]) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| b.events.iter().map(|e| revision_of(e)))
+        .collect()
+}
+
+/// Every watch of a key gets the same event, not a copy of its own, whether it is fed
+/// by the commit or catches up from history.
+#[test]
+fn watches_of_a_key_share_each_event_live_and_in_catch_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    put(&store, "k", "old");
+    let sinks: Vec<Arc<Sink>> = (0..4)
+        .map(|i| {
+            let sink = Arc::new(Sink {
+                room: usize::MAX,
+                got: Mutex::new(vec![]),
+            });
+            let start = if i < 2 {
+                store.current_revision().0 + 1
+            } else {
+                1
+            };
+            let spec = WatchSpec {
+                range: KeyRange::new(b"k", b""),
+                start_revision: start,
+                no_put: false,
+                no_delete: false,
+            };
+            store.watch((i, 0), spec, sink.clone());
+            sink
+        })
+        .collect();
+    put(&store, "k", "new");
+    store.sync_watchers(i64::MAX).expect("sync");
+    let got: Vec<Vec<WatchBatch>> = sinks.iter().map(|s| s.drain()).collect();
+    let last = |b: &[WatchBatch]| b.last().and_then(|b| b.events.last()).cloned();
+    let live = (
+        last(&got[0]).expect("live 0"),
+        last(&got[1]).expect("live 1"),
+    );
+    assert!(Arc::ptr_eq(&live.0, &live.1), "synced watches share it");
+    let history = (
+        last(&got[2]).expect("history 2"),
+        last(&got[3]).expect("history 3"),
+    );
+    assert!(Arc::ptr_eq(&history.0, &history.1), "catching up shares it");
+    assert_eq!(history.0, live.0);
+    assert_eq!(live.0.encoded(), prost::Message::encode_to_vec(&**live.0));
+}
+
+#[test]
+fn a_full_sink_falls_back_to_history_without_gaps_or_repeats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    let sink = Arc::new(Sink {
+        room: 2,
+        got: Mutex::new(vec![]),
+    });
+    let spec = WatchSpec {
+        range: KeyRange::new(b"a", b"b"),
+        start_revision: store.current_revision().0 + 1,
+        no_put: false,
+        no_delete: false,
+    };
+    store.watch((1, 0), spec, sink.clone());
+    assert!(store.is_synced((1, 0)));
+    let mut seen = Vec::new();
+    for i in 0..10 {
+        put(&store, &format!("a{i}"), "v");
+        put(&store, "zz", "not watched");
+    }
+    assert!(
+        !store.is_synced((1, 0)),
+        "a full sink makes the watcher unsynced"
+    );
+    seen.extend(revisions(&sink.drain()));
+    for _ in 0..20 {
+        store.sync_watchers(3).expect("sync");
+        seen.extend(revisions(&sink.drain()));
+    }
+    assert!(store.is_synced((1, 0)));
+    let mut wb = store.begin_write().expect("write");
+    wb.delete_range(&DeleteRangeRequest {
+        key: b"a0".to_vec(),
+        ..Default::default()
+    })
+    .expect("delete");
+    wb.commit(false).expect("commit");
+    let last = sink.drain();
+    assert_eq!(last[0].events[0].r#type(), EventType::Delete);
+    seen.extend(revisions(&last));
+    // KeyRevision 1 is the empty store; puts alternate watched and unwatched keys.
+    let expected: Vec<i64> = (0..10).map(|i| 2 + 2 * i).chain([22]).collect();
+    assert_eq!(seen, expected);
+}
+
+/// A progress notification goes through the sink behind every event it covers, and only
+/// once every watch it speaks for is synced (etcd #15220: it overtook queued events).
+#[test]
+fn a_progress_notification_never_overtakes_the_events_it_covers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    for i in 0..5 {
+        put(&store, &format!("a{i}"), "history");
+    }
+    let sink = Arc::new(Sink {
+        room: 6,
+        got: Mutex::new(vec![]),
+    });
+    let spec = |start| WatchSpec {
+        range: KeyRange::new(b"a", b"b"),
+        start_revision: start,
+        no_put: false,
+        no_delete: false,
+    };
+    store.watch((1, 0), spec(store.current_revision().0 + 1), sink.clone());
+    store.watch((1, 1), spec(1), sink.clone());
+    put(&store, "a", "new");
+    assert_eq!(store.request_progress(1, None, -1), Progress::NotYet);
+    assert_eq!(store.request_progress(1, Some(0), 0), Progress::Sent);
+    assert_eq!(store.request_progress(2, None, -1), Progress::NoWatch);
+    store.sync_watchers(100).expect("sync");
+    put(&store, "a", "newer");
+    assert_eq!(store.request_progress(1, None, -1), Progress::Sent);
+    let got = sink.drain();
+    let progress: Vec<(usize, i64, i64)> = got
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.is_progress())
+        .map(|(n, b)| (n, b.watch_id, b.revision))
+        .collect();
+    assert_eq!(progress, vec![(1, 0, 7), (5, -1, 8)]);
+    for (n, id, rev) in progress {
+        let later = got[n + 1..]
+            .iter()
+            .filter(|b| id == -1 || b.watch_id == id)
+            .flat_map(|b| b.events.iter().map(|e| revision_of(e)));
+        assert!(
+            later.clone().all(|r| r > rev),
+            "after {rev}: {:?}",
+            later.collect::<Vec<_>>()
+        );
+    }
+    for _ in 0..6 {
+        put(&store, "a", "fills the sink");
+    }
+    assert_eq!(
+        store.request_progress(1, None, -1),
+        Progress::NotYet,
+        "a full sink takes no notification"
+    );
+}
+
+/// A watch that starts while a write prepared with no watcher around is in flight still
+/// gets that write (it once skipped it: the write collected no events, and the watch
+/// counted as synced past it).
+#[test]
+fn a_watch_starting_while_an_unwatched_write_is_in_flight_gets_that_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    put(&store, "a", "before");
+    let mut in_flight = store.begin_write().expect("write");
+    in_flight
+        .put(&PutRequest {
+            key: b"a".to_vec(),
+            value: b"in flight".to_vec(),
+            ..Default::default()
+        })
+        .expect("put");
+    let sink = Arc::new(Sink {
+        room: 10,
+        got: Mutex::new(vec![]),
+    });
+    let spec = WatchSpec {
+        range: KeyRange::new(b"a", b""),
+        start_revision: store.current_revision().0 + 1,
+        no_put: false,
+        no_delete: false,
+    };
+    store.watch((1, 0), spec, sink.clone());
+    in_flight.commit(false).expect("commit");
+    put(&store, "a", "after");
+    let mut seen = revisions(&sink.drain());
+    for _ in 0..3 {
+        store.sync_watchers(100).expect("sync");
+        seen.extend(revisions(&sink.drain()));
+    }
+    // Revision 2 was "before", 3 the write in flight, 4 "after".
+    assert_eq!(seen, vec![3, 4]);
+    assert!(store.is_synced((1, 0)));
+}
+
+/// The same when the last watch leaves and another comes while a batch of writes is
+/// being prepared: every revision of the batch reaches the new watch once, in order.
+#[test]
+fn watches_leaving_and_joining_mid_batch_miss_nothing_and_repeat_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    let first = Arc::new(Sink {
+        room: 10,
+        got: Mutex::new(vec![]),
+    });
+    let from = |start_revision| WatchSpec {
+        range: KeyRange::new(b"a", b"b"),
+        start_revision,
+        no_put: false,
+        no_delete: false,
+    };
+    store.watch((1, 0), from(2), first.clone());
+    let mut batch = store.begin_write().expect("write");
+    let put_a = |batch: &mut WriteBatch<'_>, key: &str| {
+        batch
+            .put(&PutRequest {
+                key: key.into(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            })
+            .expect("put");
+    };
+    put_a(&mut batch, "a1");
+    assert!(store.cancel_watch((1, 0)));
+    put_a(&mut batch, "a2");
+    let second = Arc::new(Sink {
+        room: 10,
+        got: Mutex::new(vec![]),
+    });
+    store.watch((2, 0), from(2), second.clone());
+    put_a(&mut batch, "a3");
+    batch.commit(false).expect("commit");
+    let mut seen = revisions(&second.drain());
+    for _ in 0..3 {
+        store.sync_watchers(100).expect("sync");
+        seen.extend(revisions(&second.drain()));
+    }
+    assert_eq!(seen, vec![2, 3, 4]);
+}
+
+/// Writers and watches racing for real: each watch starts from the revision after the
+/// present right after its predecessor left (so the store is often without watches when a
+/// batch is prepared), while batches of writes commit on another thread. Every watch sees
+/// the revisions from its start on with no gap or repeat, and the last one sees them all.
+#[test]
+fn racing_watches_see_every_revision_from_their_start_once_in_order() {
+    const WATCHES: u64 = 1000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("db")).expect("open"));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                let mut wb = store.begin_write().expect("write");
+                for _ in 0..3 {
+                    wb.put(&PutRequest {
+                        key: b"k".to_vec(),
+                        value: b"v".to_vec(),
+                        ..Default::default()
+                    })
+                    .expect("put");
+                    std::thread::yield_now();
+                }
+                wb.commit(false).expect("commit");
+            }
+        })
+    };
+    let mut watches = Vec::new();
+    for i in 0..WATCHES {
+        if i > 0 {
+            store.cancel_watch((i - 1, 0));
+        }
+        let sink = Arc::new(Sink {
+            room: usize::MAX,
+            got: Mutex::new(vec![]),
+        });
+        let start = store.current_revision().0 + 1;
+        let spec = WatchSpec {
+            range: KeyRange::new(b"k", b""),
+            start_revision: start,
+            no_put: false,
+            no_delete: false,
+        };
+        store.watch((i, 0), spec, sink.clone());
+        watches.push((i, start, sink));
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    done.store(true, Ordering::Release);
+    writer.join().expect("writer");
+    for _ in 0..10 {
+        store.sync_watchers(i64::MAX).expect("sync");
+    }
+    let end = store.current_revision().0;
+    for (i, start, sink) in &watches {
+        let seen = revisions(&sink.drain());
+        let last = if *i == WATCHES - 1 {
+            end
+        } else {
+            start + seen.len() as i64 - 1
+        };
+        let expected: Vec<i64> = (*start..=last).collect();
+        assert_eq!(seen, expected, "watch {i} from {start}");
+    }
+}
+
+/// A watcher whose client stopped reading does not hold back one that resumes from a
+/// recent revision (catch-up once read only from the furthest-behind watcher, and a
+/// stuck one pinned that window for everyone).
+#[test]
+fn a_stuck_watcher_does_not_hold_back_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    for i in 0..3000 {
+        put(&store, "k", i.to_string());
+    }
+    let from = |start_revision| WatchSpec {
+        range: KeyRange::new(b"k", b""),
+        start_revision,
+        no_put: false,
+        no_delete: false,
+    };
+    let stuck = Arc::new(Sink {
+        room: 1,
+        got: Mutex::new(vec![]),
+    });
+    store.watch((1, 0), from(2), stuck.clone());
+    let resuming = Arc::new(Sink {
+        room: 100,
+        got: Mutex::new(vec![]),
+    });
+    let end = store.current_revision().0;
+    store.watch((2, 0), from(end - 10), resuming.clone());
+    for _ in 0..5 {
+        store.sync_watchers(1000).expect("sync");
+    }
+    assert!(store.is_synced((2, 0)), "the resuming watcher caught up");
+    let expected: Vec<i64> = (end - 10..=end).collect();
+    assert_eq!(revisions(&resuming.drain()), expected);
+    assert!(
+        !store.is_synced((1, 0)),
+        "the stuck one waits for its client"
+    );
+    let first = stuck.drain();
+    assert_eq!(revisions(&first), (2..=1001).collect::<Vec<i64>>());
+    for _ in 0..5 {
+        store.sync_watchers(1000).expect("sync");
+        let _ = stuck.drain();
+    }
+    assert!(
+        store.is_synced((1, 0)),
+        "once read again, it catches up too"
+    );
+}
+
+/// A history that compacts the store the first time catch-up reads it, between the
+/// moment catch-up chose where to read from and the read itself.
+struct CompactsDuringCatchUp<'a> {
+    store: &'a Store,
+    at: i64,
+    compacted: std::cell::Cell<bool>,
+}
+
+impl History for CompactsDuringCatchUp<'_> {
+    fn current(&self) -> i64 {
+        History::current(self.store)
+    }
+    fn compacted(&self) -> i64 {
+        History::compacted(self.store)
+    }
+    fn events(
+        &self,
+        from: i64,
+        upto: i64,
+        max_bytes: usize,
+    ) -> Result<Option<(Vec<Event>, i64)>, StoreError> {
+        if !self.compacted.replace(true) {
+            let mut wb = self.store.begin_write().expect("write");
+            wb.compact(&CompactionRequest {
+                revision: self.at,
+                physical: true,
+            })
+            .expect("compact");
+            wb.commit(false).expect("commit");
+        }
+        History::events(self.store, from, upto, max_bytes)
+    }
+}
+
+/// A compaction that lands while catch-up reads history does not hand the watcher the
+/// rest of the history with a hole in it: the watcher is told of the compaction instead.
+#[test]
+fn a_compaction_during_catch_up_ends_the_watch_instead_of_skipping_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    for i in 0..10 {
+        put(&store, "k", i.to_string());
+    }
+    let hub = Hub::default();
+    let sink = Arc::new(Sink {
+        room: 10,
+        got: Mutex::new(vec![]),
+    });
+    let spec = WatchSpec {
+        range: KeyRange::new(b"k", b""),
+        start_revision: 2,
+        no_put: false,
+        no_delete: false,
+    };
+    hub.watch((1, 0), spec, sink.clone(), &store);
+    let racing = CompactsDuringCatchUp {
+        store: &store,
+        at: 6,
+        compacted: std::cell::Cell::new(false),
+    };
+    for _ in 0..3 {
+        hub.sync(&racing, 100).expect("sync");
+    }
+    let got = sink.drain();
+    assert!(
+        got.iter().all(|b| b.events.is_empty()),
+        "history with a hole was sent: {:?}",
+        revisions(&got)
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].compact_revision, 6);
+    assert_eq!(hub.len(), 0, "the watch is over");
+}
+
+#[test]
+fn history_before_the_compaction_point_ends_the_watch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    for i in 0..5 {
+        put(&store, "k", i.to_string());
+    }
+    let mut wb = store.begin_write().expect("write");
+    wb.compact(&CompactionRequest {
+        revision: 4,
+        physical: false,
+    })
+    .expect("compact");
+    wb.commit(false).expect("commit");
+    let sink = Arc::new(Sink {
+        room: 10,
+        got: Mutex::new(vec![]),
+    });
+    let from = |start_revision| WatchSpec {
+        range: KeyRange::new(b"k", b""),
+        start_revision,
+        no_put: false,
+        no_delete: true,
+    };
+    store.watch((1, 0), from(2), sink.clone());
+    store.watch((1, 1), from(4), sink.clone());
+    store.sync_watchers(100).expect("sync");
+    let got = sink.drain();
+    let compacted: Vec<&WatchBatch> = got.iter().filter(|b| b.compact_revision != 0).collect();
+    assert_eq!(compacted.len(), 1);
+    assert_eq!(
+        (compacted[0].watch_id, compacted[0].compact_revision),
+        (0, 4)
+    );
+    let from_4: Vec<i64> = got
+        .iter()
+        .filter(|b| b.watch_id == 1)
+        .flat_map(|b| b.events.iter().map(|e| revision_of(e)))
+        .collect();
+    // The five puts were revisions 2..=6.
+    assert_eq!(from_4, vec![4, 5, 6]);
+    assert_eq!(store.watcher_count(), 1);
+}
