@@ -8,3 +8,4 @@ pub mod lock;
 pub mod maintenance;
 pub mod watch;
 pub mod watch_route;
+pub mod watch_wire;
