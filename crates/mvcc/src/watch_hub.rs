@@ -31,6 +31,8 @@ pub(crate) trait History {
 /// The most history one catch-up round reads (at least one revision): with big values,
 /// 1,000 revisions would be gigabytes.
 const CATCH_UP_BYTES: usize = 8 << 20;
+/// A live batch takes a commit's next revision while it holds less than this.
+const LIVE_BATCH_BYTES: usize = 1 << 20;
 
 #[derive(Default)]
 pub(crate) struct Hub {
@@ -159,9 +161,7 @@ impl Hub {
             return;
         }
         let events: Vec<Arc<WatchEvent>> = events.into_iter().map(WatchEvent::new).collect();
-        for same_rev in events.chunk_by(|a, b| revision_of(a) == revision_of(b)) {
-            notify_revision(&mut group, same_rev);
-        }
+        notify_commit(&mut group, &events);
     }
 
     /// One catch-up round for unsynced watchers: at most `max_revisions` revisions of
@@ -236,35 +236,52 @@ impl Hub {
     }
 }
 
-/// Sends one revision's events to the synced watchers that want them.
-fn notify_revision(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
-    let rev = revision_of(&events[0]);
-    let mut batches: HashMap<WatchKey, Vec<Arc<WatchEvent>>> = HashMap::new();
+/// Sends a commit's events (in revision order) to the synced watchers that want them: each
+/// watcher gets them in as few batches as `LIVE_BATCH_BYTES` allows, never splitting a
+/// revision, rather than a batch (a response and two task wake-ups) per revision.
+fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
+    // Each watcher's batches, with the bytes of the last one's events.
+    let mut batches: HashMap<WatchKey, (Vec<WatchBatch>, usize)> = HashMap::new();
     for ev in events {
         let Some(kv) = &ev.kv else { continue };
+        let (rev, size) = (revision_of(ev), ev.encoded().len());
         for t in group.targets(&kv.key) {
-            if let Some(w) = group.get(&t) {
-                if rev >= w.next && w.wants(ev) {
-                    batches.entry(t).or_default().push(ev.clone());
+            let Some(w) = group.get(&t) else { continue };
+            if rev < w.next || !w.wants(ev) {
+                continue;
+            }
+            let (list, bytes) = batches.entry(t).or_default();
+            match list.last_mut() {
+                Some(b) if b.revision == rev || *bytes < LIVE_BATCH_BYTES => {
+                    b.events.push(ev.clone());
+                    b.revision = rev;
+                    *bytes += size;
+                }
+                _ => {
+                    list.push(WatchBatch {
+                        watch_id: t.1,
+                        events: vec![ev.clone()],
+                        revision: rev,
+                        compact_revision: 0,
+                    });
+                    *bytes = size;
                 }
             }
         }
     }
-    for (t, evs) in batches {
+    for (t, (list, _)) in batches {
         let Some(w) = group.get_mut(&t) else {
             continue;
         };
-        let batch = WatchBatch {
-            watch_id: t.1,
-            events: evs,
-            revision: rev,
-            compact_revision: 0,
-        };
-        if w.sink.try_send(batch) {
-            w.next = rev + 1;
-        } else {
-            w.next = rev;
-            group.make_unsynced(t);
+        for batch in list {
+            let (first, last) = (revision_of(&batch.events[0]), batch.revision);
+            if w.sink.try_send(batch) {
+                w.next = last + 1;
+            } else {
+                w.next = first;
+                group.make_unsynced(t);
+                break;
+            }
         }
     }
 }

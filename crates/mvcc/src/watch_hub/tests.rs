@@ -505,3 +505,74 @@ fn history_before_the_compaction_point_ends_the_watch() {
     assert_eq!(from_4, vec![4, 5, 6]);
     assert_eq!(store.watcher_count(), 1);
 }
+
+/// A watch on [a, b) and a sink with room for `room` batches.
+fn watched(store: &Store, room: usize) -> Arc<Sink> {
+    let sink = Arc::new(Sink {
+        room,
+        got: Mutex::new(vec![]),
+    });
+    let spec = WatchSpec {
+        range: KeyRange::new(b"a", b"b"),
+        start_revision: store.current_revision().0 + 1,
+        no_put: false,
+        no_delete: false,
+    };
+    store.watch((1, 0), spec, sink.clone());
+    sink
+}
+
+/// One commit of `values` put to a0, a1, ..., each followed by an unwatched put.
+fn commit_puts(store: &Store, values: &[Vec<u8>]) {
+    let mut wb = store.begin_write().expect("write");
+    for (i, v) in values.iter().enumerate() {
+        for key in [format!("a{i}"), "zz".to_string()] {
+            wb.put(&PutRequest {
+                key: key.into_bytes(),
+                value: v.clone(),
+                ..Default::default()
+            })
+            .expect("put");
+        }
+    }
+    wb.commit(false).expect("commit");
+}
+
+#[test]
+fn a_commits_revisions_reach_a_watcher_as_one_batch_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    let sink = watched(&store, 10);
+    commit_puts(&store, &vec![b"v".to_vec(); 5]);
+    let got = sink.drain();
+    assert_eq!(got.len(), 1, "one batch for the commit");
+    assert_eq!(revisions(&got), vec![2, 4, 6, 8, 10]);
+    assert_eq!(got[0].revision, 10);
+    assert!(store.is_synced((1, 0)));
+}
+
+#[test]
+fn big_events_split_a_commits_batch_and_a_full_sink_catches_up_without_gaps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    let sink = watched(&store, 1);
+    let big = vec![b'x'; LIVE_BATCH_BYTES / 2 + 1];
+    commit_puts(&store, &vec![big; 4]);
+    let first = sink.drain();
+    assert_eq!(
+        revisions(&first),
+        vec![2, 4],
+        "the first batch, just over the bound"
+    );
+    assert!(
+        !store.is_synced((1, 0)),
+        "the second batch found the sink full"
+    );
+    let mut seen = revisions(&first);
+    for _ in 0..10 {
+        store.sync_watchers(1000).expect("sync");
+        seen.extend(revisions(&sink.drain()));
+    }
+    assert_eq!(seen, vec![2, 4, 6, 8]);
+    assert!(store.is_synced((1, 0)));
+}
