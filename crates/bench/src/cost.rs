@@ -161,7 +161,9 @@ pub async fn rows(servers: &[Cluster], total: usize) -> Result<Vec<(Row, f64)>, 
     let mut costs = Vec::new();
     for s in servers {
         eprintln!("{}: watch delivery", s.name);
-        costs.push(watch_cost(s, total / 10).await?);
+        // Half as many puts as the other loads: each is 100 events, and the phase lasts
+        // long enough (seconds) for its CPU figure to settle.
+        costs.push(watch_cost(s, total / 2).await?);
     }
     push_rows(&mut out, "watch, 100 watchers", &costs, false);
     Ok(out)
