@@ -244,12 +244,14 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
     let mut batches: HashMap<WatchKey, (Vec<WatchBatch>, usize)> = HashMap::new();
     for ev in events {
         let Some(kv) = &ev.kv else { continue };
-        let (rev, size) = (revision_of(ev), ev.encoded().len());
+        let rev = revision_of(ev);
         for t in group.targets(&kv.key) {
             let Some(w) = group.get(&t) else { continue };
             if rev < w.next || !w.wants(ev) {
                 continue;
             }
+            // Encoded only once a watcher wants it (and then once for all).
+            let size = ev.encoded().len();
             let (list, bytes) = batches.entry(t).or_default();
             match list.last_mut() {
                 Some(b) if b.revision == rev || *bytes < LIVE_BATCH_BYTES => {
