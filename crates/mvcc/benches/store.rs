@@ -1,12 +1,15 @@
 //! MVCC hot paths, repeatable without a server: a batch of puts committed as the apply
 //! thread commits them, the same updates as kube-apiserver writes them (a txn comparing the
-//! mod revision), reads of one key and of a 100-key prefix, and a paginated list and a count.
+//! mod revision), reads of one key and of a 100-key prefix, a paginated list and a count, and
+//! a commit's events fanned out to 100 watchers of the key.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxcd_api::etcdserverpb::request_op::Request;
 use oxcd_api::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
-use oxcd_mvcc::Store;
+use oxcd_mvcc::{KeyRange, Store, WatchBatch, WatchSink, WatchSpec};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Objects of 4 KiB, as Kubernetes' mid-sized ones.
 const OBJECT: usize = 4096;
@@ -176,5 +179,57 @@ fn list_pages(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, updates, list_pages);
+/// Takes every batch, as a stream with room does, and counts its events' encoded bytes as
+/// the server's stream queue does.
+#[derive(Default)]
+struct CountingSink {
+    events: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl WatchSink for CountingSink {
+    fn try_send(&self, batch: WatchBatch) -> bool {
+        let bytes: usize = batch.events.iter().map(|e| e.encoded().len()).sum();
+        self.events.fetch_add(batch.events.len(), Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        true
+    }
+}
+
+/// A commit of 64 puts of one key (256 B) with 100 synced watchers of that key: the hub's
+/// fan-out, as the apply thread pays it.
+fn watch_fan_out(c: &mut Criterion) {
+    let (_dir, store) = store_with(0);
+    let sinks: Vec<Arc<CountingSink>> = (0..100).map(|_| Arc::default()).collect();
+    for (i, sink) in sinks.iter().enumerate() {
+        let spec = WatchSpec {
+            range: KeyRange::new(b"watched", b""),
+            start_revision: store.current_revision().0 + 1,
+            no_put: false,
+            no_delete: false,
+        };
+        store.watch((i as u64, 0), spec, sink.clone());
+    }
+    let watched = PutRequest {
+        key: b"watched".to_vec(),
+        value: vec![b'v'; 256],
+        ..Default::default()
+    };
+    c.bench_function("commit 64 puts of a key 100 watchers watch", |b| {
+        b.iter(|| {
+            let mut wb = store.begin_write().expect("write");
+            for _ in 0..64 {
+                wb.put(&watched).expect("put");
+            }
+            wb.commit(false).expect("commit");
+        })
+    });
+    let delivered: usize = sinks.iter().map(|s| s.events.load(Ordering::Relaxed)).sum();
+    assert!(
+        delivered > 0 && delivered.is_multiple_of(6400),
+        "{delivered} events"
+    );
+}
+
+criterion_group!(benches, bench, updates, list_pages, watch_fan_out);
 criterion_main!(benches);
