@@ -28,8 +28,25 @@ impl WatchSink for Sink {
 }
 
 impl Sink {
+    fn with_room(room: usize) -> Arc<Sink> {
+        Arc::new(Sink {
+            room,
+            got: Mutex::new(vec![]),
+        })
+    }
+
     fn drain(&self) -> Vec<WatchBatch> {
         std::mem::take(&mut *self.got.lock().expect("sink"))
+    }
+}
+
+/// A watch of [key, end) from `start_revision`, every event kind.
+fn spec(key: &[u8], end: &[u8], start_revision: i64) -> WatchSpec {
+    WatchSpec {
+        range: KeyRange::new(key, end),
+        start_revision,
+        no_put: false,
+        no_delete: false,
     }
 }
 
@@ -49,22 +66,13 @@ fn watches_of_a_key_share_each_event_live_and_in_catch_up() {
     put(&store, "k", "old");
     let sinks: Vec<Arc<Sink>> = (0..4)
         .map(|i| {
-            let sink = Arc::new(Sink {
-                room: usize::MAX,
-                got: Mutex::new(vec![]),
-            });
+            let sink = Sink::with_room(usize::MAX);
             let start = if i < 2 {
                 store.current_revision().0 + 1
             } else {
                 1
             };
-            let spec = WatchSpec {
-                range: KeyRange::new(b"k", b""),
-                start_revision: start,
-                no_put: false,
-                no_delete: false,
-            };
-            store.watch((i, 0), spec, sink.clone());
+            store.watch((i, 0), spec(b"k", b"", start), sink.clone());
             sink
         })
         .collect();
@@ -90,17 +98,12 @@ fn watches_of_a_key_share_each_event_live_and_in_catch_up() {
 fn a_full_sink_falls_back_to_history_without_gaps_or_repeats() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("db")).expect("open");
-    let sink = Arc::new(Sink {
-        room: 2,
-        got: Mutex::new(vec![]),
-    });
-    let spec = WatchSpec {
-        range: KeyRange::new(b"a", b"b"),
-        start_revision: store.current_revision().0 + 1,
-        no_put: false,
-        no_delete: false,
-    };
-    store.watch((1, 0), spec, sink.clone());
+    let sink = Sink::with_room(2);
+    store.watch(
+        (1, 0),
+        spec(b"a", b"b", store.current_revision().0 + 1),
+        sink.clone(),
+    );
     assert!(store.is_synced((1, 0)));
     let mut seen = Vec::new();
     for i in 0..10 {
@@ -141,18 +144,10 @@ fn a_progress_notification_never_overtakes_the_events_it_covers() {
     for i in 0..5 {
         put(&store, &format!("a{i}"), "history");
     }
-    let sink = Arc::new(Sink {
-        room: 6,
-        got: Mutex::new(vec![]),
-    });
-    let spec = |start| WatchSpec {
-        range: KeyRange::new(b"a", b"b"),
-        start_revision: start,
-        no_put: false,
-        no_delete: false,
-    };
-    store.watch((1, 0), spec(store.current_revision().0 + 1), sink.clone());
-    store.watch((1, 1), spec(1), sink.clone());
+    let sink = Sink::with_room(6);
+    let next = store.current_revision().0 + 1;
+    store.watch((1, 0), spec(b"a", b"b", next), sink.clone());
+    store.watch((1, 1), spec(b"a", b"b", 1), sink.clone());
     put(&store, "a", "new");
     assert_eq!(store.request_progress(1, None, -1), Progress::NotYet);
     assert_eq!(store.request_progress(1, Some(0), 0), Progress::Sent);
@@ -205,17 +200,12 @@ fn a_watch_starting_while_an_unwatched_write_is_in_flight_gets_that_write() {
             ..Default::default()
         })
         .expect("put");
-    let sink = Arc::new(Sink {
-        room: 10,
-        got: Mutex::new(vec![]),
-    });
-    let spec = WatchSpec {
-        range: KeyRange::new(b"a", b""),
-        start_revision: store.current_revision().0 + 1,
-        no_put: false,
-        no_delete: false,
-    };
-    store.watch((1, 0), spec, sink.clone());
+    let sink = Sink::with_room(10);
+    store.watch(
+        (1, 0),
+        spec(b"a", b"", store.current_revision().0 + 1),
+        sink.clone(),
+    );
     in_flight.commit(false).expect("commit");
     put(&store, "a", "after");
     let mut seen = revisions(&sink.drain());
@@ -234,16 +224,8 @@ fn a_watch_starting_while_an_unwatched_write_is_in_flight_gets_that_write() {
 fn watches_leaving_and_joining_mid_batch_miss_nothing_and_repeat_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("db")).expect("open");
-    let first = Arc::new(Sink {
-        room: 10,
-        got: Mutex::new(vec![]),
-    });
-    let from = |start_revision| WatchSpec {
-        range: KeyRange::new(b"a", b"b"),
-        start_revision,
-        no_put: false,
-        no_delete: false,
-    };
+    let first = Sink::with_room(10);
+    let from = |start_revision| spec(b"a", b"b", start_revision);
     store.watch((1, 0), from(2), first.clone());
     let mut batch = store.begin_write().expect("write");
     let put_a = |batch: &mut WriteBatch<'_>, key: &str| {
@@ -258,10 +240,7 @@ fn watches_leaving_and_joining_mid_batch_miss_nothing_and_repeat_nothing() {
     put_a(&mut batch, "a1");
     assert!(store.cancel_watch((1, 0)));
     put_a(&mut batch, "a2");
-    let second = Arc::new(Sink {
-        room: 10,
-        got: Mutex::new(vec![]),
-    });
+    let second = Sink::with_room(10);
     store.watch((2, 0), from(2), second.clone());
     put_a(&mut batch, "a3");
     batch.commit(false).expect("commit");
@@ -306,18 +285,9 @@ fn racing_watches_see_every_revision_from_their_start_once_in_order() {
         if i > 0 {
             store.cancel_watch((i - 1, 0));
         }
-        let sink = Arc::new(Sink {
-            room: usize::MAX,
-            got: Mutex::new(vec![]),
-        });
+        let sink = Sink::with_room(usize::MAX);
         let start = store.current_revision().0 + 1;
-        let spec = WatchSpec {
-            range: KeyRange::new(b"k", b""),
-            start_revision: start,
-            no_put: false,
-            no_delete: false,
-        };
-        store.watch((i, 0), spec, sink.clone());
+        store.watch((i, 0), spec(b"k", b"", start), sink.clone());
         watches.push((i, start, sink));
         std::thread::sleep(std::time::Duration::from_micros(200));
     }
@@ -349,21 +319,10 @@ fn a_stuck_watcher_does_not_hold_back_the_others() {
     for i in 0..3000 {
         put(&store, "k", i.to_string());
     }
-    let from = |start_revision| WatchSpec {
-        range: KeyRange::new(b"k", b""),
-        start_revision,
-        no_put: false,
-        no_delete: false,
-    };
-    let stuck = Arc::new(Sink {
-        room: 1,
-        got: Mutex::new(vec![]),
-    });
+    let from = |start_revision| spec(b"k", b"", start_revision);
+    let stuck = Sink::with_room(1);
     store.watch((1, 0), from(2), stuck.clone());
-    let resuming = Arc::new(Sink {
-        room: 100,
-        got: Mutex::new(vec![]),
-    });
+    let resuming = Sink::with_room(100);
     let end = store.current_revision().0;
     store.watch((2, 0), from(end - 10), resuming.clone());
     for _ in 0..5 {
@@ -432,17 +391,8 @@ fn a_compaction_during_catch_up_ends_the_watch_instead_of_skipping_events() {
         put(&store, "k", i.to_string());
     }
     let hub = Hub::default();
-    let sink = Arc::new(Sink {
-        room: 10,
-        got: Mutex::new(vec![]),
-    });
-    let spec = WatchSpec {
-        range: KeyRange::new(b"k", b""),
-        start_revision: 2,
-        no_put: false,
-        no_delete: false,
-    };
-    hub.watch((1, 0), spec, sink.clone(), &store);
+    let sink = Sink::with_room(10);
+    hub.watch((1, 0), spec(b"k", b"", 2), sink.clone(), &store);
     let racing = CompactsDuringCatchUp {
         store: &store,
         at: 6,
@@ -476,15 +426,10 @@ fn history_before_the_compaction_point_ends_the_watch() {
     })
     .expect("compact");
     wb.commit(false).expect("commit");
-    let sink = Arc::new(Sink {
-        room: 10,
-        got: Mutex::new(vec![]),
-    });
+    let sink = Sink::with_room(10);
     let from = |start_revision| WatchSpec {
-        range: KeyRange::new(b"k", b""),
-        start_revision,
-        no_put: false,
         no_delete: true,
+        ..spec(b"k", b"", start_revision)
     };
     store.watch((1, 0), from(2), sink.clone());
     store.watch((1, 1), from(4), sink.clone());
@@ -508,17 +453,12 @@ fn history_before_the_compaction_point_ends_the_watch() {
 
 /// A watch on [a, b) and a sink with room for `room` batches.
 fn watched(store: &Store, room: usize) -> Arc<Sink> {
-    let sink = Arc::new(Sink {
-        room,
-        got: Mutex::new(vec![]),
-    });
-    let spec = WatchSpec {
-        range: KeyRange::new(b"a", b"b"),
-        start_revision: store.current_revision().0 + 1,
-        no_put: false,
-        no_delete: false,
-    };
-    store.watch((1, 0), spec, sink.clone());
+    let sink = Sink::with_room(room);
+    store.watch(
+        (1, 0),
+        spec(b"a", b"b", store.current_revision().0 + 1),
+        sink.clone(),
+    );
     sink
 }
 
