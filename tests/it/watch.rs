@@ -121,6 +121,30 @@ fn record(seen: &mut BTreeMap<i64, Seen>, r: WatchResponse) {
     s.events.extend(r.events);
 }
 
+/// Reads and records the stream's responses until watch `id` has an event at `revision` or
+/// later; fails at `deadline`.
+async fn read_until(
+    s: &mut Stream,
+    seen: &mut BTreeMap<i64, Seen>,
+    id: i64,
+    revision: i64,
+    deadline: Instant,
+) {
+    while seen
+        .get(&id)
+        .and_then(|s| s.events.last())
+        .and_then(|e| e.kv.as_ref())
+        .map_or(0, |kv| kv.mod_revision)
+        < revision
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = tokio::time::timeout(left, s.next())
+            .await
+            .unwrap_or_else(|_| panic!("watch {id}'s events stopped before revision {revision}"));
+        record(seen, r);
+    }
+}
+
 /// The same script against a server: writes, watches of every kind, more writes, a
 /// compaction and a watch from before it, a cancel.
 async fn script(server: &Server, seed: u64) -> BTreeMap<i64, Seen> {
@@ -247,20 +271,7 @@ async fn script(server: &Server, seed: u64) -> BTreeMap<i64, Seen> {
     let end_rev = end.header.expect("header").revision;
     // Wait for the all-keys watch to reach the last write.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while seen
-        .get(&0)
-        .and_then(|s| s.events.last())
-        .and_then(|e| e.kv.as_ref())
-        .map_or(0, |kv| kv.mod_revision)
-        < end_rev
-    {
-        assert!(
-            Instant::now() < deadline,
-            "events stopped before the last write"
-        );
-        let r = s.next().await;
-        record(&mut seen, r);
-    }
+    read_until(&mut s, &mut seen, 0, end_rev, deadline).await;
     // Watch 1 (key "a" from revision 2, no deletes) catches up from history; it must have
     // done so before the compaction below, or the race between its catch-up and the
     // compaction decides whether it sees its events or a compaction (either server).
@@ -274,19 +285,7 @@ async fn script(server: &Server, seed: u64) -> BTreeMap<i64, Seen> {
             .max()
             .unwrap_or(0)
     });
-    while seen
-        .get(&1)
-        .and_then(|s| s.events.last())
-        .and_then(|e| e.kv.as_ref())
-        .map_or(0, |kv| kv.mod_revision)
-        < last_put_of_a
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let r = tokio::time::timeout(left, s.next())
-            .await
-            .unwrap_or_else(|_| panic!("watch 1 did not catch up to revision {last_put_of_a}"));
-        record(&mut seen, r);
-    }
+    read_until(&mut s, &mut seen, 1, last_put_of_a, deadline).await;
     kv.compact(CompactionRequest {
         revision: end_rev - 5,
         physical: true,
