@@ -43,7 +43,8 @@ pub struct WatchService {
 /// "created" goes before its events and a progress notification asked for before a watch
 /// was created reaches the client before that watch's "created".
 enum Outgoing {
-    Batch(WatchBatch),
+    /// A batch and its events' bytes, as counted in the stream's queue.
+    Batch(WatchBatch, usize),
     Reply(WatchResponse),
 }
 
@@ -65,7 +66,7 @@ impl WatchSink for ChannelSink {
             return false;
         }
         self.queued.fetch_add(bytes, Ordering::AcqRel);
-        if self.batches.try_send(Outgoing::Batch(batch)).is_ok() {
+        if self.batches.try_send(Outgoing::Batch(batch, bytes)).is_ok() {
             return true;
         }
         self.queued.fetch_sub(bytes, Ordering::AcqRel);
@@ -352,7 +353,7 @@ async fn send_loop(
     loop {
         tokio::select! {
             next = queue.recv() => {
-                let batch = match next {
+                let (batch, bytes) = match next {
                     None => return,
                     Some(Outgoing::Reply(r)) => {
                         if out.send(r.into()).await.is_err() {
@@ -360,9 +361,8 @@ async fn send_loop(
                         }
                         continue;
                     }
-                    Some(Outgoing::Batch(batch)) => batch,
+                    Some(Outgoing::Batch(batch, bytes)) => (batch, bytes),
                 };
-                let bytes = batch_bytes(&batch);
                 if is_for_a_canceled_watch(&state, &batch) {
                     queued.fetch_sub(bytes, Ordering::AcqRel);
                     continue;
@@ -501,8 +501,8 @@ fn respond(server: &EtcdServer, state: &Shared, batch: WatchBatch) -> Vec<WatchO
         events: vec![],
     };
     if !options.prev_kv {
-        let len = head.encoded_len() + batch_bytes(&batch);
-        if !options.fragment || len as u64 <= server.max_request_bytes {
+        let fits = || (head.encoded_len() + batch_bytes(&batch)) as u64 <= server.max_request_bytes;
+        if !options.fragment || fits() {
             let events = batch.events;
             return vec![WatchOut::Shared { head, events }];
         }
