@@ -418,7 +418,8 @@ impl Cluster {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut cc = self.cluster_client(via).await;
+        // The server's own request timeout bounds the change.
+        let mut cc = ClusterClient::new(self.patient_channel(via).await);
         cc.member_add(MemberAddRequest {
             peer_ur_ls: vec![m.advertised_peer.clone()],
             is_learner: learner,

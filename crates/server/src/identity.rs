@@ -84,37 +84,53 @@ async fn join(
         .filter(|m| m.peer_ur_ls != own)
         .flat_map(|m| m.peer_ur_ls.clone())
         .collect();
+    let my_id = |r: &ClusterRecord| {
+        r.members
+            .iter()
+            .find(|m| normalized(&m.peer_ur_ls) == own)
+            .map(|m| m.id)
+    };
+    // A peer may not list us yet (behind on the log, or just removed itself): ask the others
+    // before giving up. When every peer answers without us, nobody added us.
     let mut last_error = String::from("no other member in --initial-cluster");
     let mut record = None;
+    let mut without_me = None;
     'attempts: for _ in 0..10 {
+        let mut answered_without_me = 0;
         for url in &peers {
             match fetch_members(url, peer_tls.clone()).await {
-                Ok(r) => {
+                Ok(r) if my_id(&r).is_some() => {
                     record = Some(r);
                     break 'attempts;
+                }
+                Ok(r) => {
+                    answered_without_me += 1;
+                    without_me = Some(r);
                 }
                 Err(e) => last_error = format!("{url}: {e}"),
             }
         }
+        if answered_without_me == peers.len() {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let record = record.ok_or_else(|| {
-        StartError::Config(format!(
-            "cannot fetch cluster info from peer urls: {last_error}"
-        ))
-    })?;
-    let me = record
-        .members
-        .iter()
-        .find(|m| normalized(&m.peer_ur_ls) == own)
-        .ok_or_else(|| {
-            StartError::Config(format!(
+    let record = match (record, without_me) {
+        (Some(r), _) => r,
+        (None, Some(r)) => {
+            return Err(StartError::Config(format!(
                 "member with peer URLs {} is not in the running cluster {:x}: add it first with 'member add'",
                 own.join(","),
-                record.cluster_id
-            ))
-        })?;
-    let member_id = MemberId(me.id);
+                r.cluster_id
+            )))
+        }
+        (None, None) => {
+            return Err(StartError::Config(format!(
+                "cannot fetch cluster info from peer urls: {last_error}"
+            )))
+        }
+    };
+    let member_id = MemberId(my_id(&record).unwrap_or_default());
     let cluster_id = ClusterId(record.cluster_id);
     let mut wb = store.begin_write()?;
     membership::save(&mut wb, &record)?;

@@ -142,6 +142,13 @@ impl Waiters {
         }
     }
 
+    /// Whether someone still waits for request `id`'s outcome.
+    pub fn is_waiting(&self, id: u64) -> bool {
+        self.waiting
+            .lock()
+            .is_ok_and(|w| w.get(&id).is_some_and(|reply| !reply.is_closed()))
+    }
+
     pub fn pending(&self) -> usize {
         self.waiting.lock().map_or(0, |w| w.len())
     }

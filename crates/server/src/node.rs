@@ -31,8 +31,17 @@ pub struct Node {
     /// How long a read waits for its ReadIndex before it is given up.
     pub read_timeout: Duration,
     pub fatal: FatalTx,
-    /// Membership changes waiting for the one before them to be applied.
-    pub held_conf_changes: std::collections::VecDeque<(u64, raft::eraftpb::ConfChange)>,
+    /// Membership changes not yet applied, oldest first; only the first is in raft.
+    pub held_conf_changes: std::collections::VecDeque<HeldConfChange>,
+    /// How long a proposed membership change waits to be applied before it is proposed again.
+    pub conf_retry: Duration,
+}
+
+pub struct HeldConfChange {
+    id: u64,
+    change: raft::eraftpb::ConfChange,
+    /// When, and while whom led, it was last proposed.
+    proposed: Option<(Instant, u64)>,
 }
 
 /// A ReadIndex not yet answered is asked again this often: a leader drops one until it has
@@ -74,6 +83,7 @@ impl Node {
             if last_tick.elapsed() >= self.tick {
                 self.raw.tick();
                 last_tick = Instant::now();
+                self.propose_held_conf_change();
                 // Reads whose ReadIndex was lost (leader gone) fail instead of leaking.
                 let timeout = self.read_timeout;
                 pending_reads.retain(|_, r| r.since.elapsed() < timeout);
@@ -153,7 +163,11 @@ impl Node {
                 self.propose_held_conf_change();
             }
             NodeMsg::ProposeConfChange { id, change } => {
-                self.held_conf_changes.push_back((id, change));
+                self.held_conf_changes.push_back(HeldConfChange {
+                    id,
+                    change,
+                    proposed: None,
+                });
                 self.propose_held_conf_change();
             }
             NodeMsg::ReadIndex { reply } => reads.push(reply),
@@ -221,16 +235,31 @@ impl Node {
 
     /// A leader takes one membership change at a time: raft would turn a second one proposed
     /// before the first is applied into an empty entry, and its proposer would time out
-    /// (etcd's behaviour). It waits here instead until the first is applied.
+    /// (etcd's behaviour). It waits here instead until the first is applied. A change a
+    /// follower forwarded can be lost (the leader was just removed, or had one pending), and
+    /// raft says nothing: unless applied it is proposed again to a new leader, or after
+    /// `conf_retry`. A copy applied twice is refused the second time (the member exists, or
+    /// is gone), so the proposer hears the first outcome. etcd 3.4 lets such a change time
+    /// out.
     fn propose_held_conf_change(&mut self) {
+        let waiters = &self.waiters;
+        self.held_conf_changes.retain(|c| waiters.is_waiting(c.id));
         let raft = &self.raw.raft;
-        if raft.state == StateRole::Leader && raft.has_pending_conf() {
+        if raft.leader_id == raft::INVALID_ID
+            || (raft.state == StateRole::Leader && raft.has_pending_conf())
+        {
             return;
         }
-        if let Some((id, change)) = self.held_conf_changes.pop_front() {
-            if self.raw.propose_conf_change(vec![], change).is_err() {
-                self.waiters.finish(id, Err(EtcdError::NoLeader));
+        let (retry, leader) = (self.conf_retry, raft.leader_id);
+        if let Some(held) = self.held_conf_changes.front_mut() {
+            if let Some((at, to)) = held.proposed {
+                if to == leader && at.elapsed() < retry {
+                    return;
+                }
+                tracing::info!(change = ?held.change.get_change_type(), "a membership change is not applied yet; proposing it again");
             }
+            held.proposed = Some((Instant::now(), leader));
+            let _ = self.raw.propose_conf_change(vec![], held.change.clone());
         }
     }
 

@@ -141,6 +141,7 @@ pub fn start_raft(
             + Duration::from_millis(2 * config.election_timeout_ms),
         fatal: fatal.clone(),
         held_conf_changes: Default::default(),
+        conf_retry: Duration::from_millis(2 * config.election_timeout_ms),
     };
     std::thread::Builder::new()
         .name("raft".into())

@@ -1,5 +1,5 @@
-//! Membership changes: a member replaced by hex ID, a learner caught up by snapshot and
-//! promoted, a member of another cluster refused.
+//! Membership changes: a member replaced by hex ID, one added right after the leader is
+//! removed, a learner caught up by snapshot and promoted, a member of another cluster refused.
 
 use oxcd_api::etcdserverpb::{MemberListRequest, MemberPromoteRequest, StatusRequest};
 use oxcd_tests::cluster::{Cluster, Spec};
@@ -255,4 +255,42 @@ async fn a_member_of_another_cluster_is_refused() {
         .expect("the cluster is untouched");
     let st = c.status(0).await.expect("status");
     assert_eq!(st.leader, st.header.expect("header").member_id);
+}
+
+/// Followers of a removed leader forward to it until they elect another, and raft drops a
+/// membership change sent then without a word. oxcd proposes it again to the new leader;
+/// etcd 3.4's `member add` right after `member remove <leader>` times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_right_after_the_leaders_removal_joins() {
+    let mut c = Cluster::start(Spec::new(3)).await;
+    let leader = c.wait_leader(Duration::from_secs(20)).await;
+    let leader_id = c
+        .status(leader)
+        .await
+        .and_then(|s| s.header)
+        .expect("leader's status")
+        .member_id;
+    let via = (leader + 1) % 3;
+    let (_, err, code) = ctl(
+        &bin("oxcdctl"),
+        &c.url(via),
+        &["member", "remove", &format!("{leader_id:x}")],
+    );
+    assert_eq!(code, 0, "{err}");
+    let i = c.add_member(via, false).await;
+    c.members[i].server.ready().await;
+    assert!(
+        c.members[leader]
+            .server
+            .wait_exit(Duration::from_secs(20))
+            .is_some(),
+        "the removed leader stops"
+    );
+    let rev = c
+        .put(i, "after", "x")
+        .await
+        .expect("write through the new member");
+    let hashes = c.hashes(rev).await;
+    assert_eq!(hashes.len(), 3);
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
 }
