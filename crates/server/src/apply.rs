@@ -16,7 +16,7 @@ use prost::Message;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, Entry, EntryType, Snapshot};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -71,6 +71,8 @@ struct Progress {
     last_snapshot: u64,
     last_release: u64,
     last_durable: Instant,
+    /// A commit since the backend was last settled (`Store::settle`).
+    unsettled: bool,
 }
 
 impl Applier {
@@ -89,8 +91,20 @@ impl Applier {
             last_snapshot: applied,
             last_release: applied,
             last_durable: Instant::now(),
+            unsettled: false,
         };
-        while let Ok(first) = self.inbox.recv() {
+        loop {
+            let first = match self.inbox.recv_timeout(DURABLE_EVERY) {
+                Ok(first) => first,
+                Err(RecvTimeoutError::Timeout) => {
+                    if progress.unsettled {
+                        self.settle()?;
+                        progress.unsettled = false;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut entries = Vec::new();
             let mut next = Some(first);
             while let Some(msg) = next.take() {
@@ -111,6 +125,15 @@ impl Applier {
             self.apply_all(&entries, &mut progress)?;
         }
         Ok(())
+    }
+
+    /// Once writes pause, what non-durable commits buffered is written out, so big reads
+    /// (backups, listings) do not pay for it.
+    fn settle(&self) -> Result<(), Fatal> {
+        self.store.settle().map_err(|e| {
+            tracing::error!(error = %e, "failed to write the backend out; stopping");
+            Fatal::Failed(format!("failed to write the backend out: {e}"))
+        })
     }
 
     fn apply_all(&self, entries: &[Entry], progress: &mut Progress) -> Result<(), Fatal> {
@@ -217,6 +240,7 @@ impl Applier {
         let commit_started = Instant::now();
         fail::fail_point!("beforeCommit");
         wb.commit(durable)?;
+        p.unsettled = true;
         fail::fail_point!("afterCommit");
         let committed = Instant::now();
         if durable {

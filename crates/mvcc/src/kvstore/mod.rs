@@ -258,6 +258,13 @@ impl Store {
         })
     }
 
+    /// Writes out what non-durable commits left buffered (`backend::settle`): for when writes
+    /// pause, and before a long read.
+    pub fn settle(&self) -> Result<(), StoreError> {
+        let _turn = self.writer_turn();
+        backend::settle(&self.db()).map_err(backend_err)
+    }
+
     pub fn lease(&self, id: LeaseId) -> Option<LeaseInfo> {
         self.leases.read().ok()?.get(id.0).cloned()
     }
