@@ -20,13 +20,22 @@ pub trait BucketSource {
 /// Takes a bucket's pairs, in order, as they are written.
 pub type PairSink<'a> = dyn FnMut(&[u8], &[u8]) -> io::Result<()> + 'a;
 
-/// Writes whole pages, numbering them.
+/// Writes whole pages, numbering them; when only laying out, numbers leaves without
+/// building them.
 struct Pages<W> {
     out: W,
     next: u64,
+    layout_only: bool,
 }
 
 impl<W: Write> Pages<W> {
+    /// Numbers a node of `len` bytes without writing it; returns its page ID.
+    fn skip(&mut self, len: usize) -> u64 {
+        let id = self.next;
+        self.next += len.div_ceil(PAGE_SIZE).max(1) as u64;
+        id
+    }
+
     /// Writes one node (a leaf's or branch's bytes after the header), spilling into
     /// overflow pages when it is bigger than a page; returns its page ID.
     fn node(&mut self, flags: u16, count: usize, mut bytes: Vec<u8>) -> io::Result<u64> {
@@ -47,20 +56,41 @@ fn node_bytes(elements: usize, data: usize) -> Vec<u8> {
     b
 }
 
-fn leaf(pairs: &[(Vec<u8>, Vec<u8>, u32)]) -> Vec<u8> {
-    let data: usize = pairs.iter().map(|(k, v, _)| k.len() + v.len()).sum();
-    let mut b = node_bytes(pairs.len(), data);
-    for (i, (k, v, flags)) in pairs.iter().enumerate() {
-        let at = PAGE_HEADER + i * ELEMENT;
-        let pos = (b.len() - at) as u32;
-        b[at..at + 4].copy_from_slice(&flags.to_le_bytes());
-        b[at + 4..at + 8].copy_from_slice(&pos.to_le_bytes());
-        b[at + 8..at + 12].copy_from_slice(&(k.len() as u32).to_le_bytes());
-        b[at + 12..at + 16].copy_from_slice(&(v.len() as u32).to_le_bytes());
-        b.extend_from_slice(k);
-        b.extend_from_slice(v);
+/// A leaf being filled: its elements' (flags, key length, value length) and their bytes,
+/// key then value, back to back.
+#[derive(Default)]
+struct Leaf {
+    elements: Vec<(u32, u32, u32)>,
+    data: Vec<u8>,
+    first_key: Vec<u8>,
+}
+
+impl Leaf {
+    fn push(&mut self, k: &[u8], v: &[u8], flags: u32, with_data: bool) {
+        if self.elements.is_empty() {
+            self.first_key = k.to_vec();
+        }
+        self.elements.push((flags, k.len() as u32, v.len() as u32));
+        if with_data {
+            self.data.extend_from_slice(k);
+            self.data.extend_from_slice(v);
+        }
     }
-    b
+
+    fn bytes(&self) -> Vec<u8> {
+        let mut b = node_bytes(self.elements.len(), self.data.len());
+        let mut pos = (self.elements.len() * ELEMENT) as u32;
+        for (i, &(flags, klen, vlen)) in self.elements.iter().enumerate() {
+            let at = PAGE_HEADER + i * ELEMENT;
+            b[at..at + 4].copy_from_slice(&flags.to_le_bytes());
+            b[at + 4..at + 8].copy_from_slice(&pos.to_le_bytes());
+            b[at + 8..at + 12].copy_from_slice(&klen.to_le_bytes());
+            b[at + 12..at + 16].copy_from_slice(&vlen.to_le_bytes());
+            pos = pos + klen + vlen - ELEMENT as u32;
+        }
+        b.extend_from_slice(&self.data);
+        b
+    }
 }
 
 fn branch(children: &[(Vec<u8>, u64)]) -> Vec<u8> {
@@ -87,7 +117,7 @@ struct Level {
 
 /// One bucket's B+tree, built bottom-up as its sorted pairs arrive.
 struct Tree {
-    leaf: Vec<(Vec<u8>, Vec<u8>, u32)>,
+    leaf: Leaf,
     leaf_size: usize,
     leaves_written: usize,
     levels: Vec<Level>,
@@ -96,7 +126,7 @@ struct Tree {
 impl Tree {
     fn new() -> Self {
         Tree {
-            leaf: Vec::new(),
+            leaf: Leaf::default(),
             leaf_size: PAGE_HEADER,
             leaves_written: 0,
             levels: Vec::new(),
@@ -105,18 +135,23 @@ impl Tree {
 
     fn add<W: Write>(&mut self, pages: &mut Pages<W>, k: &[u8], v: &[u8]) -> io::Result<()> {
         let size = ELEMENT + k.len() + v.len();
-        if !self.leaf.is_empty() && self.leaf_size + size > PAGE_SIZE {
+        if !self.leaf.elements.is_empty() && self.leaf_size + size > PAGE_SIZE {
             self.flush_leaf(pages)?;
         }
-        self.leaf.push((k.to_vec(), v.to_vec(), 0));
+        self.leaf.push(k, v, 0, !pages.layout_only);
         self.leaf_size += size;
         Ok(())
     }
 
     fn flush_leaf<W: Write>(&mut self, pages: &mut Pages<W>) -> io::Result<()> {
-        let id = pages.node(LEAF, self.leaf.len(), leaf(&self.leaf))?;
-        let first = self.leaf.first().map(|p| p.0.clone()).unwrap_or_default();
-        self.leaf.clear();
+        let id = if pages.layout_only {
+            pages.skip(self.leaf_size)
+        } else {
+            pages.node(LEAF, self.leaf.elements.len(), self.leaf.bytes())?
+        };
+        let first = std::mem::take(&mut self.leaf.first_key);
+        self.leaf.elements.clear();
+        self.leaf.data.clear();
         self.leaf_size = PAGE_HEADER;
         self.leaves_written += 1;
         self.add_child(pages, 0, first, id)
@@ -158,7 +193,7 @@ impl Tree {
 
     /// Writes what is pending, up to one root; returns the root's page ID.
     fn finish<W: Write>(mut self, pages: &mut Pages<W>) -> io::Result<u64> {
-        if !self.leaf.is_empty() || self.leaves_written == 0 {
+        if !self.leaf.elements.is_empty() || self.leaves_written == 0 {
             self.flush_leaf(pages)?;
         }
         let mut level = 0;
@@ -176,16 +211,13 @@ impl Tree {
 
 /// The root bucket's leaf: one element per bucket, its header naming its root page.
 fn root_leaf(names: &[Vec<u8>], roots: &[u64]) -> Vec<u8> {
-    let pairs: Vec<(Vec<u8>, Vec<u8>, u32)> = names
-        .iter()
-        .zip(roots)
-        .map(|(name, root)| {
-            let mut header = vec![0u8; BUCKET_HEADER];
-            header[..8].copy_from_slice(&root.to_le_bytes());
-            (name.clone(), header, BUCKET_LEAF)
-        })
-        .collect();
-    leaf(&pairs)
+    let mut leaf = Leaf::default();
+    for (name, root) in names.iter().zip(roots) {
+        let mut header = [0u8; BUCKET_HEADER];
+        header[..8].copy_from_slice(&root.to_le_bytes());
+        leaf.push(name, &header, BUCKET_LEAF, true);
+    }
+    leaf.bytes()
 }
 
 /// Lays out (or writes) every bucket from page `first` on; returns their roots and the
@@ -195,8 +227,13 @@ fn write_buckets<W: Write>(
     names: &[Vec<u8>],
     first: u64,
     out: W,
+    layout_only: bool,
 ) -> io::Result<(Vec<u64>, u64)> {
-    let mut pages = Pages { out, next: first };
+    let mut pages = Pages {
+        out,
+        next: first,
+        layout_only,
+    };
     let mut roots = Vec::with_capacity(names.len());
     for name in names {
         let mut tree = Tree::new();
@@ -215,7 +252,7 @@ pub fn write_db<W: Write>(src: &dyn BucketSource, mut out: W) -> io::Result<u64>
         .div_ceil(PAGE_SIZE)
         .max(1) as u64;
     let first = 2 + root_pages;
-    let (roots, hwm) = write_buckets(src, &names, first, io::sink())?;
+    let (roots, hwm) = write_buckets(src, &names, first, io::sink(), true)?;
     let meta = Meta {
         page_size: PAGE_SIZE as u32,
         root: 2,
@@ -229,9 +266,10 @@ pub fn write_db<W: Write>(src: &dyn BucketSource, mut out: W) -> io::Result<u64>
     let mut pages = Pages {
         out: &mut out,
         next: 2,
+        layout_only: false,
     };
     pages.node(LEAF, names.len(), root_leaf(&names, &roots))?;
-    let (written, end) = write_buckets(src, &names, first, &mut out)?;
+    let (written, end) = write_buckets(src, &names, first, &mut out, false)?;
     if written != roots || end != hwm {
         return Err(io::Error::other(
             "the data changed between laying out and writing the backup",
