@@ -793,3 +793,5 @@ thread_local! {
 
 #[cfg(test)]
 mod poison_tests;
+#[cfg(test)]
+mod settle_tests;
