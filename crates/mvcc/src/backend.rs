@@ -64,9 +64,18 @@ pub(crate) fn open(path: &Path) -> Result<Database, BackendError> {
 pub(crate) fn settle(db: &Database) -> Result<(), BackendError> {
     for _ in 0..2 {
         let mut tx = db.begin_write()?;
-        tx.set_durability(redb::Durability::Immediate)?;
+        make_durable(&mut tx)?;
         tx.commit()?;
     }
+    Ok(())
+}
+
+/// A durable commit that also records redb's allocator state, so that opening the file after
+/// a crash (kill -9, power loss) loads it instead of walking every page to rebuild it:
+/// 0.3 s for a 300 MB file, 1.35 s for 570 MB.
+pub(crate) fn make_durable(tx: &mut redb::WriteTransaction) -> Result<(), BackendError> {
+    tx.set_durability(redb::Durability::Immediate)?;
+    tx.set_quick_repair(true);
     Ok(())
 }
 

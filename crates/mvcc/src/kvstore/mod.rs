@@ -732,13 +732,13 @@ impl WriteBatch<'_> {
     /// Makes the batch visible to readers. With `durable` false the commit is not fsynced:
     /// a crash may lose it, and restart replays it from the raft log.
     pub fn commit(mut self, durable: bool) -> Result<(), StoreError> {
-        self.tx
-            .set_durability(if durable {
-                Durability::Immediate
-            } else {
-                Durability::None
-            })
-            .map_err(backend_err)?;
+        if durable {
+            backend::make_durable(&mut self.tx).map_err(backend_err)?;
+        } else {
+            self.tx
+                .set_durability(Durability::None)
+                .map_err(backend_err)?;
+        }
         self.tx.commit().map_err(backend_err)?;
         self.store.size.refresh_file(&self.store.path);
         self.store.size.wrote();
