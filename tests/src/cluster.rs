@@ -281,6 +281,15 @@ impl Cluster {
     }
 
     /// The index of the member every running member agrees leads, within `within`.
+    /// Member `i`'s ID, from its Status.
+    pub async fn member_id(&self, i: usize) -> u64 {
+        self.status(i)
+            .await
+            .and_then(|s| s.header)
+            .unwrap_or_else(|| panic!("member {i} answers Status"))
+            .member_id
+    }
+
     pub async fn wait_leader(&self, within: Duration) -> usize {
         let agreed = retry(within, Duration::from_millis(20), || async {
             let mut leaders = Vec::new();

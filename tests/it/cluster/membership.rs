@@ -7,6 +7,15 @@ use oxcd_tests::wait::eventually;
 use oxcd_tests::{bin, ctl, system_bin};
 use std::time::Duration;
 
+/// Writes `key` through member `via`, then checks that the `members` running members hash
+/// alike at that revision.
+async fn write_and_agree(c: &Cluster, via: usize, key: &str, members: usize) {
+    let rev = c.put(via, key, "x").await.expect("write");
+    let hashes = c.hashes(rev).await;
+    assert_eq!(hashes.len(), members);
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replace_a_member_by_hex_id() {
     let mut c = Cluster::start(Spec::new(3)).await;
@@ -82,13 +91,7 @@ async fn replace_a_member_by_hex_id() {
         out.contains(", started, m3, ") && !out.contains(", m1, "),
         "{out}"
     );
-    let rev = c
-        .put(i, "after", "x")
-        .await
-        .expect("write through the new member");
-    let hashes = c.hashes(rev).await;
-    assert_eq!(hashes.len(), 3);
-    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    write_and_agree(&c, i, "after", 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,13 +144,7 @@ async fn learner_catches_up_by_snapshot_and_is_promoted() {
         (code, err.trim_end()),
         (1, "Error: etcdserver: too many learner members in cluster")
     );
-    let voter = c
-        .status(0)
-        .await
-        .expect("status")
-        .header
-        .expect("header")
-        .member_id;
+    let voter = c.member_id(0).await;
     let (_, err, code) = ctl(
         &bin("oxcdctl"),
         &eps,
@@ -197,10 +194,7 @@ async fn learner_catches_up_by_snapshot_and_is_promoted() {
             .wait_for_log("received database snapshot", Duration::from_secs(20))
             .await
     );
-    let rev = c.put(0, "end", "x").await.expect("put");
-    let hashes = c.hashes(rev).await;
-    assert_eq!(hashes.len(), 4);
-    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    write_and_agree(&c, 0, "end", 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,12 +258,7 @@ async fn a_member_of_another_cluster_is_refused() {
 async fn a_member_added_right_after_the_leaders_removal_joins() {
     let mut c = Cluster::start(Spec::new(3)).await;
     let leader = c.wait_leader(Duration::from_secs(20)).await;
-    let leader_id = c
-        .status(leader)
-        .await
-        .and_then(|s| s.header)
-        .expect("leader's status")
-        .member_id;
+    let leader_id = c.member_id(leader).await;
     let via = (leader + 1) % 3;
     let (_, err, code) = ctl(
         &bin("oxcdctl"),
@@ -286,11 +275,5 @@ async fn a_member_added_right_after_the_leaders_removal_joins() {
             .is_some(),
         "the removed leader stops"
     );
-    let rev = c
-        .put(i, "after", "x")
-        .await
-        .expect("write through the new member");
-    let hashes = c.hashes(rev).await;
-    assert_eq!(hashes.len(), 3);
-    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    write_and_agree(&c, i, "after", 3).await;
 }

@@ -20,12 +20,7 @@ async fn a_slow_peer_link_keeps_its_connection_and_its_leader() {
     let leader = c.wait_leader(Duration::from_secs(10)).await;
     let follower = (0..3).find(|&i| i != leader).expect("a follower");
     let term = c.status(leader).await.expect("leader status").raft_term;
-    let leader_id = c
-        .status(leader)
-        .await
-        .and_then(|s| s.header)
-        .expect("leader header")
-        .member_id;
+    let leader_id = c.member_id(leader).await;
     let lost_before = c.members[leader].server.log().matches(LOST).count();
 
     // Everything the leader sends the follower, and the follower's answers on that

@@ -185,13 +185,7 @@ async fn cluster_a_stalled_leader_neither_renews_nor_revokes_leases_it_no_longer
     cluster.members[leader]
         .server
         .failpoint("raftBeforeSave", "1*sleep(8000)");
-    let old_leader_id = cluster
-        .status(leader)
-        .await
-        .expect("status")
-        .header
-        .expect("h")
-        .member_id;
+    let old_leader_id = cluster.member_id(leader).await;
     eventually("another member leads", Duration::from_secs(30), || async {
         let s = cluster.status(leader).await;
         s.is_some_and(|s| s.leader != 0 && s.leader != old_leader_id)

@@ -124,13 +124,7 @@ async fn cluster_a_new_member_that_crashes_loading_its_first_snapshot_rejoins_as
     cluster.members[joiner].server.spawn();
     cluster.members[joiner].server.ready().await;
 
-    let id = cluster
-        .status(joiner)
-        .await
-        .expect("status")
-        .header
-        .expect("header")
-        .member_id;
+    let id = cluster.member_id(joiner).await;
     let mut client = ClusterClient::new(cluster.patient_channel(0).await);
     let promoted = retry(Duration::from_secs(30), Duration::from_millis(200), || {
         let mut client = client.clone();
