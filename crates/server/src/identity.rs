@@ -93,20 +93,22 @@ async fn join(
     // A peer may not list us yet (behind on the log, or just removed itself): ask the others
     // before giving up. When every peer answers without us, nobody added us.
     let mut last_error = String::from("no other member in --initial-cluster");
-    let mut record = None;
+    let mut found = None;
     let mut without_me = None;
     'attempts: for _ in 0..10 {
         let mut answered_without_me = 0;
         for url in &peers {
             match fetch_members(url, peer_tls.clone()).await {
-                Ok(r) if my_id(&r).is_some() => {
-                    record = Some(r);
-                    break 'attempts;
-                }
-                Ok(r) => {
-                    answered_without_me += 1;
-                    without_me = Some(r);
-                }
+                Ok(r) => match my_id(&r) {
+                    Some(id) => {
+                        found = Some((r, id));
+                        break 'attempts;
+                    }
+                    None => {
+                        answered_without_me += 1;
+                        without_me = Some(r);
+                    }
+                },
                 Err(e) => last_error = format!("{url}: {e}"),
             }
         }
@@ -115,8 +117,8 @@ async fn join(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let record = match (record, without_me) {
-        (Some(r), _) => r,
+    let (record, member_id) = match (found, without_me) {
+        (Some((r, id)), _) => (r, MemberId(id)),
         (None, Some(r)) => {
             return Err(StartError::Config(format!(
                 "member with peer URLs {} is not in the running cluster {:x}: add it first with 'member add'",
@@ -130,7 +132,6 @@ async fn join(
             )))
         }
     };
-    let member_id = MemberId(my_id(&record).unwrap_or_default());
     let cluster_id = ClusterId(record.cluster_id);
     let mut wb = store.begin_write()?;
     membership::save(&mut wb, &record)?;
