@@ -1,7 +1,7 @@
 //! etcdctl's command tree: the global flags (each also read from its `ETCDCTL_*` variable)
 //! and the commands each group module declares.
 
-use crate::flags::bool_flag;
+use crate::flags::{bool_flag, last_flag_wins};
 use crate::{
     alarm, auth, check, concurrency, defrag, endpoint, kv, lease, member, mirror, role, snapshot,
     user, watch,
@@ -26,11 +26,17 @@ fn env_name(flag: &str) -> String {
 }
 
 pub fn root() -> Command {
+    last_flag_wins(tree())
+}
+
+fn tree() -> Command {
     Command::new("oxcdctl")
         .about("A simple command line client for etcd3 (and oxcd).")
         .subcommand_required(true)
         .disable_version_flag(true)
-        .arg(global("endpoints", "127.0.0.1:2379", "gRPC endpoints").value_delimiter(','))
+        .arg(global("endpoints", "127.0.0.1:2379", "gRPC endpoints")
+                .value_delimiter(',')
+                .action(clap::ArgAction::Append))
         .arg(global("dial-timeout", "2s", "dial timeout for client connections"))
         .arg(global("command-timeout", "5s", "timeout for short running command (excluding dial timeout)"))
         .arg(global("keepalive-time", "2s", "keepalive time for client connections"))
@@ -69,4 +75,35 @@ pub fn root() -> Command {
         .subcommand(concurrency::elect_cmd())
         .subcommand(mirror::make_mirror_cmd())
         .subcommand(member::move_leader_cmd())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_flag_given_twice_takes_the_last_value_and_endpoints_add_up_as_in_etcdctl() {
+        let m = super::root()
+            .try_get_matches_from([
+                "oxcdctl",
+                "--endpoints=127.0.0.1:1,127.0.0.1:2",
+                "--endpoints=127.0.0.1:3",
+                "--dial-timeout=1s",
+                "--dial-timeout=3s",
+                "get",
+                "k",
+                "--limit=1",
+                "--limit=2",
+                "--keys-only",
+                "--keys-only",
+            ])
+            .expect("repeats parse");
+        let endpoints: Vec<&String> = m.get_many("endpoints").expect("endpoints").collect();
+        assert_eq!(endpoints, ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
+        assert_eq!(
+            m.get_one::<String>("dial-timeout").map(String::as_str),
+            Some("3s")
+        );
+        let (_, get) = m.subcommand().expect("get");
+        assert_eq!(get.get_one::<i64>("limit"), Some(&2));
+        assert_eq!(get.get_one::<bool>("keys-only"), Some(&true));
+    }
 }

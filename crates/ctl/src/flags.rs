@@ -3,7 +3,7 @@
 
 use clap::{Arg, ArgMatches};
 
-pub use oxcd_utl::cli::bool_flag;
+pub use oxcd_utl::cli::{bool_flag, last_flag_wins};
 
 /// The positional arguments every command takes as `args`.
 pub fn args() -> Arg {

@@ -13,3 +13,17 @@ pub fn bool_flag(name: &'static str, help: &'static str) -> Arg {
         .value_parser(clap::builder::BoolishValueParser::new())
         .help(help)
 }
+
+/// Go's flag packages take the last of a flag given twice (scripts that append flags do that);
+/// clap refuses it unless each command says otherwise.
+pub fn last_flag_wins(cmd: clap::Command) -> clap::Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    names
+        .iter()
+        .fold(cmd.args_override_self(true), |cmd, name| {
+            cmd.mut_subcommand(name, last_flag_wins)
+        })
+}

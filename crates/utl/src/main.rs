@@ -2,7 +2,7 @@
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgMatches, Command};
-use oxcd_utl::cli::bool_flag;
+use oxcd_utl::cli::{bool_flag, last_flag_wins};
 use oxcd_utl::printer::{self, Format};
 use oxcd_utl::snapshot::{RestoreOptions, RestorePaths};
 use oxcd_utl::{defrag, hashkv, log, snapshot, UtlError};
@@ -325,7 +325,7 @@ fn usage_error(e: &clap::Error) -> String {
 }
 
 fn main() {
-    let matches = match cli().try_get_matches() {
+    let matches = match last_flag_wins(cli()).try_get_matches() {
         Ok(m) => m,
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp

@@ -205,6 +205,8 @@ pub(crate) fn command() -> Command {
     let mut cmd = Command::new("oxcd")
         .about("oxcd: an etcd-compatible distributed key-value store")
         .disable_version_flag(true)
+        // Go's flag package takes the last of a flag given twice.
+        .args_override_self(true)
         .arg(
             Arg::new("version")
                 .long("version")

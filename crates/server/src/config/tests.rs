@@ -123,3 +123,25 @@ fn force_new_cluster_is_acted_on() {
     let (c, _) = run(&[], &[("ETCD_FORCE_NEW_CLUSTER", "true")]).expect("parse env");
     assert!(c.force_new_cluster);
 }
+
+#[test]
+fn a_flag_given_twice_takes_the_last_value_as_gos_flag_package_does() {
+    let (c, _) = run(
+        &[
+            "--name",
+            "first",
+            "--name=second",
+            "--client-cert-auth",
+            "--client-cert-auth",
+            "--pre-vote=false",
+            "--pre-vote",
+            "--snapshot-count=5",
+            "--snapshot-count=6",
+        ],
+        &[],
+    )
+    .expect("repeats parse");
+    assert_eq!(c.name, "second");
+    assert_eq!(c.snapshot_count, 6);
+    assert!(c.pre_vote);
+}
