@@ -67,6 +67,29 @@ impl Pki {
             .expect("write key");
     }
 
+    /// Writes NAME.pem and NAME-key.pem: a self-signed CA certificate for `hosts` (server and
+    /// client use), the kind etcd's fixtures use as CA, server and client certificate at once.
+    pub fn self_signed_ca(&self, name: &str, hosts: &[String], expired: bool) {
+        let mut params = CertificateParams::new(hosts.to_vec()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let now = OffsetDateTime::now_utc();
+        (params.not_before, params.not_after) = if expired {
+            (now - Duration::days(10), now - Duration::days(1))
+        } else {
+            (now - Duration::days(1), now + Duration::days(30))
+        };
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("self-sign");
+        std::fs::write(self.path(&format!("{name}.pem")), cert.pem()).expect("write cert");
+        std::fs::write(self.path(&format!("{name}-key.pem")), key.serialize_pem())
+            .expect("write key");
+    }
+
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.path().join(file)
     }

@@ -4,11 +4,16 @@
 //! files change, so they rotate without a restart. The client side (what oxcdctl and a member
 //! dialing its peers present and trust) is oxcd-client's.
 
-use oxcd_client::tls::{load_certs, load_key, load_roots, provider, read_err, ClientTls};
+use oxcd_client::tls::{
+    load_certs, load_key, load_roots, provider, read_err, trusted_as_its_own_root, ClientTls,
+    Purpose,
+};
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateRevocationListDer;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, ServerConfig};
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig};
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,6 +79,67 @@ pub fn common_name(cert: &[u8]) -> Option<String> {
     cn.as_str().ok().map(str::to_string)
 }
 
+/// rustls's verifier of client certificates, and Go's one addition (a trusted root presented
+/// as its own client certificate; see `trusted_as_its_own_root`).
+#[derive(Debug)]
+struct GoClientVerifier {
+    webpki: Arc<dyn ClientCertVerifier>,
+    roots: Vec<CertificateDer<'static>>,
+}
+
+impl ClientCertVerifier for GoClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.webpki.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.webpki.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.webpki
+            .verify_client_cert(end_entity, intermediates, now)
+            .or_else(|e| {
+                let revoked = matches!(
+                    e,
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+                );
+                if !revoked
+                    && trusted_as_its_own_root(&self.roots, end_entity, now, Purpose::Client, None)
+                {
+                    Ok(ClientCertVerified::assertion())
+                } else {
+                    Err(e)
+                }
+            })
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
 pub fn server_config(t: &TlsConfig) -> Result<ServerConfig, String> {
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -81,15 +147,17 @@ pub fn server_config(t: &TlsConfig) -> Result<ServerConfig, String> {
         .map_err(|e| e.to_string())?;
     let builder = match &t.trusted_ca_file {
         Some(ca) => {
+            let (store, roots) = load_roots(ca)?;
             let mut verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider);
+                WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider);
             if let Some(crl) = &t.crl_file {
                 verifier = verifier.with_crls(load_crls(crl)?);
             }
             if !t.client_cert_auth {
                 verifier = verifier.allow_unauthenticated();
             }
-            builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
+            let webpki = verifier.build().map_err(|e| e.to_string())?;
+            builder.with_client_cert_verifier(Arc::new(GoClientVerifier { webpki, roots }))
         }
         None if t.client_cert_auth => {
             return Err("client certificate authentication needs a trusted CA file".into())

@@ -133,3 +133,71 @@ async fn auto_tls_serves_https_with_a_self_signed_certificate() {
     }
     assert!(server.data_dir.join("fixtures/client/cert.pem").exists());
 }
+
+/// A self-signed CA certificate given as the server's certificate, its trusted CA and the
+/// client's certificate (etcd's fixtures do this): Go's verifier takes it, so etcd and
+/// etcdctl work with it, and so must oxcd and oxcdctl. Nothing more: another self-signed CA,
+/// or an expired one, even a trusted one, is refused, by both servers alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_ca_certificate_serves_as_its_own_server_and_client_certificate() {
+    let pki = Pki::new();
+    let mut hosts = vec!["localhost".to_string()];
+    hosts.extend((1..=30).map(|i| format!("127.0.0.{i}")));
+    pki.self_signed_ca("self", &hosts, false);
+    pki.self_signed_ca("stranger", &hosts, false);
+    pki.self_signed_ca("stale", &hosts, true);
+    let trust = [pki.path("self.pem"), pki.path("stale.pem")]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).expect("read pem"))
+        .collect::<String>();
+    std::fs::write(pki.path("trust.pem"), trust).expect("write trust");
+    let flags = [
+        format!("--cert-file={}", pki.arg("self.pem")),
+        format!("--key-file={}", pki.arg("self-key.pem")),
+        format!("--trusted-ca-file={}", pki.arg("trust.pem")),
+        "--client-cert-auth".to_string(),
+    ];
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let own = |name: &str| {
+        vec![
+            format!("--cacert={}", pki.arg("self.pem")),
+            format!("--cert={}", pki.arg(&format!("{name}.pem"))),
+            format!("--key={}", pki.arg(&format!("{name}-key.pem"))),
+        ]
+    };
+    let client = oxcd_client::ClientTls {
+        ca_file: Some(pki.path("self.pem")),
+        cert_file: Some(pki.path("self.pem")),
+        key_file: Some(pki.path("self-key.pem")),
+        skip_verify: false,
+    };
+    for kind in [Kind::Oxcd, Kind::Etcd] {
+        let server = Server::start_tls(kind, &flag_refs, client.clone());
+        let ep = server.url();
+        let (oxcdctl, etcdctl) = (bin("oxcdctl"), system_bin("etcdctl"));
+        until_ok(&oxcdctl, &ep, &own("self"), &["put", "k", "v"]).await;
+        for program in [&oxcdctl, &etcdctl] {
+            let (out, err, code) = tool(program, &ep, &own("self"), &["get", "k"]);
+            assert_eq!(
+                (out.as_str(), code),
+                ("k\nv\n", 0),
+                "{kind:?} {program:?}: {err}"
+            );
+            for refused in ["stranger", "stale"] {
+                let (out, _, code) = tool(program, &ep, &own(refused), &["get", "k"]);
+                assert_ne!(
+                    code, 0,
+                    "{kind:?} let {program:?} in with {refused}.pem: {out}"
+                );
+            }
+            // The client still checks the server: trusting another CA, it refuses.
+            let mut wrong_ca = own("self");
+            wrong_ca[0] = format!("--cacert={}", pki.arg("stranger.pem"));
+            let (out, _, code) = tool(program, &ep, &wrong_ca, &["get", "k"]);
+            assert_ne!(
+                code, 0,
+                "{program:?} trusted {kind:?} without its CA: {out}"
+            );
+        }
+    }
+}
