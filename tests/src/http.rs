@@ -47,8 +47,17 @@ fn send(
 ) -> BufReader<TcpStream> {
     let mut s = TcpStream::connect(host_port).expect("connect for HTTP");
     let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+    // A Host among `headers` replaces the address's.
+    let host = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map_or(host_port, |(_, value)| *value);
+    let headers: Vec<_> = headers
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
+        .collect();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host_port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {

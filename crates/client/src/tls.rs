@@ -89,6 +89,16 @@ pub fn trusted_as_its_own_root(
     in_validity && for_purpose && for_name
 }
 
+/// Whether a certificate is valid for `name` (a DNS name against its DNS SANs, an IP address
+/// against its IP SANs; never its CN), as Go's `VerifyHostname` decides.
+pub fn valid_for_name(cert: &CertificateDer<'_>, name: &str) -> bool {
+    let Ok(name) = ServerName::try_from(name) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(cert)
+        .is_ok_and(|ee| ee.verify_is_valid_for_subject_name(&name).is_ok())
+}
+
 /// rustls's verifier, and Go's one addition (`trusted_as_its_own_root`).
 #[derive(Debug)]
 struct GoServerVerifier {
@@ -199,7 +209,14 @@ pub struct ClientTls {
 }
 
 pub fn client_config(t: &ClientTls) -> Result<Arc<ClientConfig>, String> {
-    let provider = provider();
+    client_config_with(t, provider())
+}
+
+/// `client_config` with a provider of one's own (a member's `--cipher-suites`).
+pub fn client_config_with(
+    t: &ClientTls,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<ClientConfig>, String> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;

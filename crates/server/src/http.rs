@@ -24,6 +24,54 @@ pub fn routes(server: Arc<EtcdServer>) -> axum::Router {
         .with_state(server)
 }
 
+/// etcd's `--host-whitelist`: a plain HTTP/1 request (not TLS, so not gRPC either) whose Host
+/// is not listed gets 421, against DNS rebinding (CVE-2018-5702), with etcd's explanation.
+pub async fn host_check(
+    State(allowed): State<Arc<Vec<String>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let open = allowed.is_empty() || allowed.iter().any(|h| h == "*");
+    let over_tls = req
+        .extensions()
+        .get::<crate::tls::ConnInfo>()
+        .is_some_and(|c| c.tls);
+    if open || over_tls || req.version() >= axum::http::Version::HTTP_2 {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("");
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.parse::<u16>().is_ok() => {
+            name.trim_start_matches('[').trim_end_matches(']')
+        }
+        _ => host,
+    };
+    if allowed.iter().any(|h| h == name) {
+        return next.run(req).await;
+    }
+    tracing::warn!(
+        host = name,
+        "rejecting HTTP request to prevent DNS rebinding attacks"
+    );
+    let body = format!(
+        "\netcd received your request, but the Host header was unrecognized.\n\nTo fix this, choose one of the following options:\n- Enable TLS, then any HTTPS request will be allowed.\n- Add the hostname you want to use to the whitelist in settings.\n  - e.g. etcd --host-whitelist {name:?}\n\nThis requirement has been added to help prevent \"DNS Rebinding\" attacks (CVE-2018-5702).\n\n"
+    );
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 fn query_values<'q>(query: &'q Option<String>, name: &str) -> Vec<&'q str> {
     query
         .as_deref()

@@ -214,7 +214,12 @@ pub fn client_routes(
             })
             .max_decoding_message_size(limit),
         );
-    let http_routes = http::routes(s.clone()).merge(gateway::routes(grpc.clone(), s));
+    let http_routes = http::routes(s.clone())
+        .merge(gateway::routes(grpc.clone(), s))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(config.host_whitelist.clone()),
+            http::host_check,
+        ));
     tonic::service::Routes::from(grpc.into_axum_router().merge(http_routes)).prepare()
 }
 

@@ -5,7 +5,7 @@
 //! dialing its peers present and trust) is oxcd-client's.
 
 use oxcd_client::tls::{
-    load_certs, load_key, load_roots, provider, read_err, trusted_as_its_own_root, ClientTls,
+    load_certs, load_key, load_roots, read_err, trusted_as_its_own_root, valid_for_name, ClientTls,
     Purpose,
 };
 use rustls::client::danger::HandshakeSignatureValid;
@@ -36,8 +36,13 @@ pub struct TlsConfig {
     pub crl_file: Option<PathBuf>,
     /// `--auto-tls`: a self-signed certificate made at start (cert and key files empty).
     pub auto_tls: bool,
-    /// `--peer-cert-allowed-cn`: the CN every peer's certificate must carry.
-    pub allowed_cn: Option<String>,
+    /// `--peer-cert-allowed-cn`: the CNs a peer's certificate may carry (any, when empty).
+    pub allowed_cns: Vec<String>,
+    /// `--client-cert-allowed-hostname` / `--peer-cert-allowed-hostname`: the names a
+    /// client's certificate may be valid for (any, when empty).
+    pub allowed_hostnames: Vec<String>,
+    /// `--cipher-suites`, as Go names them (rustls's defaults when empty).
+    pub cipher_suites: Vec<String>,
     /// The lowest and highest TLS versions: 12 or 13.
     pub min_version: u8,
     pub max_version: u8,
@@ -63,6 +68,94 @@ fn versions(min: u8, max: u8) -> Vec<&'static rustls::SupportedProtocolVersion> 
         v.push(&rustls::version::TLS13);
     }
     v
+}
+
+/// `--cipher-suites`: Go's names for the TLS 1.2 suites rustls speaks, and etcd's two short
+/// ChaCha20 aliases. Go does not let TLS 1.3 suites be chosen and neither do we: their names
+/// are taken and change nothing. A suite Go knows but rustls lacks (CBC, RC4, 3DES, RSA key
+/// exchange) cannot be honoured, so it is refused rather than dropped.
+pub fn cipher_suites(names: &[String]) -> Result<Vec<rustls::SupportedCipherSuite>, String> {
+    use rustls::crypto::ring::cipher_suite as rs;
+    const UNSUPPORTED: &[&str] = &[
+        "TLS_RSA_WITH_RC4_128_SHA",
+        "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+        "TLS_RSA_WITH_AES_128_CBC_SHA",
+        "TLS_RSA_WITH_AES_256_CBC_SHA",
+        "TLS_RSA_WITH_AES_128_CBC_SHA256",
+        "TLS_RSA_WITH_AES_128_GCM_SHA256",
+        "TLS_RSA_WITH_AES_256_GCM_SHA384",
+        "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+        "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+        "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+        "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+        "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+    ];
+    let mut suites = Vec::new();
+    for name in names {
+        let suite = match name.as_str() {
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => rs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => rs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => rs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => rs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => {
+                rs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+            }
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+            | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
+                rs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+            }
+            "TLS_AES_128_GCM_SHA256" | "TLS_AES_256_GCM_SHA384" | "TLS_CHACHA20_POLY1305_SHA256" => {
+                continue
+            }
+            other if UNSUPPORTED.contains(&other) => {
+                return Err(format!(
+                    "TLS cipher suite {other:?} cannot be honoured: oxcd speaks TLS 1.2 only with ECDHE and AES-GCM or ChaCha20-Poly1305"
+                ))
+            }
+            other => return Err(format!("unexpected TLS cipher suite {other:?}")),
+        };
+        if !suites.contains(&suite) {
+            suites.push(suite);
+        }
+    }
+    Ok(suites)
+}
+
+/// The crypto provider for one side: rustls's defaults, or with `--cipher-suites` the TLS 1.2
+/// suites named and every TLS 1.3 suite.
+fn side_provider(t: &TlsConfig) -> Result<Arc<rustls::crypto::CryptoProvider>, String> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !t.cipher_suites.is_empty() {
+        let mut chosen: Vec<rustls::SupportedCipherSuite> = provider
+            .cipher_suites
+            .iter()
+            .copied()
+            .filter(|s| s.version() == &rustls::version::TLS13)
+            .collect();
+        chosen.extend(cipher_suites(&t.cipher_suites)?);
+        provider.cipher_suites = chosen;
+    }
+    Ok(Arc::new(provider))
+}
+
+/// `--peer-cert-allowed-cn` / `--*-cert-allowed-hostname`: whether the certificate a client
+/// presented may connect (etcd's check after the chain is verified).
+fn allowed(t: &TlsConfig, cert: Option<&CertificateDer<'_>>) -> bool {
+    if t.allowed_cns.is_empty() && t.allowed_hostnames.is_empty() {
+        return true;
+    }
+    let Some(cert) = cert else {
+        return false;
+    };
+    let cn_ok =
+        t.allowed_cns.is_empty() || common_name(cert).is_some_and(|cn| t.allowed_cns.contains(&cn));
+    let name_ok = t.allowed_hostnames.is_empty()
+        || t.allowed_hostnames.iter().any(|h| valid_for_name(cert, h));
+    cn_ok && name_ok
 }
 
 fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
@@ -141,7 +234,7 @@ impl ClientCertVerifier for GoClientVerifier {
 }
 
 pub fn server_config(t: &TlsConfig) -> Result<ServerConfig, String> {
-    let provider = provider();
+    let provider = side_provider(t)?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions(t.min_version, t.max_version))
         .map_err(|e| e.to_string())?;
@@ -229,6 +322,8 @@ impl Acceptor {
 #[derive(Debug, Clone, Default)]
 pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
+    /// The connection is TLS.
+    pub tls: bool,
     /// The verified client certificate's CN.
     pub common_name: Option<String>,
 }
@@ -294,24 +389,20 @@ async fn handshake(
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let common_name = stream
+    let leaf = stream
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| common_name(c));
-    if let Some(allowed) = &acceptor.tls.allowed_cn {
-        if common_name.as_deref() != Some(allowed.as_str()) {
-            return Err(format!(
-                "client certificate CN {:?} is not the allowed CN {allowed:?}",
-                common_name.unwrap_or_default()
-            ));
-        }
+        .and_then(|c| c.first());
+    if !allowed(&acceptor.tls, leaf) {
+        return Err("client certificate authentication failed".into());
     }
+    let common_name = leaf.and_then(|c| common_name(c));
     Ok(Conn {
         io: Box::new(stream),
         info: ConnInfo {
             remote: Some(remote),
+            tls: true,
             common_name,
         },
     })
@@ -346,6 +437,7 @@ pub fn incoming(
                         io: Box::new(tcp),
                         info: ConnInfo {
                             remote: Some(remote),
+                            tls: false,
                             common_name: None,
                         },
                     };
@@ -375,12 +467,13 @@ pub fn incoming(
 /// How a member dials with one side's settings (peers, or another member's client URL): its
 /// own certificate as the client's, trusting that side's CA.
 pub fn dial_config(t: &TlsConfig) -> Result<Arc<ClientConfig>, String> {
-    oxcd_client::tls::client_config(&ClientTls {
+    let tls = ClientTls {
         ca_file: t.trusted_ca_file.clone(),
         cert_file: Some(t.cert_file.clone()),
         key_file: Some(t.key_file.clone()),
         skip_verify: t.auto_tls,
-    })
+    };
+    oxcd_client::tls::client_config_with(&tls, side_provider(t)?)
 }
 
 /// `--auto-tls`: a self-signed certificate for `hosts` in `dir`, made once and kept.

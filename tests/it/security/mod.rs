@@ -5,6 +5,7 @@
 //! in its `heavy` group.
 
 mod auth;
+mod listeners;
 mod rpcs;
 mod tls;
 

@@ -102,7 +102,9 @@ fn yaml_args(path: &str) -> Result<Vec<String>, ConfigError> {
             for (k, v) in section {
                 let flag = match (prefix, k.as_str().unwrap_or_default()) {
                     ("", "crl-file") => "client-crl-file".to_string(),
+                    ("", "allowed-hostname") => "client-cert-allowed-hostname".to_string(),
                     ("peer-", "allowed-cn") => "peer-cert-allowed-cn".to_string(),
+                    ("peer-", "allowed-hostname") => "peer-cert-allowed-hostname".to_string(),
                     (p, name) => format!("{p}{name}"),
                 };
                 let value = match v {
@@ -152,6 +154,21 @@ fn bad_duration(m: &ArgMatches, name: &str) -> ConfigError {
     usage_err(format!(
         "invalid value {text:?} for flag -{name}: parse error"
     ))
+}
+
+/// A comma-separated flag (etcd's string lists); empty when not given.
+fn list(m: &ArgMatches, name: &str) -> Vec<String> {
+    let text = get_str(m, name);
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.split(',').map(str::to_string).collect()
+}
+
+/// A list as Go's `%q` prints a `[]string`.
+fn go_quoted(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    format!("[{}]", quoted.join(" "))
 }
 
 fn get_u64(m: &ArgMatches, name: &str) -> u64 {
@@ -228,7 +245,14 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
     let path = |flag: &str| {
         Some(std::path::PathBuf::from(get_str(m, flag))).filter(|p| !p.as_os_str().is_empty())
     };
-    let tls_side = |cert: &str, key: &str, ca: &str, cca: &str, crl: &str, auto: &str| {
+    let cipher_suites = list(m, "cipher-suites");
+    crate::tls::cipher_suites(&cipher_suites).map_err(verify_err)?;
+    if !cipher_suites.is_empty() && min_version == 13 {
+        return Err(verify_err(
+            "cipher suites cannot be configured when only TLS1.3 is enabled".into(),
+        ));
+    }
+    let tls_side = |[cert, key, ca, cca, crl, auto, allowed_hostname]: [&str; 7]| {
         let auto_tls = get_bool(m, auto) && path(cert).is_none();
         if path(cert).is_none() && !auto_tls {
             return None;
@@ -240,31 +264,45 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
             client_cert_auth: get_bool(m, cca),
             crl_file: path(crl),
             auto_tls,
-            allowed_cn: None,
+            allowed_cns: Vec::new(),
+            allowed_hostnames: list(m, allowed_hostname),
+            cipher_suites: cipher_suites.clone(),
             min_version,
             max_version,
         })
     };
-    let client_tls = tls_side(
+    let client_tls = tls_side([
         "cert-file",
         "key-file",
         "trusted-ca-file",
         "client-cert-auth",
         "client-crl-file",
         "auto-tls",
-    );
-    let peer_tls = tls_side(
+        "client-cert-allowed-hostname",
+    ]);
+    let peer_tls = tls_side([
         "peer-cert-file",
         "peer-key-file",
         "peer-trusted-ca-file",
         "peer-client-cert-auth",
         "peer-crl-file",
         "peer-auto-tls",
-    )
+        "peer-cert-allowed-hostname",
+    ])
     .map(|t| crate::tls::TlsConfig {
-        allowed_cn: Some(get_str(m, "peer-cert-allowed-cn")).filter(|s| !s.is_empty()),
+        allowed_cns: list(m, "peer-cert-allowed-cn"),
         ..t
     });
+    if let Some(t) = peer_tls
+        .as_ref()
+        .filter(|t| !t.allowed_cns.is_empty() && !t.allowed_hostnames.is_empty())
+    {
+        return Err(verify_err(format!(
+            "AllowedCNs and AllowedHostnames are mutually exclusive (cns={}, hostnames={})",
+            go_quoted(&t.allowed_cns),
+            go_quoted(&t.allowed_hostnames)
+        )));
+    }
     let auth_token = get_str(m, "auth-token");
     if !auth_token.starts_with("simple") && !auth_token.starts_with("jwt") {
         return Err(verify_err(format!("unknown token type: {auth_token}")));
@@ -276,6 +314,7 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
         )));
     }
     Ok(Config {
+        host_whitelist: list(m, "host-whitelist"),
         client_tls,
         peer_tls,
         self_signed_cert_validity_years: get_u64(m, "self-signed-cert-validity"),

@@ -145,3 +145,87 @@ fn a_flag_given_twice_takes_the_last_value_as_gos_flag_package_does() {
     assert_eq!(c.snapshot_count, 6);
     assert!(c.pre_vote);
 }
+
+#[test]
+fn cipher_suites_are_checked_at_start_with_etcds_messages() {
+    let tls = ["--cert-file=c.pem", "--key-file=k.pem"];
+    let with = |extra: &[&str]| {
+        let mut args = tls.to_vec();
+        args.extend(extra);
+        run(&args, &[])
+    };
+    let (c, _) = with(&[
+        "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,TLS_AES_128_GCM_SHA256",
+    ])
+    .expect("parse");
+    let suites = c.client_tls.expect("client tls").cipher_suites;
+    assert_eq!(suites.len(), 3);
+    assert_eq!(
+        crate::tls::cipher_suites(&suites).expect("known").len(),
+        2,
+        "TLS 1.3 names choose nothing"
+    );
+    let e = with(&["--cipher-suites=TLS_FOO"]).expect_err("unknown");
+    assert!(
+        e.message
+            .contains("unexpected TLS cipher suite \"TLS_FOO\""),
+        "{}",
+        e.message
+    );
+    let e = with(&["--cipher-suites=TLS_RSA_WITH_AES_128_CBC_SHA"]).expect_err("unsupported");
+    assert!(e.message.contains("cannot be honoured"), "{}", e.message);
+    let e = with(&[
+        "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "--tls-min-version=TLS1.3",
+    ])
+    .expect_err("1.3 only");
+    assert!(
+        e.message
+            .contains("cipher suites cannot be configured when only TLS1.3 is enabled"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn allowed_names_come_from_flags_and_the_config_file_and_cn_excludes_hostname() {
+    let (c, _) = run(
+        &[
+            "--cert-file=c.pem",
+            "--key-file=k.pem",
+            "--client-cert-allowed-hostname=a.example,b.example",
+            "--peer-cert-file=c.pem",
+            "--peer-key-file=k.pem",
+            "--peer-cert-allowed-cn=m1,m2",
+        ],
+        &[],
+    )
+    .expect("parse");
+    let client = c.client_tls.expect("client tls");
+    assert_eq!(client.allowed_hostnames, ["a.example", "b.example"]);
+    assert_eq!(c.peer_tls.expect("peer tls").allowed_cns, ["m1", "m2"]);
+    let e = run(
+        &[
+            "--peer-cert-file=c.pem",
+            "--peer-key-file=k.pem",
+            "--peer-cert-allowed-cn=m1",
+            "--peer-cert-allowed-hostname=h.example",
+        ],
+        &[],
+    )
+    .expect_err("exclusive");
+    assert!(
+        e.message.contains(
+            "AllowedCNs and AllowedHostnames are mutually exclusive (cns=[\"m1\"], hostnames=[\"h.example\"])"
+        ),
+        "{}",
+        e.message
+    );
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path().join("etcd.yaml");
+    std::fs::write(&p, "host-whitelist: a.example\nclient-transport-security:\n  cert-file: c.pem\n  key-file: k.pem\n  allowed-hostname: c.example\n").expect("write");
+    let (c, w) = run(&["--config-file", p.to_str().expect("utf8")], &[]).expect("parse");
+    assert_eq!(c.client_tls.expect("tls").allowed_hostnames, ["c.example"]);
+    assert_eq!(c.host_whitelist, ["a.example"]);
+    assert!(!w.iter().any(|m| m.contains("does not act")), "{w:?}");
+}

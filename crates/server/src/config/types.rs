@@ -43,6 +43,9 @@ pub struct Config {
     pub initial_corrupt_check: bool,
     /// Zero: no periodic check.
     pub corrupt_check_time: std::time::Duration,
+    /// `--host-whitelist`: the Host names plain HTTP/1 requests may carry (any, when empty
+    /// or holding "*").
+    pub host_whitelist: Vec<String>,
     pub client_tls: Option<crate::tls::TlsConfig>,
     pub peer_tls: Option<crate::tls::TlsConfig>,
     pub self_signed_cert_validity_years: u64,
