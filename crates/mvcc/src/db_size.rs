@@ -31,8 +31,8 @@ pub(crate) struct DbSize {
     soon: AtomicBool,
     /// Something was committed since the last count.
     wrote: AtomicBool,
-    /// When the last count began, and how long to wait after it.
-    counted: Mutex<(Instant, Duration)>,
+    /// When the last count began, how long to wait after it, and how long it took.
+    counted: Mutex<(Instant, Duration, Duration)>,
 }
 
 impl Default for DbSize {
@@ -43,7 +43,7 @@ impl Default for DbSize {
             file: Default::default(),
             soon: AtomicBool::new(true),
             wrote: Default::default(),
-            counted: Mutex::new((Instant::now(), RECOUNT_EVERY)),
+            counted: Mutex::new((Instant::now(), RECOUNT_EVERY, Duration::ZERO)),
         }
     }
 }
@@ -87,13 +87,20 @@ impl DbSize {
     fn count_due_at(&self, now: Instant) -> bool {
         self.soon.load(Ordering::Relaxed)
             || (self.wrote.load(Ordering::Relaxed) && {
-                let (at, wait) = *self.counted.lock().unwrap_or_else(|p| p.into_inner());
+                let (at, wait, _) = *self.counted.lock().unwrap_or_else(|p| p.into_inner());
                 now.saturating_duration_since(at) >= wait
             })
     }
 
     fn counted(&self, at: Instant, took: Duration) {
-        *self.counted.lock().unwrap_or_else(|p| p.into_inner()) = (at, recount_wait(took));
+        *self.counted.lock().unwrap_or_else(|p| p.into_inner()) = (at, recount_wait(took), took);
+    }
+
+    /// Whether a count now keeps to the pace (`RECOUNT_PACE` times the last count's length
+    /// since it began), without the periodic count's floor: a small file is counted at once.
+    pub fn recount_is_cheap(&self) -> bool {
+        let (at, _, took) = *self.counted.lock().unwrap_or_else(|p| p.into_inner());
+        at.elapsed() >= took.saturating_mul(RECOUNT_PACE)
     }
 
     /// Counts the bytes of every table's pages in a read snapshot of `db`: writers go on

@@ -194,29 +194,6 @@ impl Store {
         Revision(self.compacted.load(Ordering::Acquire))
     }
 
-    /// Size of the backend file in bytes, as of the last commit.
-    pub fn db_size(&self) -> u64 {
-        self.size.file()
-    }
-
-    /// Bytes of the backend file holding live pages (etcd's db size in use), as of the last
-    /// `count_db_size_in_use` (the file's size before the first).
-    pub fn db_size_in_use(&self) -> u64 {
-        self.size.in_use()
-    }
-
-    /// Whether the bytes in use should be counted again: never counted since open, a
-    /// compaction or defragmentation finished, or writes went on for a while.
-    pub fn db_size_in_use_due(&self) -> bool {
-        self.size.count_due()
-    }
-
-    /// Counts the bytes in use from a read snapshot: it reads every page (seconds for a big
-    /// file), so run it on a thread of its own; writes are not held up.
-    pub fn count_db_size_in_use(&self) -> Result<u64, StoreError> {
-        Ok(self.size.count(&self.db(), || self.db())?)
-    }
-
     pub fn meta(&self, name: &str) -> Result<Option<u64>, BackendError> {
         let db = self.db();
         let rx = db.begin_read()?;
@@ -795,3 +772,4 @@ thread_local! {
 mod poison_tests;
 #[cfg(test)]
 mod settle_tests;
+mod size;
