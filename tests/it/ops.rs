@@ -160,6 +160,42 @@ async fn quota_raises_nospace_refuses_growth_and_recovers_after_defrag_and_disar
     assert_eq!(http_get(&ep, "/health").0, 200);
 }
 
+/// etcd answers Defragment, and MoveLeader (to itself here), with no response header.
+#[tokio::test]
+async fn defragment_and_move_leader_answer_without_a_header_as_etcd_does() {
+    use oxcd_api::etcdserverpb::maintenance_client::MaintenanceClient;
+    use oxcd_api::etcdserverpb::{DefragmentRequest, MoveLeaderRequest, StatusRequest};
+    for kind in [Kind::Oxcd, Kind::Etcd] {
+        let server = Server::start(kind, &[]);
+        server.ready().await;
+        let mut m = MaintenanceClient::new(server.channel().await.expect("channel"));
+        let defrag = m
+            .defragment(DefragmentRequest {})
+            .await
+            .expect("defragment")
+            .into_inner();
+        assert_eq!(defrag.header, None, "{kind:?}");
+        let me = m
+            .status(StatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+            .leader;
+        let moved = m
+            .move_leader(MoveLeaderRequest { target_id: me })
+            .await
+            .expect("move leader to itself")
+            .into_inner();
+        assert_eq!(moved.header, None, "{kind:?}");
+        let (out, err, code) = ctl(
+            &bin("oxcdctl"),
+            &server.endpoint(),
+            &["move-leader", &format!("{me:x}"), "-w", "json"],
+        );
+        assert_eq!((out.as_str(), code), ("{}\n", 0), "{kind:?}: {err}");
+    }
+}
+
 /// etcd's own e2e alarm test uses a quota of 13 pages: a fresh backend takes the first small
 /// put (etcd's and ours alike), and puts of 4 KiB raise NOSPACE before the data passes the
 /// quota. (etcd weighs its file size as of its last batch commit, so a fast enough writer
