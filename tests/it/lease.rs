@@ -217,3 +217,80 @@ async fn etcdctl_and_oxcdctl_lease_commands_print_the_same() {
         )
     );
 }
+
+async fn time_to_live(leases: &mut LeaseClient<Channel>, id: i64) -> LeaseTimeToLiveResponse {
+    leases
+        .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: false })
+        .await
+        .expect("time to live")
+        .into_inner()
+}
+
+async fn keep_alive_once(leases: &mut LeaseClient<Channel>, id: i64) -> i64 {
+    leases
+        .lease_keep_alive(futures::stream::iter([LeaseKeepAliveRequest { id }]))
+        .await
+        .expect("keep-alive stream")
+        .into_inner()
+        .message()
+        .await
+        .expect("keep-alive answer")
+        .expect("an answer")
+        .ttl
+}
+
+/// Once its deadline passes a lease reads as expired and a keep-alive no longer revives it,
+/// even while its revoke is held up (a failpoint here); the revoke then deletes its keys.
+/// etcd says "0 s left" until the revoke lands; oxcd says what the deadline says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_past_its_deadline_reads_expired_and_is_not_revived_before_its_revoke() {
+    let server = Server::start(Kind::Oxcd, &[]);
+    let mut kv = server.ready().await;
+    let mut leases = lease_client(&server.url()).await;
+    server.failpoint("lessorBeforeRevoke", "1*sleep(4000)");
+    let granted_at = std::time::Instant::now();
+    let id = leases
+        .lease_grant(LeaseGrantRequest { id: 0, ttl: 2 })
+        .await
+        .expect("grant")
+        .into_inner()
+        .id;
+    kv.put(leased("held", id)).await.expect("leased put");
+    let mut expired = leases.clone();
+    eventually(
+        "the lease reads as expired",
+        Duration::from_secs(10),
+        || {
+            let mut leases = expired.clone();
+            async move { time_to_live(&mut leases, id).await.ttl == -1 }
+        },
+    )
+    .await;
+    assert!(
+        granted_at.elapsed() >= Duration::from_secs(2),
+        "expired early"
+    );
+    let range = |key: &str| RangeRequest {
+        key: key.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    let before_revoke = kv.range(range("held")).await.expect("range").into_inner();
+    assert_eq!(before_revoke.count, 1, "the revoke was to be held up");
+    assert_eq!(keep_alive_once(&mut expired, id).await, 0, "revived");
+    let kv2 = kv.clone();
+    eventually(
+        "the revoke deletes the key",
+        Duration::from_secs(15),
+        || {
+            let mut kv = kv2.clone();
+            async move {
+                kv.range(range("held"))
+                    .await
+                    .is_ok_and(|r| r.into_inner().count == 0)
+            }
+        },
+    )
+    .await;
+    let after = time_to_live(&mut leases, id).await;
+    assert_eq!((after.ttl, after.granted_ttl), (-1, 0));
+}

@@ -51,6 +51,8 @@ pub struct Applier {
     pub fatal: FatalTx,
     /// Where received snapshots wait to be loaded.
     pub snap_dir: PathBuf,
+    /// Told of each lease granted, so a leader's deadline starts at the grant.
+    pub lessor: Arc<dyn crate::msg::LeaseGrants>,
 }
 
 /// What stops the apply loop.
@@ -241,6 +243,11 @@ impl Applier {
         fail::fail_point!("beforeCommit");
         wb.commit(durable)?;
         p.unsettled = true;
+        for reply in &replies {
+            if let (_, Ok(Applied::LeaseGranted { id, ttl })) = reply {
+                self.lessor.granted(&self.status, &self.store, *id, *ttl);
+            }
+        }
         fail::fail_point!("afterCommit");
         let committed = Instant::now();
         if durable {

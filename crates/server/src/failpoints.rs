@@ -116,6 +116,10 @@ pub const ALL: &[(&str, &str)] = &[
         "defragmentation: before the copy replaces the backend file",
     ),
     (
+        "lessorBeforeTick",
+        "lessor: before the leader's loop looks at leadership and deadlines",
+    ),
+    (
         "lessorBeforeRevoke",
         "lessor: before the leader proposes an expired lease's revoke",
     ),

@@ -3,13 +3,13 @@
 //! the same keys at the same revision. A new leader gives every lease its remaining TTL (the
 //! last checkpoint, or the whole TTL) plus an election timeout, as etcd does.
 
-use crate::msg::Applied;
+use crate::msg::{Applied, LeaseGrants, RaftStatus};
 use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::LeaseRevokeRequest;
 use oxcd_api::oxcdpb::internal_request::Request as Internal;
 use oxcd_api::oxcdpb::{LeaseCheckpoint, LeaseCheckpoints};
 use oxcd_api::LeaseId;
-use oxcd_mvcc::LeaseTtl;
+use oxcd_mvcc::{LeaseTtl, Store};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -70,7 +70,9 @@ impl State {
     }
 
     /// A keep-alive on the leader. Raft may say "leader" before the loop has looked: promote
-    /// here, or the loop's promotion would later overwrite this renewal.
+    /// here, or the loop's promotion would later overwrite this renewal. A lease past its
+    /// deadline is not renewed (false): its revoke is on the way, and etcd's keep-alive does
+    /// not revive it either.
     fn renew(
         &mut self,
         id: LeaseId,
@@ -78,10 +80,42 @@ impl State {
         now: Instant,
         leases: impl FnOnce() -> Vec<LeaseTtl>,
         extend: Duration,
+    ) -> bool {
+        self.lead(term, now, leases, extend);
+        if self.expiry.get(&id).is_some_and(|at| *at <= now) {
+            return false;
+        }
+        self.start_clock(id, ttl, now);
+        true
+    }
+
+    /// A lease just granted: its deadline starts now.
+    fn granted(
+        &mut self,
+        id: LeaseId,
+        (ttl, term): (i64, u64),
+        now: Instant,
+        leases: impl FnOnce() -> Vec<LeaseTtl>,
+        extend: Duration,
+    ) {
+        self.lead(term, now, leases, extend);
+        self.start_clock(id, ttl, now);
+    }
+
+    /// Promotes, if leading in `term` is news here.
+    fn lead(
+        &mut self,
+        term: u64,
+        now: Instant,
+        leases: impl FnOnce() -> Vec<LeaseTtl>,
+        extend: Duration,
     ) {
         if self.leading != Some(term) {
             self.follow(Some(term), &leases(), now, extend);
         }
+    }
+
+    fn start_clock(&mut self, id: LeaseId, ttl: i64, now: Instant) {
         self.expiry
             .insert(id, now + Duration::from_secs(ttl.max(0) as u64));
     }
@@ -110,6 +144,13 @@ impl State {
     }
 }
 
+/// What is left of a lease on the leader's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remaining {
+    Seconds(i64),
+    Expired,
+}
+
 pub struct Lessor {
     state: Mutex<State>,
     /// Shorter TTLs are raised to this (etcd: 1.5 election timeouts, in whole seconds).
@@ -133,24 +174,32 @@ impl Lessor {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Renews a lease on the leader; its TTL, or None when it does not exist.
+    /// Renews a lease on the leader; its TTL, or None when it does not exist or is past its
+    /// deadline.
     pub fn renew(&self, server: &EtcdServer, id: LeaseId) -> Option<i64> {
         let lease = server.store.lease(id)?;
         let term = server.raft.term.load(Ordering::Acquire);
-        self.state().renew(
-            id,
-            (lease.ttl, term),
-            Instant::now(),
-            || server.store.lease_list(),
-            self.extend,
-        );
-        Some(lease.ttl)
+        self.state()
+            .renew(
+                id,
+                (lease.ttl, term),
+                Instant::now(),
+                || server.store.lease_list(),
+                self.extend,
+            )
+            .then_some(lease.ttl)
     }
 
-    /// Seconds left on the leader's clock (truncated, as etcd reports it).
-    pub fn remaining(&self, id: LeaseId) -> Option<i64> {
+    /// Whole seconds left on the leader's clock (truncated, as etcd reports them), or
+    /// `Expired` once the deadline passed, before the revoke is applied.
+    pub fn remaining(&self, id: LeaseId) -> Option<Remaining> {
         let expiry = *self.state().expiry.get(&id)?;
-        Some(expiry.saturating_duration_since(Instant::now()).as_secs() as i64)
+        let now = Instant::now();
+        Some(if expiry <= now {
+            Remaining::Expired
+        } else {
+            Remaining::Seconds(expiry.duration_since(now).as_secs() as i64)
+        })
     }
 
     /// The leader's loop: follow leadership, learn new leases, revoke expired ones,
@@ -159,6 +208,7 @@ impl Lessor {
         let mut last_checkpoint = Instant::now();
         loop {
             tokio::time::sleep(TICK).await;
+            fail::fail_point!("lessorBeforeTick");
             let leases = server.store.lease_list();
             let now = Instant::now();
             let (term, expired, checkpoints) = {
@@ -215,6 +265,25 @@ impl Lessor {
                 });
             }
         }
+    }
+}
+
+impl LeaseGrants for Lessor {
+    /// A lease was granted (applied): on the leader its deadline starts now, as in etcd's
+    /// Grant. The loop would only see it on its next tick, and a loop that had not yet seen
+    /// this member lead would give it an election timeout more on promotion.
+    fn granted(&self, status: &RaftStatus, store: &Store, id: LeaseId, ttl: i64) {
+        if !status.is_leader.load(Ordering::Acquire) {
+            return;
+        }
+        let term = status.term.load(Ordering::Acquire);
+        self.state().granted(
+            id,
+            (ttl, term),
+            Instant::now(),
+            || store.lease_list(),
+            self.extend,
+        );
     }
 }
 

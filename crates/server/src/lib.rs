@@ -62,7 +62,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     )
     .await?;
     let peer_leases = raft.peer_service.leases.clone();
-    let server = start::start_apply(&config, store.clone(), ids, raft, fatal_tx)?;
+    let lessor = std::sync::Arc::new(lessor::Lessor::new(
+        config.heartbeat_interval_ms,
+        config.election_timeout_ms,
+    ));
+    let server = start::start_apply(&config, store.clone(), ids, raft, lessor.clone(), fatal_tx)?;
     start::start_watch_sync(store.clone())?;
     let serving = async {
         let mut listeners = Vec::new();
@@ -70,7 +74,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             listeners.push((url.clone(), listen::bind(url).await?));
         }
         start::publish(&config, &server).await;
-        let lessor = start::start_background(&config, &server).await?;
+        start::start_background(&config, &server, lessor.clone()).await?;
         let leases = services::lease::LeaseService {
             server: server.clone(),
             lessor,

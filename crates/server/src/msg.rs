@@ -76,6 +76,18 @@ pub struct RaftStatus {
     pub is_leader: AtomicBool,
 }
 
+/// Told by the apply thread of each lease granted, so that on the leader its deadline starts
+/// then (the lessor; declared here so the apply thread need not know it).
+pub trait LeaseGrants: Send + Sync {
+    fn granted(
+        &self,
+        status: &RaftStatus,
+        store: &oxcd_mvcc::Store,
+        id: oxcd_api::LeaseId,
+        ttl: i64,
+    );
+}
+
 /// etcd's most entries committed but not yet applied before new proposals are refused.
 pub const MAX_APPLY_BACKLOG: u64 = 5000;
 

@@ -180,6 +180,7 @@ pub fn start_apply(
     store: Arc<Store>,
     (member_id, cluster_id): (MemberId, ClusterId),
     raft: Raft,
+    lessor: Arc<lessor::Lessor>,
     fatal: FatalTx,
 ) -> Result<Arc<EtcdServer>, StartError> {
     let (members_tx, members_rx) = raft.members;
@@ -211,6 +212,7 @@ pub fn start_apply(
         catch_up_entries: config.snapshot_catchup_entries,
         fatal: fatal.clone(),
         snap_dir: raft.peer_service.snap_dir.clone(),
+        lessor,
     };
     std::thread::Builder::new()
         .name("apply".into())
@@ -296,12 +298,9 @@ pub async fn publish(config: &Config, server: &EtcdServer) {
 pub async fn start_background(
     config: &Config,
     server: &Arc<EtcdServer>,
-) -> Result<Arc<lessor::Lessor>, StartError> {
-    let lessor = Arc::new(lessor::Lessor::new(
-        config.heartbeat_interval_ms,
-        config.election_timeout_ms,
-    ));
-    tokio::spawn(lessor.clone().run(server.clone()));
+    lessor: Arc<lessor::Lessor>,
+) -> Result<(), StartError> {
+    tokio::spawn(lessor.run(server.clone()));
     tokio::spawn(compactor::run(
         server.clone(),
         config.auto_compaction.clone(),
@@ -323,5 +322,5 @@ pub async fn start_background(
             config.corrupt_check_time,
         ));
     }
-    Ok(lessor)
+    Ok(())
 }

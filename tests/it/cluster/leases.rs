@@ -167,3 +167,44 @@ async fn leases_outlive_a_leader_kill_and_an_expired_one_goes_at_one_revision_ev
         "the same revision on every member"
     );
 }
+
+/// A lease granted through a follower counts down from its grant on the leader's clock, not
+/// from the leader's lessor's next look (held up here): a lessor that had not yet seen its
+/// member lead would have given it an election timeout more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_granted_through_a_follower_counts_down_from_its_grant() {
+    use oxcd_api::etcdserverpb::lease_client::LeaseClient;
+    use oxcd_api::etcdserverpb::{LeaseGrantRequest, LeaseTimeToLiveRequest};
+    let c = Cluster::start(Spec::new(3)).await;
+    let leader = c.wait_leader(Duration::from_secs(20)).await;
+    let mut leases = LeaseClient::new(c.patient_channel((leader + 1) % 3).await);
+    c.members[leader]
+        .server
+        .failpoint("lessorBeforeTick", "sleep(2000)");
+    let asked = std::time::Instant::now();
+    let id = leases
+        .lease_grant(LeaseGrantRequest { id: 0, ttl: 3 })
+        .await
+        .expect("grant")
+        .into_inner()
+        .id;
+    let mut seen = Vec::new();
+    while asked.elapsed() < Duration::from_millis(1500) {
+        let left = leases
+            .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: false })
+            .await
+            .expect("time to live")
+            .into_inner()
+            .ttl;
+        let bound = 3 - asked.elapsed().as_secs() as i64;
+        assert!(
+            left <= bound,
+            "{left} s left {:?} after the grant",
+            asked.elapsed()
+        );
+        seen.push(left);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.contains(&1), "never counted down: {seen:?}");
+    c.members[leader].server.clear_failpoint("lessorBeforeTick");
+}

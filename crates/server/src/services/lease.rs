@@ -2,7 +2,7 @@
 //! answered by the leader, which alone keeps deadlines, so a follower checks the client and
 //! hands them to the leader over its peer URL, as etcd does.
 
-use crate::lessor::{Lessor, MAX_TTL};
+use crate::lessor::{Lessor, Remaining, MAX_TTL};
 use crate::msg::Applied;
 use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::lease_server::Lease;
@@ -151,8 +151,11 @@ impl LeaseService {
 
     fn time_to_live_here(&self, r: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
         let header = self.server.header(self.server.store.current_revision());
-        let Some(lease) = self.server.store.lease(LeaseId(r.id)) else {
-            // As etcd: an unknown (or expired) lease has TTL -1, not an error.
+        let lease = self.server.store.lease(LeaseId(r.id));
+        let remaining = self.lessor.remaining(LeaseId(r.id));
+        // As etcd: an unknown or revoked lease has TTL -1, not an error. One past its
+        // deadline whose revoke is still on the way reads the same (etcd says 0 left).
+        let (Some(lease), Some(Remaining::Seconds(_)) | None) = (lease, remaining) else {
             return LeaseTimeToLiveResponse {
                 header,
                 id: r.id,
@@ -161,7 +164,10 @@ impl LeaseService {
                 keys: vec![],
             };
         };
-        let ttl = self.lessor.remaining(LeaseId(r.id)).unwrap_or(lease.ttl);
+        let ttl = match remaining {
+            Some(Remaining::Seconds(left)) => left,
+            _ => lease.ttl,
+        };
         LeaseTimeToLiveResponse {
             header,
             id: r.id,
@@ -229,18 +235,13 @@ impl Lease for LeaseService {
             .propose_for(who.as_ref(), Internal::LeaseGrant(r))
             .await?
         {
-            Applied::LeaseGranted { id, ttl } => {
-                if self.is_leader() {
-                    // The deadline starts now, not at the lessor's next look.
-                    self.lessor.renew(&self.server, id);
-                }
-                Ok(Response::new(LeaseGrantResponse {
-                    header: self.server.header(self.server.store.current_revision()),
-                    id: id.0,
-                    ttl,
-                    error: String::new(),
-                }))
-            }
+            // The leader's deadline for it started when it was applied (`Lessor::granted`).
+            Applied::LeaseGranted { id, ttl } => Ok(Response::new(LeaseGrantResponse {
+                header: self.server.header(self.server.store.current_revision()),
+                id: id.0,
+                ttl,
+                error: String::new(),
+            })),
             other => Err(Status::internal(format!(
                 "oxcd: unexpected apply result {other:?}"
             ))),
