@@ -668,3 +668,51 @@ async fn the_reported_version_is_one_kube_apiserver_trusts_everywhere() {
     assert_eq!(code, 0);
     assert!(out.starts_with(&format!("etcdutl version: {v} ")), "{out}");
 }
+
+/// Maintenance.Downgrade as etcd 3.5 answers it, through oxcdctl's `downgrade` (etcdctl
+/// 3.6's): a target one minor below the cluster version validates, a job is recorded and
+/// survives a restart, a second one and a cancel without one are refused.
+#[tokio::test]
+async fn downgrade_validates_records_and_cancels_a_job_as_etcd_does() {
+    let mut server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let ep = server.endpoint();
+    let oxcdctl = bin("oxcdctl");
+    let run = |args: &[&str]| {
+        let mut a = vec!["downgrade"];
+        a.extend(args);
+        let (out, err, code) = ctl(&oxcdctl, &ep, &a);
+        (out + &err, code)
+    };
+    let ok = |action: &str| {
+        (
+            format!("Downgrade {action} success, cluster version 3.5.0\n"),
+            0,
+        )
+    };
+    let refused = |message: &str| (format!("Error: etcdserver: {message}\n"), 1);
+    assert_eq!(run(&["validate", "3.4"]), ok("validate"));
+    assert_eq!(run(&["validate", "3.4.9"]), ok("validate"));
+    assert_eq!(
+        run(&["validate", "3.3"]),
+        refused("invalid downgrade target version")
+    );
+    assert_eq!(
+        run(&["validate", "v3.4"]),
+        refused("wrong downgrade target version format")
+    );
+    assert_eq!(run(&["cancel"]), refused("no inflight downgrade job"));
+    assert_eq!(
+        run(&["validate"]),
+        ("Error: TARGET_VERSION not provided\n".to_string(), 128)
+    );
+    assert_eq!(run(&["enable", "3.4"]), ok("enable"));
+    let in_progress = refused("cluster has a downgrade job in progress");
+    assert_eq!(run(&["validate", "3.4"]), in_progress);
+    server.stop();
+    server.spawn();
+    server.ready().await;
+    assert_eq!(run(&["enable", "3.4"]), in_progress, "the job is durable");
+    assert_eq!(run(&["cancel"]), ok("cancel"));
+    assert_eq!(run(&["validate", "3.4"]), ok("validate"));
+}

@@ -99,6 +99,14 @@ pub enum EtcdError {
     InvalidAuthMgmt,
     #[error("etcdserver: too many requests")]
     TooManyRequests,
+    #[error("etcdserver: wrong downgrade target version format")]
+    WrongDowngradeVersionFormat,
+    #[error("etcdserver: invalid downgrade target version")]
+    InvalidDowngradeTargetVersion,
+    #[error("etcdserver: cluster has a downgrade job in progress")]
+    DowngradeInProcess,
+    #[error("etcdserver: no inflight downgrade job")]
+    NoInflightDowngrade,
     /// gRPC's refusal of a response over the send limit; `size` is what had been gathered
     /// when the read stopped, not the whole response.
     #[error("grpc: trying to send message larger than max ({size} vs. {max})")]
@@ -113,10 +121,17 @@ impl EtcdError {
     pub fn code(&self) -> Code {
         use EtcdError::*;
         match self {
-            EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
-            | RequestTooLarge => Code::InvalidArgument,
+            EmptyKey
+            | KeyNotFound
+            | ValueProvided
+            | LeaseProvided
+            | TooManyOps
+            | DuplicateKey
+            | RequestTooLarge
+            | WrongDowngradeVersionFormat
+            | InvalidDowngradeTargetVersion => Code::InvalidArgument,
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
-            LeaseExist => Code::FailedPrecondition,
+            LeaseExist | DowngradeInProcess | NoInflightDowngrade => Code::FailedPrecondition,
             NoSpace | TooManyRequests | ResponseTooLarge { .. } => Code::ResourceExhausted,
             LeaseNotFound => Code::NotFound,
             NoLeader
@@ -200,6 +215,10 @@ impl EtcdError {
             InvalidAuthToken,
             TooManyRequests,
             InvalidAuthMgmt,
+            WrongDowngradeVersionFormat,
+            InvalidDowngradeTargetVersion,
+            DowngradeInProcess,
+            NoInflightDowngrade,
         ]
         .into_iter()
         .find(|e| e.code() == status.code() && e.to_string() == status.message())

@@ -3,8 +3,8 @@
 
 use crate::flags::{bool_flag, last_flag_wins};
 use crate::{
-    alarm, auth, check, concurrency, defrag, endpoint, kv, lease, member, mirror, role, snapshot,
-    user, watch,
+    alarm, auth, check, concurrency, defrag, downgrade, endpoint, kv, lease, member, mirror, role,
+    snapshot, user, watch,
 };
 use clap::{Arg, Command};
 
@@ -66,6 +66,7 @@ fn tree() -> Command {
         .subcommand(watch::watch_cmd())
         .subcommand(snapshot::snapshot_cmd())
         .subcommand(alarm::alarm_cmd())
+        .subcommand(downgrade::downgrade_cmd())
         .subcommand(auth::auth_cmd())
         .subcommand(user::user_cmd())
         .subcommand(role::role_cmd())

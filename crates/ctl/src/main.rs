@@ -9,6 +9,7 @@ mod cli;
 mod concurrency;
 mod connect;
 mod defrag;
+mod downgrade;
 mod endpoint;
 mod error;
 mod flags;
@@ -86,6 +87,7 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
         "watch" => watch::run(&g, sm).await,
         "snapshot" => snapshot::run(&g, sm, out).await,
         "alarm" => alarm::run(&g, sm, out).await,
+        "downgrade" => downgrade::run(&g, sm, out).await,
         "defrag" => defrag::run(&g, sm, out).await,
         "auth" => auth::auth(&g, sm, out).await,
         "user" => user::run(&g, sm, out).await,

@@ -496,6 +496,12 @@ fn apply_one(
             .try_for_each(|c| wb.lease_checkpoint(LeaseId(c.id), c.remaining_ttl))
             .map(|_| Applied::LeaseCheckpointed),
         Some(Request::Alarm(a)) => alarms.apply(wb, &a).map(Applied::Alarms),
+        Some(Request::DowngradeInfoSet(set)) => wb
+            .set_cluster_record(
+                crate::downgrade::RECORD,
+                &crate::downgrade::DowngradeInfo::record(&set),
+            )
+            .map(|_| Applied::Published),
         // Taken by the auth store above.
         Some(_) | None => Ok(Applied::Published),
     };

@@ -8,6 +8,7 @@ pub mod blocking;
 pub mod compactor;
 pub mod config;
 pub mod corrupt;
+pub mod downgrade;
 pub mod duration;
 pub mod error;
 pub mod exposition;

@@ -73,10 +73,6 @@ impl std::io::Write for ChunkSender {
     }
 }
 
-pub(crate) fn not_yet(method: &str, issue: &str) -> Status {
-    Status::unimplemented(format!("oxcd: {method} is not implemented yet ({issue})"))
-}
-
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
@@ -271,8 +267,20 @@ impl Maintenance for MaintenanceService {
 
     async fn downgrade(
         &self,
-        _r: Request<DowngradeRequest>,
+        r: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
-        Err(not_yet("Maintenance.Downgrade", "not planned yet"))
+        let s = &self.server;
+        s.require_admin(&r)?;
+        if s.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner.into());
+        }
+        let r = r.into_inner();
+        let action = downgrade_request::DowngradeAction::try_from(r.action)
+            .map_err(|_| Status::unknown("etcdserver: unknown method"))?;
+        let version = crate::downgrade::downgrade(s, action, &r.version).await?;
+        Ok(Response::new(DowngradeResponse {
+            header: s.header(s.store.current_revision()),
+            version,
+        }))
     }
 }

@@ -52,6 +52,8 @@ struct Lease {
 
 /// The name of a cluster record the node keeps for members (see membership.rs).
 const CLUSTER_RECORD: &str = "cluster";
+/// A downgrade job (Maintenance.Downgrade), in etcd's JSON.
+const DOWNGRADE_RECORD: &str = "downgrade";
 
 /// A revision as etcd keys it: main, '_', sub (big-endian), and 't' for a tombstone.
 fn revision_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
@@ -157,6 +159,8 @@ impl<'v> EtcdBuckets<'v> {
                     .map_err(|e| SnapshotError::Invalid(format!("conf state record: {e}")))
             })
             .transpose()?;
+        // etcd's own JSON, kept as is under its own key.
+        let downgrade = record(DOWNGRADE_RECORD)?;
         let hex = |id: u64| format!("{id:x}").into_bytes();
         let u64_be = |v: u64| v.to_be_bytes().to_vec();
         let mut meta = vec![
@@ -220,10 +224,15 @@ impl<'v> EtcdBuckets<'v> {
             ),
             (
                 CLUSTER,
-                vec![(
-                    b"clusterVersion".to_vec(),
-                    oxcd_api::CLUSTER_VERSION.as_bytes().to_vec(),
-                )],
+                sorted(
+                    [(
+                        b"clusterVersion".to_vec(),
+                        oxcd_api::CLUSTER_VERSION.as_bytes().to_vec(),
+                    )]
+                    .into_iter()
+                    .chain(downgrade.map(|job| (DOWNGRADE_RECORD.as_bytes().to_vec(), job)))
+                    .collect(),
+                ),
             ),
             (
                 MEMBERS,
