@@ -303,3 +303,45 @@ async fn etcdctl_variables_configure_oxcdctl_and_flags_win() {
         "{err}"
     );
 }
+
+/// `check datascale` as etcdctl 3.4 runs it: 10,000 puts of 1 KiB under its prefix, the
+/// server's resident memory before and after from /metrics, the prefix deleted, compacted
+/// and defragmented; a prefix holding keys is refused with etcdctl's words.
+#[tokio::test]
+async fn check_datascale_reports_memory_and_cleans_up_as_etcdctl_does() {
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let ep = server.endpoint();
+    let oxcdctl = bin("oxcdctl");
+    let args = ["check", "datascale", "--auto-compact", "--auto-defrag"];
+    let (out, err, code) = ctl(&oxcdctl, &ep, &args);
+    assert_eq!(code, 0, "{out}{err}");
+    let expected = Regex::new(&format!(
+        "^Start data scale check for work load \\[10000 key-value pairs, 1024 bytes per key-value, 50 concurrent clients\\]\\.\n\
+         Compacting with revision (\\d+)\nCompacted with revision (\\d+)\n\
+         Defragmenting \"{ep}\"\nDefragmented \"{ep}\"\n\
+         PASS: Approximate system memory used : -?\\d+\\.\\d\\d MB\\.\n$"
+    ))
+    .expect("regex");
+    assert!(expected.is_match(&out), "{out}");
+    let (left, _, _) = ctl(
+        &oxcdctl,
+        &ep,
+        &[
+            "get",
+            "/etcdctl-check-datascale/",
+            "--prefix",
+            "--count-only",
+            "-w",
+            "fields",
+        ],
+    );
+    assert!(left.contains("\"Count\" : 0"), "{left}");
+
+    let (_, _, code) = ctl(&oxcdctl, &ep, &["put", "/etcdctl-check-datascale/x", "1"]);
+    assert_eq!(code, 0);
+    let ours = ctl(&oxcdctl, &ep, &["check", "datascale"]);
+    let theirs = ctl(&system_bin("etcdctl"), &ep, &["check", "datascale"]);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.2, 3, "{ours:?}");
+}

@@ -132,3 +132,46 @@ pub async fn with_timeout<T>(
         Err(_) => Err("context deadline exceeded".into()),
     }
 }
+
+/// An HTTP/1.0 GET of `path` on endpoint `ep` (TLS as the gRPC dial has it): the body of a
+/// 200 answer.
+pub async fn http_get(ep: &str, dialer: &Dialer, path: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let uri: http::Uri = endpoint_uri(ep, dialer.tls_by_default)
+        .parse()
+        .map_err(|e| format!("{ep}: {e}"))?;
+    let tls = match (&dialer.tls, uri.scheme_str()) {
+        (Some(tls), Some("https")) => {
+            let mut http1 = (**tls).clone();
+            http1.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Some(Arc::new(http1))
+        }
+        _ => None,
+    };
+    let exchange = async {
+        let mut conn = crate::dial::dial(&uri, None, tls)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        let host = uri.authority().map_or("", |a| a.as_str());
+        conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(raw)
+    };
+    let raw = tokio::time::timeout(dialer.timeout.max(Duration::from_secs(5)), exchange)
+        .await
+        .map_err(|_| format!("reading {path}: timed out"))??;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("reading {path}: no HTTP answer"))?;
+    match head.split_whitespace().nth(1) {
+        Some("200") => Ok(body.to_string()),
+        status => Err(format!("reading {path}: status {}", status.unwrap_or("?"))),
+    }
+}

@@ -7,6 +7,7 @@ pub mod dial;
 pub mod tls;
 
 pub use conn::{
-    connect, connect_one, describe, endpoint_uri, with_timeout, AddToken, Client, Conn, Dialer,
+    connect, connect_one, describe, endpoint_uri, http_get, with_timeout, AddToken, Client, Conn,
+    Dialer,
 };
 pub use tls::ClientTls;

@@ -1,6 +1,7 @@
-//! `check perf`: etcdctl's write benchmark with its load levels and PASS/FAIL criteria: 60 s
-//! of rate-limited puts of 256-byte keys and 1 KiB values under a prefix, then the prefix is
-//! deleted (and optionally compacted and defragmented).
+//! `check perf` and `check datascale` (etcdctl's check_command.go): puts of 1 KiB under a
+//! prefix by a pool of clients, then the prefix deleted (and optionally compacted and
+//! defragmented). perf rate-limits 60 s of puts and judges throughput and latency; datascale
+//! puts a fixed number of keys and reports the server's resident memory growth.
 
 use crate::connect::{connect, connect_to};
 use crate::error::{err, fail, CtlError, Result, EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT};
@@ -11,36 +12,220 @@ use clap::{Arg, ArgMatches, Command};
 use oxcd_api::etcdserverpb::{
     CompactionRequest, DefragmentRequest, DeleteRangeRequest, PutRequest, RangeRequest,
 };
-use oxcd_client::with_timeout;
+use oxcd_client::{with_timeout, Client};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+fn workload_cmd(
+    name: &'static str,
+    about: &'static str,
+    what: &'static str,
+    prefix: &'static str,
+) -> Command {
+    Command::new(name)
+        .about(about)
+        .arg(Arg::new("load").long("load").default_value("s").help(format!(
+            "The {what} check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)"
+        )))
+        .arg(
+            Arg::new("prefix")
+                .long("prefix")
+                .default_value(prefix)
+                .help(format!("The prefix for writing the {what} check's keys.")),
+        )
+        .arg(bool_flag("auto-compact", "Compact storage with last revision after test is finished."))
+        .arg(bool_flag("auto-defrag", "Defragment storage after test is finished."))
+}
 
 pub fn check_cmd() -> Command {
     Command::new("check")
         .about("commands for checking properties of the etcd cluster")
         .subcommand_required(true)
-        .subcommand(
-            Command::new("perf")
-                .about("Check the performance of the etcd cluster")
-                .arg(
-                    Arg::new("load")
-                        .long("load")
-                        .default_value("s")
-                        .help("The performance check's workload model. Accepted workloads: s(small), m(medium), l(large), xl(xLarge)"),
-                )
-                .arg(
-                    Arg::new("prefix")
-                        .long("prefix")
-                        .default_value("/etcdctl-check-perf/")
-                        .help("The prefix for writing the performance check's keys."),
-                )
-                .arg(bool_flag("auto-compact", "Compact storage with last revision after test is finished."))
-                .arg(bool_flag("auto-defrag", "Defragment storage after test is finished.")),
-        )
+        .subcommand(workload_cmd(
+            "perf",
+            "Check the performance of the etcd cluster",
+            "performance",
+            "/etcdctl-check-perf/",
+        ))
+        .subcommand(workload_cmd(
+            "datascale",
+            "Check the memory usage of holding data for different workloads on a given server endpoint.",
+            "datascale",
+            "/etcdctl-check-datascale/",
+        ))
 }
 
-/// (writes per second, clients, seconds) for each load level.
-fn level(name: &str) -> Option<(u32, usize, u64)> {
+pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<()> {
+    match subcommand(m)? {
+        ("datascale", sm) => datascale(g, sm, out).await,
+        (_, sm) => perf(g, sm, out).await,
+    }
+}
+
+/// Put errors by message, and how many.
+type Errors = Arc<Mutex<BTreeMap<String, u64>>>;
+
+/// The prefix a check writes under, on a connection to the cluster.
+struct Workload {
+    c: Client,
+    prefix: String,
+    end: Vec<u8>,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    errors: Errors,
+}
+
+impl Workload {
+    /// Connects, and refuses a prefix that already holds keys.
+    async fn open(g: &Globals, sm: &ArgMatches) -> Result<Workload> {
+        let prefix = string(sm, "prefix");
+        let c = connect(g).await?;
+        let mut end = prefix.clone().into_bytes();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let existing = with_timeout(
+            g.command_timeout,
+            c.kv().range(RangeRequest {
+                key: prefix.clone().into_bytes(),
+                range_end: end.clone(),
+                limit: 1,
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(err)?;
+        if !existing.kvs.is_empty() {
+            return fail(
+                EXIT_INVALID_INPUT,
+                format!(
+                    "prefix {prefix:?} has keys. Delete with etcdctl del --prefix {prefix} first"
+                ),
+            );
+        }
+        Ok(Workload {
+            c,
+            prefix,
+            end,
+            latencies: Arc::default(),
+            errors: Arc::default(),
+        })
+    }
+
+    /// `n`-th key: the prefix and `len` bytes, distinct for each `n`.
+    fn key(&self, n: u64, len: usize) -> Vec<u8> {
+        let mut key = self.prefix.clone().into_bytes();
+        let mut suffix = vec![0u8; len];
+        suffix[..8].copy_from_slice(&(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes());
+        key.extend_from_slice(&suffix);
+        key
+    }
+
+    /// `clients` tasks putting each key sent (with a value of `value_len` zero bytes) until
+    /// the sender is dropped; await the handles for them to finish.
+    fn putters(
+        &self,
+        clients: usize,
+        value_len: usize,
+    ) -> (
+        tokio::sync::mpsc::Sender<Vec<u8>>,
+        Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(clients);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let workers = (0..clients)
+            .map(|_| {
+                let (rx, latencies, errors) =
+                    (rx.clone(), self.latencies.clone(), self.errors.clone());
+                let mut kv = self.c.kv();
+                tokio::spawn(async move {
+                    loop {
+                        let key = { rx.lock().await.recv().await };
+                        let Some(key) = key else { break };
+                        let t = Instant::now();
+                        let put = kv.put(PutRequest {
+                            key,
+                            value: vec![0u8; value_len],
+                            ..Default::default()
+                        });
+                        match put.await {
+                            Ok(_) => latencies
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(t.elapsed().as_secs_f64()),
+                            Err(e) => {
+                                *errors
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .entry(e.message().to_string())
+                                    .or_default() += 1
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        (tx, workers)
+    }
+
+    /// Deletes the prefix, then compacts and defragments as the flags ask.
+    async fn clean_up(&self, g: &Globals, sm: &ArgMatches, out: &mut Out) -> Result<()> {
+        let deleted = with_timeout(
+            Duration::from_secs(30),
+            self.c.kv().delete_range(DeleteRangeRequest {
+                key: self.prefix.clone().into_bytes(),
+                range_end: self.end.clone(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .map_err(err)?;
+        if flag(sm, "auto-compact") {
+            let rev = deleted.header.map_or(0, |h| h.revision);
+            out.line(format!("Compacting with revision {rev}"));
+            with_timeout(
+                g.command_timeout,
+                self.c.kv().compact(CompactionRequest {
+                    revision: rev,
+                    physical: true,
+                }),
+            )
+            .await
+            .map_err(err)?;
+            out.line(format!("Compacted with revision {rev}"));
+        }
+        if flag(sm, "auto-defrag") {
+            for ep in &g.endpoints {
+                out.line(format!("Defragmenting {ep:?}"));
+                let one = connect_to(g, ep).await.map_err(err)?;
+                with_timeout(
+                    g.command_timeout,
+                    one.maintenance().defragment(DefragmentRequest {}),
+                )
+                .await
+                .map_err(err)?;
+                out.line(format!("Defragmented {ep:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// etcdctl's verdict on errors: false (after listing them) if any put failed.
+    fn no_errors(&self, out: &mut Out) -> bool {
+        let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if errors.is_empty() {
+            return true;
+        }
+        out.line("FAIL: too many errors");
+        for (e, count) in errors.iter() {
+            out.line(format!("FAIL: ERROR({e}) -> {count}"));
+        }
+        false
+    }
+}
+
+/// perf: (writes per second, clients, seconds) for each load level.
+fn perf_level(name: &str) -> Option<(u32, usize, u64)> {
     match name {
         "s" | "small" => Some((150, 50, 60)),
         "m" | "medium" => Some((1000, 200, 60)),
@@ -50,136 +235,52 @@ fn level(name: &str) -> Option<(u32, usize, u64)> {
     }
 }
 
-pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<()> {
-    let (_, sm) = subcommand(m)?;
+/// datascale: (keys, clients) for each load level.
+fn datascale_level(name: &str) -> Option<(u64, usize)> {
+    match name {
+        "s" | "small" => Some((10_000, 50)),
+        "m" | "medium" => Some((100_000, 200)),
+        "l" | "large" => Some((1_000_000, 500)),
+        "xl" | "xLarge" => Some((3_000_000, 1000)),
+        _ => None,
+    }
+}
+
+async fn perf(g: &Globals, sm: &ArgMatches, out: &mut Out) -> Result<()> {
     let load = string(sm, "load");
-    let Some((limit, clients, seconds)) = level(&load) else {
+    let Some((limit, clients, seconds)) = perf_level(&load) else {
         return fail(EXIT_BAD_FEATURE, format!("unknown load option {load}"));
     };
-    let prefix = string(sm, "prefix");
-    let c = connect(g).await?;
-    let mut end = prefix.clone().into_bytes();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    let existing = with_timeout(
-        g.command_timeout,
-        c.kv().range(RangeRequest {
-            key: prefix.clone().into_bytes(),
-            range_end: end.clone(),
-            limit: 1,
-            ..Default::default()
-        }),
-    )
-    .await
-    .map_err(err)?;
-    if !existing.kvs.is_empty() {
-        return fail(
-            EXIT_INVALID_INPUT,
-            format!("prefix {prefix:?} has keys. Delete with etcdctl del --prefix {prefix} first"),
-        );
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(clients);
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
-    let errors: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
+    let w = Workload::open(g, sm).await?;
+    let (tx, workers) = w.putters(clients, 1024);
     let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..clients {
-        let (rx, latencies, errors) = (rx.clone(), latencies.clone(), errors.clone());
-        let mut kv = c.kv();
-        workers.push(tokio::spawn(async move {
-            loop {
-                let key = { rx.lock().await.recv().await };
-                let Some(key) = key else { break };
-                let t = Instant::now();
-                let put = kv.put(PutRequest {
-                    key,
-                    value: vec![0u8; 1024],
-                    ..Default::default()
-                });
-                match put.await {
-                    Ok(_) => latencies
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(t.elapsed().as_secs_f64()),
-                    Err(e) => {
-                        *errors
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .entry(e.message().to_string())
-                            .or_default() += 1
-                    }
-                }
-            }
-        }));
-    }
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / limit as f64));
     let mut n: u64 = 0;
     while started.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
         n += 1;
-        let mut key = prefix.clone().into_bytes();
-        let mut suffix = [0u8; 256];
-        suffix[..8].copy_from_slice(&(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes());
-        key.extend_from_slice(&suffix);
-        if tx.send(key).await.is_err() {
+        if tx.send(w.key(n, 256)).await.is_err() {
             break;
         }
     }
     drop(tx);
-    for w in workers {
-        let _ = w.await;
+    for worker in workers {
+        let _ = worker.await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let deleted = with_timeout(
-        Duration::from_secs(30),
-        c.kv().delete_range(DeleteRangeRequest {
-            key: prefix.clone().into_bytes(),
-            range_end: end,
-            ..Default::default()
-        }),
-    )
-    .await
-    .map_err(err)?;
-    if flag(sm, "auto-compact") {
-        let rev = deleted.header.map_or(0, |h| h.revision);
-        let _ = with_timeout(
-            g.command_timeout,
-            c.kv().compact(CompactionRequest {
-                revision: rev,
-                physical: true,
-            }),
-        )
-        .await;
-    }
-    if flag(sm, "auto-defrag") {
-        for ep in &g.endpoints {
-            if let Ok(one) = connect_to(g, ep).await {
-                let _ = with_timeout(
-                    g.command_timeout,
-                    one.maintenance().defragment(DefragmentRequest {}),
-                )
-                .await;
-            }
-        }
-    }
+    w.clean_up(g, sm, out).await?;
 
-    let lat = latencies.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let errors = errors.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let lat = w
+        .latencies
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let rps = lat.len() as f64 / elapsed;
     let slowest = lat.iter().cloned().fold(0.0, f64::max);
     let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
     let stddev =
         (lat.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / lat.len().max(1) as f64).sqrt();
-    let mut ok = true;
-    if !errors.is_empty() {
-        out.line("FAIL: too many errors");
-        for (e, count) in &errors {
-            out.line(format!("FAIL: ERROR({e}) -> {count}"));
-        }
-        ok = false;
-    }
+    let mut ok = w.no_errors(out);
     if rps / limit as f64 <= 0.9 {
         out.line(format!(
             "FAIL: Throughput too low: {} writes/s",
@@ -207,5 +308,69 @@ pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<()> {
     } else {
         out.line("FAIL");
         Err(CtlError::silent(EXIT_ERROR))
+    }
+}
+
+async fn datascale(g: &Globals, sm: &ArgMatches, out: &mut Out) -> Result<()> {
+    let load = string(sm, "load");
+    let Some((keys, clients)) = datascale_level(&load) else {
+        return fail(EXIT_BAD_FEATURE, format!("unknown load option {load}"));
+    };
+    let w = Workload::open(g, sm).await?;
+    let first = g.endpoints.first().cloned().unwrap_or_default();
+    let before = resident_memory(g, &first, out).await;
+    if before == 0.0 {
+        out.line("FAIL: Could not read process_resident_memory_bytes before the put operations.");
+        return Err(CtlError::silent(EXIT_ERROR));
+    }
+    out.line(format!(
+        "Start data scale check for work load [{keys} key-value pairs, 1024 bytes per key-value, {clients} concurrent clients]."
+    ));
+    let (tx, workers) = w.putters(clients, 512);
+    for n in 0..keys {
+        if tx.send(w.key(n, 512)).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let after = resident_memory(g, &first, out).await;
+    if after == 0.0 {
+        out.line("FAIL: Could not read process_resident_memory_bytes after the put operations.");
+        return Err(CtlError::silent(EXIT_ERROR));
+    }
+    w.clean_up(g, sm, out).await?;
+    if !w.no_errors(out) {
+        return Err(CtlError::silent(EXIT_ERROR));
+    }
+    out.line(format!(
+        "PASS: Approximate system memory used : {:.2} MB.",
+        (after - before) / (1024.0 * 1024.0)
+    ));
+    Ok(())
+}
+
+/// `process_resident_memory_bytes` from the endpoint's /metrics, or 0 (after saying why).
+async fn resident_memory(g: &Globals, endpoint: &str, out: &mut Out) -> f64 {
+    match oxcd_client::http_get(endpoint, &g.dialer, "/metrics").await {
+        Err(e) => {
+            out.line(format!("fetch error: {e}"));
+            0.0
+        }
+        Ok(text) => match text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes"))
+        {
+            None => {
+                out.line("could not find: process_resident_memory_bytes");
+                0.0
+            }
+            Some(v) => v.trim().parse().unwrap_or_else(|e| {
+                out.line(format!("parse error: {e}"));
+                0.0
+            }),
+        },
     }
 }
