@@ -229,3 +229,15 @@ fn allowed_names_come_from_flags_and_the_config_file_and_cn_excludes_hostname() 
     assert_eq!(c.host_whitelist, ["a.example"]);
     assert!(!w.iter().any(|m| m.contains("does not act")), "{w:?}");
 }
+
+#[test]
+fn a_flag_not_acted_on_is_named_from_variables_and_the_config_file_too() {
+    let warned = |w: &[String]| w.iter().any(|m| m.contains("--enable-pprof is accepted"));
+    let (_, w) = run(&[], &[("ETCD_ENABLE_PPROF", "true")]).expect("parse env");
+    assert!(warned(&w), "{w:?}");
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path().join("etcd.yaml");
+    std::fs::write(&p, "enable-pprof: true\n").expect("write");
+    let (_, w) = run(&["--config-file", p.to_str().expect("utf8")], &[]).expect("parse file");
+    assert!(warned(&w), "{w:?}");
+}
