@@ -17,6 +17,7 @@ mod ops;
 mod overload;
 mod robustness;
 mod security;
+mod service;
 mod startup;
 mod utl;
 mod watch;

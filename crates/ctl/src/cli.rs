@@ -76,6 +76,7 @@ fn tree() -> Command {
         .subcommand(concurrency::elect_cmd())
         .subcommand(mirror::make_mirror_cmd())
         .subcommand(member::move_leader_cmd())
+        .subcommand(oxcd_utl::cli::completion_cmd())
 }
 
 #[cfg(test)]

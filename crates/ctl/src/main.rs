@@ -79,6 +79,12 @@ async fn run(m: &ArgMatches, out: &mut Out) -> Result<(), CtlError> {
             ));
             Ok(())
         }
+        "completion" => {
+            let shell = flags::string(sm, "shell");
+            let script = oxcd_utl::cli::completion(cli::root(), &shell);
+            out.stdout.push_str(&String::from_utf8_lossy(&script));
+            Ok(())
+        }
         "get" | "put" | "del" | "txn" | "compaction" => kv::run(&g, name, sm, out).await,
         "endpoint" => endpoint::run(&g, sm, out).await,
         "member" => member::run(&g, sm, out).await,

@@ -86,8 +86,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let client_tasks =
             listen::serve_clients(listeners, routes, tls.client_acceptor.clone(), stop_rx);
+        // systemd's Type=notify: ready once clients are served, as etcd tells it.
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %e, "failed to notify systemd of readiness");
+        }
         shutdown::wait_for_signal().await;
         tracing::info!("received signal; shutting down");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         shutdown::hand_over_leadership(&server).await;
         let _ = stop_tx.send(true);
         listen::join_all(client_tasks, Duration::from_secs(2)).await;

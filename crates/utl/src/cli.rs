@@ -27,3 +27,29 @@ pub fn last_flag_wins(cmd: clap::Command) -> clap::Command {
             cmd.mut_subcommand(name, last_flag_wins)
         })
 }
+
+/// `completion [bash|zsh|fish|powershell]`, as etcdctl and etcdutl 3.5 have it.
+pub fn completion_cmd() -> clap::Command {
+    clap::Command::new("completion")
+        .about("Generate completion script")
+        .arg(
+            Arg::new("shell")
+                .value_parser(["bash", "zsh", "fish", "powershell"])
+                .default_value("bash"),
+        )
+}
+
+/// The completion script for `shell` of the program `cmd` describes.
+pub fn completion(mut cmd: clap::Command, shell: &str) -> Vec<u8> {
+    use clap_complete::Shell;
+    let shell = match shell {
+        "zsh" => Shell::Zsh,
+        "fish" => Shell::Fish,
+        "powershell" => Shell::PowerShell,
+        _ => Shell::Bash,
+    };
+    let name = cmd.get_name().to_string();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    out
+}

@@ -138,6 +138,7 @@ fn cli() -> Command {
         .subcommand(snapshot)
         .subcommand(hashkv)
         .subcommand(Command::new("version").about("Prints the version of etcdutl"))
+        .subcommand(oxcd_utl::cli::completion_cmd())
 }
 
 fn string(m: &ArgMatches, name: &str) -> String {
@@ -181,6 +182,11 @@ fn run(m: &ArgMatches) -> Result<(), UtlError> {
         Some(("hashkv", sm)) => hashkv_cmd(sm),
         Some(("version", _)) => {
             out(&oxcd_utl::version_text());
+            Ok(())
+        }
+        Some(("completion", sm)) => {
+            let script = oxcd_utl::cli::completion(cli(), &string(sm, "shell"));
+            out(&String::from_utf8_lossy(&script));
             Ok(())
         }
         // No command (only flags): the usage, as cobra prints it.

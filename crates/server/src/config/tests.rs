@@ -241,3 +241,26 @@ fn a_flag_not_acted_on_is_named_from_variables_and_the_config_file_too() {
     let (_, w) = run(&["--config-file", p.to_str().expect("utf8")], &[]).expect("parse file");
     assert!(warned(&w), "{w:?}");
 }
+
+#[test]
+fn the_shipped_environment_file_is_read_whole_and_acted_on() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dist/etcd.env");
+    let text = std::fs::read_to_string(path).expect("dist/etcd.env");
+    let env: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    assert!(env.len() > 10, "{env:?}");
+    let (c, w) = run(&[], &env).expect("the file's settings parse");
+    assert_eq!(
+        (c.heartbeat_interval_ms, c.election_timeout_ms),
+        (250, 5000)
+    );
+    assert!(c.client_tls.is_some() && c.peer_tls.is_some());
+    assert!(
+        !w.iter()
+            .any(|m| m.contains("unrecognized") || m.contains("does not act")),
+        "{w:?}"
+    );
+}
