@@ -1,6 +1,7 @@
 //! The one integration-test binary: oxcd and real etcd as processes on loopback.
 
 mod architecture;
+mod backups;
 mod bad_input;
 mod cluster;
 mod coordination;

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-pub fn routes(server: Arc<EtcdServer>) -> axum::Router {
+pub fn routes(server: Arc<EtcdServer>, backups: Arc<crate::backups::Tracker>) -> axum::Router {
     axum::Router::new()
         .route("/health", get(health))
         .route("/livez", get(|| async { "ok" }))
@@ -21,6 +21,7 @@ pub fn routes(server: Arc<EtcdServer>) -> axum::Router {
         .route("/version", get(version))
         .route("/metrics", get(metrics))
         .merge(crate::failpoints::routes())
+        .layer(axum::Extension(backups))
         .with_state(server)
 }
 
@@ -109,8 +110,24 @@ async fn unhealthy(server: &EtcdServer, query: &Option<String>) -> Option<String
     None
 }
 
-async fn health(State(server): State<Arc<EtcdServer>>, RawQuery(q): RawQuery) -> Response {
-    match unhealthy(&server, &q).await {
+/// etcd's /health, and with scheduled backups on, a leader whose last good backup is older
+/// than twice the interval (`?exclude=BACKUP` leaves that out).
+async fn health(
+    State(server): State<Arc<EtcdServer>>,
+    axum::Extension(backups): axum::Extension<Arc<crate::backups::Tracker>>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let backup_overdue = || {
+        let leading = server.raft.is_leader.load(Ordering::Acquire);
+        backups
+            .overdue(leading)
+            .filter(|_| !query_values(&q, "exclude").contains(&"BACKUP"))
+    };
+    let reason = match unhealthy(&server, &q).await {
+        None => backup_overdue(),
+        some => some,
+    };
+    match reason {
         None => json(StatusCode::OK, r#"{"health":"true","reason":""}"#.into()),
         Some(reason) => {
             tracing::warn!(reason = %reason, "serving /health false");

@@ -4,6 +4,7 @@
 pub mod alarms;
 pub mod apply;
 pub mod auth;
+pub mod backups;
 pub mod blocking;
 pub mod compactor;
 pub mod config;
@@ -82,7 +83,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             leader_channel: std::sync::Arc::default(),
         };
         let _ = peer_leases.set(std::sync::Arc::new(leases.clone()));
-        let routes = listen::client_routes(&config, server.clone(), leases);
+        let backups = backups::Tracker::new(config.backup.clone());
+        tokio::spawn(backups::run(server.clone(), backups.clone()));
+        let routes = listen::client_routes(&config, server.clone(), leases, backups);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let client_tasks =
             listen::serve_clients(listeners, routes, tls.client_acceptor.clone(), stop_rx);

@@ -165,6 +165,7 @@ pub fn client_routes(
     config: &Config,
     server: Arc<EtcdServer>,
     leases: services::lease::LeaseService,
+    backups: Arc<crate::backups::Tracker>,
 ) -> tonic::service::Routes {
     let limit = config.max_request_bytes as usize + 512 * 1024;
     // Stream IDs are shared by every client listener: watches are keyed by them.
@@ -214,7 +215,7 @@ pub fn client_routes(
             })
             .max_decoding_message_size(limit),
         );
-    let http_routes = http::routes(s.clone())
+    let http_routes = http::routes(s.clone(), backups)
         .merge(gateway::routes(grpc.clone(), s))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(config.host_whitelist.clone()),

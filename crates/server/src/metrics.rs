@@ -2,7 +2,7 @@
 //! happen; gauges are read from the node when /metrics is scraped.
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts,
+    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts,
     Registry, TextEncoder,
 };
 use std::collections::HashMap;
@@ -21,6 +21,9 @@ pub struct Metrics {
     pub lease_granted: IntCounter,
     pub lease_revoked: IntCounter,
     pub lease_renewed: IntCounter,
+    pub backups_taken: IntCounter,
+    pub backups_failed: IntCounter,
+    pub backup_last_success: Gauge,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -99,6 +102,22 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "etcd_debugging_lease_renewed_total",
             "The number of renewed leases seen by the leader.",
         )?,
+        backups_taken: counter(
+            "oxcd_backup_success_total",
+            "The number of scheduled backups taken (--backup-dir).",
+        )?,
+        backups_failed: counter(
+            "oxcd_backup_failures_total",
+            "The number of scheduled backups that failed.",
+        )?,
+        backup_last_success: {
+            let g = Gauge::new(
+                "oxcd_backup_last_success_timestamp_seconds",
+                "When the last scheduled backup was taken, in seconds since the Unix epoch.",
+            )?;
+            registry.register(Box::new(g.clone()))?;
+            g
+        },
         registry,
     })
 }

@@ -189,6 +189,10 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         Int,
         false,
     ),
+    // oxcd's own: scheduled backups (off without a directory).
+    f("backup-dir", "", Str, true),
+    f("backup-interval", "30m", Str, true),
+    f("backup-retention", "24", Uint, true),
     f("proxy", "off", Str, false),
     f("proxy-failure-wait", "5000", Uint, false),
     f("proxy-refresh-interval", "30000", Uint, false),

@@ -7,7 +7,7 @@ mod types;
 
 pub use auto_compaction::AutoCompaction;
 pub use parse::parse;
-pub use types::{ClusterState, Config, ConfigError, Parsed};
+pub use types::{BackupSchedule, ClusterState, Config, ConfigError, Parsed};
 
 #[cfg(test)]
 mod tests;

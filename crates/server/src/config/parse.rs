@@ -313,7 +313,18 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
             "invalid bcrypt-cost: {bcrypt_cost} (must be between 4 and 31)"
         )));
     }
+    let backup = match path("backup-dir") {
+        None => None,
+        Some(dir) => Some(super::BackupSchedule {
+            dir,
+            interval: duration_flag(m, "backup-interval")
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| bad_duration(m, "backup-interval"))?,
+            retention: get_u64(m, "backup-retention") as usize,
+        }),
+    };
     Ok(Config {
+        backup,
         host_whitelist: list(m, "host-whitelist"),
         client_tls,
         peer_tls,

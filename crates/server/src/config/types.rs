@@ -43,6 +43,8 @@ pub struct Config {
     pub initial_corrupt_check: bool,
     /// Zero: no periodic check.
     pub corrupt_check_time: std::time::Duration,
+    /// `--backup-dir` and its interval and retention; None when no directory is given.
+    pub backup: Option<BackupSchedule>,
     /// `--host-whitelist`: the Host names plain HTTP/1 requests may carry (any, when empty
     /// or holding "*").
     pub host_whitelist: Vec<String>,
@@ -88,4 +90,13 @@ pub enum Parsed {
         config: Box<Config>,
         warnings: Vec<String>,
     },
+}
+
+/// Scheduled backups (oxcd's own flags, etcd-style): where, how often, how many kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSchedule {
+    pub dir: std::path::PathBuf,
+    pub interval: std::time::Duration,
+    /// Backups kept; 0 keeps all.
+    pub retention: usize,
 }
