@@ -14,6 +14,7 @@ mod faults;
 mod gateway;
 mod k8s;
 mod lease;
+mod metrics;
 mod ops;
 mod overload;
 mod robustness;

@@ -7,20 +7,28 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use oxcd_api::etcdserverpb::AlarmType;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 pub fn routes(server: Arc<EtcdServer>, backups: Arc<crate::backups::Tracker>) -> axum::Router {
+    metrics_routes(server.clone(), backups).merge(
+        axum::Router::new()
+            .route("/version", get(version))
+            .merge(crate::failpoints::routes())
+            .with_state(server),
+    )
+}
+
+/// What `--listen-metrics-urls` serve (etcd 3.5.11's set): /metrics and the health checks.
+pub fn metrics_routes(
+    server: Arc<EtcdServer>,
+    backups: Arc<crate::backups::Tracker>,
+) -> axum::Router {
     axum::Router::new()
         .route("/health", get(health))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route("/version", get(version))
         .route("/metrics", get(metrics))
-        .merge(crate::failpoints::routes())
         .layer(axum::Extension(backups))
         .with_state(server)
 }
@@ -163,94 +171,4 @@ async fn metrics(State(server): State<Arc<EtcdServer>>) -> Response {
         crate::exposition::render(&server),
     )
         .into_response()
-}
-
-/// Counts gRPC requests by service and method (grpc_server_started_total) and unary ones
-/// by their status code (grpc_server_handled_total).
-#[derive(Clone, Default)]
-pub struct GrpcMetricsLayer;
-
-impl<S> tower::Layer<S> for GrpcMetricsLayer {
-    type Service = GrpcMetrics<S>;
-    fn layer(&self, inner: S) -> GrpcMetrics<S> {
-        GrpcMetrics { inner }
-    }
-}
-
-#[derive(Clone)]
-pub struct GrpcMetrics<S> {
-    inner: S,
-}
-
-impl<S, B, RB> tower::Service<http::Request<B>> for GrpcMetrics<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let grpc = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let counters = grpc
-            .then(|| crate::metrics::rpc_counters(req.uri().path()))
-            .flatten();
-        let fut = self.inner.call(req);
-        let Some(c) = counters else {
-            return Box::pin(fut);
-        };
-        c.started.inc();
-        Box::pin(async move {
-            let resp = fut.await?;
-            if c.kind == "unary" {
-                // An error comes back as headers only, its code among them.
-                let code = resp
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or("OK", |c| tonic::Code::from(c).description_name());
-                c.handled(code);
-            }
-            Ok(resp)
-        })
-    }
-}
-
-trait CodeName {
-    fn description_name(self) -> &'static str;
-}
-
-impl CodeName for tonic::Code {
-    /// The code's name as Go's grpc prints it in metric labels.
-    fn description_name(self) -> &'static str {
-        use tonic::Code::*;
-        match self {
-            Ok => "OK",
-            Cancelled => "Canceled",
-            Unknown => "Unknown",
-            InvalidArgument => "InvalidArgument",
-            DeadlineExceeded => "DeadlineExceeded",
-            NotFound => "NotFound",
-            AlreadyExists => "AlreadyExists",
-            PermissionDenied => "PermissionDenied",
-            ResourceExhausted => "ResourceExhausted",
-            FailedPrecondition => "FailedPrecondition",
-            Aborted => "Aborted",
-            OutOfRange => "OutOfRange",
-            Unimplemented => "Unimplemented",
-            Internal => "Internal",
-            Unavailable => "Unavailable",
-            DataLoss => "DataLoss",
-            Unauthenticated => "Unauthenticated",
-        }
-    }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exposition;
 pub mod failpoints;
 pub mod gateway;
+pub mod grpc_metrics;
 pub mod h2_authority;
 pub mod http;
 pub mod identity;
@@ -83,10 +84,22 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             leader_channel: std::sync::Arc::default(),
         };
         let _ = peer_leases.set(std::sync::Arc::new(leases.clone()));
+        if config.metrics_extensive {
+            metrics::enable_handling_histogram();
+        }
+        metrics::init_rpc_series();
         let backups = backups::Tracker::new(config.backup.clone());
         tokio::spawn(backups::run(server.clone(), backups.clone()));
+        let metrics_routes = http::metrics_routes(server.clone(), backups.clone());
         let routes = listen::client_routes(&config, server.clone(), leases, backups);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics_tasks = listen::serve_metrics(
+            &config,
+            metrics_routes,
+            tls.client_acceptor.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
         let client_tasks =
             listen::serve_clients(listeners, routes, tls.client_acceptor.clone(), stop_rx);
         // systemd's Type=notify: ready once clients are served, as etcd tells it.
@@ -99,6 +112,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         shutdown::hand_over_leadership(&server).await;
         let _ = stop_tx.send(true);
         listen::join_all(client_tasks, Duration::from_secs(2)).await;
+        listen::join_all(metrics_tasks, Duration::from_secs(2)).await;
         Ok(())
     };
     let result = tokio::select! {

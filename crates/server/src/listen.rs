@@ -236,7 +236,7 @@ pub fn serve_clients(
         let mut stop = stop.clone();
         let router = tonic::transport::Server::builder()
             .accept_http1(true)
-            .layer(http::GrpcMetricsLayer)
+            .layer(crate::grpc_metrics::GrpcMetricsLayer)
             .add_routes(routes.clone());
         tracing::info!(address = %url.as_str().trim_end_matches('/'), "ready to serve client requests");
         let acceptor = if url.scheme() == "https" {
@@ -263,6 +263,51 @@ pub fn serve_clients(
         }));
     }
     tasks
+}
+
+/// Serves /metrics and the health checks on every --listen-metrics-urls listener (https ones
+/// with the client URLs' TLS, as etcd) until `stop` turns true.
+pub async fn serve_metrics(
+    config: &Config,
+    routes: axum::Router,
+    acceptor: Option<Arc<tls::Acceptor>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let mut listeners = Vec::new();
+    for url in &config.listen_metrics_urls {
+        if url.scheme() == "https" && acceptor.is_none() {
+            return Err(StartError::Config(format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for {} with HTTPS scheme",
+                url.as_str().trim_end_matches('/')
+            )));
+        }
+        listeners.push((url.clone(), bind(url).await?));
+    }
+    let routes = tonic::service::Routes::from(routes);
+    Ok(listeners
+        .into_iter()
+        .map(|(url, listener)| {
+            let mut stop = stop.clone();
+            let router = tonic::transport::Server::builder()
+                .accept_http1(true)
+                .add_routes(routes.clone());
+            let acceptor = (url.scheme() == "https")
+                .then(|| acceptor.clone())
+                .flatten();
+            tracing::info!(address = %url.as_str().trim_end_matches('/'), "serving metrics");
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = router
+                    .serve_with_incoming_shutdown(tls::incoming(listener, acceptor), shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, address = %url, "metrics listener failed");
+                }
+            })
+        })
+        .collect())
 }
 
 /// Waits up to `limit` for each task.

@@ -2,8 +2,8 @@
 //! happen; gauges are read from the node when /metrics is scraped.
 
 use prometheus::{
-    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -21,6 +21,13 @@ pub struct Metrics {
     pub lease_granted: IntCounter,
     pub lease_revoked: IntCounter,
     pub lease_renewed: IntCounter,
+    pub peer_sent_bytes: IntCounterVec,
+    pub peer_received_bytes: IntCounterVec,
+    pub peer_sent_failures: IntCounterVec,
+    pub peer_round_trip: HistogramVec,
+    pub heartbeat_send_failures: IntCounter,
+    pub client_received_bytes: IntCounter,
+    pub client_sent_bytes: IntCounter,
     pub backups_taken: IntCounter,
     pub backups_failed: IntCounter,
     pub backup_last_success: Gauge,
@@ -39,6 +46,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         let c = IntCounter::new(name, help)?;
         registry.register(Box::new(c.clone()))?;
         Ok(c)
+    };
+    let counter_vec = |name: &str, help: &str, label: &str| {
+        let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+        registry.register(Box::new(c.clone()))?;
+        Ok::<_, prometheus::Error>(c)
     };
     let grpc_started = IntCounterVec::new(
         Opts::new(
@@ -102,6 +114,45 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "etcd_debugging_lease_renewed_total",
             "The number of renewed leases seen by the leader.",
         )?,
+        peer_sent_bytes: counter_vec(
+            "etcd_network_peer_sent_bytes_total",
+            "The total number of bytes sent to peers.",
+            "To",
+        )?,
+        peer_received_bytes: counter_vec(
+            "etcd_network_peer_received_bytes_total",
+            "The total number of bytes received from peers.",
+            "From",
+        )?,
+        peer_sent_failures: counter_vec(
+            "etcd_network_peer_sent_failures_total",
+            "The total number of send failures from peers.",
+            "To",
+        )?,
+        peer_round_trip: {
+            let h = HistogramVec::new(
+                HistogramOpts::new(
+                    "etcd_network_peer_round_trip_time_seconds",
+                    "Round-Trip-Time histogram between peers",
+                )
+                .buckets(exponential_buckets(0.0001, 2.0, 16)?),
+                &["To"],
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            h
+        },
+        heartbeat_send_failures: counter(
+            "etcd_server_heartbeat_send_failures_total",
+            "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+        )?,
+        client_received_bytes: counter(
+            "etcd_network_client_grpc_received_bytes_total",
+            "The total number of bytes received from grpc clients.",
+        )?,
+        client_sent_bytes: counter(
+            "etcd_network_client_grpc_sent_bytes_total",
+            "The total number of bytes sent to grpc clients.",
+        )?,
         backups_taken: counter(
             "oxcd_backup_success_total",
             "The number of scheduled backups taken (--backup-dir).",
@@ -137,28 +188,48 @@ pub fn get() -> Option<&'static Metrics> {
         .as_ref()
 }
 
-/// One client RPC's gRPC counters, resolved on its first call: a request then pays a path
-/// lookup and an atomic add instead of label hashing and strings.
+/// gRPC's status codes as go-grpc-prometheus labels them.
+const CODES: [&str; 17] = [
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+];
+
+/// One client RPC's gRPC series, made at start (at 0, as etcd pre-creates them, so a rate
+/// sees the first of each): a request then pays a path lookup and an atomic add instead of
+/// label hashing and strings.
 pub struct RpcCounters {
     pub kind: &'static str,
     pub service: &'static str,
     pub method: &'static str,
     pub started: IntCounter,
-    /// Made on the first success, so that /metrics shows no OK series before one.
-    handled_ok: OnceLock<IntCounter>,
+    handled: Vec<IntCounter>,
+    /// With `--metrics=extensive`.
+    handling: Option<Histogram>,
 }
 
 impl RpcCounters {
     /// Counts a finished call under its code.
-    pub fn handled(&self, code: &'static str) {
-        let Some(m) = get() else { return };
-        let labels = [self.kind, self.service, self.method, code];
-        if code == "OK" {
-            self.handled_ok
-                .get_or_init(|| m.grpc_handled.with_label_values(&labels))
-                .inc();
-        } else {
-            m.grpc_handled.with_label_values(&labels).inc();
+    pub fn handled(&self, code: &'static str, started: std::time::Instant) {
+        if let Some(i) = CODES.iter().position(|c| *c == code) {
+            self.handled[i].inc();
+        }
+        if let Some(h) = &self.handling {
+            h.observe(started.elapsed().as_secs_f64());
         }
     }
 }
@@ -167,8 +238,36 @@ impl RpcCounters {
 fn rpc_type(method: &str) -> &'static str {
     match method {
         "Watch" | "LeaseKeepAlive" => "bidi_stream",
-        "Snapshot" => "server_stream",
+        "Snapshot" | "Observe" => "server_stream",
         _ => "unary",
+    }
+}
+
+static HANDLING: OnceLock<Option<HistogramVec>> = OnceLock::new();
+
+/// `--metrics=extensive`: gRPC handling times (grpc_server_handling_seconds), before any
+/// RPC's series are made.
+pub fn enable_handling_histogram() {
+    HANDLING.get_or_init(|| {
+        let m = get()?;
+        let h = HistogramVec::new(
+            HistogramOpts::new(
+                "grpc_server_handling_seconds",
+                "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+            )
+            .buckets(prometheus::DEFAULT_BUCKETS.to_vec()),
+            &["grpc_type", "grpc_service", "grpc_method"],
+        )
+        .ok()?;
+        m.registry.register(Box::new(h.clone())).ok()?;
+        Some(h)
+    });
+}
+
+/// Makes every client RPC's series (at 0).
+pub fn init_rpc_series() {
+    for (service, method) in oxcd_api::CLIENT_RPCS {
+        rpc_counters(&format!("/{service}/{method}"));
     }
 }
 
@@ -195,7 +294,17 @@ pub fn rpc_counters(path: &str) -> Option<&'static RpcCounters> {
                 service,
                 method,
                 started: m.grpc_started.with_label_values(&[kind, service, method]),
-                handled_ok: OnceLock::new(),
+                handled: CODES
+                    .iter()
+                    .map(|code| {
+                        m.grpc_handled
+                            .with_label_values(&[kind, service, method, code])
+                    })
+                    .collect(),
+                handling: HANDLING
+                    .get()
+                    .and_then(|h| h.as_ref())
+                    .map(|h| h.with_label_values(&[kind, service, method])),
             })
         })
         .as_ref()
@@ -204,6 +313,25 @@ pub fn rpc_counters(path: &str) -> Option<&'static RpcCounters> {
 pub fn observe(pick: impl FnOnce(&Metrics) -> &Histogram, seconds: f64) {
     if let Some(m) = get() {
         pick(m).observe(seconds);
+    }
+}
+
+/// Makes a new peer's series (at 0, so a rate sees its first failure).
+pub fn add_peer(peer: u64) {
+    if let Some(m) = get() {
+        let id = format!("{peer:x}");
+        m.peer_sent_bytes.with_label_values(&[&id]);
+        m.peer_received_bytes.with_label_values(&[&id]);
+        m.peer_sent_failures.with_label_values(&[&id]);
+    }
+}
+
+/// A peer's series of a per-peer counter (label: the member ID in hex, as etcd's).
+pub fn inc_peer(pick: impl FnOnce(&Metrics) -> &IntCounterVec, peer: u64, by: u64) {
+    if let Some(m) = get() {
+        pick(m)
+            .with_label_values(&[&format!("{peer:x}")])
+            .inc_by(by);
     }
 }
 

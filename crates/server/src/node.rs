@@ -330,9 +330,12 @@ impl Node {
         self.status
             .commit
             .store(raft.raft_log.committed, Ordering::Release);
-        self.status
-            .is_leader
-            .store(raft.state == StateRole::Leader, Ordering::Release);
+        let leads = raft.state == StateRole::Leader;
+        if leads && !self.status.is_leader.swap(leads, Ordering::AcqRel) {
+            // Heartbeats of an earlier term say nothing of this one's timeliness.
+            self.transport.forget_heartbeats();
+        }
+        self.status.is_leader.store(leads, Ordering::Release);
         Ok(())
     }
 

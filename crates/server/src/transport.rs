@@ -74,9 +74,38 @@ impl PeerRefusal {
 
 struct Peer {
     urls: Vec<String>,
+    /// When the leader last sent this peer a heartbeat.
+    last_heartbeat: Option<std::time::Instant>,
     queue: mpsc::Sender<Message>,
     connected: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// How often a peer's round trip is measured (etcd probes every 4 s, records every 30 s).
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// Measures the round trip to a peer on its connection until aborted.
+async fn probe(mut client: RaftClient<Channel>, to: u64) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let sent = std::time::Instant::now();
+        if client.probe(PeerAck {}).await.is_ok() {
+            if let Some(m) = crate::metrics::get() {
+                m.peer_round_trip
+                    .with_label_values(&[&format!("{to:x}")])
+                    .observe(sent.elapsed().as_secs_f64());
+            }
+        }
+    }
+}
+
+/// Aborts a task when dropped (the prober of a connection that ended).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub struct Transport {
@@ -135,13 +164,46 @@ impl Transport {
         if msgs.is_empty() {
             return;
         }
-        let peers = self.peers();
+        let mut peers = self.peers();
         for m in msgs {
             let to = m.to;
+            if m.get_msg_type() == MessageType::MsgHeartbeat {
+                if let Some(p) = peers.get_mut(&to) {
+                    self.heartbeat_sent(MemberId(to), &mut p.last_heartbeat);
+                }
+            }
             let queued = peers.get(&to).is_some_and(|p| p.queue.try_send(m).is_ok());
             if !queued {
+                crate::metrics::inc_peer(|m| &m.peer_sent_failures, to, 1);
                 let _ = self.node.send(NodeMsg::Unreachable { id: to });
             }
+        }
+    }
+
+    /// etcd's check that a leader's heartbeats go out on time: one later than twice the
+    /// heartbeat interval after the last is counted and logged (an overloaded leader, likely
+    /// from a slow disk).
+    fn heartbeat_sent(&self, to: MemberId, last: &mut Option<std::time::Instant>) {
+        let now = std::time::Instant::now();
+        if let Some(gap) = last.map(|t| now.duration_since(t)) {
+            if gap > 2 * self.keepalive {
+                crate::metrics::inc(|m| &m.heartbeat_send_failures);
+                tracing::warn!(
+                    to = %to,
+                    heartbeat_interval = ?self.keepalive,
+                    expected_duration = ?(2 * self.keepalive),
+                    exceeded_duration = ?(gap - 2 * self.keepalive),
+                    "leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk"
+                );
+            }
+        }
+        *last = Some(now);
+    }
+
+    /// A new term of leadership: its first heartbeats are on time by definition.
+    pub fn forget_heartbeats(&self) {
+        for p in self.peers().values_mut() {
+            p.last_heartbeat = None;
         }
     }
 
@@ -177,6 +239,7 @@ impl Transport {
             }
             let (queue, rx) = mpsc::channel(QUEUE);
             let connected = Arc::new(AtomicBool::new(false));
+            crate::metrics::add_peer(m.id);
             let task = self.rt.spawn(self.clone().run_peer(
                 m.id,
                 m.peer_ur_ls.clone(),
@@ -187,6 +250,7 @@ impl Transport {
                 m.id,
                 Peer {
                     urls: m.peer_ur_ls.clone(),
+                    last_heartbeat: None,
                     queue,
                     connected,
                     task,
@@ -242,6 +306,8 @@ impl Transport {
             let mut client = RaftClient::new(channel.clone())
                 .max_encoding_message_size(MAX_PEER_MESSAGE)
                 .max_decoding_message_size(MAX_PEER_MESSAGE);
+            let prober = self.rt.spawn(probe(client.clone(), id));
+            let _stop_probing = AbortOnDrop(prober);
             let (tx, rx) = mpsc::channel::<RaftBatch>(64);
             let mut call = Box::pin(client.send(tokio_stream::wrappers::ReceiverStream::new(rx)));
             connected.store(true, Ordering::Release);
@@ -274,11 +340,12 @@ impl Transport {
                         if messages.is_empty() {
                             continue;
                         }
+                        let bytes: usize = messages.iter().map(Vec::len).sum();
                         let batch = RaftBatch { cluster_id: self.cluster_id.0, from: self.me.0, messages };
                         // A stream that stops taking batches is dead even if TCP has not
                         // noticed: start over on a new connection.
                         match tokio::time::timeout(self.stall_limit(), tx.send(batch)).await {
-                            Ok(Ok(())) => {}
+                            Ok(Ok(())) => crate::metrics::inc_peer(|m| &m.peer_sent_bytes, id, bytes as u64),
                             Ok(Err(_)) => break,
                             Err(_) => {
                                 tracing::warn!(remote_peer_id = %peer, "peer stream stalled; reconnecting");
@@ -305,6 +372,7 @@ impl Transport {
                 _ = tokio::time::sleep_until(deadline) => return,
                 m = queue.recv() => {
                     let Some(m) = m else { return };
+                    crate::metrics::inc_peer(|m| &m.peer_sent_failures, id, 1);
                     if m.get_msg_type() == MessageType::MsgSnapshot {
                         let _ = self.node.send(NodeMsg::SnapshotSent { id, ok: false });
                     }
@@ -492,6 +560,8 @@ impl Raft for PeerService {
                 self.check_sender(batch.cluster_id, batch.from)?;
                 checked = true;
             }
+            let received: usize = batch.messages.iter().map(Vec::len).sum();
+            crate::metrics::inc_peer(|m| &m.peer_received_bytes, batch.from, received as u64);
             for bytes in batch.messages {
                 match Message::parse_from_bytes(&bytes) {
                     // A snapshot comes only on its own stream, with the state it stands for.
@@ -595,6 +665,10 @@ impl Raft for PeerService {
         let leases = self.leases.get().ok_or(EtcdError::LeaderChanged)?;
         let r = request.into_inner();
         Ok(Response::new(leases.time_to_live_for_peer(r).await?))
+    }
+
+    async fn probe(&self, _request: Request<PeerAck>) -> Result<Response<PeerAck>, Status> {
+        Ok(Response::new(PeerAck {}))
     }
 
     async fn members(&self, _request: Request<PeerAck>) -> Result<Response<ClusterRecord>, Status> {

@@ -323,7 +323,17 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
             retention: get_u64(m, "backup-retention") as usize,
         }),
     };
+    let metrics_extensive = match get_str(m, "metrics").as_str() {
+        "basic" => false,
+        "extensive" => true,
+        other => {
+            return Err(verify_err(format!(
+                "unknown metrics type {other:?} (must be \"basic\" or \"extensive\")"
+            )))
+        }
+    };
     Ok(Config {
+        metrics_extensive,
         backup,
         host_whitelist: list(m, "host-whitelist"),
         client_tls,
@@ -340,6 +350,11 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
         election_timeout_ms: election,
         listen_peer_urls: urls(m, "listen-peer-urls")?,
         listen_client_urls: urls(m, "listen-client-urls")?,
+        listen_metrics_urls: if get_str(m, "listen-metrics-urls").is_empty() {
+            Vec::new()
+        } else {
+            urls(m, "listen-metrics-urls")?
+        },
         initial_advertise_peer_urls,
         advertise_client_urls: urls(m, "advertise-client-urls")?,
         initial_cluster,

@@ -19,6 +19,8 @@ pub struct Config {
     pub election_timeout_ms: u64,
     pub listen_peer_urls: Vec<url::Url>,
     pub listen_client_urls: Vec<url::Url>,
+    /// `--listen-metrics-urls`: /metrics and /health on listeners of their own.
+    pub listen_metrics_urls: Vec<url::Url>,
     pub initial_advertise_peer_urls: Vec<url::Url>,
     pub advertise_client_urls: Vec<url::Url>,
     /// name → peer URLs
@@ -43,6 +45,8 @@ pub struct Config {
     pub initial_corrupt_check: bool,
     /// Zero: no periodic check.
     pub corrupt_check_time: std::time::Duration,
+    /// `--metrics=extensive`: gRPC handling-time histograms too.
+    pub metrics_extensive: bool,
     /// `--backup-dir` and its interval and retention; None when no directory is given.
     pub backup: Option<BackupSchedule>,
     /// `--host-whitelist`: the Host names plain HTTP/1 requests may carry (any, when empty

@@ -1,0 +1,250 @@
+//! gRPC's metrics as etcd exports them (go-grpc-prometheus's names): RPCs started, RPCs
+//! handled by code (unary ones when their answer's head is out, streams when they end, a
+//! stream the client drops as Canceled), with `--metrics=extensive` their handling time,
+//! and the protobuf bytes of the messages clients send and receive.
+
+use crate::metrics::RpcCounters;
+use bytes::Bytes;
+use http::header;
+use http_body::{Body, Frame, SizeHint};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+#[derive(Clone, Default)]
+pub struct GrpcMetricsLayer;
+
+impl<S> tower::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+    fn layer(&self, inner: S) -> GrpcMetrics<S> {
+        GrpcMetrics { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+}
+
+impl<S, RB> tower::Service<http::Request<tonic::body::Body>> for GrpcMetrics<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    RB: Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<tonic::codegen::StdError>,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let counters = grpc
+            .then(|| crate::metrics::rpc_counters(req.uri().path()))
+            .flatten();
+        let Some(c) = counters else {
+            let fut = self.inner.call(req);
+            return Box::pin(async move { Ok(fut.await?.map(tonic::body::Body::new)) });
+        };
+        c.started.inc();
+        let started = Instant::now();
+        let req = req.map(|body| {
+            tonic::body::Body::new(Counted {
+                inner: body,
+                framing: Framing::default(),
+                bytes: Direction::Received,
+                stream: None,
+            })
+        });
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let resp = fut.await?;
+            let mut stream = None;
+            if c.kind == "unary" {
+                // An error comes back as headers only, its code among them.
+                let code = resp
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or("OK", |c| tonic::Code::from(c).description_name());
+                c.handled(code, started);
+            } else {
+                stream = Some((c, started));
+            }
+            Ok(resp.map(|body| {
+                tonic::body::Body::new(Counted {
+                    inner: tonic::body::Body::new(body),
+                    framing: Framing::default(),
+                    bytes: Direction::Sent,
+                    stream,
+                })
+            }))
+        })
+    }
+}
+
+/// The gRPC framing of a body (each message: a flag byte, a 4-byte length, the message), to
+/// count message bytes as etcd's codec does.
+#[derive(Default)]
+struct Framing {
+    prefix: [u8; 5],
+    have: usize,
+    left: u64,
+}
+
+impl Framing {
+    /// The message bytes in `data` (its share of the 5-byte prefixes left out).
+    fn payload(&mut self, mut data: &[u8]) -> u64 {
+        let mut n = 0;
+        while !data.is_empty() {
+            if self.left > 0 {
+                let take = data
+                    .len()
+                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                n += take as u64;
+                self.left -= take as u64;
+                data = &data[take..];
+            } else {
+                let take = (5 - self.have).min(data.len());
+                self.prefix[self.have..self.have + take].copy_from_slice(&data[..take]);
+                self.have += take;
+                data = &data[take..];
+                if self.have == 5 {
+                    let len = [
+                        self.prefix[1],
+                        self.prefix[2],
+                        self.prefix[3],
+                        self.prefix[4],
+                    ];
+                    self.left = u64::from(u32::from_be_bytes(len));
+                    self.have = 0;
+                }
+            }
+        }
+        n
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Received,
+    Sent,
+}
+
+/// A request or response body whose message bytes are counted; a stream's response is
+/// counted as handled when its trailers pass, or as Canceled if it is dropped before.
+struct Counted {
+    inner: tonic::body::Body,
+    framing: Framing,
+    bytes: Direction,
+    stream: Option<(&'static RpcCounters, Instant)>,
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                let n = self.framing.payload(data);
+                if let Some(m) = crate::metrics::get() {
+                    match self.bytes {
+                        Direction::Received => m.client_received_bytes.inc_by(n),
+                        Direction::Sent => m.client_sent_bytes.inc_by(n),
+                    }
+                }
+            }
+            if let Some(trailers) = frame.trailers_ref() {
+                if let Some((c, started)) = self.stream.take() {
+                    let code = trailers
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or("OK", |c| tonic::Code::from(c).description_name());
+                    c.handled(code, started);
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some((c, started)) = self.stream.take() {
+            c.handled("Canceled", started);
+        }
+    }
+}
+
+trait CodeName {
+    fn description_name(self) -> &'static str;
+}
+
+impl CodeName for tonic::Code {
+    /// The code's name as Go's grpc prints it in metric labels.
+    fn description_name(self) -> &'static str {
+        use tonic::Code::*;
+        match self {
+            Ok => "OK",
+            Cancelled => "Canceled",
+            Unknown => "Unknown",
+            InvalidArgument => "InvalidArgument",
+            DeadlineExceeded => "DeadlineExceeded",
+            NotFound => "NotFound",
+            AlreadyExists => "AlreadyExists",
+            PermissionDenied => "PermissionDenied",
+            ResourceExhausted => "ResourceExhausted",
+            FailedPrecondition => "FailedPrecondition",
+            Aborted => "Aborted",
+            OutOfRange => "OutOfRange",
+            Unimplemented => "Unimplemented",
+            Internal => "Internal",
+            Unavailable => "Unavailable",
+            DataLoss => "DataLoss",
+            Unauthenticated => "Unauthenticated",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Framing;
+
+    #[test]
+    fn message_bytes_are_counted_across_any_split_of_the_framing() {
+        let mut body = Vec::new();
+        for msg in [&b"hello"[..], b"", b"a longer message"] {
+            body.push(0);
+            body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            body.extend_from_slice(msg);
+        }
+        for chunk in 1..=body.len() {
+            let mut f = Framing::default();
+            let counted: u64 = body.chunks(chunk).map(|c| f.payload(c)).sum();
+            assert_eq!(counted, 21, "chunks of {chunk}");
+        }
+    }
+}
