@@ -148,28 +148,6 @@ async fn log_level_filters_what_is_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn methods_of_later_issues_answer_unimplemented_by_name() {
-    use oxcd_api::etcdserverpb::{maintenance_client::MaintenanceClient, DowngradeRequest};
-    let server = Server::start(Kind::Oxcd, &[]);
-    server.ready().await;
-    let ch = tonic::transport::Channel::from_shared(server.url())
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let downgrade = MaintenanceClient::new(ch)
-        .downgrade(DowngradeRequest::default())
-        .await;
-    let status = downgrade.expect_err("not yet");
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
-    assert!(
-        status.message().contains("Maintenance.Downgrade"),
-        "{}",
-        status.message()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oxcd_bench_runs_put_and_range_loads() {
     let server = Server::start(Kind::Oxcd, &[]);
     server.ready().await;

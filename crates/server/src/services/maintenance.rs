@@ -277,7 +277,7 @@ impl Maintenance for MaintenanceService {
         let r = r.into_inner();
         let action = downgrade_request::DowngradeAction::try_from(r.action)
             .map_err(|_| Status::unknown("etcdserver: unknown method"))?;
-        let version = crate::downgrade::downgrade(s, action, &r.version).await?;
+        let version = super::downgrade::downgrade(s, action, &r.version).await?;
         Ok(Response::new(DowngradeResponse {
             header: s.header(s.store.current_revision()),
             version,

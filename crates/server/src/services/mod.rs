@@ -1,5 +1,6 @@
 pub mod auth;
 pub mod cluster;
+pub mod downgrade;
 pub mod election;
 pub mod kv;
 pub mod lease;
