@@ -345,3 +345,32 @@ async fn check_datascale_reports_memory_and_cleans_up_as_etcdctl_does() {
     assert_eq!(ours, theirs);
     assert_eq!(ours.2, 3, "{ours:?}");
 }
+
+/// On a terminal, long work draws its progress (done, rate, time left) on stderr; the
+/// result lines stay etcdctl's. `script` gives oxcdctl a terminal.
+#[tokio::test]
+async fn on_a_terminal_long_work_shows_its_progress() {
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let command = format!(
+        "{} --endpoints={} check datascale",
+        bin("oxcdctl").display(),
+        server.endpoint()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .expect("script (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("check datascale [")
+            && text.contains("/10,000 keys")
+            && text.contains(" left"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PASS: Approximate system memory used"),
+        "{text}"
+    );
+}

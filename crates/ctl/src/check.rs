@@ -13,6 +13,7 @@ use oxcd_api::etcdserverpb::{
     CompactionRequest, DefragmentRequest, DeleteRangeRequest, PutRequest, RangeRequest,
 };
 use oxcd_client::{with_timeout, Client};
+use oxcd_utl::progress::{Progress, Unit};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -256,13 +257,16 @@ async fn perf(g: &Globals, sm: &ArgMatches, out: &mut Out) -> Result<()> {
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / limit as f64));
     let mut n: u64 = 0;
+    let progress = Progress::new("check perf", Some(seconds), Unit::Seconds);
     while started.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
         n += 1;
+        progress.set(started.elapsed().as_secs());
         if tx.send(w.key(n, 256)).await.is_err() {
             break;
         }
     }
+    progress.finish();
     drop(tx);
     for worker in workers {
         let _ = worker.await;
@@ -327,11 +331,14 @@ async fn datascale(g: &Globals, sm: &ArgMatches, out: &mut Out) -> Result<()> {
         "Start data scale check for work load [{keys} key-value pairs, 1024 bytes per key-value, {clients} concurrent clients]."
     ));
     let (tx, workers) = w.putters(clients, 512);
+    let progress = Progress::new("check datascale", Some(keys), Unit::Keys);
     for n in 0..keys {
+        progress.inc(1);
         if tx.send(w.key(n, 512)).await.is_err() {
             break;
         }
     }
+    progress.finish();
     drop(tx);
     for worker in workers {
         let _ = worker.await;

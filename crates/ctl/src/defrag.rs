@@ -9,6 +9,7 @@ use crate::printer::Out;
 use clap::{Arg, ArgMatches, Command};
 use oxcd_api::etcdserverpb::DefragmentRequest;
 use oxcd_client::with_timeout;
+use oxcd_utl::progress::{Progress, Unit};
 use std::path::Path;
 
 pub fn defrag_cmd() -> Command {
@@ -34,15 +35,28 @@ pub async fn run(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<()> {
     }
     let mut failures = 0;
     for ep in cluster_endpoints(g, m).await? {
-        let result = async {
+        let defragmenting = async {
             let c = connect_to(g, &ep).await?;
             with_timeout(
                 g.command_timeout,
                 c.maintenance().defragment(DefragmentRequest {}),
             )
             .await
-        }
-        .await;
+        };
+        // The server says nothing until it is done: the time it has taken so far.
+        let progress = Progress::new(format!("defragmenting {ep}"), None, Unit::Seconds);
+        let started = std::time::Instant::now();
+        let ticking = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                progress.set(started.elapsed().as_secs());
+            }
+        };
+        let result = tokio::select! {
+            r = defragmenting => r,
+            () = ticking => unreachable!("ticks forever"),
+        };
+        progress.finish();
         match result {
             Ok(_) => out.line(format!("Finished defragmenting etcd member[{ep}]")),
             Err(e) => {

@@ -16,6 +16,7 @@ use oxcd_api::etcdserverpb::{
 use oxcd_api::mvccpb::event::EventType;
 use oxcd_api::EtcdError;
 use oxcd_client::{describe, Client};
+use oxcd_utl::progress::{Progress, Unit};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,6 +154,9 @@ async fn copy_then_follow(
         .into_inner()
         .header
         .map_or(0, |h| h.revision);
+    // The base copy's progress: the first page's count is the whole as of `revision`.
+    let progress = Progress::new("make-mirror base copy", None, Unit::Keys);
+    let mut first = true;
     loop {
         let page = RangeRequest {
             key: key.clone(),
@@ -162,6 +166,9 @@ async fn copy_then_follow(
             ..Default::default()
         };
         let resp = src.kv().range(page).await.map_err(failed)?.into_inner();
+        if std::mem::take(&mut first) {
+            progress.set_total(resp.count.max(0) as u64);
+        }
         for kv in &resp.kvs {
             let put = PutRequest {
                 key: m.dest_key(&kv.key),
@@ -170,12 +177,14 @@ async fn copy_then_follow(
             };
             dest.kv().put(put).await.map_err(failed)?;
             total.fetch_add(1, Ordering::Relaxed);
+            progress.inc(1);
         }
         match resp.kvs.last() {
             Some(last) if resp.more => key = [last.key.as_slice(), &[0]].concat(),
             _ => break,
         }
     }
+    progress.finish();
 
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let create = WatchRequest {

@@ -13,6 +13,7 @@ use oxcd_api::etcdserverpb::{SnapshotRequest, StatusRequest, StatusResponse};
 use oxcd_api::MemberId;
 use oxcd_client::{describe, with_timeout, Client};
 use oxcd_utl::printer::humanize_bytes;
+use oxcd_utl::progress::{Progress, Unit};
 use oxcd_utl::snapshot::{RestoreOptions, RestorePaths};
 use serde_json::{json, Value};
 use std::io::Write;
@@ -298,11 +299,18 @@ async fn save_part(
         .into_inner();
     log(out, "fetching snapshot", &[("endpoint", json!(endpoint))]);
     let mut size = 0u64;
+    let progress = Progress::new(format!("snapshot save {endpoint}"), None, Unit::Bytes);
     let mut buf = std::io::BufWriter::with_capacity(1 << 20, &mut file);
     while let Some(piece) = stream.message().await.map_err(|s| describe(&s))? {
+        if size == 0 {
+            // The server's estimate of the whole; the last piece says 0 left.
+            progress.set_total(piece.blob.len() as u64 + piece.remaining_bytes);
+        }
         size += piece.blob.len() as u64;
+        progress.set(size);
         buf.write_all(&piece.blob).map_err(|e| e.to_string())?;
     }
+    progress.finish();
     buf.flush().map_err(|e| e.to_string())?;
     drop(buf);
     if !oxcd_utl::snapshot::has_checksum(size) {

@@ -16,6 +16,8 @@ pub struct RestoreOptions {
     pub initial_cluster_token: String,
     pub initial_advertise_peer_urls: String,
     pub skip_hash_check: bool,
+    /// Counts the bytes of the backup's records loaded so far (for a progress display).
+    pub loaded_bytes: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Where the restored member's files went.
@@ -135,7 +137,9 @@ fn build(
     }
     let store = Store::open(&db).map_err(|e| e.to_string())?;
     if !backend_copy {
-        load_backup(&store, &opts.snapshot, opts.skip_hash_check)?;
+        let unwatched = std::sync::atomic::AtomicU64::new(0);
+        let loaded = opts.loaded_bytes.as_deref().unwrap_or(&unwatched);
+        load_backup(&store, &opts.snapshot, opts.skip_hash_check, loaded)?;
     }
     let mut log = RaftLog::open(wal_dir).map_err(|e| e.to_string())?;
     bootstrap(cluster, &store, &mut log).map_err(|e| e.to_string())?;
@@ -144,7 +148,12 @@ fn build(
 
 /// Loads a backup file into `store`: etcd's bbolt backup (from etcd or oxcd), or a record
 /// stream from an oxcd before it wrote etcd's format.
-fn load_backup(store: &Store, path: &Path, skip_hash_check: bool) -> Result<(), String> {
+fn load_backup(
+    store: &Store,
+    path: &Path,
+    skip_hash_check: bool,
+    loaded_bytes: &std::sync::atomic::AtomicU64,
+) -> Result<(), String> {
     if oxcd_mvcc::is_record_stream(path) {
         store
             .restore_backup(path, skip_hash_check)
@@ -153,7 +162,7 @@ fn load_backup(store: &Store, path: &Path, skip_hash_check: bool) -> Result<(), 
     }
     let (file, body_len) =
         oxcd_mvcc::open_backup(path, skip_hash_check).map_err(|e| e.to_string())?;
-    let loaded = crate::etcd_backup::load(store, file, body_len)
+    let loaded = crate::etcd_backup::load_counted(store, file, body_len, loaded_bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     tracing::info!(
         revisions = loaded.revisions,
@@ -187,6 +196,7 @@ mod tests {
             initial_cluster_token: "t".into(),
             initial_advertise_peer_urls: advertise.into(),
             skip_hash_check: false,
+            loaded_bytes: None,
         })
     }
 

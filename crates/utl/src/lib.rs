@@ -10,6 +10,7 @@ pub mod error;
 pub mod hashkv;
 pub mod log;
 pub mod printer;
+pub mod progress;
 pub mod snapshot;
 
 pub use error::{Exit, UtlError};

@@ -380,6 +380,16 @@ pub fn load(
     file: std::fs::File,
     body_len: u64,
 ) -> Result<EtcdRestored, SnapshotError> {
+    load_counted(store, file, body_len, &std::sync::atomic::AtomicU64::new(0))
+}
+
+/// `load`, adding the bytes of each revision record loaded to `loaded_bytes` as it goes.
+pub fn load_counted(
+    store: &Store,
+    file: std::fs::File,
+    body_len: u64,
+    loaded_bytes: &std::sync::atomic::AtomicU64,
+) -> Result<EtcdRestored, SnapshotError> {
     let bolt = Bolt::open(file, body_len).map_err(invalid)?;
     let buckets = bolt.buckets().map_err(invalid)?;
     let find = |name: &[u8]| buckets.iter().find(|(n, _)| n == name).map(|(_, b)| b);
@@ -391,7 +401,7 @@ pub fn load(
     store.load_with(|loader| {
         let mut out = EtcdRestored::default();
         for (name, bucket) in &buckets {
-            load_bucket(&bolt, name, bucket, loader, &mut out)
+            load_bucket(&bolt, name, bucket, loader, &mut out, loaded_bytes)
                 .map_err(|e| invalid(format!("bucket {}: {e}", String::from_utf8_lossy(name))))?;
         }
         Ok(out)
@@ -404,6 +414,7 @@ fn load_bucket(
     bucket: &Bucket,
     loader: &mut Loader<'_>,
     out: &mut EtcdRestored,
+    loaded_bytes: &std::sync::atomic::AtomicU64,
 ) -> Result<(), SnapshotError> {
     let mut pairs: Pairs = Vec::new();
     let mut keep = |k: &[u8], v: &[u8]| -> Result<(), BboltError> {
@@ -415,6 +426,10 @@ fn load_bucket(
         KEY => {
             let mut failed = None;
             bolt.for_each(bucket, &mut |k, v| {
+                loaded_bytes.fetch_add(
+                    (k.len() + v.len()) as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 let Some((main, sub, tombstone)) = parse_revision_key(k) else {
                     failed = Some(invalid(format!("key bucket: {k:02x?} is not a revision")));
                     return Err(BboltError::Invalid);

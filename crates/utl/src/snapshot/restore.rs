@@ -2,8 +2,12 @@
 //! keyspace is the backup's. Nothing is left behind when it fails.
 
 use crate::error::{path_error, UtlError};
+use crate::progress::{Progress, Unit};
 use oxcd_storage::DataDir;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// `snapshot restore`'s flags, with etcdutl's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +94,28 @@ fn clean(p: &Path) -> PathBuf {
     p.components().collect()
 }
 
+/// Runs `work` (a restore of `backup`) while a progress display follows `loaded`, the bytes
+/// of its records loaded so far, against the backup's size.
+fn with_progress<T>(backup: &Path, loaded: &AtomicU64, work: impl FnOnce() -> T) -> T {
+    let total = std::fs::metadata(backup).map_or(0, |m| m.len());
+    let progress = Progress::new("snapshot restore", Some(total), Unit::Bytes);
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        let poller = s.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                progress.set(loaded.load(Ordering::Relaxed).min(total));
+                std::thread::park_timeout(Duration::from_millis(200));
+            }
+        });
+        let result = work();
+        done.store(true, Ordering::Release);
+        poller.thread().unpark();
+        result
+    });
+    progress.finish();
+    result
+}
+
 /// Checks the flags, the target dirs and the backup, calls `started` with the paths it is
 /// about to fill, and builds the member's data dir.
 pub fn restore(
@@ -145,6 +171,7 @@ pub fn restore(
     let wal_dir = Some(&opts.wal_dir)
         .filter(|w| !w.is_empty())
         .map(|w| clean(Path::new(w)).display().to_string());
+    let loaded = Arc::new(AtomicU64::new(0));
     let storage_opts = oxcd_storage::RestoreOptions {
         snapshot: opts.snapshot.clone(),
         name: opts.name.clone(),
@@ -154,8 +181,12 @@ pub fn restore(
         initial_cluster_token: opts.initial_cluster_token.clone(),
         initial_advertise_peer_urls: opts.initial_advertise_peer_urls.clone(),
         skip_hash_check: opts.skip_hash_check,
+        loaded_bytes: Some(loaded.clone()),
     };
-    oxcd_storage::restore(&storage_opts).map_err(UtlError::error)?;
+    let restored = with_progress(&opts.snapshot, &loaded, || {
+        oxcd_storage::restore(&storage_opts)
+    });
+    restored.map_err(UtlError::error)?;
     if target != data_dir {
         if let Err(e) = std::fs::rename(&target, &data_dir) {
             let _ = std::fs::remove_dir_all(&target);
