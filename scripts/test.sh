@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's etcd 3.4 server and etcdctl, the oracle; systemd-analyze
-# and openssl; etcd3gw from PyPI), then runs formatting and lint checks and every test.
+# Installs what the tests need (Debian's etcd 3.4 server and etcdctl, the oracle; systemd-analyze,
+# openssl and chromium; etcd3gw from PyPI), then runs formatting and lint checks and every test.
 # Usage: ./scripts/test.sh [nextest filter]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ command -v etcd >/dev/null || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null || need_apt+=(etcd-client)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v openssl >/dev/null || need_apt+=(openssl)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -21,6 +21,7 @@ mod robustness;
 mod security;
 mod service;
 mod startup;
+mod ui;
 mod utl;
 mod watch;
 mod watch_progress;

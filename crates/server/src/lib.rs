@@ -31,6 +31,7 @@ pub mod shutdown;
 pub mod start;
 pub mod tls;
 pub mod transport;
+pub mod ui;
 pub mod version;
 
 pub use error::StartError;

@@ -217,6 +217,7 @@ pub fn client_routes(
         );
     let http_routes = http::routes(s.clone(), backups)
         .merge(gateway::routes(grpc.clone(), s))
+        .merge(crate::ui::routes(config.ui))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(config.host_whitelist.clone()),
             http::host_check,

@@ -189,6 +189,8 @@ pub(crate) const FLAGS: &[FlagSpec] = &[
         Int,
         false,
     ),
+    // oxcd's own: the dashboard at /ui (on, read-only, off).
+    f("ui", "on", Str, true),
     // oxcd's own: scheduled backups (off without a directory).
     f("backup-dir", "", Str, true),
     f("backup-interval", "30m", Str, true),

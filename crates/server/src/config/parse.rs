@@ -332,7 +332,14 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
             )))
         }
     };
+    let ui = crate::ui::Mode::parse(&get_str(m, "ui")).ok_or_else(|| {
+        verify_err(format!(
+            "unknown --ui {:?} (must be \"on\", \"read-only\" or \"off\")",
+            get_str(m, "ui")
+        ))
+    })?;
     Ok(Config {
+        ui,
         metrics_extensive,
         backup,
         host_whitelist: list(m, "host-whitelist"),

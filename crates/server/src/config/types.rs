@@ -45,6 +45,8 @@ pub struct Config {
     pub initial_corrupt_check: bool,
     /// Zero: no periodic check.
     pub corrupt_check_time: std::time::Duration,
+    /// `--ui`: the dashboard at /ui.
+    pub ui: crate::ui::Mode,
     /// `--metrics=extensive`: gRPC handling-time histograms too.
     pub metrics_extensive: bool,
     /// `--backup-dir` and its interval and retention; None when no directory is given.
