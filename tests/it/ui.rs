@@ -24,7 +24,10 @@ fn dom(url: &str) -> String {
         .output()
         .expect("chromium (Debian's package)");
     let page = String::from_utf8_lossy(&out.stdout).into_owned();
-    page.split("<script>").next().unwrap_or_default().to_string()
+    page.split("<script>")
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

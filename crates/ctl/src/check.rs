@@ -64,6 +64,9 @@ pub async fn check(g: &Globals, m: &ArgMatches, out: &mut Out) -> Result<()> {
     }
 }
 
+/// etcdctl's limit for the clean-up's delete, compaction and defragmentation.
+const CLEAN_UP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Put errors by message, and how many.
 type Errors = Arc<Mutex<BTreeMap<String, u64>>>;
 
@@ -172,7 +175,7 @@ impl Workload {
     /// Deletes the prefix, then compacts and defragments as the flags ask.
     async fn clean_up(&self, g: &Globals, sm: &ArgMatches, out: &mut Out) -> Result<()> {
         let deleted = with_timeout(
-            Duration::from_secs(30),
+            CLEAN_UP_TIMEOUT,
             self.c.kv().delete_range(DeleteRangeRequest {
                 key: self.prefix.clone().into_bytes(),
                 range_end: self.end.clone(),
@@ -185,7 +188,7 @@ impl Workload {
             let rev = deleted.header.map_or(0, |h| h.revision);
             out.line(format!("Compacting with revision {rev}"));
             with_timeout(
-                g.command_timeout,
+                CLEAN_UP_TIMEOUT,
                 self.c.kv().compact(CompactionRequest {
                     revision: rev,
                     physical: true,
@@ -200,7 +203,7 @@ impl Workload {
                 out.line(format!("Defragmenting {ep:?}"));
                 let one = connect_to(g, ep).await.map_err(err)?;
                 with_timeout(
-                    g.command_timeout,
+                    CLEAN_UP_TIMEOUT,
                     one.maintenance().defragment(DefragmentRequest {}),
                 )
                 .await

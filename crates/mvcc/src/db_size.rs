@@ -29,6 +29,8 @@ pub(crate) struct DbSize {
     file: AtomicU64,
     /// A count is wanted at once (opened, compacted, defragmented).
     soon: AtomicBool,
+    /// A count is under way (one at a time for those asked on demand).
+    counting: AtomicBool,
     /// Something was committed since the last count.
     wrote: AtomicBool,
     /// When the last count began, how long to wait after it, and how long it took.
@@ -42,6 +44,7 @@ impl Default for DbSize {
             file_at_count: Default::default(),
             file: Default::default(),
             soon: AtomicBool::new(true),
+            counting: AtomicBool::new(false),
             wrote: Default::default(),
             counted: Mutex::new((Instant::now(), RECOUNT_EVERY, Duration::ZERO)),
         }
@@ -100,7 +103,7 @@ impl DbSize {
     /// since it began), without the periodic count's floor: a small file is counted at once.
     pub fn recount_is_cheap(&self) -> bool {
         let (at, _, took) = *self.counted.lock().unwrap_or_else(|p| p.into_inner());
-        at.elapsed() >= took.saturating_mul(RECOUNT_PACE)
+        !self.counting.load(Ordering::Acquire) && at.elapsed() >= took.saturating_mul(RECOUNT_PACE)
     }
 
     /// Counts the bytes of every table's pages in a read snapshot of `db`: writers go on
@@ -114,10 +117,12 @@ impl DbSize {
         self.soon.store(false, Ordering::Relaxed);
         self.wrote.store(false, Ordering::Relaxed);
         let started = Instant::now();
+        self.counting.store(true, Ordering::Release);
         self.counted(started, Duration::ZERO);
         let file_before = self.file();
         let counted = table_bytes(db);
         self.counted(started, started.elapsed());
+        self.counting.store(false, Ordering::Release);
         let bytes = match counted {
             Ok(bytes) => bytes,
             Err(e) => {

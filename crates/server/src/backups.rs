@@ -38,12 +38,14 @@ impl Tracker {
     pub fn overdue(&self, leading: bool) -> Option<String> {
         let s = self.schedule.as_ref()?;
         let since = self.last_good.lock().map(|t| t.elapsed()).ok()?;
-        (leading && since > 2 * s.interval).then(|| "BACKUP OVERDUE".to_string())
+        (leading && since > s.interval.saturating_mul(2)).then(|| "BACKUP OVERDUE".to_string())
     }
 
-    fn succeeded(&self) {
+    /// A good backup is `age` old (0: just taken). A member that has just become leader
+    /// starts the clock too: it had nothing to take before.
+    fn good_as_of(&self, age: Duration) {
         if let Ok(mut t) = self.last_good.lock() {
-            *t = Instant::now();
+            *t = Instant::now().checked_sub(age).unwrap_or(*t);
         }
     }
 }
@@ -139,23 +141,29 @@ pub async fn run(server: Arc<EtcdServer>, tracker: Arc<Tracker>) {
     let Some(s) = tracker.schedule.clone() else {
         return;
     };
-    if let Some(newest) = list(&s.dir).last() {
-        if let Some(age) = age(newest) {
-            if let Ok(mut t) = tracker.last_good.lock() {
-                *t = Instant::now().checked_sub(age).unwrap_or(*t);
-            }
-        }
+    let newest_age = || list(&s.dir).last().and_then(|p| age(p));
+    if let Some(age) = newest_age() {
+        tracker.good_as_of(age);
     }
     let mut last_attempt: Option<Instant> = None;
+    let mut leading = false;
     loop {
         tokio::time::sleep(LOOK_EVERY.min(s.interval)).await;
-        if !server.raft.is_leader.load(Ordering::Acquire) {
+        let was_leading =
+            std::mem::replace(&mut leading, server.raft.is_leader.load(Ordering::Acquire));
+        if !leading {
             continue;
         }
+        if !was_leading {
+            tracker.good_as_of(Duration::ZERO);
+        }
         let recent = |age: Duration| age < s.interval;
-        if last_attempt.is_some_and(|t| recent(t.elapsed()))
-            || list(&s.dir).last().and_then(|p| age(p)).is_some_and(recent)
-        {
+        if last_attempt.is_some_and(|t| recent(t.elapsed())) {
+            continue;
+        }
+        // Another member's (a shared directory) or an earlier run's backup counts too.
+        if let Some(age) = newest_age().filter(|a| recent(*a)) {
+            tracker.good_as_of(age);
             continue;
         }
         last_attempt = Some(Instant::now());
@@ -167,7 +175,7 @@ pub async fn run(server: Arc<EtcdServer>, tracker: Arc<Tracker>) {
             .and_then(|r| r);
         match taken {
             Ok(path) => {
-                tracker.succeeded();
+                tracker.good_as_of(Duration::ZERO);
                 crate::metrics::inc(|m| &m.backups_taken);
                 if let Some(m) = crate::metrics::get() {
                     m.backup_last_success.set(

@@ -66,19 +66,23 @@ where
         });
         let fut = self.inner.call(req);
         Box::pin(async move {
+            // A call dropped before its answer (the client went away) counts as Canceled.
+            let mut pending = Pending(Some((c, started)));
             let resp = fut.await?;
+            pending.0 = None;
+            // An error comes back as headers only, its code among them; a stream that
+            // answers with more counts when it ends.
+            let refused = resp
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map(|c| tonic::Code::from(c).description_name());
             let mut stream = None;
-            if c.kind == "unary" {
-                // An error comes back as headers only, its code among them.
-                let code = resp
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or("OK", |c| tonic::Code::from(c).description_name());
-                c.handled(code, started);
-            } else {
-                stream = Some((c, started));
+            match refused {
+                Some(code) => c.handled(code, started),
+                None if c.kind == "unary" => c.handled("OK", started),
+                None => stream = Some((c, started)),
             }
             Ok(resp.map(|body| {
                 tonic::body::Body::new(Counted {
@@ -89,6 +93,17 @@ where
                 })
             }))
         })
+    }
+}
+
+/// A call not answered yet; dropped unanswered, it counts as Canceled.
+struct Pending(Option<(&'static RpcCounters, Instant)>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some((c, started)) = self.0.take() {
+            c.handled("Canceled", started);
+        }
     }
 }
 

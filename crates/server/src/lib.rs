@@ -77,7 +77,23 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         for url in &config.listen_client_urls {
             listeners.push((url.clone(), listen::bind(url).await?));
         }
+        if config.metrics_extensive {
+            metrics::enable_handling_histogram();
+        }
+        metrics::init_rpc_series();
+        let backups = backups::Tracker::new(config.backup.clone());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Metrics and health answer before the member is published (probes wait on them
+        // while a quorum forms), as etcd's metrics listeners do.
+        let metrics_tasks = listen::serve_metrics(
+            &config,
+            http::metrics_routes(server.clone(), backups.clone()),
+            tls.client_acceptor.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
         start::publish(&config, &server).await;
+        tokio::spawn(backups::run(server.clone(), backups.clone()));
         start::start_background(&config, &server, lessor.clone()).await?;
         let leases = services::lease::LeaseService {
             server: server.clone(),
@@ -85,22 +101,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             leader_channel: std::sync::Arc::default(),
         };
         let _ = peer_leases.set(std::sync::Arc::new(leases.clone()));
-        if config.metrics_extensive {
-            metrics::enable_handling_histogram();
-        }
-        metrics::init_rpc_series();
-        let backups = backups::Tracker::new(config.backup.clone());
-        tokio::spawn(backups::run(server.clone(), backups.clone()));
-        let metrics_routes = http::metrics_routes(server.clone(), backups.clone());
         let routes = listen::client_routes(&config, server.clone(), leases, backups);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let metrics_tasks = listen::serve_metrics(
-            &config,
-            metrics_routes,
-            tls.client_acceptor.clone(),
-            stop_rx.clone(),
-        )
-        .await?;
         let client_tasks =
             listen::serve_clients(listeners, routes, tls.client_acceptor.clone(), stop_rx);
         // systemd's Type=notify: ready once clients are served, as etcd tells it.

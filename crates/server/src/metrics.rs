@@ -327,11 +327,16 @@ pub fn add_peer(peer: u64) {
 }
 
 /// A peer's series of a per-peer counter (label: the member ID in hex, as etcd's).
+pub fn peer_counter(
+    pick: impl FnOnce(&Metrics) -> &IntCounterVec,
+    peer: u64,
+) -> Option<IntCounter> {
+    get().map(|m| pick(m).with_label_values(&[&format!("{peer:x}")]))
+}
+
 pub fn inc_peer(pick: impl FnOnce(&Metrics) -> &IntCounterVec, peer: u64, by: u64) {
-    if let Some(m) = get() {
-        pick(m)
-            .with_label_values(&[&format!("{peer:x}")])
-            .inc_by(by);
+    if let Some(c) = peer_counter(pick, peer) {
+        c.inc_by(by);
     }
 }
 

@@ -178,6 +178,9 @@ pub fn common_name(cert: &[u8]) -> Option<String> {
 struct GoClientVerifier {
     webpki: Arc<dyn ClientCertVerifier>,
     roots: Vec<CertificateDer<'static>>,
+    /// With a CRL, only webpki's verdict counts: it refuses a CA as a leaf before it looks
+    /// at revocations, so a revoked root would pass the fallback.
+    crls: bool,
 }
 
 impl ClientCertVerifier for GoClientVerifier {
@@ -199,11 +202,7 @@ impl ClientCertVerifier for GoClientVerifier {
         self.webpki
             .verify_client_cert(end_entity, intermediates, now)
             .or_else(|e| {
-                let revoked = matches!(
-                    e,
-                    rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
-                );
-                if !revoked
+                if !self.crls
                     && trusted_as_its_own_root(&self.roots, end_entity, now, Purpose::Client, None)
                 {
                     Ok(ClientCertVerified::assertion())
@@ -250,7 +249,11 @@ pub fn server_config(t: &TlsConfig) -> Result<ServerConfig, String> {
                 verifier = verifier.allow_unauthenticated();
             }
             let webpki = verifier.build().map_err(|e| e.to_string())?;
-            builder.with_client_cert_verifier(Arc::new(GoClientVerifier { webpki, roots }))
+            builder.with_client_cert_verifier(Arc::new(GoClientVerifier {
+                webpki,
+                roots,
+                crls: t.crl_file.is_some(),
+            }))
         }
         None if t.client_cert_auth => {
             return Err("client certificate authentication needs a trusted CA file".into())

@@ -306,6 +306,7 @@ impl Transport {
             let mut client = RaftClient::new(channel.clone())
                 .max_encoding_message_size(MAX_PEER_MESSAGE)
                 .max_decoding_message_size(MAX_PEER_MESSAGE);
+            let sent_bytes = crate::metrics::peer_counter(|m| &m.peer_sent_bytes, id);
             let prober = self.rt.spawn(probe(client.clone(), id));
             let _stop_probing = AbortOnDrop(prober);
             let (tx, rx) = mpsc::channel::<RaftBatch>(64);
@@ -345,7 +346,11 @@ impl Transport {
                         // A stream that stops taking batches is dead even if TCP has not
                         // noticed: start over on a new connection.
                         match tokio::time::timeout(self.stall_limit(), tx.send(batch)).await {
-                            Ok(Ok(())) => crate::metrics::inc_peer(|m| &m.peer_sent_bytes, id, bytes as u64),
+                            Ok(Ok(())) => {
+                                if let Some(c) = &sent_bytes {
+                                    c.inc_by(bytes as u64);
+                                }
+                            }
                             Ok(Err(_)) => break,
                             Err(_) => {
                                 tracing::warn!(remote_peer_id = %peer, "peer stream stalled; reconnecting");
@@ -554,14 +559,23 @@ impl Raft for PeerService {
         request: Request<Streaming<RaftBatch>>,
     ) -> Result<Response<PeerAck>, Status> {
         let mut stream = request.into_inner();
-        let mut checked = false;
+        let mut sender: Option<(u64, Option<prometheus::IntCounter>)> = None;
         while let Some(batch) = stream.message().await? {
-            if !checked {
-                self.check_sender(batch.cluster_id, batch.from)?;
-                checked = true;
+            match &sender {
+                None => {
+                    self.check_sender(batch.cluster_id, batch.from)?;
+                    let received =
+                        crate::metrics::peer_counter(|m| &m.peer_received_bytes, batch.from);
+                    sender = Some((batch.from, received));
+                }
+                Some((from, _)) if *from != batch.from => {
+                    return Err(Status::invalid_argument("a peer stream changed its sender"));
+                }
+                Some(_) => {}
             }
-            let received: usize = batch.messages.iter().map(Vec::len).sum();
-            crate::metrics::inc_peer(|m| &m.peer_received_bytes, batch.from, received as u64);
+            if let Some((_, Some(received))) = &sender {
+                received.inc_by(batch.messages.iter().map(|m| m.len() as u64).sum());
+            }
             for bytes in batch.messages {
                 match Message::parse_from_bytes(&bytes) {
                     // A snapshot comes only on its own stream, with the state it stands for.

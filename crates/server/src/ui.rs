@@ -42,7 +42,13 @@ pub fn routes(mode: Mode) -> axum::Router {
     );
     let serve = move || {
         let page = page.clone();
-        async move { ([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response() }
+        // Its buttons act on the cluster: no other site may frame it.
+        let headers = [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        ];
+        async move { (headers, Html(page)).into_response() }
     };
     axum::Router::new().route("/ui/", get(serve)).route(
         "/ui",

@@ -140,8 +140,11 @@ impl LeaseService {
     }
 
     fn renew_here(&self, id: i64) -> LeaseKeepAliveResponse {
-        let ttl = self.lessor.renew(&self.server, LeaseId(id)).unwrap_or(0);
-        crate::metrics::inc(|m| &m.lease_renewed);
+        let renewed = self.lessor.renew(&self.server, LeaseId(id));
+        if renewed.is_some() {
+            crate::metrics::inc(|m| &m.lease_renewed);
+        }
+        let ttl = renewed.unwrap_or(0);
         LeaseKeepAliveResponse {
             header: self.server.header(self.server.store.current_revision()),
             id,

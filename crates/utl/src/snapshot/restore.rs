@@ -107,10 +107,16 @@ fn with_progress<T>(backup: &Path, loaded: &AtomicU64, work: impl FnOnce() -> T)
                 std::thread::park_timeout(Duration::from_millis(200));
             }
         });
-        let result = work();
-        done.store(true, Ordering::Release);
-        poller.thread().unpark();
-        result
+        // Stops the poller however `work` ends, a panic included.
+        struct Done<'a>(&'a AtomicBool, std::thread::Thread);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+                self.1.unpark();
+            }
+        }
+        let _done = Done(&done, poller.thread().clone());
+        work()
     });
     progress.finish();
     result
