@@ -31,7 +31,7 @@ impl<S, RB> tower::Service<http::Request<tonic::body::Body>> for GrpcMetrics<S>
 where
     S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
-    RB: Body<Data = Bytes> + Send + 'static,
+    RB: Body<Data = Bytes> + Send + Unpin + 'static,
     RB::Error: Into<tonic::codegen::StdError>,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -56,11 +56,16 @@ where
         };
         c.started.inc();
         let started = Instant::now();
+        let bytes_counter = |pick: fn(&crate::metrics::Metrics) -> &prometheus::IntCounter| {
+            crate::metrics::get().map(|m| pick(m).clone())
+        };
+        let received = bytes_counter(|m| &m.client_received_bytes);
+        let sent = bytes_counter(|m| &m.client_sent_bytes);
         let req = req.map(|body| {
             tonic::body::Body::new(Counted {
                 inner: body,
                 framing: Framing::default(),
-                bytes: Direction::Received,
+                bytes: received,
                 stream: None,
             })
         });
@@ -86,9 +91,9 @@ where
             }
             Ok(resp.map(|body| {
                 tonic::body::Body::new(Counted {
-                    inner: tonic::body::Body::new(body),
+                    inner: body,
                     framing: Framing::default(),
-                    bytes: Direction::Sent,
+                    bytes: sent,
                     stream,
                 })
             }))
@@ -149,38 +154,30 @@ impl Framing {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Direction {
-    Received,
-    Sent,
-}
-
 /// A request or response body whose message bytes are counted; a stream's response is
 /// counted as handled when its trailers pass, or as Canceled if it is dropped before.
-struct Counted {
-    inner: tonic::body::Body,
+struct Counted<B> {
+    inner: B,
     framing: Framing,
-    bytes: Direction,
+    /// etcd_network_client_grpc_received_bytes_total or _sent_bytes_total.
+    bytes: Option<prometheus::IntCounter>,
     stream: Option<(&'static RpcCounters, Instant)>,
 }
 
-impl Body for Counted {
+impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
     type Data = Bytes;
-    type Error = tonic::Status;
+    type Error = B::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
                 let n = self.framing.payload(data);
-                if let Some(m) = crate::metrics::get() {
-                    match self.bytes {
-                        Direction::Received => m.client_received_bytes.inc_by(n),
-                        Direction::Sent => m.client_sent_bytes.inc_by(n),
-                    }
+                if let Some(c) = &self.bytes {
+                    c.inc_by(n);
                 }
             }
             if let Some(trailers) = frame.trailers_ref() {
@@ -206,7 +203,7 @@ impl Body for Counted {
     }
 }
 
-impl Drop for Counted {
+impl<B> Drop for Counted<B> {
     fn drop(&mut self) {
         if let Some((c, started)) = self.stream.take() {
             c.handled("Canceled", started);
