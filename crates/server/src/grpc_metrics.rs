@@ -77,12 +77,7 @@ where
             pending.0 = None;
             // An error comes back as headers only, its code among them; a stream that
             // answers with more counts when it ends.
-            let refused = resp
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok())
-                .map(|c| tonic::Code::from(c).description_name());
+            let refused = status_code(resp.headers());
             let mut stream = None;
             match refused {
                 Some(code) => c.handled(code, started),
@@ -99,6 +94,17 @@ where
             }))
         })
     }
+}
+
+/// The gRPC status code in headers or trailers, as a metric label.
+fn status_code(headers: &http::HeaderMap) -> Option<&'static str> {
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    Some(tonic::Code::from(code).description_name())
 }
 
 /// A call not answered yet; dropped unanswered, it counts as Canceled.
@@ -182,12 +188,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
             }
             if let Some(trailers) = frame.trailers_ref() {
                 if let Some((c, started)) = self.stream.take() {
-                    let code = trailers
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .map_or("OK", |c| tonic::Code::from(c).description_name());
-                    c.handled(code, started);
+                    c.handled(status_code(trailers).unwrap_or("OK"), started);
                 }
             }
         }
