@@ -60,6 +60,12 @@ pub fn tls_setup(config: &Config, data_dir: &DataDir) -> Result<Tls, StartError>
         v.push("localhost".into());
         v
     };
+    let no_cert = |flags: &str, u: &url::Url| {
+        StartError::Config(format!(
+            "TLS key/cert ({flags}) must be provided for {} with HTTPS scheme",
+            u.as_str().trim_end_matches('/')
+        ))
+    };
     let prepare = |side: &Option<tls::TlsConfig>,
                    urls: Vec<&url::Url>,
                    fixtures: &str,
@@ -68,10 +74,7 @@ pub fn tls_setup(config: &Config, data_dir: &DataDir) -> Result<Tls, StartError>
         let https: Vec<&&url::Url> = urls.iter().filter(|u| u.scheme() == "https").collect();
         let Some(mut t) = side.clone() else {
             return match https.first() {
-                Some(u) => Err(StartError::Config(format!(
-                    "TLS key/cert ({flags}) must be provided for {} with HTTPS scheme",
-                    u.as_str().trim_end_matches('/')
-                ))),
+                Some(u) => Err(no_cert(flags, u)),
                 None => Ok(None),
             };
         };
@@ -97,6 +100,14 @@ pub fn tls_setup(config: &Config, data_dir: &DataDir) -> Result<Tls, StartError>
         "client",
         "--cert-file, --key-file",
     )?;
+    // Metrics URLs serve with the client URLs' certificate, as etcd's.
+    if let Some(u) = config
+        .listen_metrics_urls
+        .iter()
+        .find(|u| u.scheme() == "https" && client.is_none())
+    {
+        return Err(no_cert("--cert-file, --key-file", u));
+    }
     let peer = prepare(
         &config.peer_tls,
         config
@@ -267,7 +278,7 @@ pub fn serve_clients(
 }
 
 /// Serves /metrics and the health checks on every --listen-metrics-urls listener (https ones
-/// with the client URLs' TLS, as etcd) until `stop` turns true.
+/// with the client URLs' TLS, which `tls_setup` made sure of) until `stop` turns true.
 pub async fn serve_metrics(
     config: &Config,
     routes: axum::Router,
@@ -276,12 +287,6 @@ pub async fn serve_metrics(
 ) -> Result<Vec<JoinHandle<()>>, StartError> {
     let mut listeners = Vec::new();
     for url in &config.listen_metrics_urls {
-        if url.scheme() == "https" && acceptor.is_none() {
-            return Err(StartError::Config(format!(
-                "TLS key/cert (--cert-file, --key-file) must be provided for {} with HTTPS scheme",
-                url.as_str().trim_end_matches('/')
-            )));
-        }
         listeners.push((url.clone(), bind(url).await?));
     }
     let routes = tonic::service::Routes::from(routes);
