@@ -89,19 +89,6 @@ impl State {
         true
     }
 
-    /// A lease just granted: its deadline starts now.
-    fn granted(
-        &mut self,
-        id: LeaseId,
-        (ttl, term): (i64, u64),
-        now: Instant,
-        leases: impl FnOnce() -> Vec<LeaseTtl>,
-        extend: Duration,
-    ) {
-        self.lead(term, now, leases, extend);
-        self.start_clock(id, ttl, now);
-    }
-
     /// Promotes, if leading in `term` is news here.
     fn lead(
         &mut self,
@@ -277,13 +264,10 @@ impl LeaseGrants for Lessor {
             return;
         }
         let term = status.term.load(Ordering::Acquire);
-        self.state().granted(
-            id,
-            (ttl, term),
-            Instant::now(),
-            || store.lease_list(),
-            self.extend,
-        );
+        let now = Instant::now();
+        let mut st = self.state();
+        st.lead(term, now, || store.lease_list(), self.extend);
+        st.start_clock(id, ttl, now);
     }
 }
 
