@@ -47,44 +47,24 @@ impl Pki {
 
     /// Writes NAME.pem and NAME-key.pem: a certificate with CN `cn` for `hosts`.
     pub fn issue(&self, name: &str, cn: &str, hosts: &[String], expired: bool, foreign: bool) {
-        let mut params = CertificateParams::new(hosts.to_vec()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let now = OffsetDateTime::now_utc();
-        (params.not_before, params.not_after) = if expired {
-            (now - Duration::days(10), now - Duration::days(1))
-        } else {
-            (now - Duration::days(1), now + Duration::days(30))
-        };
+        let params = leaf_params(cn, hosts, expired);
         let key = KeyPair::generate().expect("key");
         let issuer = if foreign { &self.other_ca } else { &self.ca };
         let cert = params.signed_by(&key, issuer).expect("sign");
-        std::fs::write(self.path(&format!("{name}.pem")), cert.pem()).expect("write cert");
-        std::fs::write(self.path(&format!("{name}-key.pem")), key.serialize_pem())
-            .expect("write key");
+        self.write_pair(name, &cert, &key);
     }
 
     /// Writes NAME.pem and NAME-key.pem: a self-signed CA certificate for `hosts` (server and
     /// client use), the kind etcd's fixtures use as CA, server and client certificate at once.
     pub fn self_signed_ca(&self, name: &str, hosts: &[String], expired: bool) {
-        let mut params = CertificateParams::new(hosts.to_vec()).expect("params");
-        params.distinguished_name.push(DnType::CommonName, name);
+        let mut params = leaf_params(name, hosts, expired);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let now = OffsetDateTime::now_utc();
-        (params.not_before, params.not_after) = if expired {
-            (now - Duration::days(10), now - Duration::days(1))
-        } else {
-            (now - Duration::days(1), now + Duration::days(30))
-        };
         let key = KeyPair::generate().expect("key");
         let cert = params.self_signed(&key).expect("self-sign");
+        self.write_pair(name, &cert, &key);
+    }
+
+    fn write_pair(&self, name: &str, cert: &rcgen::Certificate, key: &KeyPair) {
         std::fs::write(self.path(&format!("{name}.pem")), cert.pem()).expect("write cert");
         std::fs::write(self.path(&format!("{name}-key.pem")), key.serialize_pem())
             .expect("write key");
@@ -135,6 +115,24 @@ impl Pki {
             format!("--key={}", self.arg(&format!("{name}-key.pem"))),
         ]
     }
+}
+
+/// A certificate with CN `cn` for `hosts`, for server and client use, valid for a month
+/// from yesterday, or expired since yesterday.
+fn leaf_params(cn: &str, hosts: &[String], expired: bool) -> CertificateParams {
+    let mut params = CertificateParams::new(hosts.to_vec()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let now = OffsetDateTime::now_utc();
+    (params.not_before, params.not_after) = if expired {
+        (now - Duration::days(10), now - Duration::days(1))
+    } else {
+        (now - Duration::days(1), now + Duration::days(30))
+    };
+    params
 }
 
 impl Default for Pki {
