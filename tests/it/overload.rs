@@ -152,3 +152,24 @@ fn a_cluster_under_mixed_overload_keeps_its_leader_watchers_and_small_requests()
     assert!(num("victim_ops") > 500.0, "victims were served:\n{report}");
     assert!(num("ranges") > 0.0 && num("big_puts") > 0.0, "{report}");
 }
+
+/// The server runs without transparent huge pages: the first touch of one zeroes 2 MiB, and
+/// under a put load such faults stalled the apply thread 10-25 ms at a time, every waiting
+/// client with it (put p99 3x worse than with them off, `oxcd-bench compare --sections cost`).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_without_transparent_huge_pages() {
+    let server = Server::start(Kind::Oxcd, &[]);
+    server.ready().await;
+    let pid = server.pid().expect("running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let thp = status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .expect("the kernel reports THP_enabled");
+    assert_eq!(
+        thp.split_whitespace().nth(1),
+        Some("0"),
+        "huge pages are on for the server: {thp}"
+    );
+}
