@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".v3electionpb",
     ])?;
     tonic_prost_build::configure()
+        .codec_path("crate::codec::SizedCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

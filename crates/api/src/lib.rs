@@ -27,6 +27,7 @@ pub mod oxcdpb {
 
 include!(concat!(env!("OUT_DIR"), "/client_rpcs.rs"));
 
+pub mod codec;
 pub mod error;
 pub mod ids;
 
