@@ -241,3 +241,23 @@ fn released_memory_is_still_replayed_from_the_file() {
     let log = RaftLog::open(d.path()).expect("reopen");
     assert_eq!((log.first_index(), log.last_index()), (1, 10));
 }
+
+/// The space reserved ahead of the records is written zeros, not a file system reservation
+/// (ext4 keeps fallocate'd blocks "unwritten" and converts them as records land: a metadata
+/// write inside every fdatasync). Unwritten blocks read as a hole to SEEK_HOLE.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_space_reserved_ahead_is_written_not_left_to_the_file_system() {
+    use std::os::fd::AsRawFd;
+    let d = tempfile::tempdir().expect("tempdir");
+    let path = write_some(d.path(), 3);
+    let len = fs::metadata(&path).expect("meta").len();
+    assert!(len >= PREALLOCATE, "space is reserved: {len}");
+    let f = File::open(&path).expect("open");
+    // SAFETY: lseek(2) on a descriptor owned by `f`, which outlives the call.
+    let hole = unsafe { libc::lseek(f.as_raw_fd(), 0, libc::SEEK_HOLE) };
+    assert_eq!(
+        hole as u64, len,
+        "the file has a hole (or unwritten blocks) at {hole} of {len}"
+    );
+}
