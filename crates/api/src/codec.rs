@@ -50,7 +50,7 @@ impl<T: Message> Encoder for SizedEncoder<T> {
     type Error = Status;
 
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        encode_sized(&item, buf).map_err(|e| Status::internal(format!("Error encoding: {e}")))
+        encode_sized(&item, buf).map_err(|e| Status::internal(e.to_string()))
     }
 }
 

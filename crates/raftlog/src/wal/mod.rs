@@ -309,14 +309,16 @@ impl RaftLog {
             return Ok(());
         }
         let target = need.div_ceil(PREALLOCATE) * PREALLOCATE;
-        if self
-            .write_zeros(self.allocated.max(self.write_at), target)
-            .is_ok()
-        {
-            // The new size must be durable before writes inside it count on it.
-            let path = self.path();
-            self.file.sync_all().map_err(io(&path))?;
-            self.allocated = target;
+        match self.write_zeros(self.allocated.max(self.write_at), target) {
+            Ok(()) => {
+                // The new size must be durable before writes inside it count on it.
+                let path = self.path();
+                self.file.sync_all().map_err(io(&path))?;
+                self.allocated = target;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, path = %self.path().display(), "cannot reserve raft log space ahead; writing without");
+            }
         }
         Ok(())
     }
