@@ -240,14 +240,15 @@ async fn keep_alive_once(leases: &mut LeaseClient<Channel>, id: i64) -> i64 {
 }
 
 /// Once its deadline passes a lease reads as expired and a keep-alive no longer revives it,
-/// even while its revoke is held up (a failpoint here); the revoke then deletes its keys.
+/// even while its revoke is held up (a failpoint here, on the first try and on the retry
+/// three seconds later, so a slow poll cannot outrun it); the revoke then deletes its keys.
 /// etcd says "0 s left" until the revoke lands; oxcd says what the deadline says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_past_its_deadline_reads_expired_and_is_not_revived_before_its_revoke() {
     let server = Server::start(Kind::Oxcd, &[]);
     let mut kv = server.ready().await;
     let mut leases = lease_client(&server.url()).await;
-    server.failpoint("lessorBeforeRevoke", "1*sleep(4000)");
+    server.failpoint("lessorBeforeRevoke", "2*sleep(6000)");
     let granted_at = std::time::Instant::now();
     let id = leases
         .lease_grant(LeaseGrantRequest { id: 0, ttl: 2 })

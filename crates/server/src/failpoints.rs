@@ -5,6 +5,19 @@
 //! `DELETE` to clear one, `GET /debug/failpoints` to list them all with their actions. A `panic` action ends the
 //! process at once, as a crash would (see the binary's panic hook).
 
+/// A failpoint in async code. Its actions run on a blocking thread: a `sleep` there holds
+/// its own task only, where `fail_point!` would block a runtime worker and the tasks queued
+/// on it (a held lease revoke once stalled unrelated requests for seconds).
+#[macro_export]
+macro_rules! async_fail_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        {
+            let _ = tokio::task::spawn_blocking(|| fail::fail_point!($name)).await;
+        }
+    };
+}
+
 /// Every failpoint oxcd has, where it sits, for the robustness suite to pick from.
 pub const ALL: &[(&str, &str)] = &[
     (
