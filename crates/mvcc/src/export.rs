@@ -6,7 +6,7 @@ use crate::error::{snapshot_backend_err as redb_err, SnapshotError};
 use crate::revision::KeyRevision;
 use oxcd_api::mvccpb::KeyValue;
 use prost::Message;
-use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 
 /// One revision's record: a put's KeyValue, or a tombstone naming the key deleted.
 pub struct RevisionRecord<'a> {
@@ -26,10 +26,54 @@ impl ExportView {
     /// Every revision, oldest first.
     pub fn for_each_revision(
         &self,
+        each: impl FnMut(RevisionRecord<'_>) -> Result<(), SnapshotError>,
+    ) -> Result<(), SnapshotError> {
+        self.for_each_revision_within(
+            (
+                std::ops::Bound::<u128>::Unbounded,
+                std::ops::Bound::Unbounded,
+            ),
+            each,
+        )
+    }
+
+    /// How many revisions are stored.
+    pub fn revision_count(&self) -> Result<u64, SnapshotError> {
+        let kv = self.rx.open_table(KV).map_err(redb_err)?;
+        kv.len().map_err(redb_err)
+    }
+
+    /// The oldest and the newest main revision stored, if any.
+    pub fn revision_span(&self) -> Result<Option<(i64, i64)>, SnapshotError> {
+        let kv = self.rx.open_table(KV).map_err(redb_err)?;
+        let first = kv.first().map_err(redb_err)?;
+        let last = kv.last().map_err(redb_err)?;
+        Ok(first.zip(last).map(|((first, _), (last, _))| {
+            (
+                KeyRevision::from_backend_key(first.value()).main,
+                KeyRevision::from_backend_key(last.value()).main,
+            )
+        }))
+    }
+
+    /// Every revision whose main revision is in `mains`, oldest first. Callable from several
+    /// threads at once; all see this view's one transaction.
+    pub fn for_each_revision_in(
+        &self,
+        mains: std::ops::Range<i64>,
+        each: impl FnMut(RevisionRecord<'_>) -> Result<(), SnapshotError>,
+    ) -> Result<(), SnapshotError> {
+        let bound = |main: i64| KeyRevision { main, sub: 0 }.to_backend_key();
+        self.for_each_revision_within(bound(mains.start)..bound(mains.end), each)
+    }
+
+    fn for_each_revision_within(
+        &self,
+        keys: impl std::ops::RangeBounds<u128>,
         mut each: impl FnMut(RevisionRecord<'_>) -> Result<(), SnapshotError>,
     ) -> Result<(), SnapshotError> {
         let kv = self.rx.open_table(KV).map_err(redb_err)?;
-        for item in kv.iter().map_err(redb_err)? {
+        for item in kv.range(keys).map_err(redb_err)? {
             let (k, v) = item.map_err(redb_err)?;
             let rev = KeyRevision::from_backend_key(k.value());
             let (flag, body) = v

@@ -1,7 +1,8 @@
 //! Writes a bbolt file from sorted pairs, streaming: every page goes out as soon as it is
 //! full, so memory holds one page per tree level, never a bucket. The meta pages come first
 //! in the file but name the root and the page count, so the pairs are walked twice: once to
-//! lay the pages out, once to write them (both walks see one read transaction).
+//! lay the pages out (from their lengths alone where the source can tell them more cheaply),
+//! once to write them (both walks see one read transaction).
 
 use super::format::{
     page_header, Meta, BRANCH, BUCKET_HEADER, BUCKET_LEAF, ELEMENT, LEAF, NO_FREELIST, PAGE_HEADER,
@@ -15,7 +16,15 @@ pub trait BucketSource {
     fn bucket_names(&self) -> Vec<Vec<u8>>;
     /// Hands on every pair of `bucket`, keys strictly ascending bytewise.
     fn pairs(&self, bucket: &[u8], each: &mut PairSink<'_>) -> io::Result<()>;
+    /// The (key, value) lengths of every pair of `bucket`, in order (in pieces), where the
+    /// source can tell them more cheaply than `pairs` (the layout needs nothing else).
+    fn pair_lengths(&self, _bucket: &[u8]) -> io::Result<Option<PairLengths>> {
+        Ok(None)
+    }
 }
+
+/// (key, value) lengths of a bucket's pairs, in order, in pieces.
+pub type PairLengths = Vec<Vec<(u32, u32)>>;
 
 /// Takes a bucket's pairs, in order, as they are written.
 pub type PairSink<'a> = dyn FnMut(&[u8], &[u8]) -> io::Result<()> + 'a;
@@ -237,7 +246,22 @@ fn write_buckets<W: Write>(
     let mut roots = Vec::with_capacity(names.len());
     for name in names {
         let mut tree = Tree::new();
-        src.pairs(name, &mut |k, v| tree.add(&mut pages, k, v))?;
+        match layout_only
+            .then(|| src.pair_lengths(name))
+            .transpose()?
+            .flatten()
+        {
+            Some(pieces) => {
+                // Only lengths count when laying out: stand-in bytes of those lengths.
+                let lengths = || pieces.iter().flatten();
+                let longest = lengths().map(|&(k, v)| k.max(v)).max().unwrap_or(0);
+                let filler = vec![0u8; longest as usize];
+                for &(k, v) in lengths() {
+                    tree.add(&mut pages, &filler[..k as usize], &filler[..v as usize])?;
+                }
+            }
+            None => src.pairs(name, &mut |k, v| tree.add(&mut pages, k, v))?,
+        }
         roots.push(tree.finish(&mut pages)?);
     }
     pages.out.flush()?;

@@ -2,7 +2,7 @@
 //! the store's tables, its `snapshot status`, and the SHA-256 trailer around it.
 //! Facts: docs/etcd-backup-format.md §2–§5.
 
-use crate::bbolt::{write_db, BboltError, Bolt, Bucket, BucketSource, PairSink};
+use crate::bbolt::{write_db, BboltError, Bolt, Bucket, BucketSource, PairLengths, PairSink};
 use crate::records::{ALARMS, AUTH, CONF_STATE};
 use oxcd_api::authpb::{Role, User};
 use oxcd_api::etcdserverpb::{AlarmMember, AlarmResponse, Member};
@@ -265,6 +265,13 @@ impl BucketSource for EtcdBuckets<'_> {
         BUCKETS.iter().map(|b| b.to_vec()).collect()
     }
 
+    fn pair_lengths(&self, bucket: &[u8]) -> io::Result<Option<PairLengths>> {
+        match bucket {
+            KEY => revision_lengths(self.view).map(Some).map_err(io_err),
+            _ => Ok(None),
+        }
+    }
+
     fn pairs(&self, bucket: &[u8], each: &mut PairSink<'_>) -> io::Result<()> {
         let io = |e: io::Error| SnapshotError::Io(e);
         match bucket {
@@ -272,22 +279,8 @@ impl BucketSource for EtcdBuckets<'_> {
                 let mut tombstone_value = Vec::new();
                 self.view
                     .for_each_revision(|r| {
-                        let k = revision_key(r.main, r.sub, r.tombstone);
-                        if r.tombstone {
-                            // etcd's tombstone holds the deleted key alone.
-                            let kv = KeyValue::decode(r.key_value)
-                                .map_err(|_| SnapshotError::Corrupt("tombstone record"))?;
-                            tombstone_value.clear();
-                            KeyValue {
-                                key: kv.key,
-                                ..Default::default()
-                            }
-                            .encode(&mut tombstone_value)
-                            .map_err(|_| SnapshotError::Corrupt("tombstone record"))?;
-                            each(&k, &tombstone_value).map_err(io)
-                        } else {
-                            each(&k, r.key_value).map_err(io)
-                        }
+                        let (k, v) = etcd_revision(&r, &mut tombstone_value)?;
+                        each(&k, v).map_err(io)
                     })
                     .map_err(io_err)
             }
@@ -315,6 +308,60 @@ impl BucketSource for EtcdBuckets<'_> {
             }
         }
     }
+}
+
+/// A revision as etcd's key bucket holds it: its key, and its KeyValue (for a tombstone,
+/// etcd keeps the deleted key alone, encoded into `tombstone_value`).
+fn etcd_revision<'r>(
+    r: &RevisionRecord<'r>,
+    tombstone_value: &'r mut Vec<u8>,
+) -> Result<(Vec<u8>, &'r [u8]), SnapshotError> {
+    let k = revision_key(r.main, r.sub, r.tombstone);
+    if !r.tombstone {
+        return Ok((k, r.key_value));
+    }
+    let kv =
+        KeyValue::decode(r.key_value).map_err(|_| SnapshotError::Corrupt("tombstone record"))?;
+    tombstone_value.clear();
+    KeyValue {
+        key: kv.key,
+        ..Default::default()
+    }
+    .encode(tombstone_value)
+    .map_err(|_| SnapshotError::Corrupt("tombstone record"))?;
+    Ok((k, tombstone_value))
+}
+
+/// The key bucket's (key, value) lengths for the layout, read in two halves on two threads:
+/// the layout's walk of the table runs before the first byte can be sent, while the client
+/// waits with nothing to do. They take 8 bytes a revision until the layout is made.
+fn revision_lengths(view: &ExportView) -> Result<PairLengths, SnapshotError> {
+    let Some((oldest, newest)) = view.revision_span()? else {
+        return Ok(Vec::new());
+    };
+    let middle = oldest + (newest - oldest) / 2 + 1;
+    let about_half = usize::try_from(view.revision_count()? / 2).unwrap_or(0);
+    let half = |mains: std::ops::Range<i64>| {
+        let mut lengths = Vec::with_capacity(about_half + about_half / 8);
+        let mut tombstone_value = Vec::new();
+        view.for_each_revision_in(mains, |r| {
+            let (k, v) = etcd_revision(&r, &mut tombstone_value)?;
+            let length = |n: usize| {
+                u32::try_from(n).map_err(|_| SnapshotError::Corrupt("record over 4 GiB"))
+            };
+            lengths.push((length(k.len())?, length(v.len())?));
+            Ok(())
+        })
+        .map(|()| lengths)
+    };
+    std::thread::scope(|scope| {
+        let newer = scope.spawn(|| half(middle..newest.saturating_add(1)));
+        let older = half(oldest..middle)?;
+        let newer = newer
+            .join()
+            .map_err(|_| SnapshotError::Invalid("a backup's layout thread panicked".into()))??;
+        Ok(vec![older, newer])
+    })
 }
 
 /// Writes the store as etcd's backup file: the bbolt database, then its SHA-256. Returns

@@ -298,3 +298,27 @@ fn an_etcd_3_6_file_loads_and_what_oxcd_leaves_out_is_named() {
     assert_eq!(store.current_revision(), Revision(1_000_003));
     assert_eq!(store.compacted_revision(), Revision(1_000_003));
 }
+
+#[test]
+fn the_key_buckets_lengths_read_in_two_halves_match_its_pairs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = filled(&dir.path().join("a"), 3000);
+    let view = store.export_view().expect("view");
+    let buckets = EtcdBuckets::new(&view).expect("buckets");
+    let mut walked = Vec::new();
+    buckets
+        .pairs(KEY, &mut |k, v| {
+            walked.push((k.len() as u32, v.len() as u32));
+            Ok(())
+        })
+        .expect("pairs");
+    let pieces = buckets
+        .pair_lengths(KEY)
+        .expect("lengths")
+        .expect("the key bucket has them");
+    assert_eq!(pieces.len(), 2);
+    assert!(pieces.iter().all(|p| !p.is_empty()), "one half was empty");
+    assert_eq!(pieces.concat(), walked);
+    assert!(walked.iter().any(|&(k, _)| k == 18), "no tombstone");
+    assert_eq!(buckets.pair_lengths(LEASE).expect("lease"), None);
+}
