@@ -43,28 +43,29 @@ impl ExportView {
         kv.len().map_err(redb_err)
     }
 
-    /// The oldest and the newest main revision stored, if any.
-    pub fn revision_span(&self) -> Result<Option<(i64, i64)>, SnapshotError> {
-        let kv = self.rx.open_table(KV).map_err(redb_err)?;
-        let first = kv.first().map_err(redb_err)?;
-        let last = kv.last().map_err(redb_err)?;
-        Ok(first.zip(last).map(|((first, _), (last, _))| {
-            (
-                KeyRevision::from_backend_key(first.value()).main,
-                KeyRevision::from_backend_key(last.value()).main,
-            )
-        }))
-    }
-
-    /// Every revision whose main revision is in `mains`, oldest first. Callable from several
-    /// threads at once; all see this view's one transaction.
-    pub fn for_each_revision_in(
+    /// Every revision in the older (`newer: false`) or the newer half of the stored span,
+    /// oldest first; the halves together hold every revision once. Callable from several
+    /// threads at once: all see this view's one transaction.
+    pub fn for_each_revision_in_half(
         &self,
-        mains: std::ops::Range<i64>,
+        newer: bool,
         each: impl FnMut(RevisionRecord<'_>) -> Result<(), SnapshotError>,
     ) -> Result<(), SnapshotError> {
-        let bound = |main: i64| KeyRevision { main, sub: 0 }.to_backend_key();
-        self.for_each_revision_within(bound(mains.start)..bound(mains.end), each)
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let kv = self.rx.open_table(KV).map_err(redb_err)?;
+        let first = kv.first().map_err(redb_err)?.map(|(k, _)| k.value());
+        let last = kv.last().map_err(redb_err)?.map(|(k, _)| k.value());
+        drop(kv);
+        let Some((first, last)) = first.zip(last) else {
+            return Ok(());
+        };
+        // Backend keys are unsigned: no overflow, and every revision falls on one side.
+        let middle = first + (last - first) / 2 + 1;
+        if newer {
+            self.for_each_revision_within((Included(middle), Unbounded), each)
+        } else {
+            self.for_each_revision_within((Unbounded, Excluded(middle)), each)
+        }
     }
 
     fn for_each_revision_within(

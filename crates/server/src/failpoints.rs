@@ -7,16 +7,22 @@
 
 /// A failpoint in async code. Its actions run on a blocking thread: a `sleep` there holds
 /// its own task only, where `fail_point!` would block a runtime worker and the tasks queued
-/// on it (a held lease revoke once stalled unrelated requests for seconds).
-#[macro_export]
+/// on it (a held lease revoke once stalled unrelated requests for seconds). A panicking
+/// action still unwinds the task.
 macro_rules! async_fail_point {
     ($name:literal) => {
         #[cfg(feature = "failpoints")]
         {
-            let _ = tokio::task::spawn_blocking(|| fail::fail_point!($name)).await;
+            let run = tokio::task::spawn_blocking(|| fail::fail_point!($name)).await;
+            if let Err(e) = run {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
         }
     };
 }
+pub(crate) use async_fail_point;
 
 /// Every failpoint oxcd has, where it sits, for the robustness suite to pick from.
 pub const ALL: &[(&str, &str)] = &[

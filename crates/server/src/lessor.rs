@@ -195,7 +195,7 @@ impl Lessor {
         let mut last_checkpoint = Instant::now();
         loop {
             tokio::time::sleep(TICK).await;
-            crate::async_fail_point!("lessorBeforeTick");
+            crate::failpoints::async_fail_point!("lessorBeforeTick");
             let leases = server.store.lease_list();
             let now = Instant::now();
             let (term, expired, checkpoints) = {
@@ -247,7 +247,7 @@ impl Lessor {
                     checkpoints: batch.to_vec(),
                 });
                 tokio::spawn(async move {
-                    crate::async_fail_point!("lessorBeforeCheckpoint");
+                    crate::failpoints::async_fail_point!("lessorBeforeCheckpoint");
                     let _ = server.propose_as_leader(batch, term).await;
                 });
             }
@@ -285,7 +285,7 @@ async fn revoke_if_still_leading(server: Arc<EtcdServer>, term: u64, expired: Ve
     for id in expired {
         let server = server.clone();
         tokio::spawn(async move {
-            crate::async_fail_point!("lessorBeforeRevoke");
+            crate::failpoints::async_fail_point!("lessorBeforeRevoke");
             let revoke = Internal::LeaseRevoke(LeaseRevokeRequest { id: id.0 });
             match server.propose_as_leader(revoke, term).await {
                 Ok(Applied::LeaseRevoked(rev)) => {

@@ -43,8 +43,8 @@ use std::time::Duration;
 
 /// The runtime the node runs on. A task woken by another goes to the waker's LIFO slot and
 /// runs next: a connection's writer then ran after each stream's answer and sent it alone.
-/// Without the slot the answers of one commit go out together: 0.4 socket writes per put
-/// against 1.0 (64 clients, 8 connections), CPU per request 0.76-0.9x in A/B runs.
+/// Without the slot the answers of one commit go out together (docs/perf-plan-issue-18.md
+/// §12).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     runtime_builder().build()
 }
@@ -153,10 +153,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    /// Tasks woken (or spawned) by a running task run in the order they were woken: none
-    /// jumps the queue through the LIFO slot. Needs tokio's unstable API (.cargo/config.toml).
+    /// Tasks a running task schedules run in the order it scheduled them: none jumps the
+    /// queue through the LIFO slot. Needs tokio's unstable API (.cargo/config.toml), so a
+    /// build that lost it fails here rather than only running slower.
     #[test]
-    fn the_runtime_runs_woken_tasks_in_order() {
+    fn the_runtime_runs_tasks_in_the_order_they_were_scheduled() {
         let runtime = super::runtime_builder()
             .worker_threads(1)
             .build()

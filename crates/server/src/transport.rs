@@ -409,7 +409,7 @@ impl Transport {
     /// Streams the whole state machine to `msg.to`, then the MsgSnapshot with its metadata
     /// set to the point the stream stands for.
     async fn send_snapshot(self: Arc<Self>, channel: Channel, mut msg: Message) {
-        crate::async_fail_point!("raftBeforeSendSnap");
+        crate::failpoints::async_fail_point!("raftBeforeSendSnap");
         let to = msg.to;
         let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
         let store = self.store.clone();
@@ -626,7 +626,7 @@ impl Raft for PeerService {
             .map_err(|e| Status::invalid_argument(format!("snapshot message: {e}")))?;
         let index = msg.get_snapshot().get_metadata().index;
         let path = crate::apply::received_snapshot_path(&self.snap_dir, index);
-        crate::async_fail_point!("raftBeforeSaveSnap");
+        crate::failpoints::async_fail_point!("raftBeforeSaveSnap");
         tokio::fs::rename(&part, &path).await.map_err(io_err)?;
         // The rename must be durable before raft hears of the snapshot and moves its log on.
         tokio::fs::File::open(&self.snap_dir)
@@ -635,7 +635,7 @@ impl Raft for PeerService {
             .sync_all()
             .await
             .map_err(io_err)?;
-        crate::async_fail_point!("raftAfterSaveSnap");
+        crate::failpoints::async_fail_point!("raftAfterSaveSnap");
         tracing::info!(remote_peer_id = %MemberId(msg.from), snapshot_index = index, "received database snapshot from remote peer");
         // The apply thread finds the file by the snapshot's index in the snap dir; nothing a
         // peer sends names a path.

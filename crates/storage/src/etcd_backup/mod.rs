@@ -336,15 +336,11 @@ fn etcd_revision<'r>(
 /// the layout's walk of the table runs before the first byte can be sent, while the client
 /// waits with nothing to do. They take 8 bytes a revision until the layout is made.
 fn revision_lengths(view: &ExportView) -> Result<PairLengths, SnapshotError> {
-    let Some((oldest, newest)) = view.revision_span()? else {
-        return Ok(Vec::new());
-    };
-    let middle = oldest + (newest - oldest) / 2 + 1;
     let about_half = usize::try_from(view.revision_count()? / 2).unwrap_or(0);
-    let half = |mains: std::ops::Range<i64>| {
+    let half = |newer: bool| {
         let mut lengths = Vec::with_capacity(about_half + about_half / 8);
         let mut tombstone_value = Vec::new();
-        view.for_each_revision_in(mains, |r| {
+        view.for_each_revision_in_half(newer, |r| {
             let (k, v) = etcd_revision(&r, &mut tombstone_value)?;
             let length = |n: usize| {
                 u32::try_from(n).map_err(|_| SnapshotError::Corrupt("record over 4 GiB"))
@@ -355,12 +351,18 @@ fn revision_lengths(view: &ExportView) -> Result<PairLengths, SnapshotError> {
         .map(|()| lengths)
     };
     std::thread::scope(|scope| {
-        let newer = scope.spawn(|| half(middle..newest.saturating_add(1)));
-        let older = half(oldest..middle)?;
-        let newer = newer
-            .join()
-            .map_err(|_| SnapshotError::Invalid("a backup's layout thread panicked".into()))??;
-        Ok(vec![older, newer])
+        let newer = std::thread::Builder::new()
+            .name("backup-layout".into())
+            .spawn_scoped(scope, || half(true));
+        let older = half(false);
+        let newer = match newer {
+            Ok(thread) => thread
+                .join()
+                .map_err(|_| SnapshotError::Invalid("a backup's layout thread panicked".into()))?,
+            // No thread to be had: this one walks the newer half too.
+            Err(_) => half(true),
+        };
+        Ok(vec![older?, newer?])
     })
 }
 
