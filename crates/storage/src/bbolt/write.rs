@@ -246,11 +246,12 @@ fn write_buckets<W: Write>(
     let mut roots = Vec::with_capacity(names.len());
     for name in names {
         let mut tree = Tree::new();
-        match layout_only
-            .then(|| src.pair_lengths(name))
-            .transpose()?
-            .flatten()
-        {
+        let lengths = if layout_only {
+            src.pair_lengths(name)?
+        } else {
+            None
+        };
+        match lengths {
             Some(pieces) => {
                 // Only lengths count when laying out: stand-in bytes of those lengths.
                 let lengths = || pieces.iter().flatten();

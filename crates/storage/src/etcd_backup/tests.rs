@@ -299,10 +299,9 @@ fn an_etcd_3_6_file_loads_and_what_oxcd_leaves_out_is_named() {
     assert_eq!(store.compacted_revision(), Revision(1_000_003));
 }
 
-#[test]
-fn the_key_buckets_lengths_read_in_two_halves_match_its_pairs() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = filled(&dir.path().join("a"), 3000);
+/// The key bucket's (key, value) lengths as its pairs walk gives them, and as
+/// `pair_lengths` gives them in pieces.
+fn key_lengths(store: &Store) -> (Vec<(u32, u32)>, PairLengths) {
     let view = store.export_view().expect("view");
     let buckets = EtcdBuckets::new(&view).expect("buckets");
     let mut walked = Vec::new();
@@ -316,11 +315,19 @@ fn the_key_buckets_lengths_read_in_two_halves_match_its_pairs() {
         .pair_lengths(KEY)
         .expect("lengths")
         .expect("the key bucket has them");
+    assert_eq!(buckets.pair_lengths(LEASE).expect("lease"), None);
+    (walked, pieces)
+}
+
+#[test]
+fn the_key_buckets_lengths_read_in_two_halves_match_its_pairs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = filled(&dir.path().join("a"), 3000);
+    let (walked, pieces) = key_lengths(&store);
     assert_eq!(pieces.len(), 2);
     assert!(pieces.iter().all(|p| !p.is_empty()), "one half was empty");
     assert_eq!(pieces.concat(), walked);
     assert!(walked.iter().any(|&(k, _)| k == 18), "no tombstone");
-    assert_eq!(buckets.pair_lengths(LEASE).expect("lease"), None);
 }
 
 /// An etcd file can name any revision: the halves still cover the ones at the ends of the
@@ -351,16 +358,7 @@ fn the_halves_cover_revisions_at_the_ends_of_the_order() {
             Ok(())
         })
         .expect("load");
-    let view = store.export_view().expect("view");
-    let buckets = EtcdBuckets::new(&view).expect("buckets");
-    let mut walked = Vec::new();
-    buckets
-        .pairs(KEY, &mut |k, v| {
-            walked.push((k.len() as u32, v.len() as u32));
-            Ok(())
-        })
-        .expect("pairs");
+    let (walked, pieces) = key_lengths(&store);
     assert_eq!(walked.len(), mains.len());
-    let pieces = buckets.pair_lengths(KEY).expect("lengths").expect("some");
     assert_eq!(pieces.concat(), walked);
 }
