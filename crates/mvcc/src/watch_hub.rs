@@ -240,19 +240,41 @@ impl Hub {
 /// watcher gets them in as few batches as `LIVE_BATCH_BYTES` allows, never splitting a
 /// revision, rather than a batch (a response and two task wake-ups) per revision.
 fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
-    // Each watcher's batches, with the bytes of the last one's events.
-    let mut batches: HashMap<WatchKey, (Vec<WatchBatch>, usize)> = HashMap::new();
-    for ev in events {
+    // Each watcher's batches with the bytes of the last one, in the order first met.
+    let mut batches: Vec<(WatchKey, Vec<WatchBatch>, usize)> = Vec::new();
+    let mut slot_of: HashMap<WatchKey, usize> = HashMap::new();
+    // A run of events on one key has the same watchers: they and their slots are looked
+    // up once per run, not once per event.
+    let mut run_key: Option<&[u8]> = None;
+    let mut run: Vec<(&Watcher, usize)> = Vec::new();
+    let mut run_len = 0;
+    for (i, ev) in events.iter().enumerate() {
         let Some(kv) = &ev.kv else { continue };
+        if run_key != Some(kv.key.as_slice()) {
+            run_key = Some(kv.key.as_slice());
+            run_len = events[i..]
+                .iter()
+                .take_while(|e| e.kv.as_ref().is_some_and(|k| k.key == kv.key))
+                .count();
+            run.clear();
+            for t in group.targets(&kv.key) {
+                let Some(w) = group.get(&t) else { continue };
+                let slot = *slot_of.entry(t).or_insert_with(|| {
+                    batches.push((t, Vec::new(), 0));
+                    batches.len() - 1
+                });
+                run.push((w, slot));
+            }
+        }
         let rev = revision_of(ev);
-        for t in group.targets(&kv.key) {
-            let Some(w) = group.get(&t) else { continue };
+        let mut size = None;
+        for &(w, slot) in &run {
             if rev < w.next || !w.wants(ev) {
                 continue;
             }
             // Encoded only once a watcher wants it (and then once for all).
-            let size = ev.encoded().len();
-            let (list, bytes) = batches.entry(t).or_default();
+            let size = *size.get_or_insert_with(|| ev.encoded().len());
+            let (t, list, bytes) = &mut batches[slot];
             match list.last_mut() {
                 Some(b) if b.revision == rev || *bytes < LIVE_BATCH_BYTES => {
                     b.events.push(ev.clone());
@@ -260,9 +282,11 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
                     *bytes += size;
                 }
                 _ => {
+                    let mut first = Vec::with_capacity(run_len);
+                    first.push(ev.clone());
                     list.push(WatchBatch {
                         watch_id: t.1,
-                        events: vec![ev.clone()],
+                        events: first,
                         revision: rev,
                         compact_revision: 0,
                     });
@@ -271,7 +295,8 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
             }
         }
     }
-    for (t, (list, _)) in batches {
+    drop(run);
+    for (t, list, _) in batches {
         let Some(w) = group.get_mut(&t) else {
             continue;
         };

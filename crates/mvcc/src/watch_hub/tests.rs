@@ -516,3 +516,80 @@ fn big_events_split_a_commits_batch_and_a_full_sink_catches_up_without_gaps() {
     assert_eq!(seen, vec![2, 4, 6, 8]);
     assert!(store.is_synced((1, 0)));
 }
+
+/// Watchers are looked up once per run of events on one key: a commit that goes back and
+/// forth between keys still reaches each watcher with exactly the events it wants, in order.
+#[test]
+fn a_commit_alternating_between_keys_reaches_each_watcher_with_its_own_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    let next = store.current_revision().0 + 1;
+    let watch = |id: i64, key: &[u8], end: &[u8], no_put: bool| {
+        let sink = Sink::with_room(10);
+        let mut s = spec(key, end, next);
+        s.no_put = no_put;
+        store.watch((1, id), s, sink.clone());
+        sink
+    };
+    let (on_a, on_b, on_a_to_c, deletes_of_a) = (
+        watch(0, b"a", b"", false),
+        watch(1, b"b", b"", false),
+        watch(2, b"a", b"c", false),
+        watch(3, b"a", b"", true),
+    );
+    // One commit, one revision per change: a, b, a (deleted), c, b.
+    let mut wb = store.begin_write().expect("write");
+    for (key, put) in [
+        ("a", true),
+        ("b", true),
+        ("a", false),
+        ("c", true),
+        ("b", true),
+    ] {
+        let key = key.as_bytes().to_vec();
+        if put {
+            wb.put(&PutRequest {
+                key,
+                value: b"v".to_vec(),
+                ..Default::default()
+            })
+            .expect("put");
+        } else {
+            wb.delete_range(&DeleteRangeRequest {
+                key,
+                ..Default::default()
+            })
+            .expect("delete");
+        }
+    }
+    wb.commit(false).expect("commit");
+    let keys_and_revisions = |sink: &Sink| -> Vec<(Vec<u8>, i64)> {
+        sink.drain()
+            .iter()
+            .flat_map(|b| b.events.iter())
+            .map(|e| (e.kv.as_ref().expect("kv").key.clone(), revision_of(e)))
+            .collect()
+    };
+    let n = next;
+    assert_eq!(
+        keys_and_revisions(&on_a),
+        vec![(b"a".to_vec(), n), (b"a".to_vec(), n + 2)]
+    );
+    assert_eq!(
+        keys_and_revisions(&on_b),
+        vec![(b"b".to_vec(), n + 1), (b"b".to_vec(), n + 4)]
+    );
+    assert_eq!(
+        keys_and_revisions(&on_a_to_c),
+        vec![
+            (b"a".to_vec(), n),
+            (b"b".to_vec(), n + 1),
+            (b"a".to_vec(), n + 2),
+            (b"b".to_vec(), n + 4)
+        ]
+    );
+    assert_eq!(
+        keys_and_revisions(&deletes_of_a),
+        vec![(b"a".to_vec(), n + 2)]
+    );
+}
