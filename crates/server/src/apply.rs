@@ -235,8 +235,7 @@ impl Applier {
         if term == 0 {
             return Ok(());
         }
-        wb.set_meta(META_APPLIED_INDEX, p.applied)?;
-        wb.set_meta(META_APPLIED_TERM, term)?;
+        wb.set_metas(&[(META_APPLIED_INDEX, p.applied), (META_APPLIED_TERM, term)])?;
         let snapshot_due = p.applied - p.last_snapshot >= self.snapshot_count.max(1);
         let durable = snapshot_due || p.last_durable.elapsed() >= DURABLE_EVERY;
         let commit_started = Instant::now();
@@ -286,9 +285,7 @@ impl Applier {
             tracing::error!(local_member_id = %self.me, "the member has been permanently removed from the cluster; stopping");
             return Err(Stop::Removed);
         }
-        for (id, result) in replies {
-            self.waiters.finish(id, result);
-        }
+        self.waiters.finish_all(replies);
         let keep_from = p.applied.saturating_sub(self.catch_up_entries);
         if snapshot_due {
             p.last_snapshot = p.applied;

@@ -166,8 +166,19 @@ impl Waiters {
     }
 
     pub fn finish(&self, id: u64, result: Result<Applied, EtcdError>) {
-        let reply = self.waiting.lock().ok().and_then(|mut w| w.remove(&id));
-        if let Some(reply) = reply {
+        self.finish_all(vec![(id, result)]);
+    }
+
+    /// Hands each request its outcome, taking the lock once for all of them.
+    pub fn finish_all(&self, results: Vec<(u64, Result<Applied, EtcdError>)>) {
+        let replies: Vec<_> = match self.waiting.lock() {
+            Ok(mut w) => results
+                .into_iter()
+                .filter_map(|(id, result)| w.remove(&id).map(|reply| (reply, result)))
+                .collect(),
+            Err(_) => return,
+        };
+        for (reply, result) in replies {
             let _ = reply.send(result);
         }
     }
