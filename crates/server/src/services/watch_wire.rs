@@ -27,7 +27,6 @@ pub enum WatchOut {
 }
 
 impl WatchOut {
-    #[cfg(test)]
     fn encoded_len(&self) -> usize {
         match self {
             WatchOut::Whole(r) => r.encoded_len(),
@@ -57,6 +56,10 @@ impl Encoder for WatchEncoder {
     type Error = Status;
 
     fn encode(&mut self, item: WatchOut, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        if matches!(item, WatchOut::Shared { .. }) {
+            // Room for the whole response at once, rather than growing as events are added.
+            buf.reserve(item.encoded_len());
+        }
         write_out(&item, buf);
         Ok(())
     }
