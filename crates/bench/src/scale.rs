@@ -3,7 +3,8 @@
 //! and measured: resident memory after the load, the server's CPU time and memory spike for
 //! a keys-only listing of every key and for a count-only one, the time from a restart (kill
 //! -9, same data dir and flags) to the first linearizable read and the memory then, and the
-//! time and size of a backup (Maintenance.Snapshot streamed to a file). Each key count gets
+//! time and size of a backup (Maintenance.Snapshot streamed to a file and fsynced; the fsync's
+//! share, the client's disk, is shown on its own). Each key count gets
 //! a table and the goals; the growth of every figure with the key count follows.
 
 use crate::load::{self, LoadSpec, Op};
@@ -35,6 +36,8 @@ struct Figures {
     restart_ms: f64,
     rss_after_restart_mb: f64,
     backup_ms: f64,
+    /// Of `backup_ms`, the client's final fsync of the file.
+    backup_fsync_ms: f64,
     backup_mb: f64,
 }
 
@@ -87,6 +90,12 @@ const FIGURES: &[FigureSpec] = &[
         false,
     ),
     ("backup time", "ms", |f| f.backup_ms, false),
+    (
+        "backup: client's fsync of the file",
+        "ms",
+        |f| f.backup_fsync_ms,
+        false,
+    ),
     ("backup size", "MiB", |f| f.backup_mb, false),
     ("load throughput", "puts/s", |f| f.load_puts_per_s, true),
 ];
@@ -350,8 +359,9 @@ async fn measure(
     eprintln!("{name}: backup");
     let backup_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let backup_file = backup_dir.path().join("backup.db");
-    let (took, bytes) = crate::ops::stream_backup(&endpoint, &backup_file).await?;
+    let (took, fsync, bytes) = crate::ops::stream_backup(&endpoint, &backup_file).await?;
     let (backup_ms, backup_mb) = (took.as_secs_f64() * 1000.0, bytes as f64 / MIB);
+    let backup_fsync_ms = fsync.as_secs_f64() * 1000.0;
     // Not timed: the backup holds every key, as the product's own ctl reads it (its total
     // counts every bucket's records: meta, members, ... add a few).
     match crate::ops::status(ctl, &backup_file).map(|[_hash, _revision, total]| total) {
@@ -371,6 +381,7 @@ async fn measure(
         restart_ms,
         rss_after_restart_mb,
         backup_ms,
+        backup_fsync_ms,
         backup_mb,
     })
 }
