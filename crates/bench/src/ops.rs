@@ -141,9 +141,8 @@ fn restore(ctl: &str, file: &Path, data_dir: &Path) -> Result<f64, String> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Maintenance.Snapshot streamed to `file` and synced: how long it took, and its bytes.
 /// Streams a backup into `file` and syncs it: the whole time, the part of it the final
-/// fsync took (the client's disk, the same for any server), and the bytes.
+/// fsync took (a cost of the client's disk, which grows with the file's size), and the bytes.
 pub(crate) async fn stream_backup(
     endpoint: &str,
     file: &Path,

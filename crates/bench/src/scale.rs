@@ -420,7 +420,7 @@ fn print_goals(keys: usize, oxcd: &Figures, etcd: &Figures) {
             ours <= 0.0
         };
         println!(
-            "  {name:<30} <= {most:<4}  {:<7}  ratio {:.2} ({ours:.1} / {theirs:.1})",
+            "  {name:<34} <= {most:<4}  {:<7}  ratio {:.2} ({ours:.1} / {theirs:.1})",
             if met { "met" } else { "NOT met" },
             ratio(ours, theirs),
         );
@@ -443,7 +443,7 @@ fn print_growth(counts: &[usize; 3], results: &[[Figures; 2]]) {
             (ratio(at(1), at(0)), ratio(at(2), at(1)))
         };
         let ((oxcd10, oxcd3), (etcd10, etcd3)) = (growth(0), growth(1));
-        println!("{name:<30} {oxcd10:>11.2} {oxcd3:>11.2} {etcd10:>11.2} {etcd3:>11.2}");
+        println!("{name:<34} {oxcd10:>11.2} {oxcd3:>11.2} {etcd10:>11.2} {etcd3:>11.2}");
     }
 }
 

@@ -247,18 +247,21 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
     // up once per run, not once per event.
     let mut run_key: Option<&[u8]> = None;
     let mut run: Vec<(&Watcher, usize)> = Vec::new();
-    let mut run_len = 0;
+    let mut run_end = 0;
     for (i, ev) in events.iter().enumerate() {
         let Some(kv) = &ev.kv else { continue };
         if run_key != Some(kv.key.as_slice()) {
             run_key = Some(kv.key.as_slice());
-            run_len = events[i..]
+            run_end = i + events[i..]
                 .iter()
                 .take_while(|e| e.kv.as_ref().is_some_and(|k| k.key == kv.key))
                 .count();
             run.clear();
             for t in group.targets(&kv.key) {
-                let Some(w) = group.get(&t) else { continue };
+                // A range watcher whose range misses the key misses the whole run.
+                let Some(w) = group.get(&t).filter(|w| w.spec.range.contains(&kv.key)) else {
+                    continue;
+                };
                 let slot = *slot_of.entry(t).or_insert_with(|| {
                     batches.push((t, Vec::new(), 0));
                     batches.len() - 1
@@ -282,7 +285,7 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
                     *bytes += size;
                 }
                 _ => {
-                    let mut first = Vec::with_capacity(run_len);
+                    let mut first = Vec::with_capacity(run_end - i);
                     first.push(ev.clone());
                     list.push(WatchBatch {
                         watch_id: t.1,
@@ -297,6 +300,9 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
     }
     drop(run);
     for (t, list, _) in batches {
+        if list.is_empty() {
+            continue;
+        }
         let Some(w) = group.get_mut(&t) else {
             continue;
         };

@@ -30,8 +30,10 @@ self_cell::self_cell!(
 /// Changes applied together, published to readers and persisted on `commit`.
 pub struct WriteBatch<'s> {
     store: &'s Store,
-    _turn: MutexGuard<'s, ()>,
+    /// Declared before the turn: a batch dropped without commit is aborted while the turn
+    /// is still held.
     tx: OpenWrite,
+    _turn: MutexGuard<'s, ()>,
     rev: i64,
     /// What the batch changed, for watchers (collected only while there are any).
     events: Vec<Event>,
@@ -87,9 +89,13 @@ impl<'s> WriteBatch<'s> {
             self.store.compacted.store(at, Ordering::Release);
             index.compact(at);
         }
-        self.set_meta(META_COMPACTED, at as u64)?;
-        // Written with every compaction: a backend without it finished compacting long ago.
-        self.set_meta(META_COMPACT_FINISHED, self.store.physical.done() as u64)?;
+        // The finished mark is written with every compaction: a backend without it finished
+        // compacting long ago.
+        let finished = self.store.physical.done() as u64;
+        self.set_metas(&[
+            (META_COMPACTED, at as u64),
+            (META_COMPACT_FINISHED, finished),
+        ])?;
         Ok(Revision(self.rev))
     }
 
