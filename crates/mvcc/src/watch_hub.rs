@@ -285,7 +285,7 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
                     *bytes += size;
                 }
                 _ => {
-                    let mut first = Vec::with_capacity(run_end - i);
+                    let mut first = Vec::with_capacity(run_end.saturating_sub(i).max(1));
                     first.push(ev.clone());
                     list.push(WatchBatch {
                         watch_id: t.1,

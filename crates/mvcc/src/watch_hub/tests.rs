@@ -593,3 +593,28 @@ fn a_commit_alternating_between_keys_reaches_each_watcher_with_its_own_events() 
         vec![(b"a".to_vec(), n + 2)]
     );
 }
+
+/// An event without a key-value (none comes from the store, but the fan-out skips them)
+/// between two of one key's, with a watcher that wants only the later one: its batch
+/// starts past where the key's first run was measured to end.
+#[test]
+fn a_batch_starting_after_a_skipped_event_in_a_keys_run_gets_its_events() {
+    use oxcd_api::mvccpb::{Event, KeyValue};
+    let event = |rev: i64| {
+        WatchEvent::new(Event {
+            kv: Some(KeyValue {
+                key: b"a".to_vec(),
+                mod_revision: rev,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    };
+    let sink = Sink::with_room(10);
+    let mut group = WatcherGroup::default();
+    group.insert((1, 0), Watcher::new(spec(b"a", b"", 3), sink.clone()));
+    group.make_synced((1, 0));
+    let events = vec![event(2), WatchEvent::new(Event::default()), event(3)];
+    notify_commit(&mut group, &events);
+    assert_eq!(revisions(&sink.drain()), vec![3]);
+}
