@@ -252,9 +252,10 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
         let Some(kv) = &ev.kv else { continue };
         if run_key != Some(kv.key.as_slice()) {
             run_key = Some(kv.key.as_slice());
+            // Events without a key-value are skipped without ending the run.
             run_end = i + events[i..]
                 .iter()
-                .take_while(|e| e.kv.as_ref().is_some_and(|k| k.key == kv.key))
+                .take_while(|e| e.kv.as_ref().is_none_or(|k| k.key == kv.key))
                 .count();
             run.clear();
             for t in group.targets(&kv.key) {
@@ -285,7 +286,7 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
                     *bytes += size;
                 }
                 _ => {
-                    let mut first = Vec::with_capacity(run_end.saturating_sub(i).max(1));
+                    let mut first = Vec::with_capacity(run_end - i);
                     first.push(ev.clone());
                     list.push(WatchBatch {
                         watch_id: t.1,

@@ -105,8 +105,7 @@ impl<'s> WriteBatch<'s> {
 
     /// Several meta records, with one opening of their table.
     pub fn set_metas(&mut self, records: &[(&str, u64)]) -> Result<(), StoreError> {
-        let owner = self.tx.borrow_owner();
-        let mut meta = owner.open_table(META).map_err(backend_err)?;
+        let mut meta = self.owner().open_table(META).map_err(backend_err)?;
         for &(name, value) in records {
             meta.insert(name, value).map_err(backend_err)?;
         }
@@ -114,11 +113,7 @@ impl<'s> WriteBatch<'s> {
     }
 
     pub fn cluster_record(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let t = self
-            .tx
-            .borrow_owner()
-            .open_table(CLUSTER)
-            .map_err(backend_err)?;
+        let t = self.owner().open_table(CLUSTER).map_err(backend_err)?;
         let v = t
             .get(name)
             .map_err(backend_err)?
@@ -127,23 +122,19 @@ impl<'s> WriteBatch<'s> {
     }
 
     pub fn set_cluster_record(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut t = self
-            .tx
-            .borrow_owner()
-            .open_table(CLUSTER)
-            .map_err(backend_err)?;
+        let mut t = self.owner().open_table(CLUSTER).map_err(backend_err)?;
         t.insert(name, value).map_err(backend_err)?;
         Ok(())
     }
 
     pub fn lease_grant(&mut self, id: LeaseId, ttl: i64) -> Result<(), StoreError> {
         let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
-        leases.grant(self.tx.borrow_owner(), id.0, ttl)
+        leases.grant(self.owner(), id.0, ttl)
     }
 
     pub fn lease_checkpoint(&mut self, id: LeaseId, remaining_ttl: i64) -> Result<(), StoreError> {
         let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
-        leases.checkpoint(self.tx.borrow_owner(), id.0, remaining_ttl)
+        leases.checkpoint(self.owner(), id.0, remaining_ttl)
     }
 
     /// The keys lease `id` holds now (none if there is no such lease).
@@ -163,7 +154,7 @@ impl<'s> WriteBatch<'s> {
             .keys_of(id.0)?;
         let rev = self.delete_keys(&keys)?;
         let mut leases = self.store.leases.write().map_err(|_| poisoned())?;
-        leases.remove(self.tx.borrow_owner(), id.0)?;
+        leases.remove(self.owner(), id.0)?;
         Ok(Revision(rev))
     }
 
@@ -187,6 +178,11 @@ impl<'s> WriteBatch<'s> {
             || store.current.store(rev, Ordering::Release),
         );
         Ok(())
+    }
+
+    /// The transaction, for the tables other than the key-value one.
+    fn owner(&self) -> &WriteTransaction {
+        self.tx.borrow_owner()
     }
 
     fn with_writer<T>(

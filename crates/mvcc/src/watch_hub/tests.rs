@@ -523,10 +523,11 @@ fn big_events_split_a_commits_batch_and_a_full_sink_catches_up_without_gaps() {
 fn a_commit_alternating_between_keys_reaches_each_watcher_with_its_own_events() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("db")).expect("open");
-    let next = store.current_revision().0 + 1;
+    // The commit's first revision; its changes take n, n + 1, ...
+    let n = store.current_revision().0 + 1;
     let watch = |id: i64, key: &[u8], end: &[u8], no_put: bool| {
         let sink = Sink::with_room(10);
-        let mut s = spec(key, end, next);
+        let mut s = spec(key, end, n);
         s.no_put = no_put;
         store.watch((1, id), s, sink.clone());
         sink
@@ -570,7 +571,6 @@ fn a_commit_alternating_between_keys_reaches_each_watcher_with_its_own_events() 
             .map(|e| (e.kv.as_ref().expect("kv").key.clone(), revision_of(e)))
             .collect()
     };
-    let n = next;
     assert_eq!(
         keys_and_revisions(&on_a),
         vec![(b"a".to_vec(), n), (b"a".to_vec(), n + 2)]
