@@ -113,8 +113,13 @@ async fn watch_cost(c: &Cluster, puts: usize) -> Result<Cost, String> {
 }
 
 /// The section's rows for `servers` (oxcd first, then etcd) and the goal each ratio is held
-/// to: (row, goal ratio).
-pub async fn rows(servers: &[Cluster], total: usize) -> Result<Vec<(Row, f64)>, String> {
+/// to: (row, goal ratio). With more than one round, each load runs `rounds` times on each
+/// product, the order alternating, and each figure is the mean of its runs.
+pub async fn rows(
+    servers: &[Cluster],
+    total: usize,
+    rounds: usize,
+) -> Result<Vec<(Row, f64)>, String> {
     let loads = [
         (
             "put",
@@ -151,22 +156,65 @@ pub async fn rows(servers: &[Cluster], total: usize) -> Result<Vec<(Row, f64)>, 
     ];
     let mut out = Vec::new();
     for (name, op) in loads {
-        let mut costs = Vec::new();
-        for s in servers {
+        let costs = alternating(servers, rounds, |s| {
             eprintln!("{}: {name}", s.name);
-            costs.push(cost_of(s, op.clone(), total).await?);
-        }
+            cost_of(s, op.clone(), total)
+        })
+        .await?;
         push_rows(&mut out, name, &costs, true);
     }
-    let mut costs = Vec::new();
-    for s in servers {
+    let costs = alternating(servers, rounds, |s| {
         eprintln!("{}: watch delivery", s.name);
         // Half as many puts as the other loads: each is 100 events, and the phase lasts
         // long enough (seconds) for its CPU figure to settle.
-        costs.push(watch_cost(s, total / 2).await?);
-    }
+        watch_cost(s, total / 2)
+    })
+    .await?;
     push_rows(&mut out, "watch, 100 watchers", &costs, false);
     Ok(out)
+}
+
+/// Runs `load` `rounds` times on each server, in their order in even rounds and reversed in
+/// odd ones; each server's figures are the means of its runs.
+async fn alternating<'c, F, Fut>(
+    servers: &'c [Cluster],
+    rounds: usize,
+    mut load: F,
+) -> Result<Vec<Cost>, String>
+where
+    F: FnMut(&'c Cluster) -> Fut,
+    Fut: std::future::Future<Output = Result<Cost, String>>,
+{
+    let rounds = rounds.max(1);
+    let mut sums: Vec<Cost> = servers
+        .iter()
+        .map(|_| Cost {
+            throughput: 0.0,
+            p99_ms: 0.0,
+            cpu_us: 0.0,
+        })
+        .collect();
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..servers.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let c = load(&servers[i]).await?;
+            sums[i].throughput += c.throughput;
+            sums[i].p99_ms += c.p99_ms;
+            sums[i].cpu_us += c.cpu_us;
+        }
+    }
+    let n = rounds as f64;
+    Ok(sums
+        .into_iter()
+        .map(|c| Cost {
+            throughput: c.throughput / n,
+            p99_ms: c.p99_ms / n,
+            cpu_us: c.cpu_us / n,
+        })
+        .collect())
 }
 
 fn push_rows(out: &mut Vec<(Row, f64)>, name: &str, costs: &[Cost], with_p99: bool) {

@@ -97,6 +97,10 @@ enum Cmd {
         /// Keys loaded before measuring peak memory.
         #[arg(long, default_value_t = 100_000)]
         load_keys: usize,
+        /// Runs of each cost load per product, the products' order alternating from one to
+        /// the next; each figure is the mean of its runs (for A/B comparisons of two builds).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Cluster size for each product; with more than one, leader failover is measured
         /// too (ETCD_HEARTBEAT_INTERVAL / ETCD_ELECTION_TIMEOUT reach both products).
         #[arg(long, default_value_t = 1)]
@@ -245,6 +249,7 @@ async fn main() {
             products: Products { oxcd, etcd },
             total,
             load_keys,
+            rounds,
             members,
             tls,
             sections,
@@ -253,6 +258,7 @@ async fn main() {
             let settings = servers::Settings {
                 total,
                 load_keys,
+                rounds,
                 members,
                 tls,
                 sections: &sections,

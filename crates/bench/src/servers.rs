@@ -246,6 +246,7 @@ pub enum Section {
 /// `compare`'s settings.
 pub struct Settings<'a> {
     pub total: usize,
+    pub rounds: usize,
     pub load_keys: usize,
     pub members: usize,
     pub tls: bool,
@@ -272,7 +273,7 @@ pub async fn compare(oxcd_bin: &str, etcd_bin: &str, set: &Settings<'_>) -> Resu
         if set.tls { "mutual TLS" } else { "plain TCP" }
     );
     if on(Section::Cost) {
-        crate::cost::print(crate::cost::rows(&servers, total).await?);
+        crate::cost::print(crate::cost::rows(&servers, total, set.rounds).await?);
         println!();
     }
     if on(Section::Throughput) {
