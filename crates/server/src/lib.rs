@@ -33,6 +33,7 @@ pub mod tls;
 pub mod transport;
 pub mod ui;
 pub mod version;
+pub mod write_coalesce;
 
 pub use error::StartError;
 

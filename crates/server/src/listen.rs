@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::error::StartError;
 use crate::server::EtcdServer;
+use crate::write_coalesce::WriteCoalesce;
 use crate::{gateway, h2_authority, http, services, tls, transport};
 use oxcd_api::etcdserverpb::{
     auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
@@ -261,7 +262,7 @@ pub fn serve_clients(
         tasks.push(tokio::spawn(async move {
             let incoming =
                 tokio_stream::StreamExt::map(tls::incoming(listener, acceptor), |conn| {
-                    conn.map(h2_authority::AuthorityFix::new)
+                    conn.map(|c| WriteCoalesce::new(h2_authority::AuthorityFix::new(c)))
                 });
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
