@@ -26,8 +26,8 @@ const DIRECT: usize = 8 * 1024;
 /// Less than this is written at once: a few small answers (puts') gain nothing from waiting
 /// a turn, and h2 flushes those once a turn anyway.
 const DEFER_FROM: usize = 1024;
-/// A buffer bigger than this is freed once written out (idle connections keep none).
-const KEEP: usize = 16 * 1024;
+/// A buffer bigger than this is freed once written out (idle connections keep a small one).
+const KEEP: usize = 4 * 1024;
 /// What an empty buffer takes at least.
 const SMALL: usize = 4 * 1024;
 
@@ -44,6 +44,8 @@ enum Mode {
 pub struct WriteCoalesce<S> {
     io: S,
     mode: Mode,
+    /// How much of the HTTP/2 preface's start the first reads matched.
+    preface_seen: usize,
     buf: Vec<u8>,
     written: usize,
     /// Counts reads: the task's turns.
@@ -57,6 +59,7 @@ impl<S> WriteCoalesce<S> {
         WriteCoalesce {
             io,
             mode: Mode::Unknown,
+            preface_seen: 0,
             buf: Vec::new(),
             written: 0,
             reads: 0,
@@ -96,7 +99,7 @@ impl<S: AsyncWrite + Unpin> WriteCoalesce<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for WriteCoalesce<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WriteCoalesce<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -106,16 +109,33 @@ impl<S: AsyncRead + Unpin> AsyncRead for WriteCoalesce<S> {
         this.reads = this.reads.wrapping_add(1);
         let before = buf.filled().len();
         let res = Pin::new(&mut this.io).poll_read(cx, buf);
-        if this.mode == Mode::Unknown && buf.filled().len() > before {
-            let first = &buf.filled()[before..];
-            let n = first.len().min(H2_PREFACE_START.len());
-            this.mode = if n == H2_PREFACE_START.len() && first[..n] == *H2_PREFACE_START {
-                Mode::H2
-            } else {
-                Mode::PassThrough
-            };
+        let got = &buf.filled()[before..];
+        if this.mode == Mode::Unknown && !got.is_empty() {
+            this.learn_mode(got);
+        }
+        let ended = matches!(&res, Poll::Ready(Err(_))) || (res.is_ready() && got.is_empty());
+        if ended && this.held() > 0 {
+            // The connection is ending (h2 may drop it without a flush): what it answered
+            // goes out if the socket still takes it, as it would have without the wrapper.
+            let _ = this.poll_drain(cx);
         }
         res
+    }
+}
+
+impl<S> WriteCoalesce<S> {
+    /// HTTP/2 once the preface's start has been read, pass-through once anything else has.
+    fn learn_mode(&mut self, got: &[u8]) {
+        let want = &H2_PREFACE_START[self.preface_seen..];
+        let n = got.len().min(want.len());
+        if got[..n] != want[..n] {
+            self.mode = Mode::PassThrough;
+            return;
+        }
+        self.preface_seen += n;
+        if self.preface_seen == H2_PREFACE_START.len() {
+            self.mode = Mode::H2;
+        }
     }
 }
 
@@ -139,6 +159,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteCoalesce<S> {
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         if total < DIRECT && this.held() + total <= LIMIT {
+            if this.written > 0 {
+                // Part went out before the socket filled: keep only what is left.
+                this.buf.drain(..this.written);
+                this.written = 0;
+            }
             if this.buf.capacity() - this.buf.len() < total {
                 this.buf.reserve(total.max(SMALL));
             }
@@ -172,7 +197,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteCoalesce<S> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.mode == Mode::H2 || self.io.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -217,9 +242,15 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         incoming: Vec<u8>,
+        /// The most bytes one read hands out (0: all there is).
+        read_size: usize,
+        /// Once `incoming` is used up: the client has closed its side.
+        eof: bool,
         writes: Vec<Vec<u8>>,
         /// Writes taken before the socket reports itself full.
         room: Option<usize>,
+        /// The most bytes one write takes (0: all it is given).
+        max_write: usize,
     }
 
     impl AsyncRead for Recorder {
@@ -230,9 +261,17 @@ mod tests {
         ) -> Poll<io::Result<()>> {
             let this = self.get_mut();
             if this.incoming.is_empty() {
-                return Poll::Pending;
+                return if this.eof {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                };
             }
-            buf.put_slice(&std::mem::take(&mut this.incoming));
+            let n = match this.read_size {
+                0 => this.incoming.len(),
+                n => n.min(this.incoming.len()),
+            };
+            buf.put_slice(&this.incoming.drain(..n).collect::<Vec<u8>>());
             Poll::Ready(Ok(()))
         }
     }
@@ -249,8 +288,12 @@ mod tests {
                 Some(n) => *n -= 1,
                 None => {}
             }
-            this.writes.push(buf.to_vec());
-            Poll::Ready(Ok(buf.len()))
+            let n = match this.max_write {
+                0 => buf.len(),
+                n => n.min(buf.len()),
+            };
+            this.writes.push(buf[..n].to_vec());
+            Poll::Ready(Ok(n))
         }
         fn poll_write_vectored(
             self: Pin<&mut Self>,
@@ -299,7 +342,7 @@ mod tests {
         let mut space = [0u8; 64];
         loop {
             let mut buf = ReadBuf::new(&mut space);
-            if Pin::new(&mut *w).poll_read(cx, &mut buf).is_pending() {
+            if Pin::new(&mut *w).poll_read(cx, &mut buf).is_pending() || buf.filled().is_empty() {
                 return;
             }
         }
@@ -432,5 +475,72 @@ mod tests {
         assert!(flush(&mut w, &mut cx).is_ready());
         assert_eq!(w.io.writes, vec![b"headsmall answer".to_vec()]);
         assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_preface_read_in_pieces_is_still_http2() {
+        let waker = std::task::Waker::from(Arc::new(Wakes::default()));
+        let mut cx = Context::from_waker(&waker);
+        let mut w = WriteCoalesce::new(Recorder {
+            incoming: PREFACE.to_vec(),
+            read_size: 3,
+            ..Default::default()
+        });
+        read_until_blocked(&mut w, &mut cx);
+        write_frame(&mut w, &mut cx, b"head", b"small");
+        assert!(w.io.writes.is_empty(), "held as HTTP/2");
+    }
+
+    #[test]
+    fn a_slow_socket_does_not_grow_the_buffer_past_the_limit() {
+        let waker = std::task::Waker::from(Arc::new(Wakes::default()));
+        let mut cx = Context::from_waker(&waker);
+        let mut w = conn(PREFACE, &mut cx);
+        w.io.max_write = 1000;
+        let mut sent = Vec::new();
+        let mut accepted = 0u32;
+        for turn in 0..200u32 {
+            // Each turn: one partial write gets through, then the socket is full.
+            w.io.room = Some(1);
+            read_until_blocked(&mut w, &mut cx);
+            let _ = flush(&mut w, &mut cx);
+            for i in 0..4u32 {
+                let frame = (turn * 4 + i).to_be_bytes().repeat(125);
+                match Pin::new(&mut w).poll_write(&mut cx, &frame) {
+                    Poll::Ready(Ok(n)) => {
+                        assert_eq!(n, frame.len());
+                        sent.extend_from_slice(&frame);
+                        accepted += 1;
+                    }
+                    Poll::Pending => break,
+                    Poll::Ready(Err(e)) => panic!("{e}"),
+                }
+            }
+            assert!(w.buf.len() <= LIMIT, "{} bytes buffered", w.buf.len());
+        }
+        assert!(accepted > 100);
+        w.io.room = None;
+        w.io.max_write = 0;
+        for _ in 0..2 {
+            read_until_blocked(&mut w, &mut cx);
+            assert!(matches!(flush(&mut w, &mut cx), Poll::Ready(Ok(()))));
+        }
+        assert_eq!(w.io.writes.concat(), sent, "every byte, in order");
+    }
+
+    #[test]
+    fn what_is_held_goes_out_when_the_client_closes() {
+        let waker = std::task::Waker::from(Arc::new(Wakes::default()));
+        let mut cx = Context::from_waker(&waker);
+        let mut w = conn(PREFACE, &mut cx);
+        write_frame(&mut w, &mut cx, b"head", &[3; DEFER_FROM]);
+        assert!(flush(&mut w, &mut cx).is_ready());
+        assert!(w.io.writes.is_empty());
+        w.io.eof = true;
+        read_until_blocked(&mut w, &mut cx);
+        assert_eq!(
+            w.io.writes,
+            vec![[b"head".as_slice(), &[3; DEFER_FROM]].concat()]
+        );
     }
 }
