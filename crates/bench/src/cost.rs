@@ -10,6 +10,7 @@ use crate::table::Row;
 use std::time::{Duration, Instant};
 
 /// One load's figures on one product.
+#[derive(Default)]
 pub struct Cost {
     pub throughput: f64,
     pub p99_ms: f64,
@@ -186,14 +187,7 @@ where
     Fut: std::future::Future<Output = Result<Cost, String>>,
 {
     let rounds = rounds.max(1);
-    let mut sums: Vec<Cost> = servers
-        .iter()
-        .map(|_| Cost {
-            throughput: 0.0,
-            p99_ms: 0.0,
-            cpu_us: 0.0,
-        })
-        .collect();
+    let mut sums: Vec<Cost> = servers.iter().map(|_| Cost::default()).collect();
     for round in 0..rounds {
         let mut order: Vec<usize> = (0..servers.len()).collect();
         if round % 2 == 1 {

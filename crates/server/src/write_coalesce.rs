@@ -392,8 +392,7 @@ mod tests {
 
     #[test]
     fn a_full_frame_goes_out_uncopied_with_what_is_held() {
-        let waker = std::task::Waker::from(Arc::new(Wakes::default()));
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut w = conn(PREFACE, &mut cx);
         write_frame(&mut w, &mut cx, b"head", &[1; 100]);
         write_frame(&mut w, &mut cx, b"", &[2; DIRECT]);
@@ -406,8 +405,7 @@ mod tests {
 
     #[test]
     fn http1_writes_go_straight_through() {
-        let waker = std::task::Waker::from(Arc::new(Wakes::default()));
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut w = conn(b"GET /health HTTP/1.1\r\n\r\n", &mut cx);
         write_frame(&mut w, &mut cx, b"HTTP/1.1 200 OK\r\n", b"");
         assert_eq!(w.io.writes, vec![b"HTTP/1.1 200 OK\r\n".to_vec()]);
@@ -415,8 +413,7 @@ mod tests {
 
     #[test]
     fn a_shutdown_and_a_full_buffer_write_at_once() {
-        let waker = std::task::Waker::from(Arc::new(Wakes::default()));
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut w = conn(PREFACE, &mut cx);
         write_frame(&mut w, &mut cx, b"head", &[2; DEFER_FROM]);
         assert!(flush(&mut w, &mut cx).is_ready());
@@ -446,8 +443,7 @@ mod tests {
 
     #[test]
     fn a_full_socket_keeps_the_bytes_and_the_flush_pending() {
-        let waker = std::task::Waker::from(Arc::new(Wakes::default()));
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut w = conn(PREFACE, &mut cx);
         w.io.room = Some(0);
         write_frame(&mut w, &mut cx, b"head", &[2; DEFER_FROM]);
@@ -479,8 +475,7 @@ mod tests {
 
     #[test]
     fn a_preface_read_in_pieces_is_still_http2() {
-        let waker = std::task::Waker::from(Arc::new(Wakes::default()));
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut w = WriteCoalesce::new(Recorder {
             incoming: PREFACE.to_vec(),
             read_size: 3,
@@ -493,8 +488,7 @@ mod tests {
 
     #[test]
     fn a_slow_socket_does_not_grow_the_buffer_past_the_limit() {
-        let waker = std::task::Waker::from(Arc::new(Wakes::default()));
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut w = conn(PREFACE, &mut cx);
         w.io.max_write = 1000;
         let mut sent = Vec::new();
@@ -530,8 +524,7 @@ mod tests {
 
     #[test]
     fn what_is_held_goes_out_when_the_client_closes() {
-        let waker = std::task::Waker::from(Arc::new(Wakes::default()));
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
         let mut w = conn(PREFACE, &mut cx);
         write_frame(&mut w, &mut cx, b"head", &[3; DEFER_FROM]);
         assert!(flush(&mut w, &mut cx).is_ready());
