@@ -26,9 +26,43 @@ const MAX_BATCH_ENTRIES: usize = 1000;
 
 /// How often (in applied entries) the in-memory raft log drops what is applied.
 const RELEASE_EVERY: u64 = 10_000;
-/// The longest a run of applied writes stays out of a durable backend commit (etcd's batch
-/// interval). The raft log covers them meanwhile, and redb reuses freed pages only after one.
-const DURABLE_EVERY: Duration = Duration::from_millis(100);
+/// How long applying may go idle before what non-durable commits left is made durable.
+const SETTLE_AFTER_IDLE: Duration = Duration::from_millis(100);
+
+/// When a batch's backend commit is made durable: once `every` has passed since the last
+/// durable one, or `after_entries` entries have been applied since (0: no count). The raft
+/// log holds every acknowledged write meanwhile; a durable commit only bounds what a restart
+/// after a crash replays, and lets redb reuse the pages freed since the last one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durability {
+    pub every: Duration,
+    pub after_entries: u64,
+}
+
+impl Durability {
+    /// oxcd's default interval. etcd commits its backend every 100 ms; its commit and ours
+    /// (redb writes the buffered pages, then fsyncs) hold the apply loop for a few
+    /// milliseconds, so under steady writes every client waits through a stall ten times a
+    /// second, which was most of a 1-member put's p99. Once a second keeps that out of it.
+    pub const DEFAULT_EVERY: Duration = Duration::from_secs(1);
+
+    /// From etcd's flags, where zero means the default.
+    pub fn new(interval: Duration, limit: u64) -> Durability {
+        Durability {
+            every: if interval.is_zero() {
+                Durability::DEFAULT_EVERY
+            } else {
+                interval
+            },
+            after_entries: limit,
+        }
+    }
+
+    fn due(&self, since_durable: Duration, entries_since_durable: u64) -> bool {
+        since_durable >= self.every
+            || (self.after_entries > 0 && entries_since_durable >= self.after_entries)
+    }
+}
 
 /// etcd warns of an apply slower than this.
 const SLOW_APPLY: Duration = Duration::from_millis(100);
@@ -46,6 +80,7 @@ pub struct Applier {
     pub auth: Arc<crate::auth::AuthStore>,
     pub applied: watch::Sender<u64>,
     pub snapshot_count: u64,
+    pub durability: Durability,
     /// Entries kept in the raft log behind a snapshot for slow followers (etcd's catch-up tail).
     pub catch_up_entries: u64,
     pub fatal: FatalTx,
@@ -73,6 +108,7 @@ struct Progress {
     last_snapshot: u64,
     last_release: u64,
     last_durable: Instant,
+    applied_at_durable: u64,
     /// A commit since the backend was last settled (`Store::settle`).
     unsettled: bool,
 }
@@ -93,15 +129,18 @@ impl Applier {
             last_snapshot: applied,
             last_release: applied,
             last_durable: Instant::now(),
+            applied_at_durable: applied,
             unsettled: false,
         };
         loop {
-            let first = match self.inbox.recv_timeout(DURABLE_EVERY) {
+            let first = match self.inbox.recv_timeout(SETTLE_AFTER_IDLE) {
                 Ok(first) => first,
                 Err(RecvTimeoutError::Timeout) => {
                     if progress.unsettled {
                         self.settle()?;
                         progress.unsettled = false;
+                        progress.last_durable = Instant::now();
+                        progress.applied_at_durable = progress.applied;
                     }
                     continue;
                 }
@@ -237,7 +276,10 @@ impl Applier {
         }
         wb.set_metas(&[(META_APPLIED_INDEX, p.applied), (META_APPLIED_TERM, term)])?;
         let snapshot_due = p.applied - p.last_snapshot >= self.snapshot_count.max(1);
-        let durable = snapshot_due || p.last_durable.elapsed() >= DURABLE_EVERY;
+        let durable = snapshot_due
+            || self
+                .durability
+                .due(p.last_durable.elapsed(), p.applied - p.applied_at_durable);
         let commit_started = Instant::now();
         fail::fail_point!("beforeCommit");
         wb.commit(durable)?;
@@ -272,6 +314,7 @@ impl Applier {
         }
         if durable {
             p.last_durable = Instant::now();
+            p.applied_at_durable = p.applied;
         }
         self.publish_applied(p.applied);
         if members_changed {

@@ -209,6 +209,10 @@ pub fn start_apply(
         waiters: raft.waiters.clone(),
         applied: applied_tx,
         snapshot_count: config.snapshot_count,
+        durability: crate::apply::Durability::new(
+            config.backend_batch_interval,
+            config.backend_batch_limit,
+        ),
         catch_up_entries: config.snapshot_catchup_entries,
         fatal: fatal.clone(),
         snap_dir: raft.peer_service.snap_dir.clone(),

@@ -391,6 +391,13 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
             .max(1) as usize,
         compaction_sleep_interval: duration_flag(m, "experimental-compaction-sleep-interval")
             .ok_or_else(|| bad_duration(m, "experimental-compaction-sleep-interval"))?,
+        backend_batch_interval: duration_flag(m, "backend-batch-interval")
+            .ok_or_else(|| bad_duration(m, "backend-batch-interval"))?,
+        backend_batch_limit: m
+            .get_one::<i64>("backend-batch-limit")
+            .copied()
+            .unwrap_or(0)
+            .max(0) as u64,
         max_learners: m
             .get_one::<i64>("experimental-max-learners")
             .copied()

@@ -90,6 +90,34 @@ fn unacted_flags_are_accepted_with_a_warning() {
 }
 
 #[test]
+fn the_backend_batch_flags_set_when_the_backend_is_made_durable() {
+    let (c, w) = run(
+        &["--backend-batch-interval=250ms", "--backend-batch-limit=40"],
+        &[],
+    )
+    .expect("parse");
+    assert!(
+        !w.iter().any(|m| m.contains("backend-batch")),
+        "acted on: {w:?}"
+    );
+    assert_eq!(
+        c.backend_batch_interval,
+        std::time::Duration::from_millis(250)
+    );
+    assert_eq!(c.backend_batch_limit, 40);
+    let (c, _) = run(&[], &[]).expect("parse");
+    assert_eq!(c.backend_batch_interval, std::time::Duration::ZERO);
+    assert_eq!(c.backend_batch_limit, 0);
+    let e = run(&["--backend-batch-interval=soon"], &[]).expect_err("not a duration");
+    assert!(
+        e.message
+            .contains("invalid value \"soon\" for flag -backend-batch-interval"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
 fn config_file_uses_etcds_yaml_keys() {
     let d = tempfile::tempdir().expect("tempdir");
     let p = d.path().join("etcd.yaml");

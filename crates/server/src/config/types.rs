@@ -40,6 +40,11 @@ pub struct Config {
     /// Records deleted per batch of a compaction, and the pause between batches.
     pub compaction_batch_limit: usize,
     pub compaction_sleep_interval: std::time::Duration,
+    /// `--backend-batch-interval` (zero: oxcd's default) and `--backend-batch-limit` (zero:
+    /// none): how long, and how many applied entries, the backend may go between durable
+    /// commits. The raft log holds every acknowledged write meanwhile.
+    pub backend_batch_interval: std::time::Duration,
+    pub backend_batch_limit: u64,
     pub max_learners: usize,
     pub auto_compaction: AutoCompaction,
     pub initial_corrupt_check: bool,
