@@ -202,12 +202,11 @@ impl Hub {
         let mut group = self.group();
         for k in group.unsynced_keys() {
             let now = store.current();
+            // Every watcher in the window is offered its batch, also one whose stream already
+            // took another this round: the sink refuses what does not fit.
             let Some(w) = group.get_mut(&k) else {
                 continue;
             };
-            if !w.sink.has_room() {
-                continue;
-            }
             let caught_up = if w.next < from || w.next > upto {
                 w.next > now
             } else {

@@ -94,6 +94,58 @@ fn watches_of_a_key_share_each_event_live_and_in_catch_up() {
     assert_eq!(live.0.encoded(), prost::Message::encode_to_vec(&**live.0));
 }
 
+/// A stream's queue as the watch service keeps it: several batches fit, but it offers room
+/// for catch-up only while nothing is queued.
+struct StreamQueue {
+    room: usize,
+    got: Mutex<Vec<WatchBatch>>,
+}
+
+impl WatchSink for StreamQueue {
+    fn try_send(&self, batch: WatchBatch) -> bool {
+        let mut got = self.got.lock().expect("queue");
+        if got.len() >= self.room {
+            return false;
+        }
+        got.push(batch);
+        true
+    }
+
+    fn has_room(&self) -> bool {
+        self.got.lock().expect("queue").is_empty()
+    }
+}
+
+/// Catch-up moved one watcher of a stream per round (the first batch left the stream's
+/// queue non-empty, and the others were passed over), so a stream's watchers behind the
+/// present caught up one at a time, 10 ms apart.
+#[test]
+fn one_catch_up_round_serves_every_watcher_of_a_stream_its_queue_can_take() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    for i in 0..5 {
+        put(&store, &format!("a{i}"), "history");
+    }
+    let queue = Arc::new(StreamQueue {
+        room: 8,
+        got: Mutex::new(vec![]),
+    });
+    for id in 0..3 {
+        store.watch((1, id), spec(b"a", b"b", 2), queue.clone());
+    }
+    store.sync_watchers(1000).expect("sync");
+    let got = std::mem::take(&mut *queue.got.lock().expect("queue"));
+    let mut served: Vec<i64> = got.iter().map(|b| b.watch_id).collect();
+    served.sort_unstable();
+    assert_eq!(served, vec![0, 1, 2], "one round");
+    for b in &got {
+        assert_eq!(b.events.len(), 5, "watch {}", b.watch_id);
+    }
+    for id in 0..3 {
+        assert!(store.is_synced((1, id)));
+    }
+}
+
 #[test]
 fn a_full_sink_falls_back_to_history_without_gaps_or_repeats() {
     let dir = tempfile::tempdir().expect("tempdir");
