@@ -9,7 +9,7 @@ use crate::watch::{
 };
 use crate::watcher_group::WatcherGroup;
 use oxcd_api::mvccpb::Event;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -200,13 +200,19 @@ impl Hub {
             (Vec::new(), upto)
         };
         let mut group = self.group();
+        // Sinks that took a batch this round: their other watchers are still offered theirs
+        // (the sink refuses what does not fit), while a sink that had no room when the round
+        // began (a client that stopped reading) is passed over without building a batch.
+        let mut took: HashSet<*const ()> = HashSet::new();
         for k in group.unsynced_keys() {
             let now = store.current();
-            // Every watcher in the window is offered its batch, also one whose stream already
-            // took another this round: the sink refuses what does not fit.
             let Some(w) = group.get_mut(&k) else {
                 continue;
             };
+            let sink = Arc::as_ptr(&w.sink) as *const ();
+            if !took.contains(&sink) && !w.sink.has_room() {
+                continue;
+            }
             let caught_up = if w.next < from || w.next > upto {
                 w.next > now
             } else {
@@ -224,6 +230,7 @@ impl Hub {
                     });
                 if sent {
                     w.next = upto + 1;
+                    took.insert(sink);
                 }
                 sent && w.next > now
             };
