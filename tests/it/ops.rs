@@ -237,7 +237,7 @@ async fn a_tiny_quota_takes_a_small_put_and_refuses_growth_before_the_data_passe
 
 #[tokio::test]
 async fn metrics_version_and_health_are_served_on_the_client_port() {
-    let server = Server::start(Kind::Oxcd, &[]);
+    let server = Server::start(Kind::Oxcd, &["--backend-batch-interval=100ms"]);
     let mut kv = server.ready().await;
     for i in 0..20 {
         kv.put(put(format!("m/{i}"), "v")).await.expect("put");
@@ -257,7 +257,7 @@ async fn metrics_version_and_health_are_served_on_the_client_port() {
     assert_eq!(http_get(&ep, "/livez"), (200, "ok".into()));
     assert_eq!(http_get(&ep, "/readyz"), (200, "ok".into()));
 
-    // A durable backend commit follows within etcd's batch interval (100 ms) of writes.
+    // A durable backend commit follows within the batch interval (etcd's 100 ms here) of writes.
     let deadline = Instant::now() + Duration::from_secs(10);
     let scrape = loop {
         let (code, text) = http_get(&ep, "/metrics");

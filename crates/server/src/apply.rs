@@ -202,6 +202,9 @@ impl Applier {
         p.applied = applied;
         p.last_snapshot = applied;
         p.last_release = applied;
+        // A restore is durable.
+        p.last_durable = Instant::now();
+        p.applied_at_durable = applied;
         self.publish_applied(applied);
         self.alarms.reload(&self.store).map_err(|e| e.to_string())?;
         self.auth.reload(&self.store).map_err(|e| e.to_string())?;

@@ -31,6 +31,16 @@ const fn f(name: &'static str, default: &'static str, kind: Kind, acted: bool) -
 
 use Kind::*;
 
+/// Flags that take a Go duration. etcd's config file gives these as integer nanoseconds
+/// (its YAML goes through JSON into Go's `time.Duration`).
+pub(crate) const DURATIONS: &[&str] = &[
+    "backend-batch-interval",
+    "backup-interval",
+    "experimental-compaction-sleep-interval",
+    "experimental-corrupt-check-time",
+    "experimental-watch-progress-notify-interval",
+];
+
 pub(crate) const FLAGS: &[FlagSpec] = &[
     f("name", "default", Str, true),
     f("data-dir", "", Str, true),

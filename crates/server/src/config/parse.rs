@@ -1,7 +1,7 @@
 //! Reading the flags, `ETCD_*` variables and etcd's YAML config file into a `Config`.
 
 use super::auto_compaction;
-use super::flags::{clap_to_etcd, command, env_name, FLAGS};
+use super::flags::{clap_to_etcd, command, env_name, DURATIONS, FLAGS};
 use super::types::{usage_err, verify_err, ClusterState, Config, ConfigError, Parsed};
 use crate::duration::parse_go_duration;
 use clap::ArgMatches;
@@ -125,6 +125,7 @@ fn yaml_args(path: &str) -> Result<Vec<String>, ConfigError> {
         let value = match v {
             serde_yaml::Value::Null => continue,
             serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::Number(n) if DURATIONS.contains(&key) => format!("{n}ns"),
             serde_yaml::Value::Number(n) => n.to_string(),
             serde_yaml::Value::String(s) => s.clone(),
             serde_yaml::Value::Sequence(items) => items

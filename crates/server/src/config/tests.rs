@@ -121,7 +121,7 @@ fn the_backend_batch_flags_set_when_the_backend_is_made_durable() {
 fn config_file_uses_etcds_yaml_keys() {
     let d = tempfile::tempdir().expect("tempdir");
     let p = d.path().join("etcd.yaml");
-    std::fs::write(&p, "name: y1\nsnapshot-count: 5\nlisten-client-urls: http://127.0.0.1:4001\nmax-txn-ops: 9\nclient-transport-security:\n  cert-file: ''\n").expect("write");
+    std::fs::write(&p, "name: y1\nsnapshot-count: 5\nlisten-client-urls: http://127.0.0.1:4001\nmax-txn-ops: 9\nbackend-batch-interval: 100000000\nexperimental-compaction-sleep-interval: 20000000\nclient-transport-security:\n  cert-file: ''\n").expect("write");
     let (c, _) = run(
         &[
             "--config-file",
@@ -136,6 +136,15 @@ fn config_file_uses_etcds_yaml_keys() {
     assert_eq!(c.snapshot_count, 5);
     assert_eq!(c.max_txn_ops, 9);
     assert_eq!(c.listen_client_urls[0].port(), Some(4001));
+    // Durations as etcd's file holds them: nanoseconds.
+    assert_eq!(
+        c.backend_batch_interval,
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(
+        c.compaction_sleep_interval,
+        std::time::Duration::from_millis(20)
+    );
 }
 
 #[test]
