@@ -23,11 +23,7 @@ fn backups(dir: &Path) -> Vec<PathBuf> {
 
 /// A counter or gauge from a member's /metrics (0 when absent).
 fn metric(endpoint: &str, name: &str) -> f64 {
-    let (_, text) = http_get(endpoint, "/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    oxcd_tests::metric(endpoint, name).unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

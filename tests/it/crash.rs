@@ -226,11 +226,11 @@ async fn a_backend_ahead_of_a_cut_log_restarts_from_the_backend() {
 
 /// Durable backend commits so far (etcd's `backend_commit_duration` histogram counts them).
 fn durable_commits(server: &Server) -> u64 {
-    let (_, text) = oxcd_tests::http_get(&server.endpoint(), "/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix("etcd_disk_backend_commit_duration_seconds_count "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no backend commit count in /metrics"))
+    oxcd_tests::metric(
+        &server.endpoint(),
+        "etcd_disk_backend_commit_duration_seconds_count",
+    )
+    .expect("no backend commit count in /metrics") as u64
 }
 
 /// `--backend-batch-limit` makes the backend durable every N applied entries even when

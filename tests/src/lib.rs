@@ -390,6 +390,15 @@ impl Drop for Server {
     }
 }
 
+/// A counter or gauge (a histogram's `_count`, `_sum`) from a member's /metrics; None when
+/// the series is absent.
+pub fn metric(endpoint: &str, name: &str) -> Option<f64> {
+    let (_, text) = http_get(endpoint, "/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// A plain HTTP/1.1 GET to `host:port` (the client port serves HTTP beside gRPC): the
 /// status code and body.
 pub fn http_get(host_port: &str, path: &str) -> (u16, String) {

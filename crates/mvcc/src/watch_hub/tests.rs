@@ -6,9 +6,11 @@ use oxcd_api::etcdserverpb::{CompactionRequest, DeleteRangeRequest, PutRequest};
 use oxcd_api::mvccpb::event::EventType;
 use std::sync::Mutex;
 
-/// A sink that holds at most `room` batches until drained.
+/// A sink that holds at most `room` batches until drained. A stream's queue (the watch
+/// service's) offers room for catch-up only while nothing is queued.
 struct Sink {
     room: usize,
+    room_only_when_empty: bool,
     got: Mutex<Vec<WatchBatch>>,
 }
 
@@ -23,7 +25,12 @@ impl WatchSink for Sink {
     }
 
     fn has_room(&self) -> bool {
-        self.got.lock().expect("sink").len() < self.room
+        let queued = self.got.lock().expect("sink").len();
+        if self.room_only_when_empty {
+            queued == 0
+        } else {
+            queued < self.room
+        }
     }
 }
 
@@ -31,6 +38,15 @@ impl Sink {
     fn with_room(room: usize) -> Arc<Sink> {
         Arc::new(Sink {
             room,
+            room_only_when_empty: false,
+            got: Mutex::new(vec![]),
+        })
+    }
+
+    fn stream_queue(room: usize) -> Arc<Sink> {
+        Arc::new(Sink {
+            room,
+            room_only_when_empty: true,
             got: Mutex::new(vec![]),
         })
     }
@@ -94,28 +110,6 @@ fn watches_of_a_key_share_each_event_live_and_in_catch_up() {
     assert_eq!(live.0.encoded(), prost::Message::encode_to_vec(&**live.0));
 }
 
-/// A stream's queue as the watch service keeps it: several batches fit, but it offers room
-/// for catch-up only while nothing is queued.
-struct StreamQueue {
-    room: usize,
-    got: Mutex<Vec<WatchBatch>>,
-}
-
-impl WatchSink for StreamQueue {
-    fn try_send(&self, batch: WatchBatch) -> bool {
-        let mut got = self.got.lock().expect("queue");
-        if got.len() >= self.room {
-            return false;
-        }
-        got.push(batch);
-        true
-    }
-
-    fn has_room(&self) -> bool {
-        self.got.lock().expect("queue").is_empty()
-    }
-}
-
 /// Catch-up moved one watcher of a stream per round (the first batch left the stream's
 /// queue non-empty, and the others were passed over), so a stream's watchers behind the
 /// present caught up one at a time, 10 ms apart.
@@ -126,15 +120,12 @@ fn one_catch_up_round_serves_every_watcher_of_a_stream_its_queue_can_take() {
     for i in 0..5 {
         put(&store, &format!("a{i}"), "history");
     }
-    let queue = Arc::new(StreamQueue {
-        room: 8,
-        got: Mutex::new(vec![]),
-    });
+    let queue = Sink::stream_queue(8);
     for id in 0..3 {
         store.watch((1, id), spec(b"a", b"b", 2), queue.clone());
     }
     store.sync_watchers(1000).expect("sync");
-    let got = std::mem::take(&mut *queue.got.lock().expect("queue"));
+    let got = queue.drain();
     let mut served: Vec<i64> = got.iter().map(|b| b.watch_id).collect();
     served.sort_unstable();
     assert_eq!(served, vec![0, 1, 2], "one round");
