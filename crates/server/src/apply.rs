@@ -113,6 +113,14 @@ struct Progress {
     unsettled: bool,
 }
 
+impl Progress {
+    /// Everything applied so far is durable in the backend.
+    fn made_durable(&mut self) {
+        self.last_durable = Instant::now();
+        self.applied_at_durable = self.applied;
+    }
+}
+
 impl Applier {
     /// Applies committed entries until raft's side closes or the node cannot go on (then
     /// `fatal` hears why).
@@ -139,8 +147,7 @@ impl Applier {
                     if progress.unsettled {
                         self.settle()?;
                         progress.unsettled = false;
-                        progress.last_durable = Instant::now();
-                        progress.applied_at_durable = progress.applied;
+                        progress.made_durable();
                     }
                     continue;
                 }
@@ -202,9 +209,7 @@ impl Applier {
         p.applied = applied;
         p.last_snapshot = applied;
         p.last_release = applied;
-        // A restore is durable.
-        p.last_durable = Instant::now();
-        p.applied_at_durable = applied;
+        p.made_durable(); // a restore is durable
         self.publish_applied(applied);
         self.alarms.reload(&self.store).map_err(|e| e.to_string())?;
         self.auth.reload(&self.store).map_err(|e| e.to_string())?;
@@ -316,8 +321,7 @@ impl Applier {
             );
         }
         if durable {
-            p.last_durable = Instant::now();
-            p.applied_at_durable = p.applied;
+            p.made_durable();
         }
         self.publish_applied(p.applied);
         if members_changed {

@@ -176,6 +176,10 @@ fn get_u64(m: &ArgMatches, name: &str) -> u64 {
     m.get_one::<u64>(name).copied().unwrap_or_default()
 }
 
+fn get_i64(m: &ArgMatches, name: &str) -> i64 {
+    m.get_one::<i64>(name).copied().unwrap_or_default()
+}
+
 fn get_bool(m: &ArgMatches, name: &str) -> bool {
     m.get_one::<bool>(name).copied().unwrap_or_default()
 }
@@ -368,10 +372,7 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
         initial_cluster,
         initial_cluster_state: state,
         initial_cluster_token: get_str(m, "initial-cluster-token"),
-        quota_backend_bytes: m
-            .get_one::<i64>("quota-backend-bytes")
-            .copied()
-            .unwrap_or(0),
+        quota_backend_bytes: get_i64(m, "quota-backend-bytes"),
         max_request_bytes,
         max_response_bytes: get_u64(m, "max-response-bytes"),
         max_txn_ops: get_u64(m, "max-txn-ops"),
@@ -385,25 +386,13 @@ fn build(m: &ArgMatches) -> Result<Config, ConfigError> {
         )
         .filter(|d| !d.is_zero())
         .ok_or_else(|| bad_duration(m, "experimental-watch-progress-notify-interval"))?,
-        compaction_batch_limit: m
-            .get_one::<i64>("experimental-compaction-batch-limit")
-            .copied()
-            .unwrap_or(1000)
-            .max(1) as usize,
+        compaction_batch_limit: get_i64(m, "experimental-compaction-batch-limit").max(1) as usize,
         compaction_sleep_interval: duration_flag(m, "experimental-compaction-sleep-interval")
             .ok_or_else(|| bad_duration(m, "experimental-compaction-sleep-interval"))?,
         backend_batch_interval: duration_flag(m, "backend-batch-interval")
             .ok_or_else(|| bad_duration(m, "backend-batch-interval"))?,
-        backend_batch_limit: m
-            .get_one::<i64>("backend-batch-limit")
-            .copied()
-            .unwrap_or(0)
-            .max(0) as u64,
-        max_learners: m
-            .get_one::<i64>("experimental-max-learners")
-            .copied()
-            .unwrap_or(1)
-            .max(0) as usize,
+        backend_batch_limit: get_i64(m, "backend-batch-limit").max(0) as u64,
+        max_learners: get_i64(m, "experimental-max-learners").max(0) as usize,
         auto_compaction: auto_compaction::parse(
             &get_str(m, "auto-compaction-mode"),
             &get_str(m, "auto-compaction-retention"),
