@@ -179,8 +179,8 @@ fn list_pages(c: &mut Criterion) {
     });
 }
 
-/// Takes every batch, as a stream with room does, and counts its events' encoded bytes as
-/// the server's stream queue does.
+/// Takes every batch, as a stream with room does, and counts its events' bytes as the
+/// server's stream queue does.
 #[derive(Default)]
 struct CountingSink {
     events: AtomicUsize,
@@ -189,7 +189,7 @@ struct CountingSink {
 
 impl WatchSink for CountingSink {
     fn try_send(&self, batch: WatchBatch) -> bool {
-        let bytes: usize = batch.events.iter().map(|e| e.encoded().len()).sum();
+        let bytes = batch.events.wire_len();
         self.events.fetch_add(batch.events.len(), Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         true

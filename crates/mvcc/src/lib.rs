@@ -37,7 +37,10 @@ pub use snapshot::is_record_stream;
 
 pub use snapshot::SnapshotPoint;
 pub use txn::is_read_only;
-pub use watch::{Progress, WatchBatch, WatchEvent, WatchKey, WatchSink, WatchSpec};
+pub use watch::{
+    event_field_len, EventRun, Events, Progress, WatchBatch, WatchEvent, WatchKey, WatchSink,
+    WatchSpec,
+};
 
 #[cfg(test)]
 mod model_tests;

@@ -3,6 +3,8 @@
 
 use crate::key_range::KeyRange;
 use oxcd_api::mvccpb::{event::EventType, Event};
+use prost::bytes::BufMut;
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 use std::sync::{Arc, OnceLock};
 
@@ -45,12 +47,202 @@ impl PartialEq for WatchEvent {
     }
 }
 
+/// `WatchResponse.events`' field number.
+const EVENTS_FIELD: u32 = 11;
+
+/// Bytes of one event as a `WatchResponse.events` field.
+pub fn event_field_len(event: &WatchEvent) -> usize {
+    let len = event.encoded().len();
+    key_len(EVENTS_FIELD) + encoded_len_varint(len as u64) + len
+}
+
+fn put_event_field(event: &WatchEvent, buf: &mut impl BufMut) {
+    let bytes = event.encoded();
+    encode_key(EVENTS_FIELD, WireType::LengthDelimited, buf);
+    encode_varint(bytes.len() as u64, buf);
+    buf.put_slice(bytes);
+}
+
+/// Events in revision order, as a commit hands them to the watches of one key: shared by
+/// those watches, which each take a slice of them, not an `Arc` per event.
+pub struct EventRun {
+    events: Vec<Arc<WatchEvent>>,
+    /// The events as `WatchResponse.events` fields, back to back, made once for all the
+    /// watches; `None` for a run made for one watch, whose events are written one by one.
+    wire: Option<OnceLock<Wire>>,
+}
+
+struct Wire {
+    bytes: Vec<u8>,
+    /// Where each event's field ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Wire {
+    /// Encodes straight into the run's bytes: the events keep no encoding of their own.
+    fn of(events: &[Arc<WatchEvent>]) -> Wire {
+        let lens: Vec<usize> = events.iter().map(|e| e.event.encoded_len()).collect();
+        let field = |len: usize| key_len(EVENTS_FIELD) + encoded_len_varint(len as u64) + len;
+        let mut bytes = Vec::with_capacity(lens.iter().map(|&l| field(l)).sum());
+        let mut ends = Vec::with_capacity(events.len());
+        for (e, len) in events.iter().zip(lens) {
+            encode_key(EVENTS_FIELD, WireType::LengthDelimited, &mut bytes);
+            encode_varint(len as u64, &mut bytes);
+            e.event.encode_raw(&mut bytes);
+            ends.push(bytes.len());
+        }
+        Wire { bytes, ends }
+    }
+}
+
+impl EventRun {
+    /// A run that many watches take slices of.
+    pub fn shared(events: Vec<Arc<WatchEvent>>) -> Arc<Self> {
+        Arc::new(EventRun {
+            events,
+            wire: Some(OnceLock::new()),
+        })
+    }
+
+    fn wire(&self) -> Option<&Wire> {
+        self.wire
+            .as_ref()
+            .map(|w| w.get_or_init(|| Wire::of(&self.events)))
+    }
+
+    /// Bytes of events `start..end` as `WatchResponse.events` fields.
+    fn span_len(&self, start: usize, end: usize) -> usize {
+        match self.wire() {
+            Some(w) => w.ends[end - 1] - start.checked_sub(1).map_or(0, |s| w.ends[s]),
+            None => self.events[start..end]
+                .iter()
+                .map(|e| event_field_len(e))
+                .sum(),
+        }
+    }
+
+    /// Bytes of event `i` as a `WatchResponse.events` field.
+    pub fn field_len(&self, i: usize) -> usize {
+        self.span_len(i, i + 1)
+    }
+
+    fn write_span(&self, start: usize, end: usize, buf: &mut impl BufMut) {
+        match self.wire() {
+            Some(w) => {
+                let from = start.checked_sub(1).map_or(0, |s| w.ends[s]);
+                buf.put_slice(&w.bytes[from..w.ends[end - 1]]);
+            }
+            None => self.events[start..end]
+                .iter()
+                .for_each(|e| put_event_field(e, buf)),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Slice {
+    run: Arc<EventRun>,
+    start: usize,
+    end: usize,
+}
+
+/// A watch's events, in order: slices of runs.
+#[derive(Clone, Default)]
+pub struct Events {
+    slices: Vec<Slice>,
+}
+
+impl Events {
+    /// Adds event `i` of `run`, after the others.
+    pub fn push(&mut self, run: &Arc<EventRun>, i: usize) {
+        if let Some(s) = self.slices.last_mut() {
+            if Arc::ptr_eq(&s.run, run) && s.end == i {
+                s.end += 1;
+                return;
+            }
+        }
+        self.slices.push(Slice {
+            run: run.clone(),
+            start: i,
+            end: i + 1,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.slices.iter().map(|s| s.end - s.start).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slices.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<WatchEvent>> {
+        self.slices
+            .iter()
+            .flat_map(|s| s.run.events[s.start..s.end].iter())
+    }
+
+    pub fn first(&self) -> Option<&Arc<WatchEvent>> {
+        self.slices.first().map(|s| &s.run.events[s.start])
+    }
+
+    pub fn last(&self) -> Option<&Arc<WatchEvent>> {
+        self.slices.last().map(|s| &s.run.events[s.end - 1])
+    }
+
+    /// Bytes of these events as `WatchResponse.events` fields.
+    pub fn wire_len(&self) -> usize {
+        self.slices
+            .iter()
+            .map(|s| s.run.span_len(s.start, s.end))
+            .sum()
+    }
+
+    /// Writes these events as `WatchResponse.events` fields (`wire_len` bytes).
+    pub fn write_wire(&self, buf: &mut impl BufMut) {
+        for s in &self.slices {
+            s.run.write_span(s.start, s.end, buf);
+        }
+    }
+}
+
+impl From<Vec<Arc<WatchEvent>>> for Events {
+    /// Events for one watch alone.
+    fn from(events: Vec<Arc<WatchEvent>>) -> Self {
+        if events.is_empty() {
+            return Events::default();
+        }
+        let end = events.len();
+        Events {
+            slices: vec![Slice {
+                run: Arc::new(EventRun { events, wire: None }),
+                start: 0,
+                end,
+            }],
+        }
+    }
+}
+
+impl PartialEq for Events {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|e| &e.event))
+            .finish()
+    }
+}
+
 /// Events for one watch, all at revisions up to `revision`; or, with `compact_revision` set,
 /// the news that the history it wanted is gone (the watch is then over).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchBatch {
     pub watch_id: i64,
-    pub events: Vec<Arc<WatchEvent>>,
+    pub events: Events,
     pub revision: i64,
     pub compact_revision: i64,
 }
@@ -60,7 +252,7 @@ impl WatchBatch {
     pub fn progress(watch_id: i64, revision: i64) -> Self {
         WatchBatch {
             watch_id,
-            events: Vec::new(),
+            events: Events::default(),
             revision,
             compact_revision: 0,
         }
@@ -120,12 +312,17 @@ impl Watcher {
     }
 
     pub fn wants(&self, ev: &Event) -> bool {
-        let Some(kv) = &ev.kv else { return false };
-        let kind_ok = match ev.r#type() {
+        ev.kv
+            .as_ref()
+            .is_some_and(|kv| self.wants_kind(ev) && self.spec.range.contains(&kv.key))
+    }
+
+    /// Whether the watch takes this kind of event (its key aside).
+    pub fn wants_kind(&self, ev: &Event) -> bool {
+        match ev.r#type() {
             EventType::Put => !self.spec.no_put,
             EventType::Delete => !self.spec.no_delete,
-        };
-        kind_ok && self.spec.range.contains(&kv.key)
+        }
     }
 }
 

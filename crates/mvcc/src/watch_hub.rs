@@ -5,7 +5,8 @@
 
 use crate::error::StoreError;
 use crate::watch::{
-    revision_of, Progress, WatchBatch, WatchEvent, WatchKey, WatchSink, WatchSpec, Watcher,
+    revision_of, EventRun, Events, Progress, WatchBatch, WatchEvent, WatchKey, WatchSink,
+    WatchSpec, Watcher,
 };
 use crate::watcher_group::WatcherGroup;
 use oxcd_api::mvccpb::Event;
@@ -224,7 +225,7 @@ impl Hub {
                 let sent = evs.is_empty()
                     || w.sink.try_send(WatchBatch {
                         watch_id: k.1,
-                        events: evs,
+                        events: Events::from(evs),
                         revision: upto,
                         compact_revision: 0,
                     });
@@ -244,7 +245,8 @@ impl Hub {
 
 /// Sends a commit's events (in revision order) to the synced watchers that want them: each
 /// watcher gets them in as few batches as `LIVE_BATCH_BYTES` allows, never splitting a
-/// revision, rather than a batch (a response and two task wake-ups) per revision.
+/// revision, rather than a batch (a response and two task wake-ups) per revision. The
+/// watchers of a key share its run of events and their encoding, each taking a slice.
 fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
     // Each watcher's batches with the bytes of the last one, in the order first met.
     let mut batches: Vec<(WatchKey, Vec<WatchBatch>, usize)> = Vec::new();
@@ -253,16 +255,20 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
     // up once per run, not once per event.
     let mut run_key: Option<&[u8]> = None;
     let mut run: Vec<(&Watcher, usize)> = Vec::new();
-    let mut run_end = 0;
+    let (mut run_start, mut run_end) = (0, 0);
+    // The run's events as its watchers share them, made once one wants any.
+    let mut shared: Option<Arc<EventRun>> = None;
     for (i, ev) in events.iter().enumerate() {
         let Some(kv) = &ev.kv else { continue };
         if run_key != Some(kv.key.as_slice()) {
             run_key = Some(kv.key.as_slice());
             // Events without a key-value are skipped without ending the run.
+            run_start = i;
             run_end = i + events[i..]
                 .iter()
                 .take_while(|e| e.kv.as_ref().is_none_or(|k| k.key == kv.key))
                 .count();
+            shared = None;
             run.clear();
             for t in group.targets(&kv.key) {
                 // A range watcher whose range misses the key misses the whole run.
@@ -277,23 +283,25 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
             }
         }
         let rev = revision_of(ev);
-        let mut size = None;
+        let at = i - run_start;
         for &(w, slot) in &run {
-            if rev < w.next || !w.wants(ev) {
+            // The key is in every one of the run's watchers' ranges.
+            if rev < w.next || !w.wants_kind(ev) {
                 continue;
             }
-            // Encoded only once a watcher wants it (and then once for all).
-            let size = *size.get_or_insert_with(|| ev.encoded().len());
+            let shared =
+                shared.get_or_insert_with(|| EventRun::shared(events[run_start..run_end].to_vec()));
+            let size = shared.field_len(at);
             let (t, list, bytes) = &mut batches[slot];
             match list.last_mut() {
                 Some(b) if b.revision == rev || *bytes < LIVE_BATCH_BYTES => {
-                    b.events.push(ev.clone());
+                    b.events.push(shared, at);
                     b.revision = rev;
                     *bytes += size;
                 }
                 _ => {
-                    let mut first = Vec::with_capacity(run_end - i);
-                    first.push(ev.clone());
+                    let mut first = Events::default();
+                    first.push(shared, at);
                     list.push(WatchBatch {
                         watch_id: t.1,
                         events: first,
@@ -314,7 +322,11 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
             continue;
         };
         for batch in list {
-            let (first, last) = (revision_of(&batch.events[0]), batch.revision);
+            let first = batch
+                .events
+                .first()
+                .map_or(batch.revision, |e| revision_of(e));
+            let last = batch.revision;
             if w.sink.try_send(batch) {
                 w.next = last + 1;
             } else {
@@ -338,7 +350,7 @@ fn end_compacted(group: &mut WatcherGroup, compacted: i64) {
         let sent = group.get(&k).is_some_and(|w| {
             w.sink.try_send(WatchBatch {
                 watch_id: k.1,
-                events: vec![],
+                events: Events::default(),
                 // etcd leaves the header revision of this answer at 0.
                 revision: 0,
                 compact_revision: compacted,

@@ -171,7 +171,10 @@ fn a_full_sink_falls_back_to_history_without_gaps_or_repeats() {
     .expect("delete");
     wb.commit(false).expect("commit");
     let last = sink.drain();
-    assert_eq!(last[0].events[0].r#type(), EventType::Delete);
+    assert_eq!(
+        last[0].events.first().expect("event").r#type(),
+        EventType::Delete
+    );
     seen.extend(revisions(&last));
     // KeyRevision 1 is the empty store; puts alternate watched and unwatched keys.
     let expected: Vec<i64> = (0..10).map(|i| 2 + 2 * i).chain([22]).collect();
@@ -210,12 +213,9 @@ fn a_progress_notification_never_overtakes_the_events_it_covers() {
         let later = got[n + 1..]
             .iter()
             .filter(|b| id == -1 || b.watch_id == id)
-            .flat_map(|b| b.events.iter().map(|e| revision_of(e)));
-        assert!(
-            later.clone().all(|r| r > rev),
-            "after {rev}: {:?}",
-            later.collect::<Vec<_>>()
-        );
+            .flat_map(|b| b.events.iter().map(|e| revision_of(e)))
+            .collect::<Vec<_>>();
+        assert!(later.iter().all(|&r| r > rev), "after {rev}: {later:?}");
     }
     for _ in 0..6 {
         put(&store, "a", "fills the sink");

@@ -2,7 +2,7 @@
 //! cancel, progress) are read by one task; another turns the store's event batches into
 //! responses (previous values, fragments, progress notifications).
 
-use super::watch_wire::{event_field_len, WatchOut};
+use super::watch_wire::WatchOut;
 use crate::server::EtcdServer;
 use oxcd_api::etcdserverpb::watch_create_request::FilterType;
 use oxcd_api::etcdserverpb::watch_request::RequestUnion;
@@ -55,7 +55,7 @@ struct ChannelSink {
 }
 
 fn batch_bytes(batch: &WatchBatch) -> usize {
-    batch.events.iter().map(|e| event_field_len(e)).sum()
+    batch.events.wire_len()
 }
 
 impl WatchSink for ChannelSink {

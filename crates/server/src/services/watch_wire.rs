@@ -1,28 +1,23 @@
-//! How a watch response goes on the wire: each event is written from the bytes it was
-//! encoded to once, for every watch that gets it, so a hundred watchers of a key cost one
-//! encoding of its event, not a hundred copies and encodings.
+//! How a watch response goes on the wire: its events are copied from the bytes they were
+//! encoded to once, for every watch that gets them, so a hundred watchers of a key cost one
+//! encoding of its events, not a hundred.
 
 use oxcd_api::etcdserverpb::{WatchRequest, WatchResponse};
-use oxcd_mvcc::WatchEvent;
+use oxcd_mvcc::Events;
 use prost::bytes::BufMut;
-use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
-use std::sync::Arc;
 use tonic::codec::{Codec, EncodeBuf, Encoder};
 use tonic::Status;
-
-/// `WatchResponse.events`' field number.
-const EVENTS_FIELD: u32 = 11;
 
 /// A response as it goes on the wire.
 #[derive(Debug)]
 pub enum WatchOut {
     Whole(WatchResponse),
-    /// `head` (without events) followed by `events`, each from its shared encoding: the
-    /// same bytes as `head` with the events in it (they are its last field).
+    /// `head` (without events) followed by `events` from their shared encoding: the same
+    /// bytes as `head` with the events in it (they are its last field).
     Shared {
         head: WatchResponse,
-        events: Vec<Arc<WatchEvent>>,
+        events: Events,
     },
 }
 
@@ -30,17 +25,9 @@ impl WatchOut {
     fn encoded_len(&self) -> usize {
         match self {
             WatchOut::Whole(r) => r.encoded_len(),
-            WatchOut::Shared { head, events } => {
-                head.encoded_len() + events.iter().map(|e| event_field_len(e)).sum::<usize>()
-            }
+            WatchOut::Shared { head, events } => head.encoded_len() + events.wire_len(),
         }
     }
-}
-
-/// Bytes of one event as a field of `WatchResponse`.
-pub fn event_field_len(event: &WatchEvent) -> usize {
-    let len = event.encoded().len();
-    prost::encoding::key_len(EVENTS_FIELD) + prost::encoding::encoded_len_varint(len as u64) + len
 }
 
 impl From<WatchResponse> for WatchOut {
@@ -70,12 +57,7 @@ fn write_out(item: &WatchOut, buf: &mut impl BufMut) {
         WatchOut::Whole(r) => r.encode_raw(buf),
         WatchOut::Shared { head, events } => {
             head.encode_raw(buf);
-            for e in events {
-                let bytes = e.encoded();
-                encode_key(EVENTS_FIELD, WireType::LengthDelimited, buf);
-                encode_varint(bytes.len() as u64, buf);
-                buf.put_slice(bytes);
-            }
+            events.write_wire(buf);
         }
     }
 }
@@ -103,6 +85,7 @@ mod tests {
     use super::*;
     use oxcd_api::etcdserverpb::ResponseHeader;
     use oxcd_api::mvccpb::{Event, KeyValue};
+    use oxcd_mvcc::{EventRun, WatchEvent};
 
     fn encode(out: WatchOut) -> Vec<u8> {
         let mut buf = Vec::new();
@@ -111,19 +94,20 @@ mod tests {
         buf
     }
 
-    #[test]
-    fn shared_events_encode_to_the_same_bytes_as_the_whole_response() {
-        let events: Vec<Event> = (1..=3)
-            .map(|i| Event {
-                kv: Some(KeyValue {
-                    key: format!("k{i}").into_bytes(),
-                    value: vec![b'v'; 200 * i],
-                    mod_revision: 10 + i as i64,
-                    ..Default::default()
-                }),
+    fn event(i: usize) -> Event {
+        Event {
+            kv: Some(KeyValue {
+                key: format!("k{i}").into_bytes(),
+                value: vec![b'v'; 200 * i],
+                mod_revision: 10 + i as i64,
                 ..Default::default()
-            })
-            .collect();
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// `events` after `head`, as the shared form writes them and as prost does.
+    fn assert_same_bytes(events: Events, expected: Vec<Event>) {
         let head = WatchResponse {
             header: Some(ResponseHeader {
                 revision: 13,
@@ -133,15 +117,39 @@ mod tests {
             ..Default::default()
         };
         let whole = WatchResponse {
-            events: events.clone(),
+            events: expected,
             ..head.clone()
         };
-        let shared = WatchOut::Shared {
-            head,
-            events: events.into_iter().map(WatchEvent::new).collect(),
-        };
-        let bytes = encode(shared);
+        let bytes = encode(WatchOut::Shared { head, events });
         assert_eq!(bytes, whole.encode_to_vec());
         assert_eq!(WatchResponse::decode(&bytes[..]).expect("decode"), whole);
+    }
+
+    #[test]
+    fn shared_events_encode_to_the_same_bytes_as_the_whole_response() {
+        let events: Vec<Event> = (1..=3).map(event).collect();
+        let own = Events::from(
+            events
+                .iter()
+                .cloned()
+                .map(WatchEvent::new)
+                .collect::<Vec<_>>(),
+        );
+        assert_same_bytes(own, events);
+    }
+
+    #[test]
+    fn slices_of_shared_runs_encode_as_their_events_alone() {
+        let run = |range: std::ops::Range<usize>| {
+            EventRun::shared(range.map(|i| WatchEvent::new(event(i))).collect())
+        };
+        let (first, second) = (run(0..5), run(5..7));
+        let mut events = Events::default();
+        for i in [1, 2, 4] {
+            events.push(&first, i);
+        }
+        events.push(&second, 0);
+        assert_eq!(events.len(), 4);
+        assert_same_bytes(events, [1, 2, 4, 5].into_iter().map(event).collect());
     }
 }
