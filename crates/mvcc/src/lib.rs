@@ -38,8 +38,7 @@ pub use snapshot::is_record_stream;
 pub use snapshot::SnapshotPoint;
 pub use txn::is_read_only;
 pub use watch::{
-    event_field_len, EventRun, Events, Progress, WatchBatch, WatchEvent, WatchKey, WatchSink,
-    WatchSpec,
+    EventRun, Events, Progress, WatchBatch, WatchEvent, WatchKey, WatchSink, WatchSpec,
 };
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ impl PartialEq for WatchEvent {
 const EVENTS_FIELD: u32 = 11;
 
 /// Bytes of one event as a `WatchResponse.events` field.
-pub fn event_field_len(event: &WatchEvent) -> usize {
+pub(crate) fn event_field_len(event: &WatchEvent) -> usize {
     let len = event.encoded().len();
     key_len(EVENTS_FIELD) + encoded_len_varint(len as u64) + len
 }
@@ -69,7 +69,7 @@ pub struct EventRun {
     events: Vec<Arc<WatchEvent>>,
     /// The events as `WatchResponse.events` fields, back to back, made once for all the
     /// watches; `None` for a run made for one watch, whose events are written one by one.
-    wire: Option<OnceLock<Wire>>,
+    wire: Option<Wire>,
 }
 
 struct Wire {
@@ -93,27 +93,38 @@ impl Wire {
         }
         Wire { bytes, ends }
     }
+
+    fn start(&self, i: usize) -> usize {
+        i.checked_sub(1).map_or(0, |p| self.ends[p])
+    }
 }
 
 impl EventRun {
     /// A run that many watches take slices of.
     pub fn shared(events: Vec<Arc<WatchEvent>>) -> Arc<Self> {
-        Arc::new(EventRun {
-            events,
-            wire: Some(OnceLock::new()),
-        })
+        let wire = Some(Wire::of(&events));
+        Arc::new(EventRun { events, wire })
     }
 
-    fn wire(&self) -> Option<&Wire> {
-        self.wire
-            .as_ref()
-            .map(|w| w.get_or_init(|| Wire::of(&self.events)))
+    /// Events `start..end` as a run of their own, their bytes copied.
+    fn part(&self, start: usize, end: usize) -> Arc<Self> {
+        let wire = self.wire.as_ref().map(|w| {
+            let from = w.start(start);
+            Wire {
+                bytes: w.bytes[from..w.ends[end - 1]].to_vec(),
+                ends: w.ends[start..end].iter().map(|e| e - from).collect(),
+            }
+        });
+        Arc::new(EventRun {
+            events: self.events[start..end].to_vec(),
+            wire,
+        })
     }
 
     /// Bytes of events `start..end` as `WatchResponse.events` fields.
     fn span_len(&self, start: usize, end: usize) -> usize {
-        match self.wire() {
-            Some(w) => w.ends[end - 1] - start.checked_sub(1).map_or(0, |s| w.ends[s]),
+        match &self.wire {
+            Some(w) => w.ends[end - 1] - w.start(start),
             None => self.events[start..end]
                 .iter()
                 .map(|e| event_field_len(e))
@@ -122,16 +133,13 @@ impl EventRun {
     }
 
     /// Bytes of event `i` as a `WatchResponse.events` field.
-    pub fn field_len(&self, i: usize) -> usize {
+    pub(crate) fn field_len(&self, i: usize) -> usize {
         self.span_len(i, i + 1)
     }
 
     fn write_span(&self, start: usize, end: usize, buf: &mut impl BufMut) {
-        match self.wire() {
-            Some(w) => {
-                let from = start.checked_sub(1).map_or(0, |s| w.ends[s]);
-                buf.put_slice(&w.bytes[from..w.ends[end - 1]]);
-            }
+        match &self.wire {
+            Some(w) => buf.put_slice(&w.bytes[w.start(start)..w.ends[end - 1]]),
             None => self.events[start..end]
                 .iter()
                 .for_each(|e| put_event_field(e, buf)),
@@ -155,6 +163,7 @@ pub struct Events {
 impl Events {
     /// Adds event `i` of `run`, after the others.
     pub fn push(&mut self, run: &Arc<EventRun>, i: usize) {
+        debug_assert!(i < run.events.len());
         if let Some(s) = self.slices.last_mut() {
             if Arc::ptr_eq(&s.run, run) && s.end == i {
                 s.end += 1;
@@ -196,6 +205,31 @@ impl Events {
             .iter()
             .map(|s| s.run.span_len(s.start, s.end))
             .sum()
+    }
+
+    /// Copies each slice that covers less than half of its run's bytes into a run of its
+    /// own: a batch waiting in a stream's queue then holds about the bytes it is counted
+    /// for, not every event of its commit on that key.
+    pub(crate) fn own_small_slices(&mut self) {
+        for s in &mut self.slices {
+            let run_bytes = s.run.wire.as_ref().map_or(0, |w| w.bytes.len());
+            if s.run.span_len(s.start, s.end) * 2 < run_bytes {
+                let end = s.end - s.start;
+                *s = Slice {
+                    run: s.run.part(s.start, s.end),
+                    start: 0,
+                    end,
+                };
+            }
+        }
+    }
+
+    /// Bytes of the runs these events hold.
+    #[cfg(test)]
+    pub(crate) fn held_bytes(&self) -> usize {
+        let mut runs: Vec<&Arc<EventRun>> = self.slices.iter().map(|s| &s.run).collect();
+        runs.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        runs.iter().map(|r| r.span_len(0, r.events.len())).sum()
     }
 
     /// Writes these events as `WatchResponse.events` fields (`wire_len` bytes).

@@ -254,10 +254,10 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
     // A run of events on one key has the same watchers: they and their slots are looked
     // up once per run, not once per event.
     let mut run_key: Option<&[u8]> = None;
-    let mut run: Vec<(&Watcher, usize)> = Vec::new();
+    let mut run_watchers: Vec<(&Watcher, usize)> = Vec::new();
     let (mut run_start, mut run_end) = (0, 0);
     // The run's events as its watchers share them, made once one wants any.
-    let mut shared: Option<Arc<EventRun>> = None;
+    let mut run_events: Option<Arc<EventRun>> = None;
     for (i, ev) in events.iter().enumerate() {
         let Some(kv) = &ev.kv else { continue };
         if run_key != Some(kv.key.as_slice()) {
@@ -268,8 +268,8 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
                 .iter()
                 .take_while(|e| e.kv.as_ref().is_none_or(|k| k.key == kv.key))
                 .count();
-            shared = None;
-            run.clear();
+            run_events = None;
+            run_watchers.clear();
             for t in group.targets(&kv.key) {
                 // A range watcher whose range misses the key misses the whole run.
                 let Some(w) = group.get(&t).filter(|w| w.spec.range.contains(&kv.key)) else {
@@ -279,18 +279,18 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
                     batches.push((t, Vec::new(), 0));
                     batches.len() - 1
                 });
-                run.push((w, slot));
+                run_watchers.push((w, slot));
             }
         }
         let rev = revision_of(ev);
         let at = i - run_start;
-        for &(w, slot) in &run {
+        for &(w, slot) in &run_watchers {
             // The key is in every one of the run's watchers' ranges.
             if rev < w.next || !w.wants_kind(ev) {
                 continue;
             }
-            let shared =
-                shared.get_or_insert_with(|| EventRun::shared(events[run_start..run_end].to_vec()));
+            let shared = run_events
+                .get_or_insert_with(|| EventRun::shared(events[run_start..run_end].to_vec()));
             let size = shared.field_len(at);
             let (t, list, bytes) = &mut batches[slot];
             match list.last_mut() {
@@ -313,7 +313,7 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
             }
         }
     }
-    drop(run);
+    drop(run_watchers);
     for (t, list, _) in batches {
         if list.is_empty() {
             continue;
@@ -321,7 +321,8 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
         let Some(w) = group.get_mut(&t) else {
             continue;
         };
-        for batch in list {
+        for mut batch in list {
+            batch.events.own_small_slices();
             let first = batch
                 .events
                 .first()

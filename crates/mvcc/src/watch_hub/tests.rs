@@ -661,3 +661,43 @@ fn a_batch_starting_after_a_skipped_event_in_a_keys_run_gets_its_events() {
     notify_commit(&mut group, &events);
     assert_eq!(revisions(&sink.drain()), vec![3]);
 }
+
+/// A watch that wants a small part of its key's run in a commit (the delete after big puts)
+/// holds only that part while its batch waits in a queue, not every event of the run: a stuck
+/// client's queue then holds about the bytes it is counted for.
+#[test]
+fn a_watch_taking_part_of_a_commits_run_holds_only_that_part() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("db")).expect("open");
+    let n = store.current_revision().0 + 1;
+    let watch = |id: i64, no_put: bool| {
+        let sink = Sink::with_room(10);
+        let mut s = spec(b"k", b"", n);
+        s.no_put = no_put;
+        store.watch((1, id), s, sink.clone());
+        sink
+    };
+    let (every_event, deletes) = (watch(0, false), watch(1, true));
+    let mut wb = store.begin_write().expect("write");
+    for _ in 0..3 {
+        wb.put(&PutRequest {
+            key: b"k".to_vec(),
+            value: vec![b'v'; 100_000],
+            ..Default::default()
+        })
+        .expect("put");
+    }
+    wb.delete_range(&DeleteRangeRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    })
+    .expect("delete");
+    wb.commit(false).expect("commit");
+    let got = every_event.drain();
+    assert_eq!(revisions(&got), vec![n, n + 1, n + 2, n + 3]);
+    assert_eq!(got[0].events.held_bytes(), got[0].events.wire_len());
+    let got = deletes.drain();
+    assert_eq!(revisions(&got), vec![n + 3]);
+    let (held, counted) = (got[0].events.held_bytes(), got[0].events.wire_len());
+    assert_eq!(held, counted, "one delete's batch holds {held} bytes");
+}
