@@ -50,16 +50,25 @@ impl PartialEq for WatchEvent {
 /// `WatchResponse.events`' field number.
 const EVENTS_FIELD: u32 = 11;
 
+/// Bytes of a `WatchResponse.events` field holding an event encoded in `len` bytes.
+fn field_len(len: usize) -> usize {
+    key_len(EVENTS_FIELD) + encoded_len_varint(len as u64) + len
+}
+
+/// The key and length that go before an event encoded in `len` bytes.
+fn put_field_head(len: usize, buf: &mut impl BufMut) {
+    encode_key(EVENTS_FIELD, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
 /// Bytes of one event as a `WatchResponse.events` field.
 pub(crate) fn event_field_len(event: &WatchEvent) -> usize {
-    let len = event.encoded().len();
-    key_len(EVENTS_FIELD) + encoded_len_varint(len as u64) + len
+    field_len(event.encoded().len())
 }
 
 fn put_event_field(event: &WatchEvent, buf: &mut impl BufMut) {
     let bytes = event.encoded();
-    encode_key(EVENTS_FIELD, WireType::LengthDelimited, buf);
-    encode_varint(bytes.len() as u64, buf);
+    put_field_head(bytes.len(), buf);
     buf.put_slice(bytes);
 }
 
@@ -82,12 +91,10 @@ impl Wire {
     /// Encodes straight into the run's bytes: the events keep no encoding of their own.
     fn of(events: &[Arc<WatchEvent>]) -> Wire {
         let lens: Vec<usize> = events.iter().map(|e| e.event.encoded_len()).collect();
-        let field = |len: usize| key_len(EVENTS_FIELD) + encoded_len_varint(len as u64) + len;
-        let mut bytes = Vec::with_capacity(lens.iter().map(|&l| field(l)).sum());
+        let mut bytes = Vec::with_capacity(lens.iter().map(|&l| field_len(l)).sum());
         let mut ends = Vec::with_capacity(events.len());
         for (e, len) in events.iter().zip(lens) {
-            encode_key(EVENTS_FIELD, WireType::LengthDelimited, &mut bytes);
-            encode_varint(len as u64, &mut bytes);
+            put_field_head(len, &mut bytes);
             e.event.encode_raw(&mut bytes);
             ends.push(bytes.len());
         }

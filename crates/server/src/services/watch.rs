@@ -54,13 +54,9 @@ struct ChannelSink {
     queued: Arc<AtomicUsize>,
 }
 
-fn batch_bytes(batch: &WatchBatch) -> usize {
-    batch.events.wire_len()
-}
-
 impl WatchSink for ChannelSink {
     fn try_send(&self, batch: WatchBatch) -> bool {
-        let bytes = batch_bytes(&batch);
+        let bytes = batch.events.wire_len();
         let queued = self.queued.load(Ordering::Acquire);
         if queued > 0 && queued + bytes > EVENT_BYTES {
             return false;
@@ -501,7 +497,8 @@ fn respond(server: &EtcdServer, state: &Shared, batch: WatchBatch) -> Vec<WatchO
         events: vec![],
     };
     if !options.prev_kv {
-        let fits = || (head.encoded_len() + batch_bytes(&batch)) as u64 <= server.max_request_bytes;
+        let fits =
+            || (head.encoded_len() + batch.events.wire_len()) as u64 <= server.max_request_bytes;
         if !options.fragment || fits() {
             let events = batch.events;
             return vec![WatchOut::Shared { head, events }];
