@@ -163,13 +163,7 @@ fn a_full_sink_falls_back_to_history_without_gaps_or_repeats() {
         seen.extend(revisions(&sink.drain()));
     }
     assert!(store.is_synced((1, 0)));
-    let mut wb = store.begin_write().expect("write");
-    wb.delete_range(&DeleteRangeRequest {
-        key: b"a0".to_vec(),
-        ..Default::default()
-    })
-    .expect("delete");
-    wb.commit(false).expect("commit");
+    commit_changes(&store, &[(b"a0", None)]);
     let last = sink.drain();
     assert_eq!(
         last[0].events.first().expect("event").r#type(),
@@ -505,6 +499,32 @@ fn watched(store: &Store, room: usize) -> Arc<Sink> {
     sink
 }
 
+/// One commit of puts (`Some` value) and deletes (`None`) of single keys, in order.
+fn commit_changes(store: &Store, changes: &[(&[u8], Option<&[u8]>)]) {
+    let mut wb = store.begin_write().expect("write");
+    for &(key, value) in changes {
+        let key = key.to_vec();
+        match value {
+            Some(v) => wb
+                .put(&PutRequest {
+                    key,
+                    value: v.to_vec(),
+                    ..Default::default()
+                })
+                .map(drop)
+                .expect("put"),
+            None => wb
+                .delete_range(&DeleteRangeRequest {
+                    key,
+                    ..Default::default()
+                })
+                .map(drop)
+                .expect("delete"),
+        }
+    }
+    wb.commit(false).expect("commit");
+}
+
 /// One commit of `values` put to a0, a1, ..., each followed by an unwatched put.
 fn commit_puts(store: &Store, values: &[Vec<u8>]) {
     let mut wb = store.begin_write().expect("write");
@@ -582,31 +602,17 @@ fn a_commit_alternating_between_keys_reaches_each_watcher_with_its_own_events() 
         watch(3, b"a", b"", true),
     );
     // One commit, one revision per change: a, b, a (deleted), c, b.
-    let mut wb = store.begin_write().expect("write");
-    for (key, put) in [
-        ("a", true),
-        ("b", true),
-        ("a", false),
-        ("c", true),
-        ("b", true),
-    ] {
-        let key = key.as_bytes().to_vec();
-        if put {
-            wb.put(&PutRequest {
-                key,
-                value: b"v".to_vec(),
-                ..Default::default()
-            })
-            .expect("put");
-        } else {
-            wb.delete_range(&DeleteRangeRequest {
-                key,
-                ..Default::default()
-            })
-            .expect("delete");
-        }
-    }
-    wb.commit(false).expect("commit");
+    let v: &[u8] = b"v";
+    commit_changes(
+        &store,
+        &[
+            (b"a", Some(v)),
+            (b"b", Some(v)),
+            (b"a", None),
+            (b"c", Some(v)),
+            (b"b", Some(v)),
+        ],
+    );
     let keys_and_revisions = |sink: &Sink| -> Vec<(Vec<u8>, i64)> {
         sink.drain()
             .iter()
@@ -678,21 +684,9 @@ fn a_watch_taking_part_of_a_commits_run_holds_only_that_part() {
         sink
     };
     let (every_event, deletes) = (watch(0, false), watch(1, true));
-    let mut wb = store.begin_write().expect("write");
-    for _ in 0..3 {
-        wb.put(&PutRequest {
-            key: b"k".to_vec(),
-            value: vec![b'v'; 100_000],
-            ..Default::default()
-        })
-        .expect("put");
-    }
-    wb.delete_range(&DeleteRangeRequest {
-        key: b"k".to_vec(),
-        ..Default::default()
-    })
-    .expect("delete");
-    wb.commit(false).expect("commit");
+    let big = vec![b'v'; 100_000];
+    let put: (&[u8], Option<&[u8]>) = (b"k", Some(&big));
+    commit_changes(&store, &[put, put, put, (b"k", None)]);
     let got = every_event.drain();
     assert_eq!(revisions(&got), vec![n, n + 1, n + 2, n + 3]);
     assert_eq!(got[0].events.held_bytes(), got[0].events.wire_len());
