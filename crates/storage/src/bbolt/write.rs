@@ -45,19 +45,25 @@ impl<W: Write> Pages<W> {
         id
     }
 
-    /// Writes one node (a leaf's or branch's bytes after the header), spilling into
-    /// overflow pages when it is bigger than a page; returns its page ID.
-    fn node(&mut self, flags: u16, count: usize, mut bytes: Vec<u8>) -> io::Result<u64> {
-        let pages = bytes.len().div_ceil(PAGE_SIZE).max(1);
-        bytes.resize(pages * PAGE_SIZE, 0);
+    /// Writes one node: `head` (room for the page header, then the elements) and `data`,
+    /// zero-padded to whole pages, spilling into overflow pages when it is bigger than a
+    /// page; returns its page ID. The parts go out as they are, never copied into a page.
+    fn node(&mut self, flags: u16, count: usize, head: &mut [u8], data: &[u8]) -> io::Result<u64> {
+        let len = head.len() + data.len();
+        let pages = len.div_ceil(PAGE_SIZE).max(1);
         let id = self.next;
         let count = u16::try_from(count).map_err(|_| io::Error::other("too many elements"))?;
-        page_header(&mut bytes, id, flags, count, (pages - 1) as u32);
-        self.out.write_all(&bytes)?;
+        page_header(head, id, flags, count, (pages - 1) as u32);
+        self.out.write_all(head)?;
+        self.out.write_all(data)?;
+        self.out.write_all(&ZEROS[..pages * PAGE_SIZE - len])?;
         self.next += pages as u64;
         Ok(id)
     }
 }
+
+/// Padding to the end of a page.
+static ZEROS: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 
 fn node_bytes(elements: usize, data: usize) -> Vec<u8> {
     let mut b = vec![0u8; PAGE_HEADER + elements * ELEMENT];
@@ -86,19 +92,25 @@ impl Leaf {
         }
     }
 
-    fn bytes(&self) -> Vec<u8> {
-        let mut b = node_bytes(self.elements.len(), self.data.len());
+    /// The page header's room and the elements, into `head`; the data follows them.
+    fn head(&self, head: &mut Vec<u8>) {
+        head.clear();
+        head.resize(PAGE_HEADER + self.elements.len() * ELEMENT, 0);
         let mut pos = (self.elements.len() * ELEMENT) as u32;
         for (i, &(flags, klen, vlen)) in self.elements.iter().enumerate() {
             let at = PAGE_HEADER + i * ELEMENT;
-            b[at..at + 4].copy_from_slice(&flags.to_le_bytes());
-            b[at + 4..at + 8].copy_from_slice(&pos.to_le_bytes());
-            b[at + 8..at + 12].copy_from_slice(&klen.to_le_bytes());
-            b[at + 12..at + 16].copy_from_slice(&vlen.to_le_bytes());
+            head[at..at + 4].copy_from_slice(&flags.to_le_bytes());
+            head[at + 4..at + 8].copy_from_slice(&pos.to_le_bytes());
+            head[at + 8..at + 12].copy_from_slice(&klen.to_le_bytes());
+            head[at + 12..at + 16].copy_from_slice(&vlen.to_le_bytes());
             pos = pos + klen + vlen - ELEMENT as u32;
         }
-        b.extend_from_slice(&self.data);
-        b
+    }
+
+    /// Writes the leaf as one node; returns its page ID.
+    fn write<W: Write>(&self, pages: &mut Pages<W>, head: &mut Vec<u8>) -> io::Result<u64> {
+        self.head(head);
+        pages.node(LEAF, self.elements.len(), head, &self.data)
     }
 }
 
@@ -127,6 +139,8 @@ struct Level {
 /// One bucket's B+tree, built bottom-up as its sorted pairs arrive.
 struct Tree {
     leaf: Leaf,
+    /// The leaf's page header and elements, reused from leaf to leaf.
+    head: Vec<u8>,
     leaf_size: usize,
     leaves_written: usize,
     levels: Vec<Level>,
@@ -136,6 +150,7 @@ impl Tree {
     fn new() -> Self {
         Tree {
             leaf: Leaf::default(),
+            head: Vec::new(),
             leaf_size: PAGE_HEADER,
             leaves_written: 0,
             levels: Vec::new(),
@@ -156,7 +171,7 @@ impl Tree {
         let id = if pages.layout_only {
             pages.skip(self.leaf_size)
         } else {
-            pages.node(LEAF, self.leaf.elements.len(), self.leaf.bytes())?
+            self.leaf.write(pages, &mut self.head)?
         };
         let first = std::mem::take(&mut self.leaf.first_key);
         self.leaf.elements.clear();
@@ -195,7 +210,8 @@ impl Tree {
         let children = std::mem::take(&mut l.children);
         l.size = PAGE_HEADER;
         l.written += 1;
-        let id = pages.node(BRANCH, children.len(), branch(&children))?;
+        let mut b = branch(&children);
+        let id = pages.node(BRANCH, children.len(), &mut b, &[])?;
         let first = children.into_iter().next().map(|c| c.0).unwrap_or_default();
         self.add_child(pages, level + 1, first, id)
     }
@@ -219,14 +235,14 @@ impl Tree {
 }
 
 /// The root bucket's leaf: one element per bucket, its header naming its root page.
-fn root_leaf(names: &[Vec<u8>], roots: &[u64]) -> Vec<u8> {
+fn root_leaf(names: &[Vec<u8>], roots: &[u64]) -> Leaf {
     let mut leaf = Leaf::default();
     for (name, root) in names.iter().zip(roots) {
         let mut header = [0u8; BUCKET_HEADER];
         header[..8].copy_from_slice(&root.to_le_bytes());
         leaf.push(name, &header, BUCKET_LEAF, true);
     }
-    leaf.bytes()
+    leaf
 }
 
 /// Lays out (or writes) every bucket from page `first` on; returns their roots and the
@@ -272,8 +288,8 @@ fn write_buckets<W: Write>(
 /// Writes `src` as a bbolt file to `out`; returns the bytes written (pages × page size).
 pub fn write_db<W: Write>(src: &dyn BucketSource, mut out: W) -> io::Result<u64> {
     let names = src.bucket_names();
-    let root_pages = root_leaf(&names, &vec![0; names.len()])
-        .len()
+    let root = root_leaf(&names, &vec![0; names.len()]);
+    let root_pages = (PAGE_HEADER + root.elements.len() * ELEMENT + root.data.len())
         .div_ceil(PAGE_SIZE)
         .max(1) as u64;
     let first = 2 + root_pages;
@@ -293,7 +309,9 @@ pub fn write_db<W: Write>(src: &dyn BucketSource, mut out: W) -> io::Result<u64>
         next: 2,
         layout_only: false,
     };
-    pages.node(LEAF, names.len(), root_leaf(&names, &roots))?;
+    let root = root_leaf(&names, &roots);
+    let mut head = Vec::new();
+    root.write(&mut pages, &mut head)?;
     let (written, end) = write_buckets(src, &names, first, &mut out, false)?;
     if written != roots || end != hwm {
         return Err(io::Error::other(

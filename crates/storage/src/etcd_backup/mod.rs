@@ -55,16 +55,36 @@ const CLUSTER_RECORD: &str = "cluster";
 /// A downgrade job (Maintenance.Downgrade), in etcd's JSON.
 const DOWNGRADE_RECORD: &str = "downgrade";
 
-/// A revision as etcd keys it: main, '_', sub (big-endian), and 't' for a tombstone.
-fn revision_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
-    let mut k = Vec::with_capacity(18);
-    k.extend_from_slice(&main.to_be_bytes());
-    k.push(b'_');
-    k.extend_from_slice(&sub.to_be_bytes());
-    if tombstone {
-        k.push(b't');
+/// A revision as etcd keys it: main, '_', sub (big-endian), and 't' for a tombstone; held
+/// inline (a backup makes one per revision).
+struct RevisionKey {
+    bytes: [u8; 18],
+    len: usize,
+}
+
+impl RevisionKey {
+    fn new(main: i64, sub: i64, tombstone: bool) -> Self {
+        let mut bytes = [0u8; 18];
+        bytes[..8].copy_from_slice(&main.to_be_bytes());
+        bytes[8] = b'_';
+        bytes[9..17].copy_from_slice(&sub.to_be_bytes());
+        bytes[17] = b't';
+        RevisionKey {
+            bytes,
+            len: if tombstone { 18 } else { 17 },
+        }
     }
-    k
+}
+
+impl std::ops::Deref for RevisionKey {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+fn revision_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
+    RevisionKey::new(main, sub, tombstone).to_vec()
 }
 
 /// (main, sub, tombstone) of an etcd revision key.
@@ -315,8 +335,8 @@ impl BucketSource for EtcdBuckets<'_> {
 fn etcd_revision<'r>(
     r: &RevisionRecord<'r>,
     tombstone_value: &'r mut Vec<u8>,
-) -> Result<(Vec<u8>, &'r [u8]), SnapshotError> {
-    let k = revision_key(r.main, r.sub, r.tombstone);
+) -> Result<(RevisionKey, &'r [u8]), SnapshotError> {
+    let k = RevisionKey::new(r.main, r.sub, r.tombstone);
     if !r.tombstone {
         return Ok((k, r.key_value));
     }
