@@ -62,7 +62,7 @@ fn put_field_head(len: usize, buf: &mut impl BufMut) {
 }
 
 /// Bytes of one event as a `WatchResponse.events` field.
-pub(crate) fn event_field_len(event: &WatchEvent) -> usize {
+fn event_field_len(event: &WatchEvent) -> usize {
     field_len(event.encoded().len())
 }
 
