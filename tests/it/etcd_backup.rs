@@ -636,3 +636,110 @@ async fn a_bad_backup_file_is_refused_with_a_clear_error_and_writes_nothing() {
         }
     }
 }
+
+/// Leaves that span several pages, each holding many pairs: how oxcd packs a big key bucket.
+fn many_page_leaves(file: &[u8]) -> usize {
+    const PAGE: usize = 4096;
+    let body = file.len() - 32;
+    let (mut page, mut found) = (2, 0);
+    while (page + 1) * PAGE <= body {
+        let h = &file[page * PAGE..page * PAGE + 16];
+        let flags = u16::from_le_bytes([h[8], h[9]]);
+        let count = u16::from_le_bytes([h[10], h[11]]);
+        let overflow = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) as usize;
+        if flags == 0x02 && overflow > 0 && count > 1 {
+            found += 1;
+        }
+        page += overflow + 1;
+    }
+    found
+}
+
+/// An oxcd backup of thousands of keys restored into real etcd, which then deletes,
+/// overwrites, compacts and defragments through its leaves of many pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_real_etcd_rewrites_the_many_page_leaves_of_an_oxcd_backup() {
+    use oxcd_api::etcdserverpb::{request_op, RequestOp, TxnRequest};
+    const KEYS: usize = 3000;
+    let key = |i: usize| format!("k/{i:05}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("many.db");
+    let mut oxcd = Cluster::start(Spec::new(1)).await;
+    let mut kv = oxcd.kv(0).await;
+    let value = "v".repeat(300);
+    // 100 puts a txn, then the first 500 keys again: history under the live keys.
+    for first in (0..KEYS).step_by(100).chain((0..500).step_by(100)) {
+        let success = (first..first + 100)
+            .map(|i| RequestOp {
+                request: Some(request_op::Request::RequestPut(oxcd_tests::kv::put(
+                    key(i),
+                    &value,
+                ))),
+            })
+            .collect();
+        let txn = TxnRequest {
+            success,
+            ..Default::default()
+        };
+        kv.txn(txn).await.expect("txn");
+    }
+    let saved = ctl(
+        &bin("oxcdctl"),
+        &oxcd.url(0),
+        &["snapshot", "save", &text(&file)],
+    );
+    assert_eq!(saved.2, 0, "oxcdctl snapshot save: {}", saved.1);
+    oxcd.members[0].server.stop();
+    let bytes = std::fs::read(&file).expect("read backup");
+    assert!(
+        many_page_leaves(&bytes) >= 4,
+        "the backup has few leaves of many pages"
+    );
+
+    let mut etcd = start_cluster(Kind::Etcd, 1).await;
+    let m = &mut etcd.members[0];
+    m.server.stop();
+    std::fs::remove_dir_all(&m.server.data_dir).expect("remove old data dir");
+    let (_, err, rc) = run_tool(&system_bin("etcdctl"), &restore_args(&file, &etcd, 0), None);
+    assert_eq!(rc, 0, "etcdctl snapshot restore: {err}");
+    etcd.members[0].server.spawn();
+    let ep = etcd.url(0);
+    eventually(
+        &format!("{ep} serves reads"),
+        Duration::from_secs(30),
+        || async { etcdctl(&ep, &["get", "k/00000"]).2 == 0 },
+    )
+    .await;
+    let deleted = json(&ep, &["del", &key(1000), &key(2000)]);
+    assert_eq!(deleted["deleted"], 1000, "{deleted}");
+    for i in (0..KEYS).step_by(7) {
+        ok(&ep, &["put", &key(i), "new"]);
+    }
+    let revision = json(&ep, &["put", &key(KEYS), "end"])["header"]["revision"]
+        .as_i64()
+        .expect("revision");
+    ok(&ep, &["compact", &revision.to_string(), "--physical"]);
+    ok(&ep, &["defrag"]);
+    let live: Vec<usize> = (0..=KEYS)
+        .filter(|i| !(1000..2000).contains(i) || i % 7 == 0)
+        .collect();
+    let listed = ok(&ep, &["get", "k/", "--prefix"]);
+    let want: String = live
+        .iter()
+        .map(|&i| {
+            let v = match i {
+                KEYS => "end",
+                i if i % 7 == 0 => "new",
+                _ => &value,
+            };
+            format!("{}\n{v}\n", key(i))
+        })
+        .collect();
+    assert!(
+        listed == want,
+        "etcd's keys after the rewrite differ from the expected"
+    );
+    let (_, err, rc) = etcdctl(&ep, &["get", "k/00001", &format!("--rev={}", revision - 1)]);
+    assert_ne!(rc, 0, "a compacted revision is still readable");
+    assert!(err.contains("compacted"), "{err}");
+}
