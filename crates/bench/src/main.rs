@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// gRPC endpoints, comma separated (the first is used)
+    /// gRPC endpoints, comma separated (connections spread over them, as etcd's benchmark)
     #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',')]
     endpoints: Vec<String>,
     /// gRPC connections shared by the clients
@@ -200,7 +200,7 @@ fn print_report(r: &Report) {
 
 fn spec(common: Common, op: Op) -> LoadSpec {
     LoadSpec {
-        endpoint: common.endpoints[0].clone(),
+        endpoint: common.endpoints.join(","),
         conns: common.conns,
         clients: common.clients,
         total: common.total,
