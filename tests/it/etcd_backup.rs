@@ -318,6 +318,17 @@ fn restore_args(file: &Path, c: &Cluster, i: usize) -> Vec<String> {
 /// Stops every member of `c`, restores member i from `file` with `tools[i % tools.len()]`,
 /// starts them again and waits until each serves root's linearizable reads.
 async fn restore_into(c: &mut Cluster, tools: &[&Path], file: &Path) {
+    restore_and_start(c, tools, file);
+    // A linearizable read through each member: each knows the leader. (Cluster::wait_leader
+    // asks Maintenance.Status without credentials, which oxcd refuses once auth is on.)
+    for i in 0..c.members.len() {
+        serves_root(&c.url(i)).await;
+    }
+}
+
+/// Stops every member of `c`, restores member i from `file` with `tools[i % tools.len()]`
+/// and starts them again.
+fn restore_and_start(c: &mut Cluster, tools: &[&Path], file: &Path) {
     for m in &mut c.members {
         m.server.stop();
         std::fs::remove_dir_all(&m.server.data_dir).expect("remove old data dir");
@@ -329,11 +340,6 @@ async fn restore_into(c: &mut Cluster, tools: &[&Path], file: &Path) {
     }
     for m in &mut c.members {
         m.server.spawn();
-    }
-    // A linearizable read through each member: each knows the leader. (Cluster::wait_leader
-    // asks Maintenance.Status without credentials, which oxcd refuses once auth is on.)
-    for i in 0..c.members.len() {
-        serves_root(&c.url(i)).await;
     }
 }
 
@@ -697,12 +703,7 @@ async fn cluster_real_etcd_rewrites_the_many_page_leaves_of_an_oxcd_backup() {
     );
 
     let mut etcd = start_cluster(Kind::Etcd, 1).await;
-    let m = &mut etcd.members[0];
-    m.server.stop();
-    std::fs::remove_dir_all(&m.server.data_dir).expect("remove old data dir");
-    let (_, err, rc) = run_tool(&system_bin("etcdctl"), &restore_args(&file, &etcd, 0), None);
-    assert_eq!(rc, 0, "etcdctl snapshot restore: {err}");
-    etcd.members[0].server.spawn();
+    restore_and_start(&mut etcd, &[&system_bin("etcdctl")], &file);
     let ep = etcd.url(0);
     eventually(
         &format!("{ep} serves reads"),

@@ -97,6 +97,11 @@ impl Leaf {
         }
     }
 
+    /// Bytes of the node: page header, elements, data.
+    fn node_len(&self) -> usize {
+        PAGE_HEADER + self.elements.len() * ELEMENT + self.data.len()
+    }
+
     /// The page header's room and the elements, into `head`; the data follows them.
     fn head(&self, head: &mut Vec<u8>) {
         head.clear();
@@ -294,9 +299,7 @@ fn write_buckets<W: Write>(
 pub fn write_db<W: Write>(src: &dyn BucketSource, mut out: W) -> io::Result<u64> {
     let names = src.bucket_names();
     let root = root_leaf(&names, &vec![0; names.len()]);
-    let root_pages = (PAGE_HEADER + root.elements.len() * ELEMENT + root.data.len())
-        .div_ceil(PAGE_SIZE)
-        .max(1) as u64;
+    let root_pages = root.node_len().div_ceil(PAGE_SIZE).max(1) as u64;
     let first = 2 + root_pages;
     let (roots, hwm) = write_buckets(src, &names, first, io::sink(), true)?;
     let meta = Meta {
