@@ -42,6 +42,15 @@ struct Common {
     /// total requests
     #[arg(long, default_value_t = 10_000)]
     total: usize,
+    /// CA bundle for https endpoints (etcd's benchmark: --cacert)
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
+    /// Client certificate for https endpoints
+    #[arg(long, value_name = "FILE")]
+    cert: Option<std::path::PathBuf>,
+    /// Client key for https endpoints (`range` names its key positionally, hence the id)
+    #[arg(long = "key", id = "client_key", value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
 }
 
 /// The two servers measured side by side.
@@ -199,6 +208,14 @@ fn print_report(r: &Report) {
 }
 
 fn spec(common: Common, op: Op) -> LoadSpec {
+    if common.cacert.is_some() || common.cert.is_some() {
+        let _ = load::CLIENT_TLS.set(oxcd_client::ClientTls {
+            ca_file: common.cacert,
+            cert_file: common.cert,
+            key_file: common.key,
+            skip_verify: false,
+        });
+    }
     LoadSpec {
         endpoint: common.endpoints.join(","),
         conns: common.conns,
@@ -317,5 +334,29 @@ async fn main() {
     if let Err(e) = result {
         eprintln!("oxcd-bench: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// clap refuses clashing argument ids only when a subcommand is parsed; this checks all.
+    #[test]
+    fn every_subcommands_arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn range_takes_its_key_and_a_client_key_file() {
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "oxcd-bench",
+            "range",
+            "greeting",
+            "--key",
+            "key.pem",
+        ]);
+        assert!(cli.is_ok(), "{:?}", cli.err());
     }
 }
