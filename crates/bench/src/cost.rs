@@ -56,9 +56,38 @@ const WATCHED: &[u8] = b"wc-00000";
 /// puts' own cost included (a hundredth of a put per event).
 async fn watch_cost(c: &Cluster, puts: usize) -> Result<Cost, String> {
     let endpoints = c.endpoint_list();
-    let streams = crate::watchlease::open_watches(&endpoints, 10, 10, |_| WATCHED.to_vec()).await?;
-    let expected = 10 * puts;
+    let streams = open_watch_load(&endpoints).await?;
     let before = cpu_now(c)?;
+    let (delivered, elapsed) = watch_delivery(&endpoints, streams, puts)
+        .await
+        .map_err(|e| format!("{}: {e}", c.name))?;
+    let cpu = cpu_now(c)? - before;
+    Ok(Cost {
+        throughput: delivered as f64 / elapsed.as_secs_f64(),
+        p99_ms: f64::NAN,
+        cpu_us: cpu * 1e6 / delivered as f64,
+    })
+}
+
+/// The watchers of the watch load: 100 of one key on 10 streams spread over `endpoints`.
+pub async fn open_watch_load(endpoints: &[String]) -> Result<WatchStreams, String> {
+    crate::watchlease::open_watches(endpoints, 10, 10, |_| WATCHED.to_vec()).await
+}
+
+pub type WatchStreams = Vec<(
+    tokio::sync::mpsc::Sender<oxcd_api::etcdserverpb::WatchRequest>,
+    tonic::Streaming<oxcd_api::etcdserverpb::WatchResponse>,
+)>;
+
+/// The watch load on `streams` (`open_watch_load`'s): 64 clients over 8 connections put
+/// the watched key `puts` times. Returns the events delivered (every one of them, or an
+/// error) and the time from the first put.
+pub async fn watch_delivery(
+    endpoints: &[String],
+    streams: WatchStreams,
+    puts: usize,
+) -> Result<(usize, Duration), String> {
+    let expected = 10 * puts;
     let start = Instant::now();
     let mut readers = Vec::new();
     for (tx, mut stream) in streams {
@@ -75,7 +104,7 @@ async fn watch_cost(c: &Cluster, puts: usize) -> Result<Cost, String> {
         }));
     }
     let spec = LoadSpec {
-        endpoint: c.endpoints(),
+        endpoint: endpoints.join(","),
         conns: 8,
         clients: 64,
         total: puts,
@@ -88,29 +117,20 @@ async fn watch_cost(c: &Cluster, puts: usize) -> Result<Cost, String> {
     };
     let report = load::run(&spec).await?;
     if report.errors > 0 {
-        return Err(format!("{}: {} puts failed", c.name, report.errors));
+        return Err(format!("{} puts failed", report.errors));
     }
     let mut delivered = 0;
     for r in readers {
         delivered += tokio::time::timeout(Duration::from_secs(120), r)
             .await
-            .map_err(|_| format!("{}: watchers missed events for 120 s", c.name))?
+            .map_err(|_| "watchers missed events for 120 s".to_string())?
             .map_err(|e| e.to_string())?;
     }
-    let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_now(c)? - before;
+    let elapsed = start.elapsed();
     if delivered < 100 * puts {
-        return Err(format!(
-            "{}: {delivered} of {} events delivered",
-            c.name,
-            100 * puts
-        ));
+        return Err(format!("{delivered} of {} events delivered", 100 * puts));
     }
-    Ok(Cost {
-        throughput: delivered as f64 / elapsed,
-        p99_ms: f64::NAN,
-        cpu_us: cpu * 1e6 / delivered as f64,
-    })
+    Ok((delivered, elapsed))
 }
 
 /// The section's rows for `servers` (oxcd first, then etcd) and the goal each ratio is held

@@ -95,6 +95,16 @@ enum Cmd {
         #[arg(long, default_value = "l")]
         consistency: String,
     },
+    /// compare's watch load against running endpoints: 100 watchers of one key on 10
+    /// streams spread over the endpoints, 64 clients over 8 connections putting it `total`
+    /// times; every event must arrive.
+    Watch {
+        /// gRPC endpoints, comma separated
+        #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',')]
+        endpoints: Vec<String>,
+        #[arg(long, default_value_t = 10_000)]
+        total: usize,
+    },
     /// Starts oxcd and etcd (same member count, same flags), runs the standard loads against
     /// both and prints each figure with the ratio oxcd/etcd.
     Compare {
@@ -262,6 +272,15 @@ async fn main() {
             );
             load::run(&spec).await.map(|r| print_report(&r))
         }
+        Cmd::Watch { endpoints, total } => match cost::open_watch_load(&endpoints).await {
+            Ok(streams) => cost::watch_delivery(&endpoints, streams, total).await,
+            Err(e) => Err(e),
+        }
+        .map(|(events, took)| {
+            println!("  Events:\t{events}");
+            println!("  Took:\t{:.3} s", took.as_secs_f64());
+            println!("  Events/sec:\t{:.1}", events as f64 / took.as_secs_f64());
+        }),
         Cmd::Compare {
             products: Products { oxcd, etcd },
             total,
