@@ -69,9 +69,16 @@ async fn watch_cost(c: &Cluster, puts: usize) -> Result<Cost, String> {
     })
 }
 
+/// The watch load's streams, and watchers of the watched key on each.
+const WATCH_STREAMS: usize = 10;
+const WATCHERS_PER_STREAM: usize = 10;
+
 /// The watchers of the watch load: 100 of one key on 10 streams spread over `endpoints`.
 pub async fn open_watch_load(endpoints: &[String]) -> Result<WatchStreams, String> {
-    crate::watchlease::open_watches(endpoints, 10, 10, |_| WATCHED.to_vec()).await
+    crate::watchlease::open_watches(endpoints, WATCH_STREAMS, WATCHERS_PER_STREAM, |_| {
+        WATCHED.to_vec()
+    })
+    .await
 }
 
 pub type WatchStreams = Vec<(
@@ -87,7 +94,8 @@ pub async fn watch_delivery(
     streams: WatchStreams,
     puts: usize,
 ) -> Result<(usize, Duration), String> {
-    let expected = 10 * puts;
+    let expected = WATCHERS_PER_STREAM * puts;
+    let all = streams.len() * expected;
     let start = Instant::now();
     let mut readers = Vec::new();
     for (tx, mut stream) in streams {
@@ -127,8 +135,8 @@ pub async fn watch_delivery(
             .map_err(|e| e.to_string())?;
     }
     let elapsed = start.elapsed();
-    if delivered < 100 * puts {
-        return Err(format!("{delivered} of {} events delivered", 100 * puts));
+    if delivered < all {
+        return Err(format!("{delivered} of {all} events delivered"));
     }
     Ok((delivered, elapsed))
 }

@@ -78,7 +78,8 @@ impl Report {
     }
 }
 
-/// What https endpoints are dialed with (set once by the `tls` load).
+/// What https endpoints are dialed with (set once: by the `tls` load, or from `put`'s,
+/// `range`'s and `watch-delivery`'s `--cacert`, `--cert` and `--key`).
 pub static CLIENT_TLS: std::sync::OnceLock<oxcd_client::ClientTls> = std::sync::OnceLock::new();
 
 pub async fn connect(endpoint: &str) -> Result<Channel, String> {

@@ -42,15 +42,41 @@ struct Common {
     /// total requests
     #[arg(long, default_value_t = 10_000)]
     total: usize,
-    /// CA bundle for https endpoints (etcd's benchmark: --cacert)
+    #[command(flatten)]
+    tls: TlsFiles,
+}
+
+/// How https endpoints are dialed (etcd's benchmark's flags).
+#[derive(Args, Clone)]
+struct TlsFiles {
+    /// CA bundle for https endpoints
     #[arg(long, value_name = "FILE")]
     cacert: Option<std::path::PathBuf>,
     /// Client certificate for https endpoints
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", requires = "client_key")]
     cert: Option<std::path::PathBuf>,
     /// Client key for https endpoints (`range` names its key positionally, hence the id)
-    #[arg(long = "key", id = "client_key", value_name = "FILE")]
+    #[arg(
+        long = "key",
+        id = "client_key",
+        value_name = "FILE",
+        requires = "cert"
+    )]
     key: Option<std::path::PathBuf>,
+}
+
+impl TlsFiles {
+    /// Sets what https endpoints are dialed with, when any file is given.
+    fn install(self) {
+        if self.cacert.is_some() || self.cert.is_some() {
+            let _ = load::CLIENT_TLS.set(oxcd_client::ClientTls {
+                ca_file: self.cacert,
+                cert_file: self.cert,
+                key_file: self.key,
+                skip_verify: false,
+            });
+        }
+    }
 }
 
 /// The two servers measured side by side.
@@ -95,15 +121,18 @@ enum Cmd {
         #[arg(long, default_value = "l")]
         consistency: String,
     },
-    /// compare's watch load against running endpoints: 100 watchers of one key on 10
-    /// streams spread over the endpoints, 64 clients over 8 connections putting it `total`
-    /// times; every event must arrive.
-    Watch {
+    /// The cost section's watch delivery load against running endpoints: 100 watchers of one
+    /// key on 10 streams spread over the endpoints, 64 clients over 8 connections putting it
+    /// `total` times; every event must arrive.
+    WatchDelivery {
         /// gRPC endpoints, comma separated
         #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',')]
         endpoints: Vec<String>,
+        /// Puts of the watched key (each delivered to all 100 watchers)
         #[arg(long, default_value_t = 10_000)]
         total: usize,
+        #[command(flatten)]
+        tls: TlsFiles,
     },
     /// Starts oxcd and etcd (same member count, same flags), runs the standard loads against
     /// both and prints each figure with the ratio oxcd/etcd.
@@ -218,14 +247,7 @@ fn print_report(r: &Report) {
 }
 
 fn spec(common: Common, op: Op) -> LoadSpec {
-    if common.cacert.is_some() || common.cert.is_some() {
-        let _ = load::CLIENT_TLS.set(oxcd_client::ClientTls {
-            ca_file: common.cacert,
-            cert_file: common.cert,
-            key_file: common.key,
-            skip_verify: false,
-        });
-    }
+    common.tls.install();
     LoadSpec {
         endpoint: common.endpoints.join(","),
         conns: common.conns,
@@ -272,15 +294,22 @@ async fn main() {
             );
             load::run(&spec).await.map(|r| print_report(&r))
         }
-        Cmd::Watch { endpoints, total } => match cost::open_watch_load(&endpoints).await {
-            Ok(streams) => cost::watch_delivery(&endpoints, streams, total).await,
-            Err(e) => Err(e),
+        Cmd::WatchDelivery {
+            endpoints,
+            total,
+            tls,
+        } => {
+            tls.install();
+            match cost::open_watch_load(&endpoints).await {
+                Ok(streams) => cost::watch_delivery(&endpoints, streams, total).await,
+                Err(e) => Err(e),
+            }
+            .map(|(events, took)| {
+                println!("  Events:\t{events}");
+                println!("  Took:\t{:.3} s", took.as_secs_f64());
+                println!("  Events/sec:\t{:.1}", events as f64 / took.as_secs_f64());
+            })
         }
-        .map(|(events, took)| {
-            println!("  Events:\t{events}");
-            println!("  Took:\t{:.3} s", took.as_secs_f64());
-            println!("  Events/sec:\t{:.1}", events as f64 / took.as_secs_f64());
-        }),
         Cmd::Compare {
             products: Products { oxcd, etcd },
             total,
@@ -373,9 +402,21 @@ mod tests {
             "oxcd-bench",
             "range",
             "greeting",
+            "--cert",
+            "cert.pem",
             "--key",
             "key.pem",
         ]);
         assert!(cli.is_ok(), "{:?}", cli.err());
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_a_key_its_certificate() {
+        for half in [["--cert", "cert.pem"], ["--key", "key.pem"]] {
+            let cli = <Cli as clap::Parser>::try_parse_from(
+                ["oxcd-bench", "put"].into_iter().chain(half),
+            );
+            assert!(cli.is_err(), "{half:?} alone was accepted");
+        }
     }
 }

@@ -97,7 +97,8 @@ impl Leaf {
         }
     }
 
-    /// Bytes of the node: page header, elements, data.
+    /// Bytes of the node: page header, elements, data (a leaf pushed to without its data
+    /// counts none).
     fn node_len(&self) -> usize {
         PAGE_HEADER + self.elements.len() * ELEMENT + self.data.len()
     }
