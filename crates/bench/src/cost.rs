@@ -7,6 +7,7 @@ use crate::load::{self, LoadSpec, Op};
 use crate::procfs::total_cpu_seconds;
 use crate::servers::Cluster;
 use crate::table::Row;
+use crate::watchlease::WatchStreams;
 use std::time::{Duration, Instant};
 
 /// One load's figures on one product.
@@ -80,11 +81,6 @@ pub async fn open_watch_load(endpoints: &[String]) -> Result<WatchStreams, Strin
     })
     .await
 }
-
-pub type WatchStreams = Vec<(
-    tokio::sync::mpsc::Sender<oxcd_api::etcdserverpb::WatchRequest>,
-    tonic::Streaming<oxcd_api::etcdserverpb::WatchResponse>,
-)>;
 
 /// The watch load on `streams` (`open_watch_load`'s): 64 clients over 8 connections put
 /// the watched key `puts` times. Returns the events delivered (every one of them, or an

@@ -12,21 +12,20 @@ use oxcd_api::etcdserverpb::{
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// Watch streams, each with the sender that keeps it open.
+pub(crate) type WatchStreams = Vec<(
+    mpsc::Sender<WatchRequest>,
+    tonic::Streaming<oxcd_api::etcdserverpb::WatchResponse>,
+)>;
+
 /// Opens `streams` watch streams with `per_stream` watches each; `key(i)` names watch i's
-/// key. Returns the streams once every watch is created (and the senders that keep them
-/// open).
+/// key. Returns the streams once every watch is created.
 pub(crate) async fn open_watches(
     endpoints: &[String],
     streams: usize,
     per_stream: usize,
     key: impl Fn(usize) -> Vec<u8>,
-) -> Result<
-    Vec<(
-        mpsc::Sender<WatchRequest>,
-        tonic::Streaming<oxcd_api::etcdserverpb::WatchResponse>,
-    )>,
-    String,
-> {
+) -> Result<WatchStreams, String> {
     let mut out = Vec::new();
     for s in 0..streams {
         let ch = load::connect(&endpoints[s % endpoints.len()]).await?;
