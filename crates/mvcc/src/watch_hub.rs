@@ -270,7 +270,12 @@ fn notify_commit(group: &mut WatcherGroup, events: &[Arc<WatchEvent>]) {
                 .count();
             run_events = None;
             run_watchers.clear();
-            for t in group.targets(&kv.key) {
+            let targets = group.targets(&kv.key);
+            // Room for every watcher at once, not grown one doubling at a time.
+            batches.reserve(targets.len());
+            slot_of.reserve(targets.len());
+            run_watchers.reserve(targets.len());
+            for t in targets {
                 // A range watcher whose range misses the key misses the whole run.
                 let Some(w) = group.get(&t).filter(|w| w.spec.range.contains(&kv.key)) else {
                     continue;
