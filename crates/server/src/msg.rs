@@ -133,13 +133,63 @@ pub enum Applied {
 
 type Reply = oneshot::Sender<Result<Applied, EtcdError>>;
 
+/// Hands oneshot replies on from a task on the runtime: a thread outside the runtime (raft,
+/// apply) wakes that task once for a batch, and it wakes the waiting tasks from inside,
+/// instead of the thread waking each of them from outside (a remote schedule apiece).
+pub struct Relay<T>(Option<tokio::sync::mpsc::UnboundedSender<Vec<(oneshot::Sender<T>, T)>>>);
+
+impl<T> Default for Relay<T> {
+    /// Replies sent directly.
+    fn default() -> Self {
+        Relay(None)
+    }
+}
+
+impl<T: Send + 'static> Relay<T> {
+    /// A relay task spawned on the current runtime.
+    pub fn spawn() -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(oneshot::Sender<T>, T)>>();
+        tokio::spawn(async move {
+            while let Some(replies) = rx.recv().await {
+                for (reply, value) in replies {
+                    let _ = reply.send(value);
+                }
+            }
+        });
+        Relay(Some(tx))
+    }
+
+    /// Sends each reply its value: a lone one directly, more through the relay task.
+    pub fn send_all(&self, replies: Vec<(oneshot::Sender<T>, T)>) {
+        let replies = match &self.0 {
+            Some(relay) if replies.len() > 1 => match relay.send(replies) {
+                Ok(()) => return,
+                Err(unsent) => unsent.0,
+            },
+            _ => replies,
+        };
+        for (reply, value) in replies {
+            let _ = reply.send(value);
+        }
+    }
+}
+
 /// Proposers waiting for their entry to be applied, by request ID.
 #[derive(Default)]
 pub struct Waiters {
     waiting: Mutex<HashMap<u64, Reply>>,
+    relay: Relay<Result<Applied, EtcdError>>,
 }
 
 impl Waiters {
+    /// Waiters whose batches of replies go through a relay task on the current runtime.
+    pub fn relayed() -> Self {
+        Waiters {
+            waiting: Mutex::default(),
+            relay: Relay::spawn(),
+        }
+    }
+
     pub fn register(&self, id: u64) -> oneshot::Receiver<Result<Applied, EtcdError>> {
         let (tx, rx) = oneshot::channel();
         if let Ok(mut w) = self.waiting.lock() {
@@ -178,9 +228,7 @@ impl Waiters {
                 .collect(),
             Err(_) => return,
         };
-        for (reply, result) in replies {
-            let _ = reply.send(result);
-        }
+        self.relay.send_all(replies);
     }
 }
 
@@ -210,9 +258,38 @@ pub type FatalTx = tokio::sync::mpsc::UnboundedSender<Fatal>;
 
 #[cfg(test)]
 mod tests {
-    use super::{RaftStatus, MAX_APPLY_BACKLOG};
+    use super::{Applied, RaftStatus, Waiters, MAX_APPLY_BACKLOG};
     use oxcd_api::EtcdError;
     use std::sync::atomic::Ordering;
+
+    /// A batch's replies go through the relay task, a lone one directly; every proposer
+    /// gets its own outcome either way, and nobody's reply is lost when one gave up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_proposer_of_a_relayed_batch_gets_its_own_outcome() {
+        let waiters = std::sync::Arc::new(Waiters::relayed());
+        let mut waiting: Vec<_> = (1..=5).map(|id| (id, waiters.register(id))).collect();
+        drop(waiting.remove(2)); // request 3's proposer gave up
+        let lone = waiters.register(9);
+        let from_apply = waiters.clone();
+        std::thread::spawn(move || {
+            from_apply.finish_all(
+                (1..=5)
+                    .map(|id| (id, Ok(Applied::Compacted(oxcd_api::Revision(id as i64)))))
+                    .collect(),
+            );
+            from_apply.finish(9, Err(EtcdError::NoLeader));
+        })
+        .join()
+        .expect("apply thread");
+        for (id, rx) in waiting {
+            match rx.await.expect("a reply") {
+                Ok(Applied::Compacted(rev)) => assert_eq!(rev.0, id as i64),
+                other => panic!("request {id} got {other:?}"),
+            }
+        }
+        assert!(matches!(lone.await, Ok(Err(EtcdError::NoLeader))));
+        assert_eq!(waiters.pending(), 0);
+    }
 
     #[test]
     fn proposals_are_refused_while_the_apply_backlog_is_over_etcds_limit() {

@@ -35,6 +35,8 @@ pub struct Node {
     pub held_conf_changes: std::collections::VecDeque<HeldConfChange>,
     /// How long a proposed membership change waits to be applied before it is proposed again.
     pub conf_retry: Duration,
+    /// Hands a ReadIndex's answer to the reads that asked for it.
+    pub read_replies: crate::msg::Relay<u64>,
 }
 
 pub struct HeldConfChange {
@@ -305,9 +307,8 @@ impl Node {
                 continue;
             };
             if let Some(read) = pending_reads.remove(&u64::from_be_bytes(counter)) {
-                for reply in read.replies {
-                    let _ = reply.send(rs.index);
-                }
+                self.read_replies
+                    .send_all(read.replies.into_iter().map(|r| (r, rs.index)).collect());
             }
         }
         fail::fail_point!("raftBeforeAdvance");

@@ -126,7 +126,7 @@ pub fn start_raft(
         leases: Arc::default(),
     };
     let (apply_tx, apply_rx) = std::sync::mpsc::channel();
-    let waiters = Arc::new(Waiters::default());
+    let waiters = Arc::new(Waiters::relayed());
     let status = Arc::new(RaftStatus::default());
     let node = Node {
         raw,
@@ -142,6 +142,7 @@ pub fn start_raft(
         fatal: fatal.clone(),
         held_conf_changes: Default::default(),
         conf_retry: Duration::from_millis(2 * config.election_timeout_ms),
+        read_replies: crate::msg::Relay::spawn(),
     };
     std::thread::Builder::new()
         .name("raft".into())
