@@ -136,7 +136,10 @@ type Reply = oneshot::Sender<Result<Applied, EtcdError>>;
 /// Hands oneshot replies on from a task on the runtime: a thread outside the runtime (raft,
 /// apply) wakes that task once for a batch, and it wakes the waiting tasks from inside,
 /// instead of the thread waking each of them from outside (a remote schedule apiece).
-pub struct Relay<T>(Option<tokio::sync::mpsc::UnboundedSender<Vec<(oneshot::Sender<T>, T)>>>);
+pub struct Relay<T>(Option<tokio::sync::mpsc::UnboundedSender<Answers<T>>>);
+
+/// Replies, each with its value.
+pub type Answers<T> = Vec<(oneshot::Sender<T>, T)>;
 
 impl<T> Default for Relay<T> {
     /// Replies sent directly.
@@ -148,7 +151,7 @@ impl<T> Default for Relay<T> {
 impl<T: Send + 'static> Relay<T> {
     /// A relay task spawned on the current runtime.
     pub fn spawn() -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(oneshot::Sender<T>, T)>>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Answers<T>>();
         tokio::spawn(async move {
             while let Some(replies) = rx.recv().await {
                 for (reply, value) in replies {
@@ -160,7 +163,7 @@ impl<T: Send + 'static> Relay<T> {
     }
 
     /// Sends each reply its value: a lone one directly, more through the relay task.
-    pub fn send_all(&self, replies: Vec<(oneshot::Sender<T>, T)>) {
+    pub fn send_all(&self, replies: Answers<T>) {
         let replies = match &self.0 {
             Some(relay) if replies.len() > 1 => match relay.send(replies) {
                 Ok(()) => return,
