@@ -6,6 +6,7 @@ use crate::backend::{self, KV, META, META_COMPACT_FINISHED};
 use crate::error::{backend_err, poisoned, StoreError};
 use crate::index::TreeIndex;
 use crate::revision::KeyRevision;
+use crate::revision_totals::RevisionTotals;
 use redb::{Database, Durability, ReadableTable};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -47,6 +48,7 @@ impl Physical {
         index: &RwLock<TreeIndex>,
         target: i64,
         limit: usize,
+        totals: &Mutex<Option<RevisionTotals>>,
     ) -> Result<bool, StoreError> {
         if self.done() >= target {
             return Ok(false);
@@ -61,6 +63,7 @@ impl Physical {
         let mut tx = db.begin_write().map_err(backend_err)?;
         tx.set_durability(Durability::None).map_err(backend_err)?;
         let mut finished = true;
+        let mut gone = RevisionTotals::default();
         {
             let mut table = tx.open_table(KV).map_err(backend_err)?;
             let mut doomed = Vec::new();
@@ -81,6 +84,7 @@ impl Physical {
                     let rev = KeyRevision::from_backend_key(at);
                     if !index.holds(&backend::record_key(rev, v.value())?, rev) {
                         doomed.push(at);
+                        gone.add(v.value(), v.value().first() == Some(&backend::TOMBSTONE));
                     }
                     next = at + 1;
                 }
@@ -99,6 +103,10 @@ impl Physical {
         }
         fail::fail_point!("compactBeforeCommitBatch");
         tx.commit().map_err(backend_err)?;
+        // The caller holds the writer's turn, which a backup's view takes with its totals.
+        if let Some(t) = totals.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            t.remove(&gone);
+        }
         fail::fail_point!("compactAfterCommitBatch");
         if finished {
             self.done.store(target, Ordering::Release);

@@ -20,6 +20,7 @@ pub struct RevisionRecord<'a> {
 /// Every table of the store as one read transaction sees it.
 pub struct ExportView {
     pub(crate) rx: ReadTransaction,
+    pub(crate) totals: Option<crate::RevisionTotals>,
 }
 
 impl ExportView {
@@ -35,6 +36,20 @@ impl ExportView {
             ),
             each,
         )
+    }
+
+    /// The revision records this view sees, counted without reading them; None when the
+    /// store does not know (after a defragmentation) or the count disagrees with the table's.
+    pub fn revision_totals(&self) -> Result<Option<crate::RevisionTotals>, SnapshotError> {
+        let Some(totals) = self.totals else {
+            return Ok(None);
+        };
+        Ok((totals.records == self.revision_count()?).then_some(totals))
+    }
+
+    /// The totals the store kept for this view, checked or not.
+    pub fn kept_totals(&self) -> Option<crate::RevisionTotals> {
+        self.totals
     }
 
     /// How many revisions are stored.

@@ -17,6 +17,7 @@ mod lease;
 mod page_counts;
 mod range;
 mod revision;
+mod revision_totals;
 mod snapshot;
 mod txn;
 pub mod validate;
@@ -33,6 +34,7 @@ pub use key_range::KeyRange;
 pub use kvstore::{KvHash, LeaseTtl, Store, StoreHash, WriteBatch};
 pub use lease::LeaseInfo;
 pub use range::DEFAULT_MAX_RESPONSE_BYTES;
+pub use revision_totals::RevisionTotals;
 pub use snapshot::is_record_stream;
 
 pub use snapshot::SnapshotPoint;

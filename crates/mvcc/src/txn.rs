@@ -9,6 +9,7 @@ use crate::key_range::KeyRange;
 use crate::lease::Leases;
 use crate::range::{header, range, HeldIndex, IndexView, ReadLimits};
 use crate::revision::KeyRevision;
+use crate::revision_totals::RevisionTotals;
 use oxcd_api::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxcd_api::etcdserverpb::{
     request_op, response_op, Compare, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -36,6 +37,8 @@ pub(crate) struct TxnWriter<'t, 'i> {
     changes: i64,
     collect_events: bool,
     pub(crate) events: Vec<Event>,
+    /// The records this writer added to the table.
+    pub(crate) added: RevisionTotals,
 }
 
 impl<'t, 'i> TxnWriter<'t, 'i> {
@@ -56,6 +59,7 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
             changes: 0,
             collect_events,
             events: Vec::new(),
+            added: RevisionTotals::default(),
         }
     }
 
@@ -122,12 +126,11 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
             value,
             lease,
         };
+        let record = backend::encode_record(&kv, false);
         self.table
-            .insert(
-                idx_rev.to_backend_key(),
-                backend::encode_record(&kv, false).as_slice(),
-            )
+            .insert(idx_rev.to_backend_key(), record.as_slice())
             .map_err(backend_err)?;
+        self.added.add(&record, false);
         self.index_mut()?.put(key, idx_rev);
         self.leases_mut()?.attach(key, lease);
         self.changes += 1;
@@ -160,12 +163,11 @@ impl<'t, 'i> TxnWriter<'t, 'i> {
                     key: key.clone(),
                     ..Default::default()
                 };
+                let record = backend::encode_record(&kv, true);
                 self.table
-                    .insert(
-                        idx_rev.to_backend_key(),
-                        backend::encode_record(&kv, true).as_slice(),
-                    )
+                    .insert(idx_rev.to_backend_key(), record.as_slice())
                     .map_err(backend_err)?;
+                self.added.add(&record, true);
                 self.changes += 1;
                 if self.collect_events {
                     self.events.push(Event {

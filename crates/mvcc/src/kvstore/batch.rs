@@ -5,6 +5,7 @@ use super::Store;
 use crate::backend::{self, CLUSTER, KV, META, META_COMPACTED, META_COMPACT_FINISHED};
 use crate::error::{backend_err, poisoned, StoreError};
 use crate::key_range::KeyRange;
+use crate::revision_totals::RevisionTotals;
 use crate::txn::TxnWriter;
 use oxcd_api::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
@@ -40,6 +41,8 @@ pub struct WriteBatch<'s> {
     /// Whether every change of the batch was collected into `events` (there were watchers
     /// whenever one was prepared).
     events_complete: bool,
+    /// The records the batch added, for the store's totals once committed.
+    added: RevisionTotals,
 }
 
 impl<'s> WriteBatch<'s> {
@@ -56,6 +59,7 @@ impl<'s> WriteBatch<'s> {
             tx,
             events: Vec::new(),
             events_complete: true,
+            added: RevisionTotals::default(),
         })
     }
 
@@ -168,6 +172,8 @@ impl<'s> WriteBatch<'s> {
             tx.set_durability(Durability::None).map_err(backend_err)?;
         }
         tx.commit().map_err(backend_err)?;
+        // Under the writer's turn still: a backup's view takes its totals under it too.
+        self.store.totals_added(&self.added);
         self.store.size.refresh_file(&self.store.path);
         self.store.size.wrote();
         let (store, rev) = (self.store, self.rev);
@@ -192,7 +198,7 @@ impl<'s> WriteBatch<'s> {
         let store = self.store;
         let watching = store.hub.is_watching();
         self.events_complete &= watching;
-        let (rev, events) = (&mut self.rev, &mut self.events);
+        let (rev, events, added) = (&mut self.rev, &mut self.events, &mut self.added);
         self.tx.with_dependent_mut(|_, table| {
             let mut w = TxnWriter::new(
                 table,
@@ -202,7 +208,11 @@ impl<'s> WriteBatch<'s> {
                 store.compacted_revision().0,
                 watching,
             );
-            let out = f(&mut w)?;
+            let out = f(&mut w);
+            // Counted even when the request failed part way: what it wrote commits with
+            // the batch, if the batch commits.
+            added.merge(&w.added);
+            let out = out?;
             *rev = w.rev();
             events.append(&mut w.events);
             Ok(out)

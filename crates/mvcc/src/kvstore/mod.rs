@@ -20,6 +20,7 @@ use crate::range::{
     self, PublishedIndex, ReadLimits, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_READ_SHARE,
 };
 use crate::revision::KeyRevision;
+use crate::revision_totals::RevisionTotals;
 use crate::snapshot::{self, SnapshotPoint};
 use crate::txn;
 use crate::watch::{Progress, WatchKey, WatchSink, WatchSpec};
@@ -67,6 +68,9 @@ pub struct Store {
     big_read_gate: Mutex<()>,
     page_counts: PageCounts,
     defrag: Mutex<()>,
+    /// The backend's revision records, changed under the writer's turn with every commit
+    /// that adds or deletes some (unknown after a defragmentation, until the next load).
+    totals: Mutex<Option<RevisionTotals>>,
 }
 
 /// A lease as `lease_list` reports it.
@@ -117,6 +121,7 @@ impl Store {
             big_read_gate: Mutex::new(()),
             page_counts: PageCounts::default(),
             defrag: Mutex::new(()),
+            totals: Mutex::new(Some(loaded.totals)),
         };
         store.size.refresh_file(path);
         Ok(store)
@@ -146,7 +151,9 @@ impl Store {
         let waited = std::time::Instant::now();
         let _turn = self.writer_turn();
         let held = std::time::Instant::now();
-        let more = self.physical.step(&self.db(), &self.index, target, limit)?;
+        let more = self
+            .physical
+            .step(&self.db(), &self.index, target, limit, &self.totals)?;
         if held.elapsed() > SLOW_COMPACTION_BATCH {
             tracing::warn!(
                 took = ?held.elapsed(),
@@ -309,8 +316,11 @@ impl Store {
 
     /// Every table as one read transaction sees it, for writing in another format.
     pub fn export_view(&self) -> Result<ExportView, SnapshotError> {
+        // The totals and the read see the same commits: writers change both under the turn.
+        let _turn = self.writer_turn();
         let rx = self.db().begin_read().map_err(snapshot_backend_err)?;
-        Ok(ExportView { rx })
+        let totals = *self.lock_totals();
+        Ok(ExportView { rx, totals })
     }
 
     /// Replaces every table but this member's own ID with what `fill` loads, durably, in one
@@ -340,6 +350,7 @@ impl Store {
         let mut index = self.index.write().map_err(|_| poisoned())?;
         tx.commit().map_err(snapshot_backend_err)?;
         let loaded = load(&db)?;
+        *self.lock_totals() = Some(loaded.totals);
         *index = loaded.index;
         *self.leases.write().map_err(|_| poisoned())? = Leases::load(&db, loaded.key_lease)?;
         self.compacted.store(loaded.compacted, Ordering::Release);
@@ -453,6 +464,9 @@ impl Store {
             }
         };
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        // History a compaction deleted from the old file during the copy is back, to be
+        // deleted again: the totals are unknown until the store is next loaded.
+        *self.lock_totals() = None;
         // History a compaction deleted from the old file during the copy is in the new one.
         self.physical.reset(compact_finished);
         self.size.refresh_file(&self.path);
@@ -478,6 +492,17 @@ impl Store {
     /// The one writer's turn: write batches, snapshot restores and defragmentation take it.
     fn writer_turn(&self) -> MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_totals(&self) -> MutexGuard<'_, Option<RevisionTotals>> {
+        self.totals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A batch holding the writer's turn committed these records.
+    fn totals_added(&self, added: &RevisionTotals) {
+        if let Some(t) = self.lock_totals().as_mut() {
+            t.merge(added);
+        }
     }
 
     /// Runs `read` against the published state: a backend snapshot holding every revision
@@ -543,18 +568,21 @@ struct Loaded {
     /// The lease each live key's latest version names.
     key_lease: HashMap<Vec<u8>, i64>,
     compact_finished: i64,
+    totals: RevisionTotals,
 }
 
 fn load(db: &Database) -> Result<Loaded, BackendError> {
     let mut index = TreeIndex::default();
     let mut current = 0;
     let mut key_lease = HashMap::new();
+    let mut totals = RevisionTotals::default();
     let rx = db.begin_read()?;
     let kv = rx.open_table(KV)?;
     for item in kv.iter()? {
         let (k, v) = item?;
         let rev = KeyRevision::from_backend_key(k.value());
         let rec = backend::decode_record(rev, v.value())?;
+        totals.add(v.value(), rec.tombstone);
         if rec.tombstone || rec.kv.lease == 0 {
             key_lease.remove(&rec.kv.key);
         } else {
@@ -588,6 +616,7 @@ fn load(db: &Database) -> Result<Loaded, BackendError> {
         compacted,
         key_lease,
         compact_finished,
+        totals,
     })
 }
 

@@ -8,4 +8,4 @@ mod write;
 
 pub use format::{BboltError, PAGE_SIZE};
 pub use read::{Bolt, Bucket, PairFn};
-pub use write::{write_db, BucketSource, PairLengths, PairSink};
+pub use write::{write_db, BucketSource, PairBound, PairLengths, PairSink};

@@ -1,8 +1,11 @@
 //! Writes a bbolt file from sorted pairs, streaming: every page goes out as soon as it is
 //! full, so memory holds one page per tree level, never a bucket. The meta pages come first
-//! in the file but name the root and the page count, so the pairs are walked twice: once to
-//! lay the pages out (from their lengths alone where the source can tell them more cheaply),
-//! once to write them (both walks see one read transaction).
+//! in the file but name the root and the page count. Where the source can bound a bucket
+//! from totals it keeps (its pairs, their bytes, the largest), the root goes last, at a page
+//! that bound leaves room for, and the pages left over before it are free (bbolt finds them
+//! as it does any page no bucket reaches); otherwise the pairs are walked twice: once to lay
+//! the pages out (from their lengths alone where the source can tell them more cheaply), once
+//! to write them (both walks see one read transaction).
 
 use super::format::{
     page_header, Meta, BRANCH, BUCKET_HEADER, BUCKET_LEAF, ELEMENT, LEAF, NO_FREELIST, PAGE_HEADER,
@@ -20,6 +23,51 @@ pub trait BucketSource {
     /// source can tell them more cheaply than `pairs` (the layout needs nothing else).
     fn pair_lengths(&self, _bucket: &[u8]) -> io::Result<Option<PairLengths>> {
         Ok(None)
+    }
+    /// What `bucket`'s pairs come to at most, where the source keeps totals of them.
+    fn pair_bound(&self, _bucket: &[u8]) -> io::Result<Option<PairBound>> {
+        Ok(None)
+    }
+}
+
+/// Upper bounds on a bucket's pairs, from totals its source keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairBound {
+    pub count: u64,
+    /// Key and value bytes of all pairs.
+    pub bytes: u64,
+    /// Key and value bytes of the largest pair.
+    pub largest: u64,
+    pub longest_key: u64,
+}
+
+impl PairBound {
+    /// Pages the bucket's tree takes at most, as `Tree` builds it; None when a pair may be
+    /// big enough to leave leaves of uneven size, where the bound would be far from the
+    /// pages used.
+    pub fn pages(&self) -> Option<u64> {
+        let page = PAGE_SIZE as u64;
+        let (header, element) = (PAGE_HEADER as u64, ELEMENT as u64);
+        let largest = element + self.largest;
+        if largest > page {
+            return None;
+        }
+        // A leaf closes when the next pair would take it past its pages, so every leaf but
+        // the last holds more than `capacity - largest` bytes (its header included): all
+        // of its pages, as no pair is over a page.
+        let capacity = LEAF_PAGES as u64 * page;
+        let data = self.count * element + self.bytes;
+        let leaves = data / (capacity - largest - header) + 1;
+        let mut pages = leaves * LEAF_PAGES as u64;
+        // A branch closes when the next child would not fit: it has at least `per_branch`.
+        let child = element + self.longest_key;
+        let per_branch = (page - header - child) / child + 1;
+        let mut level = leaves;
+        while level > 1 {
+            level = level.div_ceil(per_branch);
+            pages += level;
+        }
+        Some(pages)
     }
 }
 
@@ -296,23 +344,93 @@ fn write_buckets<W: Write>(
     Ok((roots, pages.next))
 }
 
-/// Writes `src` as a bbolt file to `out`; returns the bytes written (pages × page size).
-pub fn write_db<W: Write>(src: &dyn BucketSource, mut out: W) -> io::Result<u64> {
-    let names = src.bucket_names();
-    let root = root_leaf(&names, &vec![0; names.len()]);
-    let root_pages = root.node_len().div_ceil(PAGE_SIZE).max(1) as u64;
-    let first = 2 + root_pages;
-    let (roots, hwm) = write_buckets(src, &names, first, io::sink(), true)?;
+/// Pages the buckets take at most: a bound for those the source bounds, the exact layout of
+/// the others (walked); None unless some bucket is bounded.
+fn pages_at_most(src: &dyn BucketSource, names: &[Vec<u8>]) -> io::Result<Option<u64>> {
+    let mut bounds = Vec::with_capacity(names.len());
+    for name in names {
+        let pages = match src.pair_bound(name)? {
+            Some(bound) => match bound.pages() {
+                Some(pages) => Some(pages),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        bounds.push(pages);
+    }
+    if bounds.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let mut total = 0;
+    for (name, pages) in names.iter().zip(bounds) {
+        total += match pages {
+            Some(pages) => pages,
+            None => write_buckets(src, std::slice::from_ref(name), 0, io::sink(), true)?.1,
+        };
+    }
+    Ok(Some(total))
+}
+
+/// The meta pages, naming `root` and the page count `hwm`.
+fn write_metas<W: Write>(out: &mut W, root: u64, hwm: u64) -> io::Result<()> {
     let meta = Meta {
         page_size: PAGE_SIZE as u32,
-        root: 2,
+        root,
         freelist: NO_FREELIST,
         hwm,
         txid: 2,
     };
     // As bbolt's own copies: the newer meta on page 0, the one before it on page 1.
     out.write_all(&meta.page(0))?;
-    out.write_all(&Meta { txid: 1, ..meta }.page(1))?;
+    out.write_all(&Meta { txid: 1, ..meta }.page(1))
+}
+
+/// Writes the buckets from page 2 on and the root leaf at `2 + reserved`, the pages between
+/// the buckets' end and it left free; one walk of the pairs.
+fn write_bounded<W: Write>(
+    src: &dyn BucketSource,
+    names: &[Vec<u8>],
+    reserved: u64,
+    mut out: W,
+) -> io::Result<u64> {
+    let root_at = 2 + reserved;
+    let root_pages = root_leaf(names, &vec![0; names.len()])
+        .node_len()
+        .div_ceil(PAGE_SIZE)
+        .max(1) as u64;
+    let hwm = root_at + root_pages;
+    write_metas(&mut out, root_at, hwm)?;
+    let (roots, end) = write_buckets(src, names, 2, &mut out, false)?;
+    if end > root_at {
+        return Err(io::Error::other(
+            "the buckets took more pages than their totals allow",
+        ));
+    }
+    for _ in end..root_at {
+        out.write_all(&ZEROS)?;
+    }
+    let mut pages = Pages {
+        out: &mut out,
+        next: root_at,
+        layout_only: false,
+    };
+    root_leaf(names, &roots).write(&mut pages, &mut Vec::new())?;
+    out.flush()?;
+    Ok(hwm * PAGE_SIZE as u64)
+}
+
+/// Writes `src` as a bbolt file to `out`; returns the bytes written (pages × page size).
+pub fn write_db<W: Write>(src: &dyn BucketSource, mut out: W) -> io::Result<u64> {
+    let names = src.bucket_names();
+    if let Some(reserved) = pages_at_most(src, &names)? {
+        return write_bounded(src, &names, reserved, out);
+    }
+    tracing::info!("laying the backup out by a walk of its pairs: no bucket's totals bound it");
+    let root = root_leaf(&names, &vec![0; names.len()]);
+    let root_pages = root.node_len().div_ceil(PAGE_SIZE).max(1) as u64;
+    let first = 2 + root_pages;
+    let (roots, hwm) = write_buckets(src, &names, first, io::sink(), true)?;
+    write_metas(&mut out, 2, hwm)?;
     let mut pages = Pages {
         out: &mut out,
         next: 2,
@@ -328,4 +446,127 @@ pub fn write_db<W: Write>(src: &dyn BucketSource, mut out: W) -> io::Result<u64>
         ));
     }
     Ok(hwm * PAGE_SIZE as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One bucket of pairs with the given key and value lengths.
+    struct Sized(Vec<(usize, usize)>);
+
+    impl BucketSource for Sized {
+        fn bucket_names(&self) -> Vec<Vec<u8>> {
+            vec![b"key".to_vec()]
+        }
+        /// Keys end in their pair's index, so that keys of one length ascend.
+        fn pairs(&self, _: &[u8], each: &mut PairSink<'_>) -> io::Result<()> {
+            let value = vec![0u8; 1 << 16];
+            for (i, &(k, v)) in self.0.iter().enumerate() {
+                let mut key = vec![0u8; k.max(8)];
+                let at = key.len() - 8;
+                key[at..].copy_from_slice(&(i as u64).to_be_bytes());
+                each(&key[..k.max(8)], &value[..v])?;
+            }
+            Ok(())
+        }
+    }
+
+    fn bound_of(pairs: &[(usize, usize)]) -> PairBound {
+        PairBound {
+            count: pairs.len() as u64,
+            bytes: pairs.iter().map(|&(k, v)| (k + v) as u64).sum(),
+            largest: pairs
+                .iter()
+                .map(|&(k, v)| (k + v) as u64)
+                .max()
+                .unwrap_or(0),
+            longest_key: pairs.iter().map(|&(k, _)| k as u64).max().unwrap_or(0),
+        }
+    }
+
+    /// The bound never falls short of the pages the tree takes, and is close to them when
+    /// the pairs are small; pairs over a page are not bounded.
+    #[test]
+    fn a_buckets_bound_covers_its_pages_and_stays_close() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n.max(1)) as usize
+        };
+        for case in 0..300 {
+            let count = [0, 1, 2, 7, 240, 3000, 20_000][case % 7];
+            let widest = [0, 40, 300, 1500, 4000][case % 5];
+            let pairs: Vec<(usize, usize)> = (0..count)
+                .map(|_| (17 + next(2), next(widest as u64 + 1)))
+                .collect();
+            let src = Sized(pairs.clone());
+            let (_, used) =
+                write_buckets(&src, &src.bucket_names(), 0, io::sink(), true).expect("layout");
+            let bound = bound_of(&pairs);
+            let Some(reserved) = bound.pages() else {
+                assert!(
+                    bound.largest + ELEMENT as u64 > PAGE_SIZE as u64,
+                    "{bound:?}"
+                );
+                continue;
+            };
+            assert!(
+                used <= reserved,
+                "case {case}: {used} pages, bound {reserved}"
+            );
+            if count >= 3000 && widest <= 300 {
+                assert!(
+                    reserved - used <= used / 100 + LEAF_PAGES as u64,
+                    "case {case}: {used} pages, bound {reserved}"
+                );
+            }
+        }
+    }
+
+    /// A bounded bucket's file reads back whole, its root on its last page.
+    #[test]
+    fn a_bounded_file_puts_its_root_last_and_reads_back() {
+        struct Bounded(Sized);
+        impl BucketSource for Bounded {
+            fn bucket_names(&self) -> Vec<Vec<u8>> {
+                self.0.bucket_names()
+            }
+            fn pairs(&self, b: &[u8], each: &mut PairSink<'_>) -> io::Result<()> {
+                self.0.pairs(b, each)
+            }
+            fn pair_bound(&self, _: &[u8]) -> io::Result<Option<PairBound>> {
+                Ok(Some(bound_of(&self.0 .0)))
+            }
+        }
+        let pairs: Vec<(usize, usize)> = (0..5000).map(|i| (17, 200 + i % 100)).collect();
+        let mut file = Vec::new();
+        let len = write_db(&Bounded(Sized(pairs.clone())), &mut file).expect("write");
+        assert_eq!(len, file.len() as u64);
+        let tmp = tempfile::tempfile().expect("tmp");
+        std::io::Write::write_all(&mut &tmp, &file).expect("fill");
+        let bolt = crate::bbolt::Bolt::open(tmp, len).expect("open");
+        let buckets = bolt.buckets().expect("buckets");
+        assert_eq!(buckets.len(), 1);
+        let mut seen = 0;
+        bolt.for_each(&buckets[0].1, &mut |_, v| {
+            assert_eq!(v.len(), pairs[seen].1);
+            seen += 1;
+            Ok(())
+        })
+        .expect("pairs");
+        assert_eq!(seen, pairs.len());
+        let root = u64::from_le_bytes(
+            file[PAGE_HEADER + 16..PAGE_HEADER + 24]
+                .try_into()
+                .expect("8"),
+        );
+        assert_eq!(
+            root + 1,
+            len / PAGE_SIZE as u64,
+            "the root is the last page"
+        );
+    }
 }

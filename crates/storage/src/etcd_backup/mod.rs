@@ -2,7 +2,9 @@
 //! the store's tables, its `snapshot status`, and the SHA-256 trailer around it.
 //! Facts: docs/etcd-backup-format.md §2–§5.
 
-use crate::bbolt::{write_db, BboltError, Bolt, Bucket, BucketSource, PairLengths, PairSink};
+use crate::bbolt::{
+    write_db, BboltError, Bolt, Bucket, BucketSource, PairBound, PairLengths, PairSink,
+};
 use crate::records::{ALARMS, AUTH, CONF_STATE};
 use oxcd_api::authpb::{Role, User};
 use oxcd_api::etcdserverpb::{AlarmMember, AlarmResponse, Member};
@@ -292,6 +294,21 @@ impl BucketSource for EtcdBuckets<'_> {
         }
     }
 
+    fn pair_bound(&self, bucket: &[u8]) -> io::Result<Option<PairBound>> {
+        if bucket != KEY {
+            return Ok(None);
+        }
+        let totals = self.view.revision_totals().map_err(io_err)?;
+        if totals.is_none() {
+            tracing::info!(
+                kept = ?self.view.kept_totals(),
+                stored = self.view.revision_count().map_err(io_err)?,
+                "the store's totals of its records do not bound the backup's key bucket"
+            );
+        }
+        Ok(totals.map(key_bucket_bound))
+    }
+
     fn pairs(&self, bucket: &[u8], each: &mut PairSink<'_>) -> io::Result<()> {
         let io = |e: io::Error| SnapshotError::Io(e);
         match bucket {
@@ -350,6 +367,18 @@ fn etcd_revision<'r>(
     .encode(tombstone_value)
     .map_err(|_| SnapshotError::Corrupt("tombstone record"))?;
     Ok((k, tombstone_value))
+}
+
+/// The key bucket's pairs from the store's totals of its records: a revision key of 17 bytes
+/// (18 for a tombstone), and the stored KeyValue, a byte shorter than its record (a
+/// tombstone's re-encoded KeyValue is at most that).
+fn key_bucket_bound(t: oxcd_mvcc::RevisionTotals) -> PairBound {
+    PairBound {
+        count: t.records,
+        bytes: 16 * t.records + t.tombstones + t.bytes,
+        largest: 17 + t.longest,
+        longest_key: 17 + u64::from(t.tombstones > 0),
+    }
 }
 
 /// The key bucket's (key, value) lengths for the layout, read in two halves on two threads:

@@ -27,6 +27,11 @@ fn leases(store: &Store) -> Vec<(i64, i64, i64)> {
 /// A store with history, tombstones, a compaction, leases, auth and an alarm; keys and
 /// values sized so that trees get branch pages and a value overflows its page.
 fn filled(path: &Path, keys: usize) -> Store {
+    filled_with(path, keys, 10_000)
+}
+
+/// `filled`, its one big value `big` bytes long.
+fn filled_with(path: &Path, keys: usize, big: usize) -> Store {
     let store = Store::open(path).expect("open");
     let mut wb = store.begin_write().expect("write");
     wb.lease_grant(LeaseId(0x390d_a23b_1e93_1b09), 600)
@@ -48,7 +53,7 @@ fn filled(path: &Path, keys: usize) -> Store {
     let mut wb = store.begin_write().expect("write");
     wb.put(&PutRequest {
         key: b"big".to_vec(),
-        value: vec![b'x'; 10_000],
+        value: vec![b'x'; big],
         lease: 0x390d_a23b_1e93_1b09,
         ..Default::default()
     })
@@ -104,19 +109,40 @@ fn backup(store: &Store, path: &Path) -> (std::fs::File, u64) {
     oxcd_mvcc::open_backup(path, false).expect("trailer checks")
 }
 
+/// The page the meta names as the root bucket's.
+fn root_page(path: &Path) -> u64 {
+    let head = std::fs::read(path).expect("read");
+    u64::from_le_bytes(head[32..40].try_into().expect("8 bytes"))
+}
+
 #[test]
 fn a_store_written_as_etcds_backup_loads_back_the_same() {
+    // A value over a page: the key bucket is laid out by a walk of its records first.
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = filled(&dir.path().join("a"), 3000);
-    let file = dir.path().join("backup.db");
+    let (f, body_len) = loads_back_the_same(dir.path(), 10_000);
+    assert_eq!(root_page(&dir.path().join("backup.db")), 2);
+    drop((f, body_len));
+    // Every pair under a page: laid out from the store's totals, the root last.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, body_len) = loads_back_the_same(dir.path(), 3000);
+    assert_eq!(
+        root_page(&dir.path().join("backup.db")) + 1,
+        body_len / crate::bbolt::PAGE_SIZE as u64
+    );
+}
+
+/// A filled store's backup, loaded into another store that then holds the same.
+fn loads_back_the_same(dir: &Path, big: usize) -> (std::fs::File, u64) {
+    let a = filled_with(&dir.join("a"), 3000, big);
+    let file = dir.join("backup.db");
     let (f, body_len) = backup(&a, &file);
     assert_eq!(body_len % crate::bbolt::PAGE_SIZE as u64, 0);
 
     let st = status(f.try_clone().expect("clone"), body_len).expect("status");
     assert_eq!(st.revision, a.current_revision().0);
     assert_eq!(st.total_size, body_len);
-    let b = Store::open(&dir.path().join("b")).expect("open b");
-    let loaded = load(&b, f, body_len).expect("load");
+    let b = Store::open(&dir.join("b")).expect("open b");
+    let loaded = load(&b, f.try_clone().expect("clone"), body_len).expect("load");
     assert_eq!((loaded.leases, loaded.users, loaded.roles), (2, 1, 1));
     assert!(loaded.unused.is_empty(), "{:?}", loaded.unused);
 
@@ -137,10 +163,11 @@ fn a_store_written_as_etcds_backup_loads_back_the_same() {
     }
 
     // The file b writes again has the same contents, so the same hash.
-    let again = dir.path().join("again.db");
+    let again = dir.join("again.db");
     let (f2, len2) = backup(&b, &again);
     let st2 = status(f2, len2).expect("status");
     assert_eq!((st2.revision, st2.total_keys), (st.revision, st.total_keys));
+    (f, body_len)
 }
 
 #[test]
