@@ -134,6 +134,13 @@ enum Cmd {
         #[command(flatten)]
         tls: TlsFiles,
     },
+    /// Streams a backup (Maintenance.Snapshot) from a running endpoint to FILE and fsyncs it,
+    /// as `scale` and `ops` time it.
+    Backup {
+        #[arg(long, default_value = "127.0.0.1:2379")]
+        endpoint: String,
+        file: std::path::PathBuf,
+    },
     /// Starts oxcd and etcd (same member count, same flags), runs the standard loads against
     /// both and prints each figure with the ratio oxcd/etcd.
     Compare {
@@ -309,6 +316,18 @@ async fn main() {
                 println!("  Took:\t{:.3} s", took.as_secs_f64());
                 println!("  Events/sec:\t{:.1}", events as f64 / took.as_secs_f64());
             })
+        }
+        Cmd::Backup { endpoint, file } => {
+            ops::stream_backup(&endpoint, &file)
+                .await
+                .map(|(took, fsync, bytes)| {
+                    println!("  Bytes:\t{bytes}");
+                    println!(
+                        "  Took:\t{:.3} s (fsync {:.3} s)",
+                        took.as_secs_f64(),
+                        fsync.as_secs_f64()
+                    );
+                })
         }
         Cmd::Compare {
             products: Products { oxcd, etcd },
