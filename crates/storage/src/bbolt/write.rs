@@ -304,6 +304,14 @@ fn root_leaf(names: &[Vec<u8>], roots: &[u64]) -> Leaf {
     leaf
 }
 
+/// Pages the root bucket's leaf takes (its size does not depend on the roots it names).
+fn root_pages(names: &[Vec<u8>]) -> u64 {
+    root_leaf(names, &vec![0; names.len()])
+        .node_len()
+        .div_ceil(PAGE_SIZE)
+        .max(1) as u64
+}
+
 /// Lays out (or writes) every bucket from page `first` on; returns their roots and the
 /// page count.
 fn write_buckets<W: Write>(
@@ -394,11 +402,7 @@ fn write_bounded<W: Write>(
     mut out: W,
 ) -> io::Result<u64> {
     let root_at = 2 + reserved;
-    let root_pages = root_leaf(names, &vec![0; names.len()])
-        .node_len()
-        .div_ceil(PAGE_SIZE)
-        .max(1) as u64;
-    let hwm = root_at + root_pages;
+    let hwm = root_at + root_pages(names);
     write_metas(&mut out, root_at, hwm)?;
     let (roots, end) = write_buckets(src, names, 2, &mut out, false)?;
     if end > root_at {
@@ -426,9 +430,7 @@ pub fn write_db<W: Write>(src: &dyn BucketSource, mut out: W) -> io::Result<u64>
         return write_bounded(src, &names, reserved, out);
     }
     tracing::info!("laying the backup out by a walk of its pairs: no bucket's totals bound it");
-    let root = root_leaf(&names, &vec![0; names.len()]);
-    let root_pages = root.node_len().div_ceil(PAGE_SIZE).max(1) as u64;
-    let first = 2 + root_pages;
+    let first = 2 + root_pages(&names);
     let (roots, hwm) = write_buckets(src, &names, first, io::sink(), true)?;
     write_metas(&mut out, 2, hwm)?;
     let mut pages = Pages {
