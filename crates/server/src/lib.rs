@@ -25,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod msg;
 pub mod node;
+pub mod read_rounds;
 pub mod server;
 pub mod services;
 pub mod shutdown;

@@ -4,6 +4,7 @@
 
 use crate::msg::Waiters;
 use crate::msg::{ApplyMsg, Fatal, FatalTx, NodeMsg, RaftStatus};
+use crate::read_rounds::ReadRounds;
 use crate::transport::Transport;
 use oxcd_api::EtcdError;
 use oxcd_raftlog::RaftLog;
@@ -14,7 +15,6 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// etcd warns of an fsync slower than this (its disk advice: a dedicated, fast disk).
 const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_secs(1);
@@ -51,13 +51,6 @@ pub struct HeldConfChange {
 /// asks again every 500 ms too).
 const READ_RETRY: Duration = Duration::from_millis(300);
 
-struct PendingRead {
-    since: Instant,
-    asked: Instant,
-    ctx: Vec<u8>,
-    replies: Vec<oneshot::Sender<u64>>,
-}
-
 impl Node {
     /// Drives raft until the inbox closes or the node cannot go on (then `fatal` hears why).
     pub fn run(mut self) {
@@ -68,11 +61,14 @@ impl Node {
 
     fn drive(&mut self) -> Result<(), Fatal> {
         let mut last_tick = Instant::now();
-        let mut reads: Vec<oneshot::Sender<u64>> = Vec::new();
-        let mut pending_reads: HashMap<u64, PendingRead> = HashMap::new();
-        let mut next_read: u64 = 0;
+        let mut reads = ReadRounds::new(self.raw.raft.id);
         loop {
-            let wait = self.tick.saturating_sub(last_tick.elapsed());
+            // Reads held back while a ReadIndex was out go as soon as it is answered.
+            let wait = if reads.can_start() {
+                Duration::ZERO
+            } else {
+                self.tick.saturating_sub(last_tick.elapsed())
+            };
             match self.inbox.recv_timeout(wait) {
                 Ok(msg) => self.handle(msg, &mut reads)?,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -86,42 +82,19 @@ impl Node {
                 self.raw.tick();
                 last_tick = Instant::now();
                 self.propose_held_conf_change();
-                // Reads whose ReadIndex was lost (leader gone) fail instead of leaking.
-                let timeout = self.read_timeout;
-                pending_reads.retain(|_, r| r.since.elapsed() < timeout);
-                if self.raw.raft.leader_id != 0 {
-                    for read in pending_reads.values_mut() {
-                        if read.asked.elapsed() >= READ_RETRY {
-                            read.asked = Instant::now();
-                            self.raw.read_index(read.ctx.clone());
-                        }
-                    }
+                // A read whose ReadIndex was lost (leader gone) fails instead of leaking.
+                let again = reads.on_tick(Instant::now(), self.read_timeout, READ_RETRY);
+                if let Some(ctx) = again.filter(|_| self.raw.raft.leader_id != 0) {
+                    self.raw.read_index(ctx);
                 }
             }
-            if !reads.is_empty() {
-                if self.raw.raft.leader_id != 0 {
-                    next_read += 1;
-                    // The leader keys pending reads by context: members' counters must not
-                    // collide, so the context starts with this member's ID.
-                    let mut ctx = self.raw.raft.id.to_be_bytes().to_vec();
-                    ctx.extend_from_slice(&next_read.to_be_bytes());
-                    self.raw.read_index(ctx.clone());
-                    let now = Instant::now();
-                    pending_reads.insert(
-                        next_read,
-                        PendingRead {
-                            since: now,
-                            asked: now,
-                            ctx,
-                            replies: std::mem::take(&mut reads),
-                        },
-                    );
-                } else {
-                    // No leader: dropping the senders tells the readers at once.
-                    reads.clear();
-                }
+            if self.raw.raft.leader_id == 0 {
+                // No leader: dropping the senders tells the readers at once.
+                reads.fail_waiting();
+            } else if let Some(ctx) = reads.start(Instant::now()) {
+                self.raw.read_index(ctx);
             }
-            self.on_ready(&mut pending_reads)?;
+            self.on_ready(&mut reads)?;
         }
     }
 
@@ -139,7 +112,7 @@ impl Node {
         }
     }
 
-    fn handle(&mut self, msg: NodeMsg, reads: &mut Vec<oneshot::Sender<u64>>) -> Result<(), Fatal> {
+    fn handle(&mut self, msg: NodeMsg, reads: &mut ReadRounds) -> Result<(), Fatal> {
         match msg {
             NodeMsg::Propose {
                 id,
@@ -265,7 +238,7 @@ impl Node {
         }
     }
 
-    fn on_ready(&mut self, pending_reads: &mut HashMap<u64, PendingRead>) -> Result<(), Fatal> {
+    fn on_ready(&mut self, reads: &mut ReadRounds) -> Result<(), Fatal> {
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -299,16 +272,9 @@ impl Node {
         fail::fail_point!("raftBeforeFollowerSend");
         self.transport.send(rd.take_persisted_messages());
         for rs in rd.take_read_states() {
-            let Some(counter) = rs
-                .request_ctx
-                .get(8..16)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            else {
-                continue;
-            };
-            if let Some(read) = pending_reads.remove(&u64::from_be_bytes(counter)) {
+            if let Some(replies) = reads.answered(&rs.request_ctx) {
                 self.read_replies
-                    .send_all(read.replies.into_iter().map(|r| (r, rs.index)).collect());
+                    .send_all(replies.into_iter().map(|r| (r, rs.index)).collect());
             }
         }
         fail::fail_point!("raftBeforeAdvance");
