@@ -51,6 +51,11 @@ pub struct HeldConfChange {
 /// asks again every 500 ms too).
 const READ_RETRY: Duration = Duration::from_millis(300);
 
+/// How long the raft thread polls its inbox before it sleeps on it.
+const SPIN: Duration = Duration::from_micros(10);
+/// How long after a Ready with entries the raft thread still spins.
+const WRITE_WINDOW: Duration = Duration::from_millis(5);
+
 impl Node {
     /// Drives raft until the inbox closes or the node cannot go on (then `fatal` hears why).
     pub fn run(mut self) {
@@ -62,6 +67,8 @@ impl Node {
     fn drive(&mut self) -> Result<(), Fatal> {
         let mut last_tick = Instant::now();
         let mut reads = ReadRounds::new(self.raw.raft.id);
+        // When a Ready last carried entries: writes are under way until a while after.
+        let mut last_write: Option<Instant> = None;
         loop {
             // Reads held back while a ReadIndex was out go as soon as it is answered.
             let wait = if reads.can_start() {
@@ -69,7 +76,16 @@ impl Node {
             } else {
                 self.tick.saturating_sub(last_tick.elapsed())
             };
-            match self.inbox.recv_timeout(wait) {
+            let spun = if last_write.is_some_and(|t| t.elapsed() < WRITE_WINDOW) {
+                self.spin_for_message(wait)
+            } else {
+                None
+            };
+            let next = match spun {
+                Some(msg) => Ok(msg),
+                None => self.inbox.recv_timeout(wait),
+            };
+            match next {
                 Ok(msg) => self.handle(msg, &mut reads)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -94,7 +110,29 @@ impl Node {
             } else if let Some(ctx) = reads.start(Instant::now()) {
                 self.raw.read_index(ctx);
             }
-            self.on_ready(&mut reads)?;
+            if self.on_ready(&mut reads)? {
+                last_write = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Polls the inbox for up to `SPIN` (never past `wait`) before the thread sleeps on it:
+    /// while writes are under way the next message (an ack, a proposal, the applied index)
+    /// is usually that close, and a sleep and a wake-up cost more. Reads alone do not spin:
+    /// their rounds are a heartbeat apart, and the poll would only take CPU they need.
+    fn spin_for_message(&self, wait: Duration) -> Option<NodeMsg> {
+        if wait < SPIN {
+            return None;
+        }
+        let until = Instant::now() + SPIN;
+        loop {
+            if let Ok(msg) = self.inbox.try_recv() {
+                return Some(msg);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::yield_now();
         }
     }
 
@@ -238,11 +276,14 @@ impl Node {
         }
     }
 
-    fn on_ready(&mut self, reads: &mut ReadRounds) -> Result<(), Fatal> {
+    /// Returns whether the Ready carried entries to persist or to apply: writes are under
+    /// way, and answers to them (acks, the applied index) are due shortly.
+    fn on_ready(&mut self, reads: &mut ReadRounds) -> Result<bool, Fatal> {
         if !self.raw.has_ready() {
-            return Ok(());
+            return Ok(false);
         }
         let mut rd = self.raw.ready();
+        let writing = !rd.entries().is_empty() || !rd.committed_entries().is_empty();
         // A leader may send while it persists (raft's thesis, 10.2.1); followers may not.
         fail::fail_point!("raftBeforeLeaderSend");
         self.transport.send(rd.take_messages());
@@ -303,7 +344,7 @@ impl Node {
             self.transport.forget_heartbeats();
         }
         self.status.is_leader.store(leads, Ordering::Release);
-        Ok(())
+        Ok(writing)
     }
 
     /// The log restarts after the leader's snapshot, then the apply thread loads the state
