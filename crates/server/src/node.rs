@@ -8,7 +8,7 @@ use crate::read_rounds::ReadRounds;
 use crate::transport::Transport;
 use oxcd_api::EtcdError;
 use oxcd_raftlog::RaftLog;
-use raft::eraftpb::{Entry, Snapshot};
+use raft::eraftpb::{Entry, Message, MessageType, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -37,7 +37,21 @@ pub struct Node {
     pub conf_retry: Duration,
     /// Hands a ReadIndex's answer to the reads that asked for it.
     pub read_replies: crate::msg::Relay<u64>,
+    /// Proposals taken from the inbox and not yet stepped into raft.
+    pub proposals: Proposals,
 }
+
+/// Proposals gathered for one raft message: their waiters' IDs and their entries.
+#[derive(Default)]
+pub struct Proposals {
+    ids: Vec<u64>,
+    entries: Vec<Entry>,
+    bytes: usize,
+}
+
+/// Gathered proposals are stepped once they hold this much (a forwarded batch is one peer
+/// message).
+const PROPOSAL_BATCH_BYTES: usize = 1 << 20;
 
 pub struct HeldConfChange {
     id: u64,
@@ -94,6 +108,7 @@ impl Node {
             while let Ok(msg) = self.inbox.try_recv() {
                 self.handle(msg, &mut reads)?;
             }
+            self.step_proposals();
             if last_tick.elapsed() >= self.tick {
                 self.raw.tick();
                 last_tick = Instant::now();
@@ -136,6 +151,25 @@ impl Node {
         }
     }
 
+    /// Steps the proposals taken from the inbox into raft as one message: a follower forwards
+    /// them to the leader together, and a leader appends them in one step and one append
+    /// per follower, where a message each cost a message each way per proposal.
+    fn step_proposals(&mut self) {
+        if self.proposals.ids.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.proposals);
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgPropose);
+        m.from = self.raw.raft.id;
+        m.set_entries(batch.entries.into());
+        if self.raw.raft.step(m).is_err() {
+            for id in batch.ids {
+                self.waiters.finish(id, Err(EtcdError::NoLeader));
+            }
+        }
+    }
+
     /// The only voter left (a forced new cluster's removals applied) need not wait out an
     /// election timeout.
     fn campaign_if_alone(&mut self) {
@@ -151,6 +185,11 @@ impl Node {
     }
 
     fn handle(&mut self, msg: NodeMsg, reads: &mut ReadRounds) -> Result<(), Fatal> {
+        if !matches!(msg, NodeMsg::Propose { .. }) {
+            // Raft sees the proposals before what came after them, in the state they were
+            // checked against.
+            self.step_proposals();
+        }
         match msg {
             NodeMsg::Propose {
                 id,
@@ -162,8 +201,15 @@ impl Node {
                         || self.raw.raft.term != leader_term);
                 if deposed {
                     self.waiters.finish(id, Err(EtcdError::LeaderChanged));
-                } else if self.raw.propose(vec![], data).is_err() {
-                    self.waiters.finish(id, Err(EtcdError::NoLeader));
+                } else {
+                    self.proposals.bytes += data.len();
+                    let mut entry = Entry::default();
+                    entry.data = data.into();
+                    self.proposals.ids.push(id);
+                    self.proposals.entries.push(entry);
+                    if self.proposals.bytes >= PROPOSAL_BATCH_BYTES {
+                        self.step_proposals();
+                    }
                 }
             }
             NodeMsg::Applied { index } => {

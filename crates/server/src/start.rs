@@ -143,6 +143,7 @@ pub fn start_raft(
         held_conf_changes: Default::default(),
         conf_retry: Duration::from_millis(2 * config.election_timeout_ms),
         read_replies: crate::msg::Relay::spawn(),
+        proposals: Default::default(),
     };
     std::thread::Builder::new()
         .name("raft".into())
