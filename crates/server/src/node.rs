@@ -203,10 +203,11 @@ impl Node {
                     self.waiters.finish(id, Err(EtcdError::LeaderChanged));
                 } else {
                     self.proposals.bytes += data.len();
-                    let mut entry = Entry::default();
-                    entry.data = data.into();
                     self.proposals.ids.push(id);
-                    self.proposals.entries.push(entry);
+                    self.proposals.entries.push(Entry {
+                        data: data.into(),
+                        ..Default::default()
+                    });
                     if self.proposals.bytes >= PROPOSAL_BATCH_BYTES {
                         self.step_proposals();
                     }
