@@ -4,7 +4,7 @@
 
 use crate::msg::Waiters;
 use crate::msg::{ApplyMsg, Fatal, FatalTx, NodeMsg, RaftStatus};
-use crate::read_rounds::ReadRounds;
+use crate::read_rounds::{Epoch, ReadRounds};
 use crate::transport::Transport;
 use oxcd_api::EtcdError;
 use oxcd_raftlog::RaftLog;
@@ -122,12 +122,24 @@ impl Node {
             if self.raw.raft.leader_id == 0 {
                 // No leader: dropping the senders tells the readers at once.
                 reads.fail_waiting();
-            } else if let Some(ctx) = reads.start(Instant::now()) {
-                self.raw.read_index(ctx);
+            } else if !reads.is_idle() {
+                if let Some(ctx) = reads.start(Instant::now(), self.read_epoch()) {
+                    self.raw.read_index(ctx);
+                }
             }
             if self.on_ready(&mut reads)? {
                 last_write = Some(Instant::now());
             }
+        }
+    }
+
+    fn read_epoch(&self) -> Epoch {
+        let raft = &self.raw.raft;
+        let log = &raft.raft_log;
+        Epoch {
+            term: raft.term,
+            leader: raft.leader_id,
+            committed_in_term: log.term(log.committed).is_ok_and(|t| t == raft.term),
         }
     }
 
